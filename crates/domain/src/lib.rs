@@ -1,0 +1,17 @@
+//! Mandate's domain: the model, permissions, the authorization policy, the ports that
+//! storage adapters implement, and the use cases that call them.
+//!
+//! This crate performs no I/O and depends on no runtime, web framework or database driver,
+//! so that a platform team can embed it with adapters of its own.
+
+pub mod auth;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod policy;
+pub mod ports;
+pub mod principal;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod usecases;
+pub mod values;

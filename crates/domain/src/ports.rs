@@ -1,0 +1,150 @@
+//! The ports the use cases call. Adapters (PostgreSQL, SQLite, an in-memory map, yours)
+//! implement them; every write method is one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::ids::{DestinationId, KeyId, OrchestratorId, OrganizationId};
+use crate::model::{ApiKey, Destination, KeyOwner, Orchestrator, Organization};
+use crate::policy::DestinationScope;
+
+/// Any error an adapter wants to carry as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached now; the caller may retry later.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// A uniqueness rule was broken (a slug already taken).
+    #[error("the record already exists")]
+    Duplicate,
+    /// Anything else.
+    #[error("storage failure")]
+    Other(#[source] BoxError),
+}
+
+/// Where a list page starts and how long it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// 1–100.
+    pub limit: u32,
+    /// Return items older than this id (lists are newest first).
+    pub starting_after: Option<String>,
+}
+
+impl PageRequest {
+    /// The page size when the caller names none.
+    pub const DEFAULT_LIMIT: u32 = 20;
+    /// The largest page.
+    pub const MAX_LIMIT: u32 = 100;
+}
+
+/// One page of a list, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items.
+    pub data: Vec<T>,
+    /// Whether older items follow.
+    pub has_more: bool,
+}
+
+/// Organizations.
+#[async_trait]
+pub trait OrganizationStore: Send + Sync {
+    /// Stores a new organization and its first platform key, atomically.
+    async fn insert_organization(
+        &self,
+        organization: &Organization,
+        platform_key: &ApiKey,
+    ) -> Result<(), StoreError>;
+
+    /// One organization.
+    async fn organization(&self, id: &OrganizationId) -> Result<Option<Organization>, StoreError>;
+}
+
+/// Orchestrators.
+#[async_trait]
+pub trait OrchestratorStore: Send + Sync {
+    /// Stores a new orchestrator and its first key, atomically; `Duplicate` when the slug is
+    /// taken.
+    async fn insert_orchestrator(
+        &self,
+        orchestrator: &Orchestrator,
+        key: &ApiKey,
+    ) -> Result<(), StoreError>;
+
+    /// One orchestrator.
+    async fn orchestrator(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError>;
+}
+
+/// Destinations.
+#[async_trait]
+pub trait DestinationStore: Send + Sync {
+    /// Stores a new destination; `Duplicate` when the slug is taken.
+    async fn insert_destination(&self, destination: &Destination) -> Result<(), StoreError>;
+
+    /// One destination.
+    async fn destination(&self, id: &DestinationId) -> Result<Option<Destination>, StoreError>;
+
+    /// The destinations in `scope`, newest first.
+    async fn list_destinations(
+        &self,
+        scope: &DestinationScope,
+        page: &PageRequest,
+    ) -> Result<Page<Destination>, StoreError>;
+
+    /// Saves the changeable fields (`display_name`, `payment_address`, `max_agents`,
+    /// `pending_claim_ttl_seconds`, `updated_at`) of an existing destination.
+    async fn update_destination(&self, destination: &Destination) -> Result<(), StoreError>;
+}
+
+/// API keys, stored as keyed hashes.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The key with this keyed hash, active or not.
+    async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Stores a key unless its owner already holds `max_active` keys active at `now`, in which
+    /// case nothing is stored and `false` comes back. Concurrent calls never exceed the limit.
+    async fn insert_key(
+        &self,
+        key: &ApiKey,
+        max_active: Option<usize>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Every key of an owner, revoked ones included, newest first.
+    async fn keys_of(&self, owner: &KeyOwner) -> Result<Vec<ApiKey>, StoreError>;
+
+    /// Revokes one key of an owner at `at` (a no-op when it is already revoked); the key
+    /// as stored afterwards, or `None` when the owner has no such key.
+    async fn revoke_key(
+        &self,
+        owner: &KeyOwner,
+        id: &KeyId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ApiKey>, StoreError>;
+
+    /// Records a successful authentication.
+    async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError>;
+}
+
+/// Liveness of the store.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// `Ok` when the database answers now.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Every port at once: what the server hands to the use cases.
+pub trait Store:
+    OrganizationStore + OrchestratorStore + DestinationStore + KeyStore + Health
+{
+}
+
+impl<T> Store for T where
+    T: OrganizationStore + OrchestratorStore + DestinationStore + KeyStore + Health
+{
+}

@@ -1,0 +1,127 @@
+//! Who is calling: the result of authentication, handed to `authorize`.
+
+use std::fmt;
+
+use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId};
+use crate::values::PermissionSet;
+
+/// The kinds of principal; each route declares which kinds it admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrincipalKind {
+    /// The operator, with the admin token.
+    Admin,
+    /// A platform key.
+    Platform,
+    /// A destination key.
+    Destination,
+    /// An orchestrator key without a client ID.
+    Orchestrator,
+    /// A client ID (orchestrator key + `X-Client-Id`, an access token, or an agent).
+    Client,
+}
+
+impl PrincipalKind {
+    /// Every kind.
+    pub const ALL: [PrincipalKind; 5] = [
+        PrincipalKind::Admin,
+        PrincipalKind::Platform,
+        PrincipalKind::Destination,
+        PrincipalKind::Orchestrator,
+        PrincipalKind::Client,
+    ];
+
+    /// The kind's name in the API and the documentation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::Admin => "admin",
+            PrincipalKind::Platform => "platform",
+            PrincipalKind::Destination => "destination",
+            PrincipalKind::Orchestrator => "orchestrator",
+            PrincipalKind::Client => "client",
+        }
+    }
+}
+
+impl fmt::Display for PrincipalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller, checked against the store *now*.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The operator.
+    Admin,
+    /// A platform key, acting for its organization or, with `X-Destination-Id`, for one of
+    /// its destinations as that destination's owner.
+    Platform {
+        /// The organization.
+        organization_id: OrganizationId,
+        /// The key used.
+        key_id: KeyId,
+        /// The destination named by `X-Destination-Id`, already checked to be in the
+        /// organization.
+        acting_for: Option<DestinationId>,
+    },
+    /// A destination key.
+    Destination {
+        /// The destination's organization.
+        organization_id: OrganizationId,
+        /// The destination.
+        destination_id: DestinationId,
+        /// The key used.
+        key_id: KeyId,
+    },
+    /// An orchestrator key without a client ID.
+    Orchestrator {
+        /// The orchestrator.
+        orchestrator_id: OrchestratorId,
+        /// The key used.
+        key_id: KeyId,
+    },
+    /// A client ID.
+    Client(ClientPrincipal),
+}
+
+/// A client ID acting: everything authorization needs, read when the request arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPrincipal {
+    /// The client ID.
+    pub client_id: ClientId,
+    /// The orchestrator it was issued to.
+    pub orchestrator_id: OrchestratorId,
+    /// The delegating destination's organization.
+    pub organization_id: OrganizationId,
+    /// The delegating destination.
+    pub destination_id: DestinationId,
+    /// What it may do (for a token, narrowed to its scope).
+    pub permissions: PermissionSet,
+}
+
+impl Principal {
+    /// The principal's kind.
+    pub fn kind(&self) -> PrincipalKind {
+        match self {
+            Principal::Admin => PrincipalKind::Admin,
+            Principal::Platform { .. } => PrincipalKind::Platform,
+            Principal::Destination { .. } => PrincipalKind::Destination,
+            Principal::Orchestrator { .. } => PrincipalKind::Orchestrator,
+            Principal::Client(_) => PrincipalKind::Client,
+        }
+    }
+
+    /// The organization the principal belongs to; none for the operator and orchestrators.
+    pub fn organization_id(&self) -> Option<&OrganizationId> {
+        match self {
+            Principal::Platform {
+                organization_id, ..
+            }
+            | Principal::Destination {
+                organization_id, ..
+            } => Some(organization_id),
+            Principal::Client(client) => Some(&client.organization_id),
+            Principal::Admin | Principal::Orchestrator { .. } => None,
+        }
+    }
+}

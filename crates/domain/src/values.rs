@@ -1,0 +1,413 @@
+//! Validated value types: an invalid `Slug`, `Amount`, `Currency` or `Permission` cannot exist.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a value was refused; the message is safe to show to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub &'static str);
+
+/// A destination or orchestrator slug: 3–64 characters, `^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Slug(String);
+
+impl Slug {
+    /// Validates a slug.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        const RULE: InvalidValue = InvalidValue(
+            "must be 3-64 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
+        );
+        let bytes = value.as_bytes();
+        let edge_ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let inner_ok = |b: &u8| edge_ok(b) || *b == b'-';
+        match bytes {
+            [first, middle @ .., last]
+                if (3..=64).contains(&bytes.len())
+                    && edge_ok(first)
+                    && edge_ok(last)
+                    && middle.iter().all(inner_ok) =>
+            {
+                Ok(Self(value.to_owned()))
+            }
+            _ => Err(RULE),
+        }
+    }
+
+    /// The slug as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Slug {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Slug> for String {
+    fn from(slug: Slug) -> String {
+        slug.0
+    }
+}
+
+impl fmt::Display for Slug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A currency or asset code: `^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$` (e.g. `USD`, `USDC-base`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Currency(String);
+
+impl Currency {
+    /// Validates a currency code.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let bytes = value.as_bytes();
+        let valid = matches!(bytes, [first, rest @ ..]
+            if bytes.len() <= 32
+                && first.is_ascii_alphanumeric()
+                && rest.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')));
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(InvalidValue(
+                "must be 1-32 characters of A-Z, a-z, 0-9, '_', '.' and '-', starting with a letter or digit",
+            ))
+        }
+    }
+
+    /// The code as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Currency {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Currency> for String {
+    fn from(currency: Currency) -> String {
+        currency.0
+    }
+}
+
+/// An exact, positive decimal amount: `^\d{1,20}(\.\d{1,18})?$`, greater than zero.
+///
+/// Held as an integer count of 10⁻¹⁸ units: 20 integer and 18 fractional digits need 38
+/// significant digits, more than a 96-bit decimal holds, and `u128` holds them exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Amount(u128);
+
+impl Amount {
+    const FRACTION_DIGITS: u32 = 18;
+    const SCALE: u128 = 10u128.pow(Self::FRACTION_DIGITS);
+
+    /// Parses a decimal string; refuses signs, exponents, zero and excess digits.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        const RULE: InvalidValue = InvalidValue(
+            "must be a decimal string greater than 0 with at most 20 integer and 18 fractional digits",
+        );
+        let (integer, fraction) = match value.split_once('.') {
+            Some((integer, fraction)) => (integer, fraction),
+            None => (value, ""),
+        };
+        let digits_ok =
+            |part: &str, max: usize| part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
+        if integer.is_empty()
+            || !digits_ok(integer, 20)
+            || !digits_ok(fraction, Self::FRACTION_DIGITS as usize)
+            || (value.contains('.') && fraction.is_empty())
+        {
+            return Err(RULE);
+        }
+        let integer: u128 = integer.parse().map_err(|_| RULE)?;
+        let padded = format!("{fraction:0<18}");
+        let fraction: u128 = padded.parse().map_err(|_| RULE)?;
+        let units = integer * Self::SCALE + fraction;
+        if units == 0 {
+            return Err(InvalidValue("must be greater than 0"));
+        }
+        Ok(Self(units))
+    }
+
+    /// The sum of two amounts, or `None` past the representable range.
+    pub fn checked_add(self, other: Amount) -> Option<Amount> {
+        self.0.checked_add(other.0).map(Amount)
+    }
+}
+
+impl fmt::Display for Amount {
+    /// The canonical spelling: no leading zeros, no trailing fractional zeros.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let integer = self.0 / Self::SCALE;
+        let fraction = self.0 % Self::SCALE;
+        if fraction == 0 {
+            write!(f, "{integer}")
+        } else {
+            let fraction = format!("{fraction:018}");
+            write!(f, "{integer}.{}", fraction.trim_end_matches('0'))
+        }
+    }
+}
+
+impl FromStr for Amount {
+    type Err = InvalidValue;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Self::parse(value)
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Amount> for String {
+    fn from(amount: Amount) -> String {
+        amount.to_string()
+    }
+}
+
+/// One permission a client ID can hold (exact strings of the API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Permission {
+    /// `create:incoming`
+    CreateIncoming,
+    /// `create:outgoing`
+    CreateOutgoing,
+    /// `read:incoming`
+    ReadIncoming,
+    /// `read:outgoing`
+    ReadOutgoing,
+    /// `customers:read`
+    CustomersRead,
+    /// `customers:write`
+    CustomersWrite,
+    /// `payments:report`
+    PaymentsReport,
+}
+
+impl Permission {
+    /// Every permission, in a stable order.
+    pub const ALL: [Permission; 7] = [
+        Permission::CreateIncoming,
+        Permission::CreateOutgoing,
+        Permission::ReadIncoming,
+        Permission::ReadOutgoing,
+        Permission::CustomersRead,
+        Permission::CustomersWrite,
+        Permission::PaymentsReport,
+    ];
+
+    /// The permission's API spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::CreateIncoming => "create:incoming",
+            Permission::CreateOutgoing => "create:outgoing",
+            Permission::ReadIncoming => "read:incoming",
+            Permission::ReadOutgoing => "read:outgoing",
+            Permission::CustomersRead => "customers:read",
+            Permission::CustomersWrite => "customers:write",
+            Permission::PaymentsReport => "payments:report",
+        }
+    }
+
+    /// Parses the API spelling.
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        Self::ALL
+            .into_iter()
+            .find(|permission| permission.as_str() == value)
+            .ok_or(InvalidValue("unknown permission"))
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for Permission {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Permission> for String {
+    fn from(permission: Permission) -> String {
+        permission.as_str().to_owned()
+    }
+}
+
+/// A set of permissions, serialized as a sorted array of strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionSet(BTreeSet<Permission>);
+
+impl PermissionSet {
+    /// What a new client ID holds when its issuer names none.
+    pub fn default_for_new_client() -> Self {
+        [Permission::CreateIncoming, Permission::CreateOutgoing]
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether the set holds `permission`.
+    pub fn contains(&self, permission: Permission) -> bool {
+        self.0.contains(&permission)
+    }
+
+    /// Adds a permission; `true` when it was not there before.
+    pub fn insert(&mut self, permission: Permission) -> bool {
+        self.0.insert(permission)
+    }
+
+    /// Removes a permission; `true` when it was there.
+    pub fn remove(&mut self, permission: Permission) -> bool {
+        self.0.remove(&permission)
+    }
+
+    /// The permissions in a stable order.
+    pub fn iter(&self) -> impl Iterator<Item = Permission> + '_ {
+        self.0.iter().copied()
+    }
+
+    /// Whether every permission of `self` is also in `other`.
+    pub fn is_subset(&self, other: &PermissionSet) -> bool {
+        self.0.is_subset(&other.0)
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn slug_rule() {
+        for good in ["abc", "a-b", "acme-payments-01", &"a".repeat(64)] {
+            assert!(Slug::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "ABC",
+            "a_b",
+            "a b",
+            "",
+            &"a".repeat(65),
+        ] {
+            assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn currency_rule() {
+        for good in ["USD", "USDC-base", "eth.mainnet", "x"] {
+            assert!(Currency::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-USD", "US D", "€", &"A".repeat(33)] {
+            assert!(Currency::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn amounts_are_exact_and_canonical() {
+        let max = format!("{}.{}", "9".repeat(20), "9".repeat(18));
+        assert_eq!(Amount::parse(&max).map(|a| a.to_string()), Ok(max.clone()));
+        assert_eq!(
+            Amount::parse("010.500").map(|a| a.to_string()),
+            Ok("10.5".into())
+        );
+        assert_eq!(
+            Amount::parse("0.000000000000000001").map(|a| a.to_string()),
+            Ok("0.000000000000000001".into())
+        );
+        let tenth = Amount::parse("0.1").ok();
+        let fifth = Amount::parse("0.2").ok();
+        let sum = tenth.zip(fifth).and_then(|(a, b)| a.checked_add(b));
+        assert_eq!(sum, Amount::parse("0.3").ok());
+    }
+
+    #[test]
+    fn malformed_amounts_are_refused() {
+        let too_long = "1".repeat(21);
+        let too_precise = format!("1.{}", "1".repeat(19));
+        for bad in [
+            "",
+            "0",
+            "0.0",
+            "-1",
+            "+1",
+            "1.",
+            ".5",
+            "1e3",
+            "1,5",
+            " 1",
+            "NaN",
+            &too_long,
+            &too_precise,
+        ] {
+            assert!(Amount::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn permissions_round_trip() {
+        for permission in Permission::ALL {
+            assert_eq!(Permission::parse(permission.as_str()), Ok(permission));
+        }
+        assert!(Permission::parse("read:everything").is_err());
+        let defaults = PermissionSet::default_for_new_client();
+        assert!(defaults.contains(Permission::CreateIncoming));
+        assert!(defaults.contains(Permission::CreateOutgoing));
+        assert_eq!(defaults.iter().count(), 2);
+    }
+
+    proptest! {
+        #[test]
+        fn any_valid_amount_round_trips(integer in 0u128..10u128.pow(20), fraction in 0u128..10u128.pow(18), places in 1usize..=18) {
+            let fraction = fraction % 10u128.pow(places as u32);
+            let text = format!("{integer}.{fraction:0places$}");
+            match Amount::parse(&text) {
+                Ok(amount) => {
+                    let again = Amount::parse(&amount.to_string());
+                    prop_assert_eq!(again, Ok(amount));
+                }
+                Err(_) => prop_assert!(integer == 0 && fraction == 0),
+            }
+        }
+
+        #[test]
+        fn slugs_never_panic_and_valid_ones_keep_their_text(text in "\\PC{0,70}") {
+            if let Ok(slug) = Slug::parse(&text) {
+                prop_assert_eq!(slug.as_str(), text.as_str());
+            }
+        }
+    }
+}
