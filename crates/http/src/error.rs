@@ -1,0 +1,254 @@
+//! The error envelope of every non-2xx response:
+//! `{"error":{"code","message","request_id","details"}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use mandate_domain::auth::AuthError;
+use mandate_domain::ports::StoreError;
+use mandate_domain::usecases::{
+    CreateDestinationError, CreateOrchestratorError, CreateOrganizationError, InvalidField,
+    KeyError, ReadError, UpdateDestinationError,
+};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::request_id;
+
+/// An API error: an HTTP status, a stable code and a message safe to show.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+}
+
+/// The envelope, as documented in the OpenAPI document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// The error inside the envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `INVALID_REQUEST`.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
+    /// More about the error, e.g. `{"field": "slug"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// 400 `INVALID_REQUEST` about one field.
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let mut error = Self::invalid(message);
+        error.details = Some(serde_json::json!({ "field": field }));
+        error
+    }
+
+    /// 400 `INVALID_REQUEST`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+    }
+
+    /// 401 `UNAUTHENTICATED`.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
+    }
+
+    /// 403 `FORBIDDEN`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 404 `NOT_FOUND`.
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource")
+    }
+
+    /// 409 `CONFLICT`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    /// 413 `PAYLOAD_TOO_LARGE`.
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            "the body is larger than 64 KiB",
+        )
+    }
+
+    /// 500 `INTERNAL`; the cause is logged, never sent.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %error_chain(cause), "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "something went wrong on our side",
+        )
+    }
+
+    /// 503 `SERVICE_UNAVAILABLE`: the database cannot be reached now.
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SERVICE_UNAVAILABLE",
+            "the service is temporarily unavailable",
+        )
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code,
+                message: self.message.clone(),
+                request_id: request_id::current(),
+                details: self.details.clone(),
+            },
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %error_chain(cause.as_ref()), "database unavailable");
+                ApiError::unavailable()
+            }
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl From<InvalidField> for ApiError {
+    fn from(error: InvalidField) -> Self {
+        ApiError::invalid_field(error.field, error.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Unauthenticated(_) => {
+                ApiError::unauthenticated("a valid credential is required")
+            }
+            AuthError::Forbidden(message) => ApiError::forbidden(message),
+            AuthError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::NotFound => ApiError::not_found(),
+            ReadError::Forbidden => ApiError::forbidden("this credential may not do this"),
+            ReadError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CreateOrganizationError> for ApiError {
+    fn from(error: CreateOrganizationError) -> Self {
+        match error {
+            CreateOrganizationError::Forbidden => ApiError::forbidden(error.to_string()),
+            CreateOrganizationError::Invalid(invalid) => invalid.into(),
+            CreateOrganizationError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CreateOrchestratorError> for ApiError {
+    fn from(error: CreateOrchestratorError) -> Self {
+        match error {
+            CreateOrchestratorError::Forbidden => ApiError::forbidden(error.to_string()),
+            CreateOrchestratorError::Invalid(invalid) => invalid.into(),
+            CreateOrchestratorError::SlugTaken => ApiError::conflict(error.to_string()),
+            CreateOrchestratorError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CreateDestinationError> for ApiError {
+    fn from(error: CreateDestinationError) -> Self {
+        match error {
+            CreateDestinationError::Forbidden => ApiError::forbidden(error.to_string()),
+            CreateDestinationError::Invalid(invalid) => invalid.into(),
+            CreateDestinationError::SlugTaken => ApiError::conflict(error.to_string()),
+            CreateDestinationError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<UpdateDestinationError> for ApiError {
+    fn from(error: UpdateDestinationError) -> Self {
+        match error {
+            UpdateDestinationError::NotFound => ApiError::not_found(),
+            UpdateDestinationError::Invalid(invalid) => invalid.into(),
+            UpdateDestinationError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::NotFound => ApiError::not_found(),
+            KeyError::Forbidden => ApiError::forbidden(error.to_string()),
+            KeyError::TooManyActiveKeys(_) => ApiError::conflict(error.to_string()),
+            KeyError::Store(error) => error.into(),
+        }
+    }
+}

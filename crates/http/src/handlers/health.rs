@@ -1,0 +1,48 @@
+//! Liveness, readiness and the OpenAPI document.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::state::AppState;
+
+/// Readiness probes give up after this long, well under a load balancer's timeout.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `{"status": "ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// `ok` or `ready`.
+    pub status: &'static str,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Status)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Status { status: "ok" })
+}
+
+/// The process can serve: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Status), (status = 503, body = ErrorEnvelope)))]
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, state.mandate.store().ping()).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(Status { status: "ready" })),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "not ready");
+            Err(ApiError::unavailable())
+        }
+        Err(_) => Err(ApiError::unavailable()),
+    }
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1")))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::json())
+}

@@ -1,0 +1,54 @@
+//! An orchestrator's own profile and key rotation (at most two active keys).
+
+use actix_web::{HttpResponse, web};
+use mandate_domain::usecases::KeyTarget;
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::handlers::keys;
+use crate::input::EmptyBody;
+use crate::pipeline::Authenticated;
+use crate::state::AppState;
+use crate::views::{KeyView, NewKeyView, OrchestratorProfile};
+
+/// Reads the orchestrator's profile and its keys.
+#[utoipa::path(get, path = "/v1/orchestrator", tag = "orchestrator",
+    responses((status = 200, body = OrchestratorProfile), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let (orchestrator, keys) = state.mandate.orchestrator_profile(&principal).await?;
+    Ok(HttpResponse::Ok().json(OrchestratorProfile {
+        orchestrator: orchestrator.into(),
+        keys: keys.into_iter().map(KeyView::from).collect(),
+    }))
+}
+
+/// Creates a second key to rotate to (shown once); 409 while two are active.
+#[utoipa::path(post, path = "/v1/orchestrator/keys", tag = "orchestrator",
+    responses((status = 201, body = NewKeyView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 409, description = "two keys already active", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn create_key(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    keys::create(&state, &principal, KeyTarget::Orchestrator).await
+}
+
+/// Revokes one of the orchestrator's keys at once.
+#[utoipa::path(delete, path = "/v1/orchestrator/keys/{key_id}", tag = "orchestrator",
+    params(("key_id" = String, Path, description = "key_…")),
+    responses((status = 200, body = KeyView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn revoke_key(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    key_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    keys::revoke(&state, &principal, KeyTarget::Orchestrator, &key_id).await
+}

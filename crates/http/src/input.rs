@@ -1,0 +1,84 @@
+//! Reading the caller's input: list parameters, ids in paths, and empty action bodies.
+
+use actix_web::dev::Payload;
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use mandate_domain::ports::PageRequest;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+
+/// `?limit=&starting_after=` of every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
+impl ListParams {
+    /// Validates the page; `parse_cursor` checks the cursor is an id of the listed kind.
+    pub fn page<T, E>(
+        &self,
+        parse_cursor: impl Fn(&str) -> Result<T, E>,
+    ) -> Result<PageRequest, ApiError> {
+        let limit = self.limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
+        if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::invalid_field(
+                "limit",
+                "limit must be between 1 and 100",
+            ));
+        }
+        if let Some(cursor) = &self.starting_after {
+            parse_cursor(cursor).map_err(|_| {
+                ApiError::invalid_field(
+                    "starting_after",
+                    "starting_after must be an id from this list",
+                )
+            })?;
+        }
+        Ok(PageRequest {
+            limit,
+            starting_after: self.starting_after.clone(),
+        })
+    }
+}
+
+/// An id in the path: a malformed one names nothing, so it is simply not found.
+pub fn path_id<T, E>(text: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, ApiError> {
+    parse(text).map_err(|_| ApiError::not_found())
+}
+
+/// The body of an action endpoint: empty or `{}`, nothing else.
+#[derive(Debug)]
+pub struct EmptyBody;
+
+impl EmptyBody {
+    fn check(body: &Bytes) -> Result<Self, ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self);
+        }
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
+            Ok(object) if object.is_empty() => Ok(Self),
+            _ => Err(ApiError::invalid("this endpoint takes an empty body or {}")),
+        }
+    }
+}
+
+impl FromRequest for EmptyBody {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = Bytes::from_request(request, payload);
+        Box::pin(async move {
+            let body = bytes.await.map_err(|_| ApiError::payload_too_large())?;
+            Ok(Self::check(&body)?)
+        })
+    }
+}

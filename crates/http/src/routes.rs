@@ -1,0 +1,80 @@
+//! The route table: every route, the principal kinds it admits, and its handler, declared
+//! once. Registration, the authentication pipeline and the OpenAPI document are all generated
+//! from this one table, so a route cannot exist without its admission rule.
+
+use actix_web::http::Method;
+use actix_web::middleware::from_fn;
+use actix_web::web;
+use mandate_domain::principal::PrincipalKind::{self, Admin, Destination, Orchestrator, Platform};
+
+use crate::handlers::{admin, destinations, health, orchestrator, organization};
+use crate::pipeline::{self, Admits};
+
+/// One row of the route table.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    /// The HTTP method, upper case.
+    pub method: &'static str,
+    /// The path template, as in the OpenAPI document.
+    pub path: &'static str,
+    /// Who may call it.
+    pub admits: Admits,
+}
+
+const fn kinds(kinds: &'static [PrincipalKind]) -> Admits {
+    Admits::Kinds(kinds)
+}
+
+const PUBLIC: Admits = Admits::Public;
+
+macro_rules! route_table {
+    ($($method:ident $path:literal => $admits:expr => $handler:path;)*) => {
+        /// Every route of the API.
+        pub const ROUTES: &[RouteSpec] = &[
+            $(RouteSpec { method: stringify!($method), path: $path, admits: $admits },)*
+        ];
+
+        /// Registers every route behind the authentication pipeline.
+        pub fn register(config: &mut web::ServiceConfig) {
+            $(
+                config.route(
+                    $path,
+                    web::method(Method::$method)
+                        .to($handler)
+                        .wrap(from_fn(|request, next| pipeline::authenticate($admits, request, next))),
+                );
+            )*
+        }
+
+        /// The OpenAPI document's operations, from the same table.
+        #[derive(utoipa::OpenApi)]
+        #[openapi(paths($($handler),*))]
+        pub struct Operations;
+    };
+}
+
+route_table! {
+    GET "/healthz" => PUBLIC => health::healthz;
+    GET "/readyz" => PUBLIC => health::readyz;
+    GET "/openapi.json" => PUBLIC => health::openapi;
+
+    POST "/v1/admin/organizations" => kinds(&[Admin]) => admin::create_organization;
+    POST "/v1/admin/orchestrators" => kinds(&[Admin]) => admin::create_orchestrator;
+
+    GET "/v1/organization" => kinds(&[Platform]) => organization::get;
+    POST "/v1/organization/keys" => kinds(&[Platform]) => organization::create_key;
+    GET "/v1/organization/keys" => kinds(&[Platform]) => organization::list_keys;
+    DELETE "/v1/organization/keys/{key_id}" => kinds(&[Platform]) => organization::revoke_key;
+
+    POST "/v1/destinations" => kinds(&[Platform]) => destinations::create;
+    GET "/v1/destinations" => kinds(&[Platform, Destination]) => destinations::list;
+    GET "/v1/destinations/{id}" => kinds(&[Platform, Destination]) => destinations::get;
+    PATCH "/v1/destinations/{id}" => kinds(&[Platform, Destination]) => destinations::update;
+    POST "/v1/destinations/{id}/keys" => kinds(&[Platform, Destination]) => destinations::create_key;
+    GET "/v1/destinations/{id}/keys" => kinds(&[Platform, Destination]) => destinations::list_keys;
+    DELETE "/v1/destinations/{id}/keys/{key_id}" => kinds(&[Platform, Destination]) => destinations::revoke_key;
+
+    GET "/v1/orchestrator" => kinds(&[Orchestrator]) => orchestrator::get;
+    POST "/v1/orchestrator/keys" => kinds(&[Orchestrator]) => orchestrator::create_key;
+    DELETE "/v1/orchestrator/keys/{key_id}" => kinds(&[Orchestrator]) => orchestrator::revoke_key;
+}

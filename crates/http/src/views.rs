@@ -1,0 +1,222 @@
+//! What the API returns: the JSON shapes of SPEC §5, documented in the OpenAPI schema.
+
+use chrono::{DateTime, Utc};
+use mandate_domain::model::{ApiKey, Destination, Orchestrator, Organization};
+use mandate_domain::ports::Page;
+use mandate_domain::usecases::IssuedKey;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An organization.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationView {
+    /// `org_…`
+    pub id: String,
+    /// Always `organization`.
+    pub object: &'static str,
+    /// Display name.
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Organization> for OrganizationView {
+    fn from(organization: Organization) -> Self {
+        Self {
+            id: organization.id.into(),
+            object: "organization",
+            name: organization.name,
+            created_at: organization.created_at,
+        }
+    }
+}
+
+/// A destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationView {
+    /// `dst_…`
+    pub id: String,
+    /// Always `destination`.
+    pub object: &'static str,
+    /// `org_…`
+    pub organization_id: String,
+    /// Unique slug (the claim namespace).
+    pub slug: String,
+    /// Shown to payers.
+    pub display_name: String,
+    /// Where payers send money, free text.
+    pub payment_address: Option<String>,
+    /// Agents that may be approved at once.
+    pub max_agents: u32,
+    /// Lifetime of a pending claim.
+    pub pending_claim_ttl_seconds: u32,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Destination> for DestinationView {
+    fn from(destination: Destination) -> Self {
+        Self {
+            id: destination.id.into(),
+            object: "destination",
+            organization_id: destination.organization_id.into(),
+            slug: destination.slug.into(),
+            display_name: destination.display_name,
+            payment_address: destination.payment_address,
+            max_agents: destination.max_agents,
+            pending_claim_ttl_seconds: destination.pending_claim_ttl_seconds,
+            created_at: destination.created_at,
+            updated_at: destination.updated_at,
+        }
+    }
+}
+
+/// A page of destinations, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DestinationList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The destinations.
+    pub data: Vec<DestinationView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Page<Destination>> for DestinationList {
+    fn from(page: Page<Destination>) -> Self {
+        let data: Vec<DestinationView> = page.data.into_iter().map(DestinationView::from).collect();
+        let next_cursor = if page.has_more {
+            data.last().map(|last| last.id.clone())
+        } else {
+            None
+        };
+        Self {
+            object: "list",
+            data,
+            has_more: page.has_more,
+            next_cursor,
+        }
+    }
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// `key_…`
+    pub id: String,
+    /// Always `api_key`.
+    pub object: &'static str,
+    /// The first 12 characters of the key.
+    pub prefix: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// Last use, to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(key: ApiKey) -> Self {
+        Self {
+            id: key.id.into(),
+            object: "api_key",
+            prefix: key.prefix,
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
+        }
+    }
+}
+
+/// Keys of one owner, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The keys, revoked ones included.
+    pub data: Vec<KeyView>,
+    /// Always `false`: an owner's keys fit in one page.
+    pub has_more: bool,
+    /// Always `null`.
+    pub next_cursor: Option<String>,
+}
+
+impl From<Vec<ApiKey>> for KeyList {
+    fn from(keys: Vec<ApiKey>) -> Self {
+        Self {
+            object: "list",
+            data: keys.into_iter().map(KeyView::from).collect(),
+            has_more: false,
+            next_cursor: None,
+        }
+    }
+}
+
+/// A key just created: the only time the key is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyView {
+    /// `key_…`
+    pub id: String,
+    /// The key. Store it now: it cannot be shown again.
+    pub key: String,
+    /// The first 12 characters of the key.
+    pub prefix: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<IssuedKey> for NewKeyView {
+    fn from(issued: IssuedKey) -> Self {
+        Self {
+            id: issued.record.id.into(),
+            key: issued.plain,
+            prefix: issued.record.prefix,
+            created_at: issued.record.created_at,
+        }
+    }
+}
+
+/// An orchestrator.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrchestratorView {
+    /// `orc_…`
+    pub id: String,
+    /// Always `orchestrator`.
+    pub object: &'static str,
+    /// Unique slug (the `service` of claims).
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Orchestrator> for OrchestratorView {
+    fn from(orchestrator: Orchestrator) -> Self {
+        Self {
+            id: orchestrator.id.into(),
+            object: "orchestrator",
+            slug: orchestrator.slug.into(),
+            name: orchestrator.name,
+            created_at: orchestrator.created_at,
+        }
+    }
+}
+
+/// An orchestrator's own profile with its keys.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrchestratorProfile {
+    /// The orchestrator.
+    #[serde(flatten)]
+    pub orchestrator: OrchestratorView,
+    /// Its keys, revoked ones included.
+    pub keys: Vec<KeyView>,
+}

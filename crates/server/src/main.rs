@@ -1,0 +1,184 @@
+//! `mandate`: the server binary — configuration, CLI, wiring.
+
+mod secrets;
+mod settings;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use mandate_domain::auth::Authenticator;
+use mandate_domain::keys::KeyHasher;
+use mandate_domain::principal::Principal;
+use mandate_domain::usecases::Mandate;
+use mandate_http::AppState;
+use mandate_store::{DbStore, StoreOptions};
+use tracing_subscriber::EnvFilter;
+
+use crate::settings::{LogFormat, Settings};
+
+/// Scoped, revocable access to payment destinations for orchestrators and their agents.
+#[derive(Debug, Parser)]
+#[command(name = "mandate", version)]
+struct Cli {
+    /// A configuration file (default: ./mandate.toml when present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Operator commands that act directly on the database.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an organization; prints it with its platform key (shown once).
+    CreateOrganization {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+    /// Register an orchestrator; prints it with its API key (shown once).
+    CreateOrchestrator {
+        /// Unique slug.
+        #[arg(long)]
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", mandate_http::openapi::json());
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("mandate: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&settings);
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => migrate(&settings).await,
+        Command::Admin(command) => admin(settings, command).await,
+        Command::Openapi => Ok(()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "mandate stopped");
+            eprintln!("mandate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_new(&settings.log.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match settings.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<DbStore> {
+    let options = StoreOptions {
+        max_connections: settings.database.max_connections,
+        acquire_timeout: Duration::from_millis(settings.database.acquire_timeout_ms),
+    };
+    let store = DbStore::open(&settings.database_url(), &options)
+        .await
+        .context("cannot open the database")?;
+    Ok(store)
+}
+
+fn use_cases(settings: &Settings, store: DbStore) -> anyhow::Result<Mandate> {
+    let secret = secrets::load_or_generate(
+        settings.secrets.key_hash_secret.as_deref(),
+        &settings.data.dir,
+        "key_hash_secret",
+    )?;
+    Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret)))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let backend = store.backend();
+    let mandate = use_cases(&settings, store)?;
+    let authenticator = Authenticator::new(mandate.hasher().clone(), settings.admin.token.clone());
+    let state = AppState {
+        mandate,
+        authenticator,
+    };
+    let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    let server = server
+        .bind(&settings.server.bind)
+        .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
+    for address in server.addrs() {
+        tracing::info!(%address, database = ?backend, admin_api = settings.admin.token.is_some(), "mandate is serving");
+    }
+    server.run().await.context("the HTTP server failed")
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let applied = mandate_store::migrate(&settings.database_url())
+        .await
+        .context("migration failed")?;
+    println!("{}", serde_json::json!({ "applied_migrations": applied }));
+    Ok(())
+}
+
+async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    let mandate = use_cases(&settings, store)?;
+    let now = chrono::Utc::now();
+    let output = match command {
+        AdminCommand::CreateOrganization { name } => {
+            let (organization, key) = mandate
+                .create_organization(&Principal::Admin, &name, now)
+                .await?;
+            serde_json::json!({
+                "organization": { "id": organization.id, "object": "organization", "name": organization.name, "created_at": organization.created_at },
+                "platform_key": key.plain,
+            })
+        }
+        AdminCommand::CreateOrchestrator { slug, name } => {
+            let (orchestrator, key) = mandate
+                .create_orchestrator(&Principal::Admin, &slug, &name, now)
+                .await?;
+            serde_json::json!({
+                "orchestrator": { "id": orchestrator.id, "object": "orchestrator", "slug": orchestrator.slug, "name": orchestrator.name, "created_at": orchestrator.created_at },
+                "api_key": key.plain,
+            })
+        }
+    };
+    println!("{output:#}");
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Configuration: built-in defaults, then an optional `mandate.toml` (or `--config PATH`),
+//! then `MANDATE__SECTION__KEY` environment variables; `DATABASE_URL` is honoured too.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Everything the server reads at start.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// `[server]`
+    pub server: ServerSettings,
+    /// `[database]`
+    pub database: DatabaseSettings,
+    /// `[data]`
+    pub data: DataSettings,
+    /// `[admin]`
+    pub admin: AdminSettings,
+    /// `[secrets]`
+    pub secrets: SecretSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub bind: String,
+    /// The URL clients reach the server at (behind a proxy, the proxy's); defaults to
+    /// `http://<bind>`.
+    pub public_url: Option<String>,
+    /// HTTP worker threads; 0 = one per core.
+    pub workers: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            public_url: None,
+            workers: 0,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://PATH`; defaults to an SQLite file in the data directory.
+    pub url: Option<String>,
+    /// Pool size.
+    pub max_connections: usize,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// `[data]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSettings {
+    /// Where the SQLite database and generated secrets live.
+    pub dir: PathBuf,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// The operator's bearer token; the admin API is off when unset.
+    pub token: Option<String>,
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretSettings {
+    /// Key for the keyed hash of API keys (≥ 32 characters). Generated into the data
+    /// directory when unset; replicas sharing a database must share it.
+    pub key_hash_secret: Option<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `mandate=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Settings {
+    /// Loads the layers; `file` is `--config PATH` (required then), else `mandate.toml` if present.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let file_source = match file {
+            Some(path) => config::File::from(path).required(true),
+            None => config::File::with_name("mandate.toml").required(false),
+        };
+        let environment = config::Environment::with_prefix("MANDATE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true);
+        let mut settings: Settings = config::Config::builder()
+            .add_source(file_source)
+            .add_source(environment)
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .context("invalid configuration")?;
+        if settings.database.url.is_none() {
+            settings.database.url = std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty());
+        }
+        Ok(settings)
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data.dir.join("mandate.db").display()),
+        }
+    }
+
+    /// The public URL in force.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.server.bind),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_on_loopback_with_sqlite_in_the_data_directory() {
+        let settings = Settings::default();
+        assert_eq!(settings.server.bind, "127.0.0.1:8080");
+        assert_eq!(settings.database_url(), "sqlite://./data/mandate.db");
+        assert_eq!(settings.public_url(), "http://127.0.0.1:8080");
+        assert_eq!(settings.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_file_sets_values_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("mandate-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[server]\nbind = \"0.0.0.0:9000\"\n[database]\nmax_connections = 4\n",
+        )
+        .unwrap();
+        let settings = Settings::load(Some(&good)).unwrap();
+        assert_eq!(settings.server.bind, "0.0.0.0:9000");
+        assert_eq!(settings.database.max_connections, 4);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[server]\nbindd = \"typo\"\n").unwrap();
+        assert!(Settings::load(Some(&bad)).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

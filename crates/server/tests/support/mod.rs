@@ -1,0 +1,331 @@
+//! Boots the real `mandate` binary on a free port, on SQLite or on a fresh PostgreSQL
+//! database, and talks to it over HTTP.
+
+#![allow(dead_code)] // each test binary uses part of the harness
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough";
+
+/// Which database a server runs on.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite,
+    Postgres(String),
+}
+
+/// A fresh PostgreSQL database, dropped when this goes away.
+pub struct FreshPostgres {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "TEST_DATABASE_URL is not set: run `cargo xtask test`, which finds or starts PostgreSQL"
+        )
+    })
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = base[authority_end..]
+        .find('/')
+        .map(|i| i + authority_end)
+        .unwrap_or(base.len());
+    format!("{}/{name}{query}", &base[..path_start])
+}
+
+async fn admin_client(admin_url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+impl FreshPostgres {
+    pub async fn create() -> Self {
+        let admin_url = test_database_url();
+        let name = format!("mandate_http_{}", random_hex(8));
+        admin_client(&admin_url)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        Self {
+            url: with_database(&admin_url, &name),
+            admin_url,
+            name,
+        }
+    }
+
+    pub async fn client(&self) -> tokio_postgres::Client {
+        admin_client(&self.url).await
+    }
+}
+
+impl Drop for FreshPostgres {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop cannot await; a thread with its own runtime does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let _ = admin_client(&admin_url)
+                    .await
+                    .batch_execute(&statement)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buffer = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buffer);
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temporary directory removed afterwards.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("mandate-test-{}", random_hex(8)));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary under test, with the environment of a test server.
+pub fn mandate_command(data_dir: &Path, database: &Database) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mandate"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("MANDATE__DATA__DIR", data_dir)
+        .env("MANDATE__ADMIN__TOKEN", ADMIN_TOKEN)
+        .env("MANDATE__LOG__LEVEL", "warn");
+    if let Database::Postgres(url) = database {
+        command.env("MANDATE__DATABASE__URL", url);
+    }
+    command
+}
+
+/// A running server, killed when dropped.
+pub struct Server {
+    pub base: String,
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start(data_dir: &Path, database: &Database) -> Self {
+        Self::start_with(mandate_command(data_dir, database), data_dir).await
+    }
+
+    pub async fn start_with(mut command: Command, data_dir: &Path) -> Self {
+        let port = free_port();
+        let child = command
+            .env("MANDATE__SERVER__BIND", format!("127.0.0.1:{port}"))
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_owned(),
+            child,
+        };
+        server.wait_until_healthy().await;
+        server
+    }
+
+    async fn wait_until_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let client = reqwest::Client::new();
+        loop {
+            if let Ok(response) = client.get(format!("{}/healthz", self.base)).send().await {
+                if response.status().is_success() {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited during start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not become healthy within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn api(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            client: reqwest::Client::new(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A thin JSON client: every call returns the status and the parsed body.
+pub struct Api {
+    base: String,
+    pub client: reqwest::Client,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Reply {
+    /// The error code of an error envelope.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+}
+
+impl Api {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Reply {
+            status,
+            body,
+            headers,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send("GET", path, Some(token), None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(token), Some(body), &[]).await
+    }
+}
+
+/// The objects most tests start from.
+pub struct Tenant {
+    pub organization_id: String,
+    pub platform_key: String,
+    pub destination_id: String,
+    pub destination_key: String,
+}
+
+pub async fn tenant(api: &Api) -> Tenant {
+    let created = api
+        .post(
+            "/v1/admin/organizations",
+            ADMIN_TOKEN,
+            serde_json::json!({"name": "Acme"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let platform_key = created.body["platform_key"].as_str().unwrap().to_owned();
+    let slug = format!("shop-{}", random_hex(6));
+    let destination = api
+        .post(
+            "/v1/destinations",
+            &platform_key,
+            serde_json::json!({"slug": slug, "display_name": "Shop"}),
+        )
+        .await;
+    assert_eq!(destination.status, 201, "{}", destination.body);
+    let destination_id = destination.body["id"].as_str().unwrap().to_owned();
+    let key = api
+        .post(
+            &format!("/v1/destinations/{destination_id}/keys"),
+            &platform_key,
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.body);
+    Tenant {
+        organization_id: created.body["organization"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        platform_key,
+        destination_id,
+        destination_key: key.body["key"].as_str().unwrap().to_owned(),
+    }
+}
