@@ -96,7 +96,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     if !selects_packages(extra) {
         cmd.arg("--workspace");
     }
-    cmd.arg("--all-features")
+    // Every test binary runs even when an earlier one fails, so one run shows every failure.
+    cmd.args(["--all-features", "--no-fail-fast"])
         .args(extra)
         .env("TEST_DATABASE_URL", database.url());
     let status = cmd
@@ -153,7 +154,9 @@ fn lint() -> Result<ExitCode> {
             failed.push("cargo deny check advisories".to_owned());
         }
     } else {
-        eprintln!("xtask: warning: the advisory database could not be fetched; advisories were NOT checked");
+        eprintln!(
+            "xtask: warning: the advisory database could not be fetched; advisories were NOT checked"
+        );
     }
     if failed.is_empty() {
         Ok(ExitCode::SUCCESS)

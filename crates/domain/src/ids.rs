@@ -13,6 +13,18 @@ pub struct InvalidId {
     pub prefix: &'static str,
 }
 
+/// A ULID greater than every one generated before it in this process: plain ULIDs are random
+/// within a millisecond, which would break creation order (and cursors) for close calls.
+fn next_ulid() -> ulid::Ulid {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Overflow needs 2^80 ids in one millisecond; a fresh random one is the sane fallback.
+    generator.generate().unwrap_or_else(|_| ulid::Ulid::new())
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -26,7 +38,7 @@ macro_rules! prefixed_id {
 
             /// A new id, ordered after every id generated before it in this process.
             pub fn generate() -> Self {
-                Self(format!("{}_{}", $prefix, ulid::Ulid::new()))
+                Self(format!("{}_{}", $prefix, next_ulid()))
             }
 
             /// Parses an id, checking its prefix and its ULID part.

@@ -15,3 +15,10 @@ pub mod principal;
 pub mod testing;
 pub mod usecases;
 pub mod values;
+
+/// The current time at the precision every store keeps (microseconds), so that what a write
+/// returns equals what a later read returns.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

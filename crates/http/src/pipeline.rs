@@ -5,7 +5,7 @@
 
 use std::future::{Ready, ready};
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::middleware::Next;
@@ -85,7 +85,7 @@ async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal
     let store = state.mandate.store().as_ref();
     let mut principal = state
         .authenticator
-        .bearer(store, token, chrono::Utc::now())
+        .bearer(store, token, mandate_domain::now())
         .await?;
     if single_header(request, &CLIENT_HEADER)?.is_some() {
         // Client IDs are not issued yet; refuse rather than silently ignoring the header.
@@ -107,25 +107,37 @@ pub async fn authenticate(
     admits: Admits,
     request: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if let Admits::Kinds(kinds) = admits {
-        let state = request
-            .app_data::<web::Data<AppState>>()
-            .cloned()
-            .ok_or_else(|| ApiError::internal(&MissingState))?;
-        let principal = resolve(&state, &request).await.inspect_err(|error| {
-            tracing::info!(code = error.code(), "authentication refused");
-        })?;
-        if !kinds.contains(&principal.kind()) {
-            return Err(ApiError::forbidden(format!(
-                "this endpoint does not accept a {} credential",
-                principal.kind()
-            ))
-            .into());
+        match admit(kinds, &request).await {
+            Ok(principal) => {
+                request.extensions_mut().insert(Authenticated(principal));
+            }
+            Err(error) => {
+                tracing::info!(code = error.code(), "authentication refused");
+                // Answered here, inside the request's scope, so the envelope carries its id.
+                let response = actix_web::ResponseError::error_response(&error);
+                return Ok(request.into_response(response).map_into_right_body());
+            }
         }
-        request.extensions_mut().insert(Authenticated(principal));
     }
-    next.call(request).await
+    Ok(next.call(request).await?.map_into_left_body())
+}
+
+/// Steps 1–4 for a route that admits `kinds`.
+async fn admit(kinds: &[PrincipalKind], request: &ServiceRequest) -> Result<Principal, ApiError> {
+    let state = request
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal(&MissingState))?;
+    let principal = resolve(state, request).await?;
+    if kinds.contains(&principal.kind()) {
+        Ok(principal)
+    } else {
+        Err(ApiError::forbidden(format!(
+            "this endpoint does not accept a {} credential",
+            principal.kind()
+        )))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -42,15 +42,17 @@ pub async fn middleware(
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.path());
     let started = Instant::now();
     let header = HeaderValue::from_str(&id).ok();
-    let http_request = request.request().clone();
-    // Errors become responses inside the scope, so that their envelope carries the id.
+    // Handlers, extractors and the pipeline turn their errors into responses themselves,
+    // inside this scope, so that every envelope carries the id.
     let handled = async move {
-        match next.call(request).await {
-            Ok(response) => response.map_into_boxed_body(),
-            Err(error) => ServiceResponse::from_err(error, http_request).map_into_boxed_body(),
-        }
+        next.call(request)
+            .await
+            .map(ServiceResponse::map_into_boxed_body)
     };
-    let mut response = REQUEST_ID.scope(id, handled).instrument(span.clone()).await;
+    let mut response = REQUEST_ID
+        .scope(id, handled)
+        .instrument(span.clone())
+        .await?;
     let _entered = span.enter();
     let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     tracing::info!(status = response.status().as_u16(), elapsed_ms, "handled");

@@ -142,7 +142,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .bind(&settings.server.bind)
         .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
     for address in server.addrs() {
-        tracing::info!(%address, database = ?backend, admin_api = settings.admin.token.is_some(), "mandate is serving");
+        tracing::info!(%address, public_url = %settings.public_url(), database = ?backend, admin_api = settings.admin.token.is_some(), "mandate is serving");
     }
     server.run().await.context("the HTTP server failed")
 }
@@ -158,7 +158,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 async fn admin(settings: Settings, command: AdminCommand) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let mandate = use_cases(&settings, store)?;
-    let now = chrono::Utc::now();
+    let now = mandate_domain::now();
     let output = match command {
         AdminCommand::CreateOrganization { name } => {
             let (organization, key) = mandate

@@ -1,5 +1,8 @@
 //! The real server over HTTP: onboarding, the authentication pipeline, errors, persistence.
 
+// Test helpers outside #[test] functions: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use serde_json::json;

@@ -1,6 +1,9 @@
 //! The database going away and coming back: `/readyz` and the API answer 503 quickly, and
 //! everything works again without a restart.
 
+// Test helpers outside #[test] functions: a failed step is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -38,7 +38,7 @@ pub async fn create_organization(
 ) -> Result<HttpResponse, ApiError> {
     let (organization, key) = state
         .mandate
-        .create_organization(&principal, &body.name, chrono::Utc::now())
+        .create_organization(&principal, &body.name, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Created().json(OrganizationCreated {
         organization: organization.into(),
@@ -78,7 +78,7 @@ pub async fn create_orchestrator(
 ) -> Result<HttpResponse, ApiError> {
     let (orchestrator, key) = state
         .mandate
-        .create_orchestrator(&principal, &body.slug, &body.name, chrono::Utc::now())
+        .create_orchestrator(&principal, &body.slug, &body.name, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Created().json(OrchestratorCreated {
         orchestrator: orchestrator.into(),

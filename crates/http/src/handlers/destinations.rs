@@ -75,7 +75,7 @@ pub async fn create(
     };
     let destination = state
         .mandate
-        .create_destination(&principal, input, chrono::Utc::now())
+        .create_destination(&principal, input, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Created().json(DestinationView::from(destination)))
 }
@@ -139,7 +139,7 @@ pub async fn update(
             &principal,
             &destination_id(&id)?,
             changes,
-            chrono::Utc::now(),
+            mandate_domain::now(),
         )
         .await?;
     Ok(HttpResponse::Ok().json(DestinationView::from(destination)))

@@ -18,7 +18,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let issued = state
         .mandate
-        .create_key(principal, &target, chrono::Utc::now())
+        .create_key(principal, &target, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Created().json(NewKeyView::from(issued)))
 }
@@ -43,7 +43,7 @@ pub async fn revoke(
     let key_id = path_id(key_id, KeyId::parse)?;
     let key = state
         .mandate
-        .revoke_key(principal, &target, &key_id, chrono::Utc::now())
+        .revoke_key(principal, &target, &key_id, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Ok().json(KeyView::from(key)))
 }

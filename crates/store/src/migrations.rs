@@ -1,0 +1,94 @@
+//! Embedded migrations, run on a blocking thread through diesel's synchronous harness.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_query;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use mandate_domain::ports::BoxError;
+
+use crate::OpenError;
+use crate::pool::SQLITE_PRAGMAS;
+use crate::url::redact;
+
+const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+/// The session-level advisory lock that serializes migrations across replicas ("MANDATE1").
+const MIGRATION_LOCK: i64 = 0x4d41_4e44_4154_4531;
+
+/// Applies the pending PostgreSQL migrations under the advisory lock; how many it applied.
+pub(crate) async fn postgres(url: &str, connect_timeout: Duration) -> Result<usize, OpenError> {
+    let connect_failed = |source: diesel::ConnectionError| OpenError::Connect {
+        target: redact(url),
+        source: Box::new(source),
+    };
+    let conn = match tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(url)).await
+    {
+        Ok(conn) => conn.map_err(connect_failed)?,
+        Err(_) => {
+            return Err(connect_failed(diesel::ConnectionError::BadConnection(
+                format!("no answer within {connect_timeout:?}"),
+            )));
+        }
+    };
+    let applied = tokio::task::spawn_blocking(move || -> Result<usize, BoxError> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
+        // Waits while another replica migrates; it then finds nothing pending.
+        sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(&mut conn)?;
+        let applied = conn
+            .run_pending_migrations(POSTGRES)
+            .map(|versions| versions.len());
+        // Closing the session would release the lock too; unlocking is merely prompt.
+        if let Err(error) =
+            sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(&mut conn)
+        {
+            tracing::warn!(%error, "releasing the migration lock failed");
+        }
+        applied
+    })
+    .await;
+    finish(applied)
+}
+
+/// Applies the pending SQLite migrations in one immediate transaction, which another process
+/// migrating the same file waits for; how many it applied.
+pub(crate) async fn sqlite(path: String) -> Result<usize, OpenError> {
+    let applied = tokio::task::spawn_blocking(move || -> Result<usize, BoxError> {
+        let mut conn = <SqliteConnection as Connection>::establish(&path).map_err(|source| {
+            OpenError::Connect {
+                target: path.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        // Foreign keys stay off here (SQLite's default) so that a later migration may rebuild
+        // a referenced table, which SQLite's limited ALTER TABLE requires.
+        conn.batch_execute(SQLITE_PRAGMAS)?;
+        conn.immediate_transaction(|conn| {
+            conn.run_pending_migrations(SQLITE)
+                .map(|versions| versions.len())
+        })
+    })
+    .await;
+    finish(applied)
+}
+
+fn finish(
+    outcome: Result<Result<usize, BoxError>, tokio::task::JoinError>,
+) -> Result<usize, OpenError> {
+    let applied = match outcome {
+        Ok(Ok(applied)) => applied,
+        Ok(Err(error)) => match error.downcast::<OpenError>() {
+            Ok(open) => return Err(*open),
+            Err(error) => return Err(OpenError::Migration(error)),
+        },
+        Err(failed) => return Err(OpenError::Migration(Box::new(failed))),
+    };
+    if applied > 0 {
+        tracing::info!(applied, "applied database migrations");
+    }
+    Ok(applied)
+}

@@ -1,0 +1,309 @@
+//! The two connection pools, the macro that runs one body of queries on either, and the
+//! mapping of driver errors to [`StoreError`].
+
+use std::future::Future;
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel::SqliteConnection;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use mandate_domain::model::KeyOwner;
+use mandate_domain::ports::StoreError;
+
+use crate::schema::{destinations, orchestrators, organizations};
+use crate::{OpenError, StoreOptions};
+
+/// SQLite through diesel-async: each query runs on a blocking thread.
+pub(crate) type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+
+type ManagerError = diesel_async::pooled_connection::PoolError;
+pub(crate) type PoolError = deadpool::managed::PoolError<ManagerError>;
+
+/// Set on every SQLite connection, the migrations' included. `busy_timeout` comes first so
+/// that the switch to WAL waits for another process's lock instead of failing.
+pub(crate) const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;";
+
+/// Why a store operation failed, before it becomes a [`StoreError`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(transparent)]
+    Query(#[from] DieselError),
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error("no database connection became available within {0:?}")]
+    AcquireTimeout(Duration),
+    #[error("the database did not answer within {0:?}")]
+    PingTimeout(Duration),
+    #[error("{0}")]
+    Data(String),
+    #[error("the database task failed")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<Error> for StoreError {
+    fn from(error: Error) -> StoreError {
+        match error {
+            Error::Query(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                StoreError::Duplicate
+            }
+            Error::Query(ref query) if is_connection_failure(query) => {
+                StoreError::Unavailable(Box::new(error))
+            }
+            Error::Pool(PoolError::NoRuntimeSpecified) => StoreError::Other(Box::new(error)),
+            Error::Pool(_) | Error::AcquireTimeout(_) | Error::PingTimeout(_) => {
+                StoreError::Unavailable(Box::new(error))
+            }
+            Error::Query(_) | Error::Data(_) | Error::Task(_) => StoreError::Other(Box::new(error)),
+        }
+    }
+}
+
+/// Errors after which a retry on another connection, or later, may well succeed.
+fn is_connection_failure(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        // SQLITE_BUSY: another process held the write lock past busy_timeout.
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            info.message().contains("database is locked")
+        }
+        _ => false,
+    }
+}
+
+/// A pool per backend; cloning one clones an `Arc`.
+#[derive(Clone)]
+pub(crate) enum Pools {
+    Postgres(Pool<AsyncPgConnection>),
+    Sqlite(Pool<SqliteConn>),
+}
+
+impl Pools {
+    pub(crate) fn postgres(url: &str, options: &StoreOptions) -> Result<Pools, OpenError> {
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        // A closed connection is noticed (and dropped) without a round trip per checkout.
+        config.recycling_method = RecyclingMethod::Fast;
+        let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+        let timeout = Some(options.acquire_timeout);
+        let pool = Pool::builder(manager)
+            .max_size(options.max_connections.max(1))
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .build()
+            .map_err(|error| OpenError::Pool(Box::new(error)))?;
+        Ok(Pools::Postgres(pool))
+    }
+
+    pub(crate) fn sqlite(path: &str, options: &StoreOptions) -> Result<Pools, OpenError> {
+        let mut config = ManagerConfig::<SqliteConn>::default();
+        config.recycling_method = RecyclingMethod::Fast;
+        config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            Box::pin(async move {
+                let mut conn = SqliteConn::establish(&url).await?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .await
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                conn.batch_execute("PRAGMA foreign_keys = ON;")
+                    .await
+                    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            })
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+        // SQLite has one writer at a time anyway: a single connection queues requests in the
+        // pool (bounded by acquire_timeout) instead of failing them with SQLITE_BUSY. Opening
+        // the connection is not timed out (see `sqlite_connection`).
+        let pool = Pool::builder(manager)
+            .max_size(1)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(options.acquire_timeout))
+            .build()
+            .map_err(|error| OpenError::Pool(Box::new(error)))?;
+        Ok(Pools::Sqlite(pool))
+    }
+}
+
+/// A PostgreSQL connection within `timeout`: deadpool bounds each phase (wait, create,
+/// recycle) separately, the outer bound caps their sum.
+pub(crate) async fn postgres_connection(
+    pool: &Pool<AsyncPgConnection>,
+    timeout: Duration,
+) -> Result<Object<AsyncPgConnection>, Error> {
+    match tokio::time::timeout(timeout, pool.get()).await {
+        Ok(object) => Ok(object?),
+        Err(_) => Err(Error::AcquireTimeout(timeout)),
+    }
+}
+
+/// The SQLite connection; only the wait for it is bounded (by deadpool). Abandoning the
+/// opening of a connection midway would abandon a blocking call (see [`detached`]), and
+/// `busy_timeout` bounds the opening anyway.
+pub(crate) async fn sqlite_connection(
+    pool: &Pool<SqliteConn>,
+) -> Result<Object<SqliteConn>, Error> {
+    Ok(pool.get().await?)
+}
+
+/// Runs a store operation as its own task, so that it completes even when the caller stops
+/// waiting: a half-run SQLite call would otherwise block (or, on a current-thread runtime,
+/// panic) while being dropped, and a half-run transaction would waste its connection.
+pub(crate) async fn detached<T, F>(operation: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    match tokio::spawn(operation).await {
+        Ok(result) => result.map_err(StoreError::from),
+        Err(failed) => Err(Error::Task(failed).into()),
+    }
+}
+
+/// Runs one body of diesel-async queries on a pooled connection of whichever backend the store
+/// uses, outside any transaction. The body is expanded once per connection type, so it must
+/// type-check on both; it runs detached (see [`detached`]), so it may capture only owned values.
+macro_rules! db_run {
+    ($store:expr, |$conn:ident| $body:block) => {{
+        let timeout = $store.acquire_timeout;
+        match $store.pools.clone() {
+            $crate::pool::Pools::Postgres(pool) => {
+                $crate::pool::detached(async move {
+                    let mut object = $crate::pool::postgres_connection(&pool, timeout).await?;
+                    let $conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
+                    $body
+                })
+                .await
+            }
+            $crate::pool::Pools::Sqlite(pool) => {
+                $crate::pool::detached(async move {
+                    let mut object = $crate::pool::sqlite_connection(&pool).await?;
+                    let $conn: &mut $crate::pool::SqliteConn = &mut object;
+                    $body
+                })
+                .await
+            }
+        }
+    }};
+}
+pub(crate) use db_run;
+
+/// Like [`db_run!`], in one transaction. SQLite begins it with `BEGIN IMMEDIATE`, taking the
+/// write lock up front, so that a read followed by a write cannot fail halfway with
+/// SQLITE_BUSY when another process writes too.
+macro_rules! db_transaction {
+    ($store:expr, |$conn:ident| $body:block) => {{
+        let timeout = $store.acquire_timeout;
+        match $store.pools.clone() {
+            $crate::pool::Pools::Postgres(pool) => {
+                $crate::pool::detached(async move {
+                    let mut object = $crate::pool::postgres_connection(&pool, timeout).await?;
+                    let conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
+                    ::diesel_async::AsyncConnection::transaction::<_, $crate::pool::Error, _>(
+                        conn,
+                        async |$conn| $body,
+                    )
+                    .await
+                })
+                .await
+            }
+            $crate::pool::Pools::Sqlite(pool) => {
+                $crate::pool::detached(async move {
+                    let mut object = $crate::pool::sqlite_connection(&pool).await?;
+                    let conn: &mut $crate::pool::SqliteConn = &mut object;
+                    conn.immediate_transaction::<_, $crate::pool::Error, _>(async |$conn| $body)
+                        .await
+                })
+                .await
+            }
+        }
+    }};
+}
+pub(crate) use db_transaction;
+
+/// What differs between the backends inside a transaction.
+pub(crate) trait Dialect {
+    /// Locks the row of a key's owner until the transaction ends, so that concurrent key
+    /// insertions for one owner run one after the other.
+    fn lock_owner(&mut self, owner: &KeyOwner) -> impl Future<Output = QueryResult<()>> + Send;
+}
+
+impl Dialect for AsyncPgConnection {
+    async fn lock_owner(&mut self, owner: &KeyOwner) -> QueryResult<()> {
+        // A missing owner locks nothing; the key's foreign key then refuses the insert.
+        match owner {
+            KeyOwner::Platform { organization_id } => {
+                organizations::table
+                    .find(organization_id.as_str())
+                    .select(organizations::id)
+                    .for_update()
+                    .load::<String>(self)
+                    .await?;
+            }
+            KeyOwner::Destination { destination_id, .. } => {
+                destinations::table
+                    .find(destination_id.as_str())
+                    .select(destinations::id)
+                    .for_update()
+                    .load::<String>(self)
+                    .await?;
+            }
+            KeyOwner::Orchestrator { orchestrator_id } => {
+                orchestrators::table
+                    .find(orchestrator_id.as_str())
+                    .select(orchestrators::id)
+                    .for_update()
+                    .load::<String>(self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Dialect for SqliteConn {
+    async fn lock_owner(&mut self, _owner: &KeyOwner) -> QueryResult<()> {
+        // The immediate transaction already holds the database's only write lock.
+        Ok(())
+    }
+}
+
+/// `Ok` when the database answers: on PostgreSQL within `timeout`, on SQLite when its one
+/// connection frees up within `timeout`.
+pub(crate) async fn ping(pools: Pools, timeout: Duration) -> Result<(), StoreError> {
+    match pools {
+        Pools::Postgres(pool) => {
+            detached(async move {
+                let mut object = postgres_connection(&pool, timeout).await?;
+                match tokio::time::timeout(timeout, object.batch_execute("SELECT 1")).await {
+                    Ok(answer) => Ok(answer?),
+                    Err(_) => {
+                        // The connection may be stuck mid-query: never hand it out again.
+                        drop(Object::take(object));
+                        Err(Error::PingTimeout(timeout))
+                    }
+                }
+            })
+            .await
+        }
+        // No timeout around the query, which must not be abandoned (see `detached`) and takes
+        // no lock.
+        Pools::Sqlite(pool) => {
+            detached(async move {
+                let mut object = sqlite_connection(&pool).await?;
+                Ok(object.batch_execute("SELECT 1").await?)
+            })
+            .await
+        }
+    }
+}

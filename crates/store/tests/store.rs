@@ -1,0 +1,490 @@
+//! What the store promises beyond the port contract: migrations, start-up races, failing fast
+
+// Helpers outside #[test] functions panic to fail the test, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! when the database is gone, and concurrency on both backends.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use mandate_domain::ids::OrganizationId;
+use mandate_domain::model::KeyOwner;
+use mandate_domain::ports::{Store, StoreError};
+use mandate_domain::testing;
+use mandate_store::{Backend, DbStore, StoreOptions, migrate};
+use support::{Proxy, TestDatabase};
+
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+
+fn migration_count() -> usize {
+    MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+        .unwrap()
+        .len()
+}
+
+#[derive(QueryableByName)]
+struct Line {
+    #[diesel(sql_type = Text)]
+    line: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    count: i64,
+}
+
+/// Tables, columns, indexes and constraints, one line each, migration bookkeeping excluded.
+const POSTGRES_SCHEMA: &str = "
+    SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
+        || ' ' || coalesce(column_default, '') AS line
+    FROM information_schema.columns
+    WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations'
+    UNION ALL
+    SELECT indexdef FROM pg_indexes
+    WHERE schemaname = 'public' AND tablename <> '__diesel_schema_migrations'
+    UNION ALL
+    SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+    FROM pg_constraint
+    WHERE connamespace = 'public'::regnamespace
+        AND conrelid::regclass::text <> '__diesel_schema_migrations'
+    ORDER BY 1";
+
+const SQLITE_SCHEMA: &str = "
+    SELECT type || ' ' || name || ' ' || coalesce(sql, '') AS line
+    FROM sqlite_master
+    WHERE name NOT LIKE '__diesel%' AND name NOT LIKE 'sqlite_%'
+    ORDER BY 1";
+
+/// Applies each migration, reverts it and applies it again, checking that the revert restores
+/// the schema exactly; then reverts everything and migrates from scratch.
+fn check_every_migration_reverts<C, DB>(
+    conn: &mut C,
+    migrations: fn() -> EmbeddedMigrations,
+    schema: &str,
+) where
+    DB: diesel::backend::Backend,
+    C: MigrationHarness<DB> + diesel::Connection<Backend = DB> + diesel::connection::LoadConnection,
+    EmbeddedMigrations: MigrationSource<DB>,
+    diesel::query_builder::SqlQuery: diesel::query_dsl::LoadQuery<'static, C, Line>,
+{
+    let snapshot = |conn: &mut C| -> Vec<String> {
+        diesel::RunQueryDsl::load::<Line>(diesel::sql_query(schema), conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.line)
+            .collect()
+    };
+    let names: Vec<String> = migrations()
+        .migrations()
+        .unwrap()
+        .iter()
+        .map(|migration| migration.name().to_string())
+        .collect();
+    assert!(!names.is_empty());
+    let empty = snapshot(conn);
+    assert!(empty.is_empty(), "{empty:?}");
+    let mut before = empty.clone();
+    for name in &names {
+        conn.run_next_migration(migrations()).unwrap();
+        let after = snapshot(conn);
+        assert_ne!(after, before, "{name} changes nothing");
+        conn.revert_last_migration(migrations()).unwrap();
+        assert_eq!(
+            snapshot(conn),
+            before,
+            "reverting {name} does not restore the schema"
+        );
+        conn.run_next_migration(migrations()).unwrap();
+        assert_eq!(snapshot(conn), after, "{name} applied again differs");
+        before = after;
+    }
+    conn.revert_all_migrations(migrations()).unwrap();
+    assert_eq!(
+        snapshot(conn),
+        empty,
+        "reverting everything leaves objects behind"
+    );
+    assert_eq!(
+        conn.run_pending_migrations(migrations()).unwrap().len(),
+        names.len()
+    );
+    assert_eq!(snapshot(conn), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_postgres_migration_applies_and_reverts_cleanly() {
+    let database = TestDatabase::create().await;
+    let url = database.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .unwrap();
+        check_every_migration_reverts(&mut conn, || POSTGRES_MIGRATIONS, POSTGRES_SCHEMA);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sqlite_migration_applies_and_reverts_cleanly() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("mandate.db");
+    tokio::task::spawn_blocking(move || {
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        conn.batch_execute("PRAGMA foreign_keys = ON").unwrap();
+        check_every_migration_reverts(&mut conn, || SQLITE_MIGRATIONS, SQLITE_SCHEMA);
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn both_backends_have_the_same_migrations() {
+    let names = |backend: &str| {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names("postgres"), names("sqlite"));
+    assert_eq!(names("postgres").len(), migration_count());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_exactly_once() {
+    let database = TestDatabase::create().await;
+    let options = StoreOptions::default();
+    let opened =
+        futures_util::future::join_all((0..4).map(|_| DbStore::open(&database.url, &options)))
+            .await;
+    let stores: Vec<DbStore> = opened.into_iter().map(Result::unwrap).collect();
+    assert!(
+        stores
+            .iter()
+            .all(|store| store.backend() == Backend::Postgres)
+    );
+
+    let mut conn = <AsyncPgConnection as diesel_async::AsyncConnection>::establish(&database.url)
+        .await
+        .unwrap();
+    let applied: Count = diesel_async::RunQueryDsl::get_result(
+        diesel::sql_query("SELECT count(*) AS count FROM __diesel_schema_migrations"),
+        &mut conn,
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.count, migration_count() as i64);
+    assert_eq!(migrate(&database.url).await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_and_directories_are_created_and_migrated_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("nested/data/mandate.db");
+    let url = format!("sqlite:{}", path.display());
+    assert_eq!(migrate(&url).await.unwrap(), migration_count());
+    assert!(path.exists());
+    assert_eq!(migrate(&url).await.unwrap(), 0);
+    let store = DbStore::open(&url, &StoreOptions::default()).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store_of(store).ping().await.unwrap();
+
+    let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let mode: JournalMode = diesel::sql_query("PRAGMA journal_mode")
+        .get_result(&mut conn)
+        .unwrap();
+    assert_eq!(mode.journal_mode, "wal");
+}
+
+#[derive(QueryableByName)]
+struct JournalMode {
+    #[diesel(sql_type = Text)]
+    journal_mode: String,
+}
+
+/// A destination needs its organization, and a destination key its destination in the same
+/// organization.
+async fn references_are_enforced(store: Arc<dyn Store>) {
+    let orphan = testing::destination(&OrganizationId::generate());
+    let refused = store.insert_destination(&orphan).await;
+    assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");
+
+    let mut destinations = Vec::new();
+    for _ in 0..2 {
+        let organization = testing::organization();
+        let platform = KeyOwner::Platform {
+            organization_id: organization.id.clone(),
+        };
+        store
+            .insert_organization(&organization, &testing::key(platform))
+            .await
+            .unwrap();
+        let destination = testing::destination(&organization.id);
+        store.insert_destination(&destination).await.unwrap();
+        destinations.push(destination);
+    }
+    let crossed = testing::key(KeyOwner::Destination {
+        organization_id: destinations[0].organization_id.clone(),
+        destination_id: destinations[1].id.clone(),
+    });
+    let refused = store
+        .insert_key(&crossed, None, mandate_domain::now())
+        .await;
+    assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_enforces_references() {
+    let (store, _database) = support::postgres_store().await;
+    references_are_enforced(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_enforces_references() {
+    let (store, _directory) = support::sqlite_store().await;
+    references_are_enforced(store).await;
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused() {
+    for url in [
+        "mysql://root:hunter2@localhost/mandate",
+        "data/mandate.db",
+        "sqlite::memory:",
+    ] {
+        let refused = DbStore::open(url, &StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(!chain(&refused).contains("hunter2"), "{refused}");
+    }
+}
+
+/// An error and its causes, as a log line would show them.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn store_of(store: DbStore) -> Arc<dyn Store> {
+    Arc::new(store)
+}
+
+/// Awaits `future`, failing the test when it takes 10 s or more.
+async fn promptly<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("no outcome within 10 s")
+}
+
+fn fast_failing() -> StoreOptions {
+    StoreOptions {
+        max_connections: 1,
+        acquire_timeout: Duration::from_millis(500),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_an_unreachable_database_fails_fast_without_showing_the_password() {
+    let refused = promptly(DbStore::open(
+        "postgres://postgres:hunter2@127.0.0.1:1/postgres",
+        &fast_failing(),
+    ))
+    .await
+    .unwrap_err();
+    let shown = chain(&refused);
+    assert!(shown.contains("127.0.0.1:1"), "{shown}");
+    assert!(
+        !shown.contains("hunter2") && !format!("{refused:?}").contains("hunter2"),
+        "{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_is_unavailable_while_the_database_is_gone_and_recovers() {
+    let database = TestDatabase::create().await;
+    let proxy = Proxy::start(database.server_address()).await;
+    let store = store_of(
+        DbStore::open(&database.url_via(&proxy.address()), &fast_failing())
+            .await
+            .unwrap(),
+    );
+    store.ping().await.unwrap();
+
+    proxy.cut().await;
+    for _ in 0..2 {
+        let outcome = promptly(store.ping()).await;
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+    }
+
+    proxy.restore().await;
+    store.ping().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_is_bounded_when_the_database_stops_answering() {
+    let database = TestDatabase::create().await;
+    let proxy = Proxy::start(database.server_address()).await;
+    let store = store_of(
+        DbStore::open(&database.url_via(&proxy.address()), &fast_failing())
+            .await
+            .unwrap(),
+    );
+    store.ping().await.unwrap();
+
+    proxy.freeze();
+    // One ping holds the only connection while the others wait for it.
+    let outcomes = promptly(futures_util::future::join_all((0..3).map(|_| store.ping()))).await;
+    for outcome in outcomes {
+        assert!(
+            matches!(outcome, Err(StoreError::Unavailable(_))),
+            "{outcome:?}"
+        );
+    }
+
+    proxy.thaw();
+    store.ping().await.unwrap();
+}
+
+/// Many rounds of simultaneous key insertions on a warm pool, so that the attempts overlap.
+async fn key_limit_holds_under_contention(store: Arc<dyn Store>) {
+    futures_util::future::join_all((0..16).map(|_| store.ping())).await;
+    for _ in 0..10 {
+        let orchestrator = testing::orchestrator();
+        let owner = KeyOwner::Orchestrator {
+            orchestrator_id: orchestrator.id.clone(),
+        };
+        store
+            .insert_orchestrator(&orchestrator, &testing::key(owner.clone()))
+            .await
+            .unwrap();
+        let at = mandate_domain::now();
+        let attempts = (0..16).map(|_| {
+            let store = store.clone();
+            let candidate = testing::key(owner.clone());
+            async move { store.insert_key(&candidate, Some(3), at).await.unwrap() }
+        });
+        let accepted = futures_util::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|accepted| *accepted)
+            .count();
+        assert_eq!(accepted, 2);
+        assert_eq!(store.keys_of(&owner).await.unwrap().len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_key_limit_holds_under_contention() {
+    let (store, _database) = support::postgres_store().await;
+    key_limit_holds_under_contention(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_key_limit_holds_under_contention() {
+    let (store, _directory) = support::sqlite_store().await;
+    key_limit_holds_under_contention(store).await;
+}
+
+/// Two stores on one SQLite file stand for two processes (the server and an admin command).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_sqlite_file_write_concurrently_without_lock_errors() {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", directory.path().join("mandate.db").display());
+    let options = StoreOptions::default();
+    let (first, second) =
+        tokio::join!(DbStore::open(&url, &options), DbStore::open(&url, &options));
+    let stores = [store_of(first.unwrap()), store_of(second.unwrap())];
+    let organization = testing::organization();
+    let platform = KeyOwner::Platform {
+        organization_id: organization.id.clone(),
+    };
+    stores[0]
+        .insert_organization(&organization, &testing::key(platform.clone()))
+        .await
+        .unwrap();
+    let writes = (0..64).map(|n| {
+        let store = stores[n % 2].clone();
+        let destination = testing::destination(&organization.id);
+        let key = testing::key(platform.clone());
+        async move {
+            store.insert_destination(&destination).await?;
+            store
+                .insert_key(&key, Some(1000), mandate_domain::now())
+                .await?;
+            store
+                .list_destinations(
+                    &mandate_domain::policy::DestinationScope::One(destination.id),
+                    &page(),
+                )
+                .await
+        }
+    });
+    for outcome in futures_util::future::join_all(writes).await {
+        outcome.unwrap();
+    }
+    assert_eq!(stores[1].keys_of(&platform).await.unwrap().len(), 65);
+}
+
+fn page() -> mandate_domain::ports::PageRequest {
+    mandate_domain::ports::PageRequest {
+        limit: 10,
+        starting_after: None,
+    }
+}
+
+/// Each actix worker runs a current-thread runtime and drops a handler's future when its
+/// client goes away; the store must neither panic then nor leave the operation half done.
+#[tokio::test]
+async fn abandoned_operations_complete_on_a_current_thread_runtime() {
+    let (store, _directory) = support::sqlite_store().await;
+    let organization = testing::organization();
+    let platform = KeyOwner::Platform {
+        organization_id: organization.id.clone(),
+    };
+    store
+        .insert_organization(&organization, &testing::key(platform.clone()))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let key = testing::key(platform.clone());
+        let mut insert = store.insert_key(&key, Some(100), mandate_domain::now());
+        // Polled once, then dropped.
+        std::future::poll_fn(|context| {
+            let _ = insert.as_mut().poll(context);
+            std::task::Poll::Ready(())
+        })
+        .await;
+        drop(insert);
+    }
+    promptly(async {
+        while store.keys_of(&platform).await.unwrap().len() < 21 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
