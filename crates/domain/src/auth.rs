@@ -3,11 +3,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::ids::DestinationId;
+use crate::ids::{ClientId, DestinationId};
 use crate::keys::{KeyHasher, KeyKind};
-use crate::model::KeyOwner;
+use crate::model::{Client, ClientStatus, KeyOwner};
 use crate::ports::{Store, StoreError};
-use crate::principal::Principal;
+use crate::principal::{ClientPrincipal, Principal};
+use crate::values::{Permission, PermissionSet};
 
 /// Why a credential was refused; the reason is a stable label for logs and metrics.
 #[derive(Debug, thiserror::Error)]
@@ -145,4 +146,115 @@ impl Authenticator {
             ),
         }
     }
+}
+
+/// Errors of the OAuth client-credentials grant, as RFC 6749 §5.2 names them.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenGrantError {
+    /// Unknown client ID, wrong secret, or a revoked client ID (`invalid_client`).
+    #[error("client authentication failed")]
+    InvalidClient,
+    /// A scope beyond the client ID's permissions (`invalid_scope`).
+    #[error("the requested scope exceeds the client ID's permissions")]
+    InvalidScope,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Authenticator {
+    /// Applies `X-Client-Id`: an orchestrator key naming one of its active client IDs acts as
+    /// that client ID; nobody else may send the header.
+    pub async fn act_as_client(
+        &self,
+        store: &dyn Store,
+        principal: Principal,
+        header: &str,
+    ) -> Result<Principal, AuthError> {
+        const NOT_YOURS: &str = "X-Client-Id does not name a client ID of this orchestrator";
+        let Principal::Orchestrator { orchestrator_id, .. } = principal else {
+            return Err(AuthError::Forbidden("only an orchestrator key may send X-Client-Id"));
+        };
+        let id = ClientId::parse(header).map_err(|_| AuthError::Forbidden(NOT_YOURS))?;
+        let client = store.client(&id).await?.ok_or(AuthError::Forbidden(NOT_YOURS))?;
+        if client.orchestrator_id != orchestrator_id {
+            return Err(AuthError::Forbidden(NOT_YOURS));
+        }
+        if client.status != ClientStatus::Active {
+            return Err(AuthError::Forbidden("this client ID is revoked"));
+        }
+        Ok(client_principal(client, None))
+    }
+
+    /// The OAuth client-credentials grant: `secret` must be a key of the orchestrator the
+    /// active client ID was issued to, and `scope` (space-separated) a subset of its
+    /// permissions. Returns the client ID and the granted scope.
+    pub async fn client_credentials(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+        secret: &str,
+        scope: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(Client, PermissionSet), TokenGrantError> {
+        let orchestrator_id = match self.bearer(store, secret, now).await {
+            Ok(Principal::Orchestrator { orchestrator_id, .. }) => orchestrator_id,
+            Err(AuthError::Store(error)) => return Err(TokenGrantError::Store(error)),
+            _ => return Err(TokenGrantError::InvalidClient),
+        };
+        let id = ClientId::parse(client_id).map_err(|_| TokenGrantError::InvalidClient)?;
+        let client = store.client(&id).await?.ok_or(TokenGrantError::InvalidClient)?;
+        if client.orchestrator_id != orchestrator_id || client.status != ClientStatus::Active {
+            return Err(TokenGrantError::InvalidClient);
+        }
+        let granted = match scope.map(str::trim).filter(|scope| !scope.is_empty()) {
+            None => client.permissions.clone(),
+            Some(scope) => {
+                let requested = scope
+                    .split_ascii_whitespace()
+                    .map(Permission::parse)
+                    .collect::<Result<PermissionSet, _>>()
+                    .map_err(|_| TokenGrantError::InvalidScope)?;
+                if !requested.is_subset(&client.permissions) {
+                    return Err(TokenGrantError::InvalidScope);
+                }
+                requested
+            }
+        };
+        Ok((client, granted))
+    }
+
+    /// The client ID behind a verified access token, checked *now*: it must still be active
+    /// and issued to the token's orchestrator, and it acts with the token's scope narrowed to
+    /// the permissions it holds now, so a revocation takes effect on the very next request.
+    pub async fn token_client(
+        &self,
+        store: &dyn Store,
+        client_id: &str,
+        orchestrator_id: &str,
+        scope: &PermissionSet,
+    ) -> Result<Principal, AuthError> {
+        const REVOKED: AuthError = AuthError::Unauthenticated("revoked_token");
+        let id = ClientId::parse(client_id).map_err(|_| REVOKED)?;
+        let client = store.client(&id).await?.ok_or(REVOKED)?;
+        if client.orchestrator_id.as_str() != orchestrator_id || client.status != ClientStatus::Active {
+            return Err(REVOKED);
+        }
+        Ok(client_principal(client, Some(scope)))
+    }
+}
+
+/// A client ID acting, with its permissions narrowed to `scope` when a token carries one.
+fn client_principal(client: Client, scope: Option<&PermissionSet>) -> Principal {
+    let permissions = match scope {
+        Some(scope) => client.permissions.iter().filter(|permission| scope.contains(*permission)).collect(),
+        None => client.permissions,
+    };
+    Principal::Client(ClientPrincipal {
+        client_id: client.id,
+        orchestrator_id: client.orchestrator_id,
+        organization_id: client.organization_id,
+        destination_id: client.destination_id,
+        permissions,
+    })
 }

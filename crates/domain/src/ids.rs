@@ -105,6 +105,26 @@ prefixed_id!(
     KeyId,
     "key"
 );
+prefixed_id!(
+    /// A payment request.
+    RequestId,
+    "req"
+);
+prefixed_id!(
+    /// A reported payment against a payment request.
+    PaymentId,
+    "pay"
+);
+prefixed_id!(
+    /// A public payment link of a payment request.
+    PaymentLinkId,
+    "plink"
+);
+prefixed_id!(
+    /// An event of the outbox.
+    EventId,
+    "evt"
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,11 @@
 //! so that a platform team can embed it with adapters of its own.
 
 pub mod auth;
+pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod model;
+pub mod payments;
 pub mod policy;
 pub mod ports;
 pub mod principal;

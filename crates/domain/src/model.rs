@@ -125,12 +125,15 @@ pub enum ClientStatus {
     Revoked,
 }
 
-/// A client ID: a delegation from one destination to one orchestrator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A client ID: a delegation from one destination to one orchestrator. It serializes to its
+/// API shape (`object: "client_id"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "object", rename = "client_id")]
 pub struct Client {
     /// `cli_…`
     pub id: ClientId,
     /// The delegating destination's organization.
+    #[serde(skip)]
     pub organization_id: OrganizationId,
     /// The delegating destination.
     pub destination_id: DestinationId,

@@ -3,8 +3,11 @@
 //! Resources a principal may not see are answered as *not found*, never *forbidden*, so that
 //! ids leak nothing; *forbidden* is for an action refused on something the caller may see.
 
-use crate::ids::{DestinationId, OrchestratorId, OrganizationId};
+use crate::ids::{ClientId, DestinationId, OrchestratorId, OrganizationId};
+use crate::model::Client;
+use crate::payments::{Direction, PaymentRequest};
 use crate::principal::Principal;
+use crate::values::Permission;
 
 /// What the caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,20 @@ pub enum Action {
     ReadOrchestrator,
     /// Create or revoke an orchestrator's keys.
     ManageOrchestratorKeys,
+    /// Issue client IDs for a destination, grant and revoke their permissions.
+    ManageClients,
+    /// Read a client ID.
+    ReadClient,
+    /// Create a payment request of a direction for a destination.
+    CreateRequest(Direction),
+    /// Read a payment request.
+    ReadRequest,
+    /// Cancel a payment request.
+    CancelRequest,
+    /// Create a public payment link for a payment request.
+    CreatePaymentLink,
+    /// Report a payment against a payment request.
+    ReportPayment,
 }
 
 /// What the action is about.
@@ -47,6 +64,10 @@ pub enum Resource<'a> {
     },
     /// An orchestrator.
     Orchestrator(&'a OrchestratorId),
+    /// A client ID.
+    Client(&'a Client),
+    /// A payment request.
+    Request(&'a PaymentRequest),
 }
 
 /// The verdict.
@@ -92,7 +113,7 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
             }
         }
         (
-            ReadDestination | UpdateDestination | ManageDestinationKeys,
+            ReadDestination | UpdateDestination | ManageDestinationKeys | ManageClients,
             Resource::Destination {
                 id,
                 organization_id,
@@ -107,6 +128,67 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                     orchestrator_id, ..
                 } if orchestrator_id == id => Decision::Allow,
                 _ => outsider(principal),
+            }
+        }
+        (ReadClient, Resource::Client(client)) => {
+            let owner = matches!(
+                destination_reach(principal, &client.destination_id, &client.organization_id),
+                Reach::Owner
+            );
+            if owner || is_orchestrator_of(principal, client) {
+                Decision::Allow
+            } else {
+                outsider(principal)
+            }
+        }
+        (ManageClients, Resource::Client(client)) => {
+            match destination_reach(principal, &client.destination_id, &client.organization_id) {
+                Reach::Owner => Decision::Allow,
+                // The orchestrator sees its client IDs but may not change them.
+                Reach::Outsider if is_orchestrator_of(principal, client) => Decision::Forbidden,
+                Reach::Outsider => outsider(principal),
+            }
+        }
+        (CreateRequest(direction), Resource::Destination { id, organization_id }) => {
+            match principal {
+                Principal::Client(client) if &client.destination_id == id => {
+                    if client.permissions.contains(direction.create_permission()) {
+                        Decision::Allow
+                    } else {
+                        Decision::Forbidden
+                    }
+                }
+                _ => match destination_reach(principal, id, organization_id) {
+                    Reach::Owner => Decision::Allow,
+                    Reach::Outsider => outsider(principal),
+                },
+            }
+        }
+        (
+            ReadRequest | CancelRequest | CreatePaymentLink | ReportPayment,
+            Resource::Request(request),
+        ) => {
+            if !can_read_request(principal, request) {
+                return outsider(principal);
+            }
+            let Principal::Client(client) = principal else {
+                // Owners do everything to what they can read.
+                return Decision::Allow;
+            };
+            let create = request.direction.create_permission();
+            let allowed = match action {
+                ReadRequest => true,
+                CreatePaymentLink => client.permissions.contains(create),
+                CancelRequest => {
+                    request.client_id.as_ref() == Some(&client.client_id)
+                        && client.permissions.contains(create)
+                }
+                _ => client.permissions.contains(Permission::PaymentsReport),
+            };
+            if allowed {
+                Decision::Allow
+            } else {
+                Decision::Forbidden
             }
         }
         // An action paired with a resource it does not apply to is a caller bug: refuse.
@@ -144,6 +226,120 @@ fn destination_reach(
         Principal::Admin | Principal::Orchestrator { .. } | Principal::Client(_) => false,
     };
     if owns { Reach::Owner } else { Reach::Outsider }
+}
+
+fn is_orchestrator_of(principal: &Principal, client: &Client) -> bool {
+    matches!(principal,
+        Principal::Orchestrator { orchestrator_id, .. } if orchestrator_id == &client.orchestrator_id)
+}
+
+/// Whether `principal` may see `request` at all (SPEC §4): owners see their destinations'
+/// requests; a client sees what was created through it, plus every request of a direction it
+/// holds `read:<direction>` for, on its own destination.
+fn can_read_request(principal: &Principal, request: &PaymentRequest) -> bool {
+    match principal {
+        Principal::Client(client) => {
+            client.destination_id == request.destination_id
+                && (request.client_id.as_ref() == Some(&client.client_id)
+                    || client.permissions.contains(request.direction.read_permission()))
+        }
+        _ => matches!(
+            destination_reach(principal, &request.destination_id, &request.organization_id),
+            Reach::Owner
+        ),
+    }
+}
+
+/// The list-query form of [`Action::ReadRequest`]: the store translates it to SQL, and
+/// [`RequestScope::contains`] is the same rule in Rust, checked against `authorize`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestScope {
+    /// Every request of the organization.
+    Organization(OrganizationId),
+    /// Every request of one destination.
+    Destination(DestinationId),
+    /// A client: its own requests, plus the directions it may read, on its destination.
+    Client {
+        /// The client ID.
+        client_id: ClientId,
+        /// Its destination.
+        destination_id: DestinationId,
+        /// Holds `read:incoming`.
+        read_incoming: bool,
+        /// Holds `read:outgoing`.
+        read_outgoing: bool,
+    },
+    /// None at all.
+    Nothing,
+}
+
+impl RequestScope {
+    /// Whether `request` is in the scope.
+    pub fn contains(&self, request: &PaymentRequest) -> bool {
+        match self {
+            RequestScope::Organization(id) => &request.organization_id == id,
+            RequestScope::Destination(id) => &request.destination_id == id,
+            RequestScope::Client { client_id, destination_id, read_incoming, read_outgoing } => {
+                &request.destination_id == destination_id
+                    && (request.client_id.as_ref() == Some(client_id)
+                        || match request.direction {
+                            Direction::Incoming => *read_incoming,
+                            Direction::Outgoing => *read_outgoing,
+                        })
+            }
+            RequestScope::Nothing => false,
+        }
+    }
+}
+
+/// The requests `principal` may read, as a scope for list queries.
+pub fn request_scope(principal: &Principal) -> RequestScope {
+    match principal {
+        Principal::Platform { organization_id, acting_for: None, .. } => {
+            RequestScope::Organization(organization_id.clone())
+        }
+        Principal::Platform { acting_for: Some(destination_id), .. }
+        | Principal::Destination { destination_id, .. } => {
+            RequestScope::Destination(destination_id.clone())
+        }
+        Principal::Client(client) => RequestScope::Client {
+            client_id: client.client_id.clone(),
+            destination_id: client.destination_id.clone(),
+            read_incoming: client.permissions.contains(Permission::ReadIncoming),
+            read_outgoing: client.permissions.contains(Permission::ReadOutgoing),
+        },
+        Principal::Admin | Principal::Orchestrator { .. } => RequestScope::Nothing,
+    }
+}
+
+/// Which client IDs a principal may list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientScope {
+    /// Every client ID of the organization's destinations.
+    Organization(OrganizationId),
+    /// The client IDs of one destination.
+    Destination(DestinationId),
+    /// The client IDs issued to one orchestrator.
+    Orchestrator(OrchestratorId),
+    /// None at all.
+    Nothing,
+}
+
+/// The list-query form of [`Action::ReadClient`].
+pub fn client_scope(principal: &Principal) -> ClientScope {
+    match principal {
+        Principal::Platform { organization_id, acting_for: None, .. } => {
+            ClientScope::Organization(organization_id.clone())
+        }
+        Principal::Platform { acting_for: Some(destination_id), .. }
+        | Principal::Destination { destination_id, .. } => {
+            ClientScope::Destination(destination_id.clone())
+        }
+        Principal::Orchestrator { orchestrator_id, .. } => {
+            ClientScope::Orchestrator(orchestrator_id.clone())
+        }
+        Principal::Admin | Principal::Client(_) => ClientScope::Nothing,
+    }
 }
 
 /// Which destinations a principal may list.

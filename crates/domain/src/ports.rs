@@ -4,9 +4,12 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::ids::{DestinationId, KeyId, OrchestratorId, OrganizationId};
-use crate::model::{ApiKey, Destination, KeyOwner, Orchestrator, Organization};
-use crate::policy::DestinationScope;
+use crate::events::Event;
+use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId, RequestId};
+use crate::model::{ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization};
+use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
+use crate::policy::{ClientScope, DestinationScope, RequestScope};
+use crate::values::Slug;
 
 /// Any error an adapter wants to carry as a cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -77,6 +80,9 @@ pub trait OrchestratorStore: Send + Sync {
 
     /// One orchestrator.
     async fn orchestrator(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError>;
+
+    /// The orchestrator with this slug.
+    async fn orchestrator_by_slug(&self, slug: &Slug) -> Result<Option<Orchestrator>, StoreError>;
 }
 
 /// Destinations.
@@ -131,6 +137,110 @@ pub trait KeyStore: Send + Sync {
     async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError>;
 }
 
+/// Client IDs. Each write stores the client ID and its event in one transaction.
+#[async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Stores a new client ID and its `client_id.created` event.
+    async fn insert_client(&self, client: &Client, event: &Event) -> Result<(), StoreError>;
+
+    /// One client ID, revoked or not.
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+
+    /// The client IDs in `scope`, optionally of one status, newest first.
+    async fn list_clients(
+        &self,
+        scope: &ClientScope,
+        status: Option<ClientStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<Client>, StoreError>;
+
+    /// Saves a changed client ID (`permissions`, `status`, `version`, `updated_at`) and its
+    /// event, provided its stored version is still `expected_version`; `false`, with nothing
+    /// written, when another change came first.
+    async fn update_client(
+        &self,
+        client: &Client,
+        expected_version: u64,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Filters of a payment-request list, on top of the caller's scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFilter {
+    /// Only this direction.
+    pub direction: Option<Direction>,
+    /// Only this status.
+    pub status: Option<RequestStatus>,
+    /// Only this destination.
+    pub destination_id: Option<DestinationId>,
+    /// Only this customer.
+    pub customer_id: Option<String>,
+}
+
+impl RequestFilter {
+    /// Whether `request` passes the filter (the Rust twin of the store's SQL).
+    pub fn matches(&self, request: &PaymentRequest) -> bool {
+        self.direction.is_none_or(|direction| direction == request.direction)
+            && self.status.is_none_or(|status| status == request.status)
+            && self.destination_id.as_ref().is_none_or(|id| id == &request.destination_id)
+            && self.customer_id.as_ref().is_none_or(|id| Some(id) == request.customer_id.as_ref())
+    }
+}
+
+/// Payment requests, their payments and payment links.
+#[async_trait]
+pub trait RequestStore: Send + Sync {
+    /// Stores a new request and its `payment_request.created` event.
+    async fn insert_request(&self, request: &PaymentRequest, event: &Event) -> Result<(), StoreError>;
+
+    /// One request.
+    async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError>;
+
+    /// The requests in `scope` that pass `filter`, newest first.
+    async fn list_requests(
+        &self,
+        scope: &RequestScope,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<PaymentRequest>, StoreError>;
+
+    /// Saves a changed request (`amount_paid`, `status`, `version`, `updated_at`), the payment
+    /// that changed it if any, and its event, provided its stored version is still
+    /// `expected_version`; `false`, with nothing written, when another change came first.
+    async fn update_request(
+        &self,
+        request: &PaymentRequest,
+        expected_version: u64,
+        payment: Option<&Payment>,
+        event: &Event,
+    ) -> Result<bool, StoreError>;
+
+    /// Pending (`open`, `partially_paid`) requests whose `expires_at` is at or before `now`,
+    /// soonest first, at most `limit`.
+    async fn requests_due_for_expiry(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRequest>, StoreError>;
+
+    /// The payments of a request, oldest first.
+    async fn payments_of(&self, request_id: &RequestId) -> Result<Vec<Payment>, StoreError>;
+
+    /// Stores a payment link.
+    async fn insert_payment_link(&self, link: &PaymentLink) -> Result<(), StoreError>;
+
+    /// The payment link whose token has this keyed hash.
+    async fn payment_link_by_token_hash(&self, hash: &str) -> Result<Option<PaymentLink>, StoreError>;
+}
+
+/// The outbox of events.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Every event, newest first.
+    async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError>;
+}
+
 /// Liveness of the store.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -140,11 +250,25 @@ pub trait Health: Send + Sync {
 
 /// Every port at once: what the server hands to the use cases.
 pub trait Store:
-    OrganizationStore + OrchestratorStore + DestinationStore + KeyStore + Health
+    OrganizationStore
+    + OrchestratorStore
+    + DestinationStore
+    + KeyStore
+    + ClientStore
+    + RequestStore
+    + EventStore
+    + Health
 {
 }
 
 impl<T> Store for T where
-    T: OrganizationStore + OrchestratorStore + DestinationStore + KeyStore + Health
+    T: OrganizationStore
+        + OrchestratorStore
+        + DestinationStore
+        + KeyStore
+        + ClientStore
+        + RequestStore
+        + EventStore
+        + Health
 {
 }

@@ -1,6 +1,9 @@
 //! The use cases: each checks `authorize`, validates its input, and calls the ports.
 //! Each has its own error enum, which the HTTP layer maps to status codes.
 
+mod clients;
+mod requests;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -22,6 +25,11 @@ pub struct InvalidField {
     /// The rule it breaks.
     pub reason: &'static str,
 }
+
+pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
+pub use requests::{
+    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError, request_audience,
+};
 
 fn text_field(
     field: &'static str,

@@ -144,23 +144,71 @@ impl Amount {
         Ok(Self(units))
     }
 
-    /// The sum of two amounts, or `None` past the representable range.
-    pub fn checked_add(self, other: Amount) -> Option<Amount> {
-        self.0.checked_add(other.0).map(Amount)
+}
+
+/// The canonical spelling of a count of 10⁻¹⁸ units: no leading zeros, no trailing
+/// fractional zeros.
+fn write_units(units: u128, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let integer = units / Amount::SCALE;
+    let fraction = units % Amount::SCALE;
+    if fraction == 0 {
+        write!(f, "{integer}")
+    } else {
+        let fraction = format!("{fraction:018}");
+        write!(f, "{integer}.{}", fraction.trim_end_matches('0'))
     }
 }
 
 impl fmt::Display for Amount {
-    /// The canonical spelling: no leading zeros, no trailing fractional zeros.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let integer = self.0 / Self::SCALE;
-        let fraction = self.0 % Self::SCALE;
-        if fraction == 0 {
-            write!(f, "{integer}")
-        } else {
-            let fraction = format!("{fraction:018}");
-            write!(f, "{integer}.{}", fraction.trim_end_matches('0'))
+        write_units(self.0, f)
+    }
+}
+
+/// A running total of amounts, which unlike an [`Amount`] may be zero (`amount_paid`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Total(u128);
+
+impl Total {
+    /// Nothing yet.
+    pub const ZERO: Total = Total(0);
+
+    /// Parses `0` or a valid [`Amount`].
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        if value == "0" {
+            return Ok(Self::ZERO);
         }
+        Amount::parse(value).map(|amount| Self(amount.0))
+    }
+
+    /// The total after adding `amount`, or `None` past the representable range.
+    pub fn plus(self, amount: Amount) -> Option<Total> {
+        self.0.checked_add(amount.0).map(Total)
+    }
+
+    /// Whether the total has reached `amount`.
+    pub fn covers(self, amount: Amount) -> bool {
+        self.0 >= amount.0
+    }
+}
+
+impl fmt::Display for Total {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_units(self.0, f)
+    }
+}
+
+impl TryFrom<String> for Total {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Total> for String {
+    fn from(total: Total) -> String {
+        total.to_string()
     }
 }
 
@@ -348,10 +396,13 @@ mod tests {
             Amount::parse("0.000000000000000001").map(|a| a.to_string()),
             Ok("0.000000000000000001".into())
         );
-        let tenth = Amount::parse("0.1").ok();
-        let fifth = Amount::parse("0.2").ok();
-        let sum = tenth.zip(fifth).and_then(|(a, b)| a.checked_add(b));
-        assert_eq!(sum, Amount::parse("0.3").ok());
+        let tenth = Amount::parse("0.1").unwrap();
+        let fifth = Amount::parse("0.2").unwrap();
+        let sum = Total::ZERO.plus(tenth).and_then(|total| total.plus(fifth));
+        assert_eq!(sum, Total::parse("0.3").ok());
+        assert!(sum.is_some_and(|total| total.covers(Amount::parse("0.3").unwrap())));
+        assert!(!Total::ZERO.plus(tenth).unwrap().covers(fifth));
+        assert_eq!(Total::ZERO.to_string(), "0");
     }
 
     #[test]
