@@ -1,5 +1,6 @@
 //! Project automation, run as `cargo xtask <task>`.
 
+mod chromium;
 mod postgres;
 
 use std::ffi::OsString;
@@ -14,7 +15,8 @@ usage: cargo xtask <task> [args]
 tasks:
   test [cargo-test-args]  run every test of the workspace against a PostgreSQL
                           (TEST_DATABASE_URL, DATABASE_URL, 127.0.0.1:5432, or a
-                          throwaway cluster); extra args go to `cargo test`
+                          throwaway cluster) and a headless Chromium (CHROME_BIN,
+                          or on PATH, or installed); extra args go to `cargo test`
   lint                    cargo fmt --check, clippy -D warnings, cargo deny check (advisories when the database can be fetched)
   openapi                 regenerate docs/openapi.json";
 
@@ -86,6 +88,9 @@ fn describe(cmd: &Command) -> String {
 }
 
 fn test(extra: &[OsString]) -> Result<ExitCode> {
+    // The payment page is checked in a real headless browser; never skip that for lack of one.
+    let chrome = chromium::resolve()?;
+    println!("xtask: using Chromium {}", chrome.display());
     // Held until the tests finish; dropping it stops a throwaway cluster, also on failure.
     let database = postgres::resolve()?;
     println!("xtask: using PostgreSQL {}", database.describe());
@@ -99,7 +104,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     // Every test binary runs even when an earlier one fails, so one run shows every failure.
     cmd.args(["--all-features", "--no-fail-fast"])
         .args(extra)
-        .env("TEST_DATABASE_URL", database.url());
+        .env("TEST_DATABASE_URL", database.url())
+        .env(chromium::ENV, &chrome);
     let status = cmd
         .status()
         .with_context(|| format!("could not run {}", describe(&cmd)))?;

@@ -79,7 +79,7 @@ fn resolve_local(may_install: bool) -> Result<Database> {
     }
     if may_install && is_root() && on_path("apt-get").is_some() {
         println!("xtask: no PostgreSQL found; installing Debian's postgresql package");
-        apt_install_postgresql()?;
+        apt_install("postgresql")?;
         return resolve_local(false);
     }
     bail!(HOW_TO_INSTALL)
@@ -132,7 +132,7 @@ fn redact(url: &str) -> String {
     out
 }
 
-fn on_path(program: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(program: &str) -> Option<PathBuf> {
     on_search_path(std::env::var_os("PATH")?, program)
 }
 
@@ -177,14 +177,15 @@ fn highest(candidates: impl Iterator<Item = (Vec<u32>, PathBuf)>) -> Option<Path
     candidates.max_by(|a, b| a.0.cmp(&b.0)).map(|(_, bin)| bin)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0")
 }
 
-fn apt_install_postgresql() -> Result<()> {
+/// Installs one Debian package, refreshing the package lists first.
+pub(crate) fn apt_install(package: &str) -> Result<()> {
     let apt = |args: &[&str]| -> Result<()> {
         let status = Command::new("apt-get")
             .args(args)
@@ -197,7 +198,7 @@ fn apt_install_postgresql() -> Result<()> {
         Ok(())
     };
     apt(&["update"])?;
-    apt(&["install", "-y", "postgresql"])
+    apt(&["install", "-y", package])
 }
 
 /// A PostgreSQL cluster in a temporary directory, stopped and deleted on drop.

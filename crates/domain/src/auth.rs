@@ -172,11 +172,19 @@ impl Authenticator {
         header: &str,
     ) -> Result<Principal, AuthError> {
         const NOT_YOURS: &str = "X-Client-Id does not name a client ID of this orchestrator";
-        let Principal::Orchestrator { orchestrator_id, .. } = principal else {
-            return Err(AuthError::Forbidden("only an orchestrator key may send X-Client-Id"));
+        let Principal::Orchestrator {
+            orchestrator_id, ..
+        } = principal
+        else {
+            return Err(AuthError::Forbidden(
+                "only an orchestrator key may send X-Client-Id",
+            ));
         };
         let id = ClientId::parse(header).map_err(|_| AuthError::Forbidden(NOT_YOURS))?;
-        let client = store.client(&id).await?.ok_or(AuthError::Forbidden(NOT_YOURS))?;
+        let client = store
+            .client(&id)
+            .await?
+            .ok_or(AuthError::Forbidden(NOT_YOURS))?;
         if client.orchestrator_id != orchestrator_id {
             return Err(AuthError::Forbidden(NOT_YOURS));
         }
@@ -198,12 +206,17 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<(Client, PermissionSet), TokenGrantError> {
         let orchestrator_id = match self.bearer(store, secret, now).await {
-            Ok(Principal::Orchestrator { orchestrator_id, .. }) => orchestrator_id,
+            Ok(Principal::Orchestrator {
+                orchestrator_id, ..
+            }) => orchestrator_id,
             Err(AuthError::Store(error)) => return Err(TokenGrantError::Store(error)),
             _ => return Err(TokenGrantError::InvalidClient),
         };
         let id = ClientId::parse(client_id).map_err(|_| TokenGrantError::InvalidClient)?;
-        let client = store.client(&id).await?.ok_or(TokenGrantError::InvalidClient)?;
+        let client = store
+            .client(&id)
+            .await?
+            .ok_or(TokenGrantError::InvalidClient)?;
         if client.orchestrator_id != orchestrator_id || client.status != ClientStatus::Active {
             return Err(TokenGrantError::InvalidClient);
         }
@@ -237,7 +250,9 @@ impl Authenticator {
         const REVOKED: AuthError = AuthError::Unauthenticated("revoked_token");
         let id = ClientId::parse(client_id).map_err(|_| REVOKED)?;
         let client = store.client(&id).await?.ok_or(REVOKED)?;
-        if client.orchestrator_id.as_str() != orchestrator_id || client.status != ClientStatus::Active {
+        if client.orchestrator_id.as_str() != orchestrator_id
+            || client.status != ClientStatus::Active
+        {
             return Err(REVOKED);
         }
         Ok(client_principal(client, Some(scope)))
@@ -247,7 +262,11 @@ impl Authenticator {
 /// A client ID acting, with its permissions narrowed to `scope` when a token carries one.
 fn client_principal(client: Client, scope: Option<&PermissionSet>) -> Principal {
     let permissions = match scope {
-        Some(scope) => client.permissions.iter().filter(|permission| scope.contains(*permission)).collect(),
+        Some(scope) => client
+            .permissions
+            .iter()
+            .filter(|permission| scope.contains(*permission))
+            .collect(),
         None => client.permissions,
     };
     Principal::Client(ClientPrincipal {

@@ -57,7 +57,9 @@ impl EventType {
 
     /// Parses the API name.
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|event_type| event_type.as_str() == value)
+        Self::ALL
+            .into_iter()
+            .find(|event_type| event_type.as_str() == value)
     }
 }
 
@@ -94,7 +96,12 @@ pub struct Event {
 
 impl Event {
     /// An event about `object`, serialized now.
-    pub fn new(event_type: EventType, audience: Audience, object: &impl Serialize, now: DateTime<Utc>) -> Self {
+    pub fn new(
+        event_type: EventType,
+        audience: Audience,
+        object: &impl Serialize,
+        now: DateTime<Utc>,
+    ) -> Self {
         Self {
             id: EventId::generate(),
             event_type,

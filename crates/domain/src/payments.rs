@@ -34,7 +34,9 @@ impl Direction {
 
     /// Parses the API spelling.
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|direction| direction.as_str() == value)
+        Self::ALL
+            .into_iter()
+            .find(|direction| direction.as_str() == value)
     }
 
     /// The permission a client needs to create requests of this direction.
@@ -93,7 +95,9 @@ impl RequestStatus {
 
     /// Parses the API spelling.
     pub fn parse(value: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == value)
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
     }
 
     /// Whether the request still waits for money (and so may be cancelled or expire).
@@ -172,11 +176,21 @@ impl PaymentRequest {
 
     /// Records a payment: `.partially_paid` while short of the amount, `.paid` once it is
     /// reached (again for every later excess payment).
-    pub fn record_payment(&mut self, amount: Amount, now: DateTime<Utc>) -> Result<EventType, PaymentRefused> {
-        if !matches!(self.status, RequestStatus::Open | RequestStatus::PartiallyPaid | RequestStatus::Paid) {
+    pub fn record_payment(
+        &mut self,
+        amount: Amount,
+        now: DateTime<Utc>,
+    ) -> Result<EventType, PaymentRefused> {
+        if !matches!(
+            self.status,
+            RequestStatus::Open | RequestStatus::PartiallyPaid | RequestStatus::Paid
+        ) {
             return Err(PaymentRefused::Closed(self.status.as_str()));
         }
-        self.amount_paid = self.amount_paid.plus(amount).ok_or(PaymentRefused::Overflow)?;
+        self.amount_paid = self
+            .amount_paid
+            .plus(amount)
+            .ok_or(PaymentRefused::Overflow)?;
         let event = if self.amount_paid.covers(self.amount) {
             self.status = RequestStatus::Paid;
             EventType::PaymentRequestPaid
@@ -297,10 +311,16 @@ mod tests {
     #[test]
     fn partial_then_full_then_excess_payments() {
         let mut request = request("10");
-        assert_eq!(pay(&mut request, "4.5"), Ok(EventType::PaymentRequestPartiallyPaid));
+        assert_eq!(
+            pay(&mut request, "4.5"),
+            Ok(EventType::PaymentRequestPartiallyPaid)
+        );
         assert_eq!(request.status, RequestStatus::PartiallyPaid);
         assert_eq!(pay(&mut request, "5.5"), Ok(EventType::PaymentRequestPaid));
-        assert_eq!((request.status, request.amount_paid.to_string()), (RequestStatus::Paid, "10".into()));
+        assert_eq!(
+            (request.status, request.amount_paid.to_string()),
+            (RequestStatus::Paid, "10".into())
+        );
         assert_eq!(pay(&mut request, "0.25"), Ok(EventType::PaymentRequestPaid));
         assert_eq!(request.amount_paid.to_string(), "10.25");
         assert_eq!(request.version, 4);
@@ -315,8 +335,14 @@ mod tests {
     #[test]
     fn closed_requests_take_no_payments_and_cannot_be_cancelled_twice() {
         let mut request = request("3");
-        assert_eq!(request.cancel(Utc::now()), Ok(EventType::PaymentRequestCancelled));
-        assert_eq!(pay(&mut request, "1"), Err(PaymentRefused::Closed("cancelled")));
+        assert_eq!(
+            request.cancel(Utc::now()),
+            Ok(EventType::PaymentRequestCancelled)
+        );
+        assert_eq!(
+            pay(&mut request, "1"),
+            Err(PaymentRefused::Closed("cancelled"))
+        );
         assert_eq!(request.cancel(Utc::now()), Err(NotCancellable("cancelled")));
         let mut paid = request("1");
         pay(&mut paid, "1").unwrap();
@@ -329,10 +355,19 @@ mod tests {
         let mut request = request("3");
         assert_eq!(request.expire_if_due(now), None);
         request.expires_at = Some(now);
-        assert_eq!(request.expire_if_due(now - chrono::Duration::seconds(1)), None);
-        assert_eq!(request.expire_if_due(now), Some(EventType::PaymentRequestExpired));
+        assert_eq!(
+            request.expire_if_due(now - chrono::Duration::seconds(1)),
+            None
+        );
+        assert_eq!(
+            request.expire_if_due(now),
+            Some(EventType::PaymentRequestExpired)
+        );
         assert_eq!(request.status, RequestStatus::Expired);
         assert_eq!(request.expire_if_due(now), None);
-        assert_eq!(pay(&mut request, "1"), Err(PaymentRefused::Closed("expired")));
+        assert_eq!(
+            pay(&mut request, "1"),
+            Err(PaymentRefused::Closed("expired"))
+        );
     }
 }

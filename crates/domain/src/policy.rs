@@ -149,21 +149,25 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                 Reach::Outsider => outsider(principal),
             }
         }
-        (CreateRequest(direction), Resource::Destination { id, organization_id }) => {
-            match principal {
-                Principal::Client(client) if &client.destination_id == id => {
-                    if client.permissions.contains(direction.create_permission()) {
-                        Decision::Allow
-                    } else {
-                        Decision::Forbidden
-                    }
+        (
+            CreateRequest(direction),
+            Resource::Destination {
+                id,
+                organization_id,
+            },
+        ) => match principal {
+            Principal::Client(client) if &client.destination_id == id => {
+                if client.permissions.contains(direction.create_permission()) {
+                    Decision::Allow
+                } else {
+                    Decision::Forbidden
                 }
-                _ => match destination_reach(principal, id, organization_id) {
-                    Reach::Owner => Decision::Allow,
-                    Reach::Outsider => outsider(principal),
-                },
             }
-        }
+            _ => match destination_reach(principal, id, organization_id) {
+                Reach::Owner => Decision::Allow,
+                Reach::Outsider => outsider(principal),
+            },
+        },
         (
             ReadRequest | CancelRequest | CreatePaymentLink | ReportPayment,
             Resource::Request(request),
@@ -241,7 +245,9 @@ fn can_read_request(principal: &Principal, request: &PaymentRequest) -> bool {
         Principal::Client(client) => {
             client.destination_id == request.destination_id
                 && (request.client_id.as_ref() == Some(&client.client_id)
-                    || client.permissions.contains(request.direction.read_permission()))
+                    || client
+                        .permissions
+                        .contains(request.direction.read_permission()))
         }
         _ => matches!(
             destination_reach(principal, &request.destination_id, &request.organization_id),
@@ -279,7 +285,12 @@ impl RequestScope {
         match self {
             RequestScope::Organization(id) => &request.organization_id == id,
             RequestScope::Destination(id) => &request.destination_id == id,
-            RequestScope::Client { client_id, destination_id, read_incoming, read_outgoing } => {
+            RequestScope::Client {
+                client_id,
+                destination_id,
+                read_incoming,
+                read_outgoing,
+            } => {
                 &request.destination_id == destination_id
                     && (request.client_id.as_ref() == Some(client_id)
                         || match request.direction {
@@ -295,10 +306,15 @@ impl RequestScope {
 /// The requests `principal` may read, as a scope for list queries.
 pub fn request_scope(principal: &Principal) -> RequestScope {
     match principal {
-        Principal::Platform { organization_id, acting_for: None, .. } => {
-            RequestScope::Organization(organization_id.clone())
+        Principal::Platform {
+            organization_id,
+            acting_for: None,
+            ..
+        } => RequestScope::Organization(organization_id.clone()),
+        Principal::Platform {
+            acting_for: Some(destination_id),
+            ..
         }
-        Principal::Platform { acting_for: Some(destination_id), .. }
         | Principal::Destination { destination_id, .. } => {
             RequestScope::Destination(destination_id.clone())
         }
@@ -328,16 +344,21 @@ pub enum ClientScope {
 /// The list-query form of [`Action::ReadClient`].
 pub fn client_scope(principal: &Principal) -> ClientScope {
     match principal {
-        Principal::Platform { organization_id, acting_for: None, .. } => {
-            ClientScope::Organization(organization_id.clone())
+        Principal::Platform {
+            organization_id,
+            acting_for: None,
+            ..
+        } => ClientScope::Organization(organization_id.clone()),
+        Principal::Platform {
+            acting_for: Some(destination_id),
+            ..
         }
-        Principal::Platform { acting_for: Some(destination_id), .. }
         | Principal::Destination { destination_id, .. } => {
             ClientScope::Destination(destination_id.clone())
         }
-        Principal::Orchestrator { orchestrator_id, .. } => {
-            ClientScope::Orchestrator(orchestrator_id.clone())
-        }
+        Principal::Orchestrator {
+            orchestrator_id, ..
+        } => ClientScope::Orchestrator(orchestrator_id.clone()),
         Principal::Admin | Principal::Client(_) => ClientScope::Nothing,
     }
 }

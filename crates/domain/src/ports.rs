@@ -6,7 +6,9 @@ use chrono::{DateTime, Utc};
 
 use crate::events::Event;
 use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId, RequestId};
-use crate::model::{ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization};
+use crate::model::{
+    ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
+};
 use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
 use crate::policy::{ClientScope, DestinationScope, RequestScope};
 use crate::values::Slug;
@@ -181,10 +183,17 @@ pub struct RequestFilter {
 impl RequestFilter {
     /// Whether `request` passes the filter (the Rust twin of the store's SQL).
     pub fn matches(&self, request: &PaymentRequest) -> bool {
-        self.direction.is_none_or(|direction| direction == request.direction)
+        self.direction
+            .is_none_or(|direction| direction == request.direction)
             && self.status.is_none_or(|status| status == request.status)
-            && self.destination_id.as_ref().is_none_or(|id| id == &request.destination_id)
-            && self.customer_id.as_ref().is_none_or(|id| Some(id) == request.customer_id.as_ref())
+            && self
+                .destination_id
+                .as_ref()
+                .is_none_or(|id| id == &request.destination_id)
+            && self
+                .customer_id
+                .as_ref()
+                .is_none_or(|id| Some(id) == request.customer_id.as_ref())
     }
 }
 
@@ -192,7 +201,11 @@ impl RequestFilter {
 #[async_trait]
 pub trait RequestStore: Send + Sync {
     /// Stores a new request and its `payment_request.created` event.
-    async fn insert_request(&self, request: &PaymentRequest, event: &Event) -> Result<(), StoreError>;
+    async fn insert_request(
+        &self,
+        request: &PaymentRequest,
+        event: &Event,
+    ) -> Result<(), StoreError>;
 
     /// One request.
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError>;
@@ -231,7 +244,10 @@ pub trait RequestStore: Send + Sync {
     async fn insert_payment_link(&self, link: &PaymentLink) -> Result<(), StoreError>;
 
     /// The payment link whose token has this keyed hash.
-    async fn payment_link_by_token_hash(&self, hash: &str) -> Result<Option<PaymentLink>, StoreError>;
+    async fn payment_link_by_token_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<PaymentLink>, StoreError>;
 }
 
 /// The outbox of events.

@@ -7,15 +7,30 @@
 // Assertions are how a test suite reports; this module is compiled only for tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
-use crate::ids::{DestinationId, KeyId, OrchestratorId, OrganizationId};
-use crate::model::{ApiKey, Destination, KeyOwner, Orchestrator, Organization};
-use crate::policy::DestinationScope;
-use crate::ports::{PageRequest, Store, StoreError};
-use crate::values::Slug;
+use crate::events::{Audience, Event, EventType};
+use crate::ids::{
+    ClientId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
+    PaymentLinkId, RequestId,
+};
+use crate::model::{
+    ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
+};
+use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
+use crate::policy::{
+    Action, ClientScope, Decision, DestinationScope, RequestScope, Resource, authorize,
+    request_scope,
+};
+use crate::ports::{Page, PageRequest, RequestFilter, Store, StoreError};
+use crate::principal::{ClientPrincipal, Principal};
+use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
 
 use crate::now;
 
@@ -370,6 +385,956 @@ pub async fn health_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+/// An organization with `destinations` destinations, stored.
+pub async fn seed_organization(
+    store: &dyn Store,
+    destinations: usize,
+) -> (Organization, Vec<Destination>) {
+    let organization = organization();
+    let platform_key = key(KeyOwner::Platform {
+        organization_id: organization.id.clone(),
+    });
+    store
+        .insert_organization(&organization, &platform_key)
+        .await
+        .unwrap();
+    let mut created = Vec::new();
+    for _ in 0..destinations {
+        let destination = destination(&organization.id);
+        store.insert_destination(&destination).await.unwrap();
+        created.push(destination);
+    }
+    (organization, created)
+}
+
+/// An orchestrator, stored.
+pub async fn seed_orchestrator(store: &dyn Store) -> Orchestrator {
+    let orchestrator = orchestrator();
+    let orchestrator_key = key(KeyOwner::Orchestrator {
+        orchestrator_id: orchestrator.id.clone(),
+    });
+    store
+        .insert_orchestrator(&orchestrator, &orchestrator_key)
+        .await
+        .unwrap();
+    orchestrator
+}
+
+pub fn client(
+    destination: &Destination,
+    orchestrator_id: &OrchestratorId,
+    permissions: PermissionSet,
+) -> Client {
+    Client {
+        id: ClientId::generate(),
+        organization_id: destination.organization_id.clone(),
+        destination_id: destination.id.clone(),
+        orchestrator_id: orchestrator_id.clone(),
+        label: Some("checkout bot".into()),
+        permissions,
+        version: 1,
+        status: ClientStatus::Active,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+pub fn client_event(event_type: EventType, client: &Client) -> Event {
+    let audience = Audience {
+        organization_id: Some(client.organization_id.clone()),
+        destination_id: Some(client.destination_id.clone()),
+        orchestrator_id: Some(client.orchestrator_id.clone()),
+        client_id: Some(client.id.clone()),
+        direction: None,
+    };
+    Event::new(event_type, audience, client, now())
+}
+
+/// An open request of `destination`, created through `client` or, without one, by the
+/// destination's owner.
+pub fn payment_request(
+    destination: &Destination,
+    direction: Direction,
+    client: Option<&Client>,
+) -> PaymentRequest {
+    PaymentRequest {
+        id: RequestId::generate(),
+        organization_id: destination.organization_id.clone(),
+        destination_id: destination.id.clone(),
+        direction,
+        amount: Amount::parse("10").unwrap(),
+        currency: Currency::parse("USDC-base").unwrap(),
+        amount_paid: Total::ZERO,
+        status: RequestStatus::Open,
+        customer_id: None,
+        reference: None,
+        description: None,
+        due_at: None,
+        expires_at: None,
+        metadata: BTreeMap::new(),
+        created_by: client.map_or_else(
+            || destination.id.to_string(),
+            |client| client.id.to_string(),
+        ),
+        client_id: client.map(|client| client.id.clone()),
+        version: 1,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+pub fn request_event(event_type: EventType, request: &PaymentRequest) -> Event {
+    let audience = Audience {
+        organization_id: Some(request.organization_id.clone()),
+        destination_id: Some(request.destination_id.clone()),
+        orchestrator_id: None,
+        client_id: request.client_id.clone(),
+        direction: Some(request.direction),
+    };
+    Event::new(event_type, audience, request, now())
+}
+
+fn payment(request: &PaymentRequest, amount: &str) -> Payment {
+    Payment {
+        id: PaymentId::generate(),
+        request_id: request.id.clone(),
+        organization_id: request.organization_id.clone(),
+        destination_id: request.destination_id.clone(),
+        amount: Amount::parse(amount).unwrap(),
+        reference: "0xfeed".into(),
+        paid_at: now() - Duration::seconds(30),
+        created_by: request.destination_id.to_string(),
+        created_at: now(),
+    }
+}
+
+fn permissions(list: &[Permission]) -> PermissionSet {
+    list.iter().copied().collect()
+}
+
+fn first_page(limit: u32) -> PageRequest {
+    PageRequest {
+        limit,
+        starting_after: None,
+    }
+}
+
+/// Every stored event, newest first, read page by page.
+pub async fn all_events(store: &dyn Store) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut page = first_page(PageRequest::MAX_LIMIT);
+    loop {
+        let Page { data, has_more } = store.events(&page).await.unwrap();
+        page.starting_after = data.last().map(|event| event.id.to_string());
+        events.extend(data);
+        if !has_more {
+            return events;
+        }
+    }
+}
+
+/// Walks every page of a client-ID list with pages of `limit`.
+async fn all_clients(
+    store: &dyn Store,
+    scope: &ClientScope,
+    status: Option<ClientStatus>,
+    limit: u32,
+) -> Vec<Client> {
+    let mut clients = Vec::new();
+    let mut page = first_page(limit);
+    loop {
+        let Page { data, has_more } = store.list_clients(scope, status, &page).await.unwrap();
+        assert!(data.len() <= limit as usize);
+        assert!(
+            !has_more || data.len() == limit as usize,
+            "a page before the last is full"
+        );
+        page.starting_after = data.last().map(|client| client.id.to_string());
+        clients.extend(data);
+        if !has_more {
+            return clients;
+        }
+    }
+}
+
+/// Walks every page of a request list with pages of `limit`.
+async fn all_requests(
+    store: &dyn Store,
+    scope: &RequestScope,
+    filter: &RequestFilter,
+    limit: u32,
+) -> Vec<PaymentRequest> {
+    let mut requests = Vec::new();
+    let mut page = first_page(limit);
+    loop {
+        let Page { data, has_more } = store.list_requests(scope, filter, &page).await.unwrap();
+        assert!(data.len() <= limit as usize);
+        assert!(
+            !has_more || data.len() == limit as usize,
+            "a page before the last is full"
+        );
+        page.starting_after = data.last().map(|request| request.id.to_string());
+        requests.extend(data);
+        if !has_more {
+            return requests;
+        }
+    }
+}
+
+pub async fn orchestrators_are_found_by_slug(store: Arc<dyn Store>) {
+    let orchestrator = seed_orchestrator(&*store).await;
+    let other = seed_orchestrator(&*store).await;
+    assert_eq!(
+        store
+            .orchestrator_by_slug(&orchestrator.slug)
+            .await
+            .unwrap(),
+        Some(orchestrator)
+    );
+    assert_eq!(
+        store.orchestrator_by_slug(&other.slug).await.unwrap(),
+        Some(other)
+    );
+    assert_eq!(
+        store
+            .orchestrator_by_slug(&unique_slug("nobody"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn client_ids_round_trip_with_their_events(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let labelled = client(
+        &destinations[0],
+        &orchestrator.id,
+        permissions(&[
+            Permission::ReadOutgoing,
+            Permission::CreateIncoming,
+            Permission::PaymentsReport,
+        ]),
+    );
+    let created = client_event(EventType::ClientIdCreated, &labelled);
+    store.insert_client(&labelled, &created).await.unwrap();
+    let mut bare = client(&destinations[0], &orchestrator.id, PermissionSet::default());
+    bare.label = None;
+    let bare_created = client_event(EventType::ClientIdCreated, &bare);
+    store.insert_client(&bare, &bare_created).await.unwrap();
+
+    assert_eq!(
+        store.client(&labelled.id).await.unwrap(),
+        Some(labelled.clone())
+    );
+    assert_eq!(store.client(&bare.id).await.unwrap(), Some(bare.clone()));
+    assert_eq!(store.client(&ClientId::generate()).await.unwrap(), None);
+    assert_eq!(
+        all_events(&*store).await,
+        vec![bare_created.clone(), created.clone()]
+    );
+
+    // A refused row takes its event with it, and a refused event its row.
+    let refused_event = client_event(EventType::ClientIdCreated, &labelled);
+    let refused = store.insert_client(&labelled, &refused_event).await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    let newcomer = client(&destinations[0], &orchestrator.id, PermissionSet::default());
+    let mut reused = client_event(EventType::ClientIdCreated, &newcomer);
+    reused.id = created.id.clone();
+    let refused = store.insert_client(&newcomer, &reused).await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    assert_eq!(store.client(&newcomer.id).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await, vec![bare_created, created]);
+}
+
+pub async fn client_id_lists_follow_the_scope_and_status(store: Arc<dyn Store>) {
+    let (mine, my_destinations) = seed_organization(&*store, 2).await;
+    let (theirs, their_destinations) = seed_organization(&*store, 1).await;
+    let first_orchestrator = seed_orchestrator(&*store).await;
+    let second_orchestrator = seed_orchestrator(&*store).await;
+    let placements = [
+        (&my_destinations[0], &first_orchestrator),
+        (&my_destinations[1], &first_orchestrator),
+        (&their_destinations[0], &second_orchestrator),
+        (&my_destinations[0], &second_orchestrator),
+        (&their_destinations[0], &first_orchestrator),
+        (&my_destinations[1], &second_orchestrator),
+        (&my_destinations[0], &first_orchestrator),
+    ];
+    let mut clients = Vec::new();
+    for (index, (destination, orchestrator)) in placements.into_iter().enumerate() {
+        let mut client = client(
+            destination,
+            &orchestrator.id,
+            PermissionSet::default_for_new_client(),
+        );
+        let event = client_event(EventType::ClientIdCreated, &client);
+        store.insert_client(&client, &event).await.unwrap();
+        if index % 3 == 0 {
+            assert!(client.revoke(now()));
+            let event = client_event(EventType::ClientIdRevoked, &client);
+            assert!(store.update_client(&client, 1, &event).await.unwrap());
+        }
+        clients.push(client);
+    }
+    clients.reverse();
+
+    let scopes = [
+        (ClientScope::Organization(mine.id.clone()), {
+            let mine = mine.id.clone();
+            Box::new(move |client: &Client| client.organization_id == mine)
+                as Box<dyn Fn(&Client) -> bool>
+        }),
+        (ClientScope::Organization(theirs.id.clone()), {
+            let theirs = theirs.id.clone();
+            Box::new(move |client: &Client| client.organization_id == theirs)
+                as Box<dyn Fn(&Client) -> bool>
+        }),
+        (ClientScope::Destination(my_destinations[0].id.clone()), {
+            let destination = my_destinations[0].id.clone();
+            Box::new(move |client: &Client| client.destination_id == destination)
+                as Box<dyn Fn(&Client) -> bool>
+        }),
+        (ClientScope::Orchestrator(first_orchestrator.id.clone()), {
+            let orchestrator = first_orchestrator.id.clone();
+            Box::new(move |client: &Client| client.orchestrator_id == orchestrator)
+                as Box<dyn Fn(&Client) -> bool>
+        }),
+        (
+            ClientScope::Nothing,
+            Box::new(|_: &Client| false) as Box<dyn Fn(&Client) -> bool>,
+        ),
+    ];
+    for (scope, in_scope) in &scopes {
+        for status in [
+            None,
+            Some(ClientStatus::Active),
+            Some(ClientStatus::Revoked),
+        ] {
+            let expected: Vec<Client> = clients
+                .iter()
+                .filter(|client| {
+                    in_scope(client) && status.is_none_or(|status| client.status == status)
+                })
+                .cloned()
+                .collect();
+            for limit in [1, 2, 100] {
+                let listed = all_clients(&*store, scope, status, limit).await;
+                assert_eq!(listed, expected, "{scope:?} {status:?} limit {limit}");
+            }
+        }
+    }
+}
+
+pub async fn client_updates_need_the_expected_version(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let original = client(
+        &destinations[0],
+        &orchestrator.id,
+        PermissionSet::default_for_new_client(),
+    );
+    let created = client_event(EventType::ClientIdCreated, &original);
+    store.insert_client(&original, &created).await.unwrap();
+
+    let mut changed = original.clone();
+    let later = now() + Duration::seconds(1);
+    assert!(changed.grant(Permission::ReadIncoming, later));
+    assert!(changed.withdraw(Permission::CreateOutgoing, later));
+    let permissions_changed = client_event(EventType::ClientIdPermissionsChanged, &changed);
+    assert!(
+        store
+            .update_client(&changed, original.version, &permissions_changed)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.client(&changed.id).await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // A writer still holding the original version lost the race: nothing of it is stored.
+    let mut stale = original.clone();
+    assert!(stale.revoke(now() + Duration::seconds(2)));
+    let revoked = client_event(EventType::ClientIdRevoked, &stale);
+    assert!(
+        !store
+            .update_client(&stale, original.version, &revoked)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.client(&changed.id).await.unwrap(),
+        Some(changed.clone())
+    );
+
+    // An unknown client ID is no match either.
+    let ghost = client(&destinations[0], &orchestrator.id, PermissionSet::default());
+    let ghost_event = client_event(EventType::ClientIdRevoked, &ghost);
+    assert!(!store.update_client(&ghost, 1, &ghost_event).await.unwrap());
+
+    let events = all_events(&*store).await;
+    assert_eq!(events, vec![permissions_changed.clone(), created]);
+    assert_eq!(events[0].event_type, EventType::ClientIdPermissionsChanged);
+    assert_eq!(
+        events[0].audience.orchestrator_id,
+        Some(orchestrator.id.clone())
+    );
+    assert_eq!(
+        events[0].object["permissions"],
+        serde_json::json!(["create:incoming", "read:incoming"])
+    );
+
+    let mut revoked_now = changed.clone();
+    assert!(revoked_now.revoke(now() + Duration::seconds(3)));
+    let revoked = client_event(EventType::ClientIdRevoked, &revoked_now);
+    assert!(
+        store
+            .update_client(&revoked_now, changed.version, &revoked)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.client(&changed.id).await.unwrap(), Some(revoked_now));
+    assert_eq!(all_events(&*store).await[0], revoked);
+}
+
+pub async fn requests_round_trip_with_their_events(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let agent = client(
+        &destinations[0],
+        &orchestrator.id,
+        PermissionSet::default_for_new_client(),
+    );
+    store
+        .insert_client(&agent, &client_event(EventType::ClientIdCreated, &agent))
+        .await
+        .unwrap();
+
+    let mut full = payment_request(&destinations[0], Direction::Outgoing, Some(&agent));
+    // The largest amount there is, and the smallest step: both must survive exactly.
+    full.amount = Amount::parse(&format!("{}.{}", "9".repeat(20), "9".repeat(18))).unwrap();
+    full.amount_paid = Total::parse("0.000000000000000001").unwrap();
+    full.status = RequestStatus::PartiallyPaid;
+    full.customer_id = Some("cus_01J0000000000000000000000".into());
+    full.reference = Some("INV-2026-001".into());
+    full.description = Some("Consulting, \"November\" — 3 days".into());
+    full.due_at = Some(now() + Duration::days(7));
+    full.expires_at = Some(now() + Duration::days(30));
+    full.metadata = BTreeMap::from([
+        ("order".to_owned(), "A-17".to_owned()),
+        ("note".to_owned(), "quotes \" and ünïcode".to_owned()),
+    ]);
+    full.version = 4;
+    let full_created = request_event(EventType::PaymentRequestCreated, &full);
+    store.insert_request(&full, &full_created).await.unwrap();
+
+    let mut by_owner = payment_request(&destinations[0], Direction::Incoming, None);
+    by_owner.created_by = organization.id.to_string();
+    let owner_created = request_event(EventType::PaymentRequestCreated, &by_owner);
+    store
+        .insert_request(&by_owner, &owner_created)
+        .await
+        .unwrap();
+
+    assert_eq!(store.request(&full.id).await.unwrap(), Some(full.clone()));
+    assert_eq!(
+        store.request(&by_owner.id).await.unwrap(),
+        Some(by_owner.clone())
+    );
+    assert_eq!(store.request(&RequestId::generate()).await.unwrap(), None);
+
+    let events = all_events(&*store).await;
+    assert_eq!(events[..2], [owner_created.clone(), full_created.clone()]);
+    assert_eq!(events[1].event_type, EventType::PaymentRequestCreated);
+    assert_eq!(
+        events[1].audience,
+        Audience {
+            organization_id: Some(organization.id.clone()),
+            destination_id: Some(destinations[0].id.clone()),
+            orchestrator_id: None,
+            client_id: Some(agent.id.clone()),
+            direction: Some(Direction::Outgoing),
+        }
+    );
+    assert_eq!(
+        events[1].object["amount"],
+        serde_json::json!(full.amount.to_string())
+    );
+    assert_eq!(events[0].audience.client_id, None);
+
+    // A duplicate request stores neither itself nor its event.
+    let mut twin = by_owner.clone();
+    twin.amount = Amount::parse("1").unwrap();
+    let twin_created = request_event(EventType::PaymentRequestCreated, &twin);
+    let refused = store.insert_request(&twin, &twin_created).await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    assert_eq!(store.request(&by_owner.id).await.unwrap(), Some(by_owner));
+    assert_eq!(all_events(&*store).await, events);
+}
+
+pub async fn request_updates_store_payment_and_event_atomically(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let mut request = payment_request(&destinations[0], Direction::Incoming, None);
+    request.amount = Amount::parse("0.3").unwrap();
+    let created = request_event(EventType::PaymentRequestCreated, &request);
+    store.insert_request(&request, &created).await.unwrap();
+    let original = request.clone();
+
+    let first = payment(&request, "0.1");
+    let event_type = request.record_payment(first.amount, now()).unwrap();
+    assert_eq!(event_type, EventType::PaymentRequestPartiallyPaid);
+    let partially_paid = request_event(event_type, &request);
+    assert!(
+        store
+            .update_request(&request, original.version, Some(&first), &partially_paid)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.request(&request.id).await.unwrap(),
+        Some(request.clone())
+    );
+
+    let second = payment(&request, "0.2");
+    let before = request.version;
+    let event_type = request.record_payment(second.amount, now()).unwrap();
+    assert_eq!(event_type, EventType::PaymentRequestPaid);
+    let paid = request_event(event_type, &request);
+    assert!(
+        store
+            .update_request(&request, before, Some(&second), &paid)
+            .await
+            .unwrap()
+    );
+    let stored = store.request(&request.id).await.unwrap().unwrap();
+    assert_eq!(stored, request);
+    // 0.1 + 0.2 is exactly 0.3: amounts never pass through floating point.
+    assert_eq!(
+        (stored.amount_paid.to_string(), stored.status),
+        ("0.3".into(), RequestStatus::Paid)
+    );
+    assert_eq!(
+        store.payments_of(&request.id).await.unwrap(),
+        vec![first.clone(), second.clone()]
+    );
+
+    // A writer holding an old version loses: no payment, no event, no change.
+    let mut stale = original.clone();
+    let late = payment(&stale, "5");
+    let event_type = stale.record_payment(late.amount, now()).unwrap();
+    let stale_event = request_event(event_type, &stale);
+    assert!(
+        !store
+            .update_request(&stale, original.version, Some(&late), &stale_event)
+            .await
+            .unwrap()
+    );
+    let mut cancelled = original.clone();
+    let event_type = cancelled.cancel(now()).unwrap();
+    let stale_cancel = request_event(event_type, &cancelled);
+    assert!(
+        !store
+            .update_request(&cancelled, original.version, None, &stale_cancel)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.request(&request.id).await.unwrap(),
+        Some(request.clone())
+    );
+    assert_eq!(
+        store.payments_of(&request.id).await.unwrap(),
+        vec![first, second]
+    );
+    assert_eq!(
+        store.payments_of(&RequestId::generate()).await.unwrap(),
+        vec![]
+    );
+
+    let events = all_events(&*store).await;
+    assert_eq!(events, vec![paid.clone(), partially_paid.clone(), created]);
+    assert_eq!(
+        events
+            .iter()
+            .map(|event| event.event_type)
+            .collect::<Vec<_>>(),
+        vec![
+            EventType::PaymentRequestPaid,
+            EventType::PaymentRequestPartiallyPaid,
+            EventType::PaymentRequestCreated,
+        ]
+    );
+    assert_eq!(events[0].object["amount_paid"], serde_json::json!("0.3"));
+
+    // A change without a payment (a cancellation) stores the event alone.
+    let mut open = payment_request(&destinations[0], Direction::Outgoing, None);
+    store
+        .insert_request(
+            &open,
+            &request_event(EventType::PaymentRequestCreated, &open),
+        )
+        .await
+        .unwrap();
+    let event_type = open.cancel(now()).unwrap();
+    let cancelled = request_event(event_type, &open);
+    assert!(
+        store
+            .update_request(&open, 1, None, &cancelled)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.request(&open.id).await.unwrap(), Some(open.clone()));
+    assert_eq!(store.payments_of(&open.id).await.unwrap(), vec![]);
+    assert_eq!(all_events(&*store).await[0], cancelled);
+}
+
+pub async fn requests_due_for_expiry_are_pending_and_past_due(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 2).await;
+    let at = now();
+    let cases = [
+        // (status, expires_at relative to `at` in seconds, due)
+        (RequestStatus::Open, Some(-10), true),
+        (RequestStatus::PartiallyPaid, Some(-20), true),
+        (RequestStatus::Open, Some(0), true),
+        (RequestStatus::Open, Some(-30), true),
+        (RequestStatus::Paid, Some(-40), false),
+        (RequestStatus::Cancelled, Some(-40), false),
+        (RequestStatus::Expired, Some(-40), false),
+        (RequestStatus::Open, Some(1), false),
+        (RequestStatus::PartiallyPaid, None, false),
+    ];
+    let mut due = Vec::new();
+    for (index, (status, offset, is_due)) in cases.into_iter().enumerate() {
+        let mut request = payment_request(&destinations[index % 2], Direction::Incoming, None);
+        request.status = status;
+        request.expires_at = offset.map(|seconds| at + Duration::seconds(seconds));
+        let created = request_event(EventType::PaymentRequestCreated, &request);
+        store.insert_request(&request, &created).await.unwrap();
+        if is_due {
+            due.push(request);
+        }
+    }
+    due.sort_by_key(|request| request.expires_at);
+
+    assert_eq!(store.requests_due_for_expiry(at, 100).await.unwrap(), due);
+    assert_eq!(
+        store.requests_due_for_expiry(at, 2).await.unwrap(),
+        due[..2].to_vec()
+    );
+    assert_eq!(
+        store
+            .requests_due_for_expiry(at - Duration::seconds(15), 100)
+            .await
+            .unwrap(),
+        due[..2].to_vec()
+    );
+    assert_eq!(
+        store
+            .requests_due_for_expiry(at - Duration::hours(1), 100)
+            .await
+            .unwrap(),
+        vec![]
+    );
+}
+
+pub async fn payment_links_are_found_by_token_hash(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let request = payment_request(&destinations[0], Direction::Incoming, None);
+    store
+        .insert_request(
+            &request,
+            &request_event(EventType::PaymentRequestCreated, &request),
+        )
+        .await
+        .unwrap();
+    let link = PaymentLink {
+        id: PaymentLinkId::generate(),
+        request_id: request.id.clone(),
+        organization_id: request.organization_id.clone(),
+        destination_id: request.destination_id.clone(),
+        token_hash: format!("token-hash-{}", ulid::Ulid::new()),
+        expires_at: now() + Duration::seconds(PaymentLink::DEFAULT_LIFETIME_SECONDS),
+        created_at: now(),
+    };
+    store.insert_payment_link(&link).await.unwrap();
+    assert_eq!(
+        store
+            .payment_link_by_token_hash(&link.token_hash)
+            .await
+            .unwrap(),
+        Some(link.clone())
+    );
+    assert_eq!(
+        store.payment_link_by_token_hash("unknown").await.unwrap(),
+        None
+    );
+    let twin = PaymentLink {
+        id: PaymentLinkId::generate(),
+        ..link.clone()
+    };
+    let refused = store.insert_payment_link(&twin).await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+}
+
+pub async fn events_page_newest_first(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let mut written = Vec::new();
+    for direction in [
+        Direction::Incoming,
+        Direction::Outgoing,
+        Direction::Incoming,
+    ] {
+        let request = payment_request(&destinations[0], direction, None);
+        let event = request_event(EventType::PaymentRequestCreated, &request);
+        store.insert_request(&request, &event).await.unwrap();
+        written.push(event);
+    }
+    written.reverse();
+    let first = store.events(&first_page(2)).await.unwrap();
+    assert_eq!(
+        (first.data.as_slice(), first.has_more),
+        (&written[..2], true)
+    );
+    let rest = store
+        .events(&PageRequest {
+            limit: 2,
+            starting_after: Some(written[1].id.to_string()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (rest.data.as_slice(), rest.has_more),
+        (&written[2..], false)
+    );
+    let after_oldest = store
+        .events(&PageRequest {
+            limit: 10,
+            starting_after: Some(written[2].id.to_string()),
+        })
+        .await
+        .unwrap();
+    assert!(after_oldest.data.is_empty() && !after_oldest.has_more);
+    // A cursor need not name a stored event: ids order by time.
+    let after_newer = store
+        .events(&PageRequest {
+            limit: 10,
+            starting_after: Some(EventId::generate().to_string()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(after_newer.data, written);
+}
+
+/// How many random principal-and-filter cases the SQL-versus-domain check runs.
+const SQL_VERSUS_DOMAIN_CASES: usize = 1000;
+
+/// The seed of the SQL-versus-domain check; `MANDATE_CONTRACT_SEED` replays another.
+fn contract_seed() -> u64 {
+    std::env::var("MANDATE_CONTRACT_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(0x4d41_4e44_4154_4532)
+}
+
+fn random_permissions(rng: &mut StdRng) -> PermissionSet {
+    Permission::ALL
+        .into_iter()
+        .filter(|_| rng.gen_bool(0.5))
+        .collect()
+}
+
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
+    items.choose(rng).unwrap()
+}
+
+fn random_principal(
+    rng: &mut StdRng,
+    destinations: &[Destination],
+    clients: &[Client],
+    orchestrators: &[Orchestrator],
+) -> Principal {
+    match rng.gen_range(0..7) {
+        0 => Principal::Admin,
+        1 => {
+            let destination = pick(rng, destinations);
+            Principal::Platform {
+                organization_id: destination.organization_id.clone(),
+                key_id: KeyId::generate(),
+                acting_for: None,
+            }
+        }
+        2 => {
+            // `X-Destination-Id` names a destination of the platform's own organization.
+            let destination = pick(rng, destinations);
+            Principal::Platform {
+                organization_id: destination.organization_id.clone(),
+                key_id: KeyId::generate(),
+                acting_for: Some(destination.id.clone()),
+            }
+        }
+        3 => {
+            let destination = pick(rng, destinations);
+            Principal::Destination {
+                organization_id: destination.organization_id.clone(),
+                destination_id: destination.id.clone(),
+                key_id: KeyId::generate(),
+            }
+        }
+        4 => Principal::Orchestrator {
+            orchestrator_id: pick(rng, orchestrators).id.clone(),
+            key_id: KeyId::generate(),
+        },
+        5 => {
+            // A client that never created anything.
+            let destination = pick(rng, destinations);
+            Principal::Client(ClientPrincipal {
+                client_id: ClientId::generate(),
+                orchestrator_id: pick(rng, orchestrators).id.clone(),
+                organization_id: destination.organization_id.clone(),
+                destination_id: destination.id.clone(),
+                permissions: random_permissions(rng),
+            })
+        }
+        _ => {
+            // A stored client, with permissions that may since have changed (a token's
+            // narrowed scope, a fresh grant).
+            let client = pick(rng, clients);
+            Principal::Client(ClientPrincipal {
+                client_id: client.id.clone(),
+                orchestrator_id: client.orchestrator_id.clone(),
+                organization_id: client.organization_id.clone(),
+                destination_id: client.destination_id.clone(),
+                permissions: random_permissions(rng),
+            })
+        }
+    }
+}
+
+const CUSTOMERS: [&str; 3] = ["cus_alpha", "cus_beta", "cus_nobody"];
+
+fn random_filter(rng: &mut StdRng, destinations: &[Destination]) -> RequestFilter {
+    RequestFilter {
+        direction: rng.gen_bool(0.4).then(|| *pick(rng, &Direction::ALL)),
+        status: rng.gen_bool(0.3).then(|| *pick(rng, &RequestStatus::ALL)),
+        destination_id: rng.gen_bool(0.3).then(|| {
+            if rng.gen_bool(0.9) {
+                pick(rng, destinations).id.clone()
+            } else {
+                DestinationId::generate()
+            }
+        }),
+        customer_id: rng
+            .gen_bool(0.2)
+            .then(|| (*pick(rng, &CUSTOMERS)).to_owned()),
+    }
+}
+
+/// SPEC §4: list queries are `authorize` translated to SQL. For random principals and filters
+/// over a random world, the store lists exactly the requests that `authorize` lets the
+/// principal read and the filter matches, newest first, across every page.
+pub async fn request_lists_match_authorize(store: Arc<dyn Store>) {
+    let seed = contract_seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let mut destinations = Vec::new();
+    for _ in 0..2 {
+        destinations.extend(seed_organization(&*store, 2).await.1);
+    }
+    let orchestrators = vec![
+        seed_orchestrator(&*store).await,
+        seed_orchestrator(&*store).await,
+    ];
+    let mut clients = Vec::new();
+    for destination in &destinations {
+        for _ in 0..2 {
+            let orchestrator = pick(&mut rng, &orchestrators);
+            let mut client = client(destination, &orchestrator.id, random_permissions(&mut rng));
+            client.status = if rng.gen_bool(0.2) {
+                ClientStatus::Revoked
+            } else {
+                ClientStatus::Active
+            };
+            store
+                .insert_client(&client, &client_event(EventType::ClientIdCreated, &client))
+                .await
+                .unwrap();
+            clients.push(client);
+        }
+    }
+    let mut requests = Vec::new();
+    for _ in 0..60 {
+        let destination = pick(&mut rng, &destinations);
+        let direction = *pick(&mut rng, &Direction::ALL);
+        let own_clients: Vec<&Client> = clients
+            .iter()
+            .filter(|client| client.destination_id == destination.id)
+            .collect();
+        let creator = rng.gen_bool(0.6).then(|| *pick(&mut rng, &own_clients));
+        let mut request = payment_request(destination, direction, creator);
+        if creator.is_none() && rng.gen_bool(0.5) {
+            request.created_by = destination.organization_id.to_string();
+        }
+        request.status = *pick(&mut rng, &RequestStatus::ALL);
+        request.customer_id = rng
+            .gen_bool(0.6)
+            .then(|| (*pick(&mut rng, &CUSTOMERS[..2])).to_owned());
+        store
+            .insert_request(
+                &request,
+                &request_event(EventType::PaymentRequestCreated, &request),
+            )
+            .await
+            .unwrap();
+        requests.push(request);
+    }
+    requests.reverse();
+
+    let mut checked = 0;
+    let mut listed_total = 0;
+    for case in 0..SQL_VERSUS_DOMAIN_CASES {
+        let principal = random_principal(&mut rng, &destinations, &clients, &orchestrators);
+        let filter = random_filter(&mut rng, &destinations);
+        let limit = rng.gen_range(1..=7);
+        let scope = request_scope(&principal);
+        let expected: Vec<PaymentRequest> = requests
+            .iter()
+            .filter(|request| {
+                let readable = authorize(&principal, Action::ReadRequest, Resource::Request(request))
+                    == Decision::Allow;
+                assert_eq!(
+                    scope.contains(request),
+                    readable,
+                    "seed {seed} case {case}: scope {scope:?} disagrees with authorize on {request:?}"
+                );
+                readable && filter.matches(request)
+            })
+            .cloned()
+            .collect();
+        let listed = all_requests(&*store, &scope, &filter, limit).await;
+        let ids = |requests: &[PaymentRequest]| {
+            requests
+                .iter()
+                .map(|request| request.id.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(&listed),
+            ids(&expected),
+            "seed {seed} case {case}: {principal:?} with {filter:?}, pages of {limit}"
+        );
+        assert_eq!(listed, expected);
+        listed_total += listed.len();
+        checked += 1;
+    }
+    // Guards against a generator that only ever produces empty answers.
+    assert!(
+        listed_total > SQL_VERSUS_DOMAIN_CASES,
+        "too few requests listed: {listed_total}"
+    );
+    println!("sql-vs-domain: {checked} cases, {listed_total} requests listed (seed {seed})");
+}
+
 /// Expands to one `#[tokio::test]` per contract case, each on a fresh store from `$factory`:
 /// an async expression yielding `(Arc<dyn Store>, guard)`; the guard is dropped at the end.
 #[macro_export]
@@ -384,7 +1349,17 @@ macro_rules! store_contract_tests {
             key_limit_counts_only_active_keys,
             concurrent_key_creation_never_exceeds_the_limit,
             keys_are_revoked_only_by_their_owner_and_touched,
-            health_answers
+            health_answers,
+            orchestrators_are_found_by_slug,
+            client_ids_round_trip_with_their_events,
+            client_id_lists_follow_the_scope_and_status,
+            client_updates_need_the_expected_version,
+            requests_round_trip_with_their_events,
+            request_updates_store_payment_and_event_atomically,
+            requests_due_for_expiry_are_pending_and_past_due,
+            payment_links_are_found_by_token_hash,
+            events_page_newest_first,
+            request_lists_match_authorize
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -28,7 +28,8 @@ pub struct InvalidField {
 
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
 pub use requests::{
-    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError, request_audience,
+    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
+    request_audience,
 };
 
 fn text_field(

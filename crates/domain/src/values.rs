@@ -143,7 +143,6 @@ impl Amount {
         }
         Ok(Self(units))
     }
-
 }
 
 /// The canonical spelling of a count of 10⁻¹⁸ units: no leading zeros, no trailing
@@ -166,7 +165,9 @@ impl fmt::Display for Amount {
 }
 
 /// A running total of amounts, which unlike an [`Amount`] may be zero (`amount_paid`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Total(u128);
 

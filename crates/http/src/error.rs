@@ -7,8 +7,9 @@ use actix_web::{HttpResponse, ResponseError};
 use mandate_domain::auth::AuthError;
 use mandate_domain::ports::StoreError;
 use mandate_domain::usecases::{
-    CreateDestinationError, CreateOrchestratorError, CreateOrganizationError, InvalidField,
-    KeyError, ReadError, UpdateDestinationError,
+    ClientChangeError, CreateDestinationError, CreateOrchestratorError, CreateOrganizationError,
+    CreateRequestError, InvalidField, IssueClientError, KeyError, PaymentPageError, ReadError,
+    RequestActionError, UpdateDestinationError,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -23,6 +24,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Option<Value>,
+    retry_after: Option<u64>,
 }
 
 /// The envelope, as documented in the OpenAPI document.
@@ -53,6 +55,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
     }
 
@@ -88,6 +91,11 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "CONFLICT", message)
     }
 
+    /// 410 `GONE`.
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, "GONE", message)
+    }
+
     /// 413 `PAYLOAD_TOO_LARGE`.
     pub fn payload_too_large() -> Self {
         Self::new(
@@ -95,6 +103,17 @@ impl ApiError {
             "PAYLOAD_TOO_LARGE",
             "the body is larger than 64 KiB",
         )
+    }
+
+    /// 429 `RATE_LIMITED`, with `Retry-After`.
+    pub fn rate_limited(retry_after_seconds: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests for this credential: retry later",
+        );
+        error.retry_after = Some(retry_after_seconds);
+        error
     }
 
     /// 500 `INTERNAL`; the cause is logged, never sent.
@@ -148,6 +167,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(ErrorEnvelope {
             error: ErrorBody {
@@ -249,6 +271,65 @@ impl From<KeyError> for ApiError {
             KeyError::Forbidden => ApiError::forbidden(error.to_string()),
             KeyError::TooManyActiveKeys(_) => ApiError::conflict(error.to_string()),
             KeyError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<IssueClientError> for ApiError {
+    fn from(error: IssueClientError) -> Self {
+        match error {
+            IssueClientError::DestinationRequired => {
+                ApiError::invalid_field("X-Destination-Id", error.to_string())
+            }
+            IssueClientError::Forbidden => ApiError::forbidden(error.to_string()),
+            IssueClientError::Invalid(invalid) => invalid.into(),
+            IssueClientError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<ClientChangeError> for ApiError {
+    fn from(error: ClientChangeError) -> Self {
+        match error {
+            ClientChangeError::NotFound => ApiError::not_found(),
+            ClientChangeError::Forbidden => ApiError::forbidden(error.to_string()),
+            ClientChangeError::Revoked => ApiError::conflict(error.to_string()),
+            ClientChangeError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CreateRequestError> for ApiError {
+    fn from(error: CreateRequestError) -> Self {
+        match error {
+            CreateRequestError::DestinationRequired => {
+                ApiError::invalid_field("X-Destination-Id", error.to_string())
+            }
+            CreateRequestError::Forbidden(message) => ApiError::forbidden(message),
+            CreateRequestError::Invalid(invalid) => invalid.into(),
+            CreateRequestError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<RequestActionError> for ApiError {
+    fn from(error: RequestActionError) -> Self {
+        match error {
+            RequestActionError::NotFound => ApiError::not_found(),
+            RequestActionError::Forbidden => ApiError::forbidden(error.to_string()),
+            RequestActionError::Conflict(message) => ApiError::conflict(message),
+            RequestActionError::Invalid(invalid) => invalid.into(),
+            RequestActionError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<PaymentPageError> for ApiError {
+    fn from(error: PaymentPageError) -> Self {
+        match error {
+            PaymentPageError::NotFound => ApiError::not_found(),
+            PaymentPageError::Gone => ApiError::gone(error.to_string()),
+            PaymentPageError::Store(error) => error.into(),
         }
     }
 }

@@ -6,9 +6,11 @@ mod handlers;
 mod input;
 pub mod openapi;
 pub mod pipeline;
+mod rate_limit;
 mod request_id;
 pub mod routes;
 mod state;
+pub mod tokens;
 mod views;
 
 use actix_web::body::MessageBody;
@@ -18,6 +20,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, web};
 
 pub use error::ApiError;
+pub use rate_limit::RateLimit;
 pub use state::AppState;
 
 /// JSON bodies larger than this are refused with 413.

@@ -87,11 +87,11 @@ async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal
         .authenticator
         .bearer(store, token, mandate_domain::now())
         .await?;
-    if single_header(request, &CLIENT_HEADER)?.is_some() {
-        // Client IDs are not issued yet; refuse rather than silently ignoring the header.
-        return Err(ApiError::forbidden(
-            "this X-Client-Id is not usable with this credential",
-        ));
+    if let Some(client) = single_header(request, &CLIENT_HEADER)? {
+        principal = state
+            .authenticator
+            .act_as_client(store, principal, client)
+            .await?;
     }
     if let Some(destination) = single_header(request, &DESTINATION_HEADER)? {
         principal = state
@@ -130,6 +130,9 @@ async fn admit(kinds: &[PrincipalKind], request: &ServiceRequest) -> Result<Prin
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::internal(&MissingState))?;
     let principal = resolve(state, request).await?;
+    if let Some(limit) = &state.rate_limit {
+        limit.check(&principal).map_err(ApiError::rate_limited)?;
+    }
     if kinds.contains(&principal.kind()) {
         Ok(principal)
     } else {

@@ -5,9 +5,11 @@
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use mandate_domain::principal::PrincipalKind::{self, Admin, Destination, Orchestrator, Platform};
+use mandate_domain::principal::PrincipalKind::{
+    self, Admin, Client, Destination, Orchestrator, Platform,
+};
 
-use crate::handlers::{admin, destinations, health, orchestrator, organization};
+use crate::handlers::{admin, clients, destinations, health, orchestrator, organization, requests};
 use crate::pipeline::{self, Admits};
 
 /// One row of the route table.
@@ -77,4 +79,18 @@ route_table! {
     GET "/v1/orchestrator" => kinds(&[Orchestrator]) => orchestrator::get;
     POST "/v1/orchestrator/keys" => kinds(&[Orchestrator]) => orchestrator::create_key;
     DELETE "/v1/orchestrator/keys/{key_id}" => kinds(&[Orchestrator]) => orchestrator::revoke_key;
+
+    POST "/v1/client-ids" => kinds(&[Platform, Destination]) => clients::create;
+    GET "/v1/client-ids" => kinds(&[Platform, Destination, Orchestrator]) => clients::list;
+    GET "/v1/client-ids/{id}" => kinds(&[Platform, Destination, Orchestrator]) => clients::get;
+    POST "/v1/client-ids/{id}/permissions" => kinds(&[Platform, Destination]) => clients::grant;
+    DELETE "/v1/client-ids/{id}/permissions/{permission}" => kinds(&[Platform, Destination]) => clients::withdraw;
+    POST "/v1/client-ids/{id}/revoke" => kinds(&[Platform, Destination]) => clients::revoke;
+
+    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create;
+    GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;
+    GET "/v1/requests/{id}" => kinds(&[Client, Platform, Destination]) => requests::get;
+    POST "/v1/requests/{id}/cancel" => kinds(&[Client, Platform, Destination]) => requests::cancel;
+    POST "/v1/requests/{id}/payment-links" => kinds(&[Client, Platform, Destination]) => requests::create_payment_link;
+    POST "/v1/requests/{id}/payments" => kinds(&[Client, Platform, Destination]) => requests::report_payment;
 }

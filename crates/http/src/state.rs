@@ -3,6 +3,8 @@
 use mandate_domain::auth::Authenticator;
 use mandate_domain::usecases::Mandate;
 
+use crate::RateLimit;
+
 /// The application state shared by all workers.
 #[derive(Clone)]
 pub struct AppState {
@@ -10,4 +12,8 @@ pub struct AppState {
     pub mandate: Mandate,
     /// Resolves credentials.
     pub authenticator: Authenticator,
+    /// The URL clients reach the server at, without a trailing slash (payment links).
+    pub public_url: String,
+    /// Per-credential rate limit; `None` when off.
+    pub rate_limit: Option<RateLimit>,
 }

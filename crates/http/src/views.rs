@@ -220,3 +220,170 @@ pub struct OrchestratorProfile {
     /// Its keys, revoked ones included.
     pub keys: Vec<KeyView>,
 }
+
+/// A page of domain objects, which serialize to their API shape themselves.
+#[derive(Debug, Serialize)]
+pub struct ListBody<T: Serialize> {
+    object: &'static str,
+    data: Vec<T>,
+    has_more: bool,
+    next_cursor: Option<String>,
+}
+
+impl<T: Serialize> ListBody<T> {
+    /// The list envelope of `page`; `id` names the cursor of an item.
+    pub fn new(page: Page<T>, id: impl Fn(&T) -> String) -> Self {
+        let next_cursor = if page.has_more {
+            page.data.last().map(&id)
+        } else {
+            None
+        };
+        Self {
+            object: "list",
+            data: page.data,
+            has_more: page.has_more,
+            next_cursor,
+        }
+    }
+}
+
+/// A client ID (documentation of the shape `mandate_domain::model::Client` serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientView {
+    /// `cli_…`
+    pub id: String,
+    /// Always `client_id`.
+    pub object: String,
+    /// The delegating destination.
+    pub destination_id: String,
+    /// The orchestrator it is issued to.
+    pub orchestrator_id: String,
+    /// Free text for the issuer.
+    pub label: Option<String>,
+    /// Its permissions, sorted.
+    pub permissions: Vec<String>,
+    /// Bumped by every change.
+    pub version: u64,
+    /// `active` or `revoked` (permanent).
+    pub status: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of client IDs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClientList {
+    /// Always `list`.
+    pub object: String,
+    /// The client IDs.
+    pub data: Vec<ClientView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A payment request (documentation of the shape `mandate_domain::payments::PaymentRequest`
+/// serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentRequestView {
+    /// `req_…`
+    pub id: String,
+    /// Always `payment_request`.
+    pub object: String,
+    /// The destination receiving or paying.
+    pub destination_id: String,
+    /// `incoming` or `outgoing`.
+    pub direction: String,
+    /// Decimal string, exact.
+    pub amount: String,
+    /// Currency or asset code.
+    pub currency: String,
+    /// Decimal string; may exceed `amount` after an overpayment.
+    pub amount_paid: String,
+    /// `open`, `partially_paid`, `paid`, `cancelled` or `expired`.
+    pub status: String,
+    /// A customer of the organization's pool.
+    pub customer_id: Option<String>,
+    /// The payer's reference.
+    pub reference: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// When payment is due.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When it expires if not completed.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// String pairs.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// The id of the principal that created it.
+    pub created_by: String,
+    /// The client ID it was created through; null when an owner created it.
+    pub client_id: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of payment requests, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentRequestList {
+    /// Always `list`.
+    pub object: String,
+    /// The requests.
+    pub data: Vec<PaymentRequestView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A reported payment (documentation of the shape `mandate_domain::payments::Payment`
+/// serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    /// `pay_…`
+    pub id: String,
+    /// Always `payment`.
+    pub object: String,
+    /// The request paid.
+    pub request_id: String,
+    /// The request's destination.
+    pub destination_id: String,
+    /// Decimal string.
+    pub amount: String,
+    /// The settlement's reference.
+    pub reference: String,
+    /// When the money moved.
+    pub paid_at: DateTime<Utc>,
+    /// The id of the principal that reported it.
+    pub created_by: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payment and the request after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentRecorded<P: Serialize, R: Serialize> {
+    /// The payment.
+    #[schema(value_type = PaymentView)]
+    pub payment: P,
+    /// The request, updated.
+    #[schema(value_type = PaymentRequestView)]
+    pub payment_request: R,
+}
+
+/// A new payment link: share `url` with the payer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentLinkCreated {
+    /// `plink_…`
+    pub id: String,
+    /// Always `payment_link`.
+    pub object: &'static str,
+    /// The public page; the token in it is shown only now.
+    pub url: String,
+    /// When the link stops working.
+    pub expires_at: DateTime<Utc>,
+}

@@ -14,7 +14,7 @@ use mandate_domain::auth::Authenticator;
 use mandate_domain::keys::KeyHasher;
 use mandate_domain::principal::Principal;
 use mandate_domain::usecases::Mandate;
-use mandate_http::AppState;
+use mandate_http::{AppState, RateLimit};
 use mandate_store::{DbStore, StoreOptions};
 use tracing_subscriber::EnvFilter;
 
@@ -133,7 +133,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let state = AppState {
         mandate,
         authenticator,
+        public_url: settings.public_url(),
+        rate_limit: RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst),
     };
+    tokio::spawn(housekeeping(state.clone()));
     let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
@@ -145,6 +148,35 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(%address, public_url = %settings.public_url(), database = ?backend, admin_api = settings.admin.token.is_some(), "mandate is serving");
     }
     server.run().await.context("the HTTP server failed")
+}
+
+/// How often background housekeeping runs: expiring requests past their `expires_at`.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Requests expired per round, so one round stays short.
+const EXPIRY_BATCH: u32 = 500;
+
+/// Expires due requests (reads expire them too, so this bounds how long a due request can
+/// linger unread) and lets the rate limiter forget idle credentials.
+async fn housekeeping(state: AppState) {
+    let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        match state
+            .mandate
+            .expire_due_requests(mandate_domain::now(), EXPIRY_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired payment requests"),
+            Err(error) => {
+                tracing::warn!(error = %error, "expiring payment requests failed; retrying")
+            }
+        }
+        if let Some(limit) = &state.rate_limit {
+            limit.forget_idle();
+        }
+    }
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {

@@ -22,6 +22,27 @@ pub struct Settings {
     pub secrets: SecretSettings,
     /// `[log]`
     pub log: LogSettings,
+    /// `[rate_limit]`
+    pub rate_limit: RateLimitSettings,
+}
+
+/// `[rate_limit]`: a token bucket per credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Sustained requests per second per credential; 0 turns the limit off.
+    pub per_second: u32,
+    /// Requests a credential may make at once after being idle.
+    pub burst: u32,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            per_second: 100,
+            burst: 200,
+        }
+    }
 }
 
 /// `[server]`

@@ -3,25 +3,78 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::dsl::count_star;
+use diesel::dsl::{count_star, sql};
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use diesel::{insert_into, update};
 use diesel_async::RunQueryDsl;
-use mandate_domain::ids::{DestinationId, KeyId, OrchestratorId, OrganizationId};
-use mandate_domain::model::{ApiKey, Destination, KeyOwner, Orchestrator, Organization};
-use mandate_domain::policy::DestinationScope;
-use mandate_domain::ports::{
-    DestinationStore, Health, KeyStore, OrchestratorStore, OrganizationStore, Page, PageRequest,
-    StoreError,
+use mandate_domain::events::Event;
+use mandate_domain::ids::{
+    ClientId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, RequestId,
 };
+use mandate_domain::model::{
+    ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
+};
+use mandate_domain::payments::{Direction, Payment, PaymentLink, PaymentRequest};
+use mandate_domain::policy::{ClientScope, DestinationScope, RequestScope};
+use mandate_domain::ports::{
+    ClientStore, DestinationStore, EventStore, Health, KeyStore, OrchestratorStore,
+    OrganizationStore, Page, PageRequest, RequestFilter, RequestStore, StoreError,
+};
+use mandate_domain::values::Slug;
 
 use crate::DbStore;
 use crate::pool::{Dialect, Error, db_run, db_transaction};
 use crate::rows::{
-    DESTINATION, DestinationChanges, DestinationRow, KeyRow, ORCHESTRATOR, OrchestratorRow,
-    OrganizationRow, PLATFORM, to_naive,
+    ClientChanges, ClientRow, DESTINATION, DestinationChanges, DestinationRow, EventRow, KeyRow,
+    ORCHESTRATOR, OrchestratorRow, OrganizationRow, PLATFORM, PaymentLinkRow, PaymentRow,
+    RequestChanges, RequestRow, client_status_str, to_naive,
 };
-use crate::schema::{api_keys, destinations, orchestrators, organizations};
+use crate::schema::{
+    api_keys, client_ids, destinations, events, orchestrators, organizations, payment_links,
+    payment_requests, payments,
+};
+
+/// The page size asked for, within the allowed range.
+fn page_limit(page: &PageRequest) -> usize {
+    page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize
+}
+
+/// The cursor in the canonical (upper-case) spelling stored ids compare in; a cursor that is
+/// no id of the kind is compared as given.
+fn page_cursor<T: std::fmt::Display, E>(
+    page: &PageRequest,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Option<String> {
+    page.starting_after
+        .as_deref()
+        .map(|cursor| parse(cursor).map_or_else(|_| cursor.to_owned(), |id| id.to_string()))
+}
+
+fn empty_page<T>() -> Page<T> {
+    Page {
+        data: Vec::new(),
+        has_more: false,
+    }
+}
+
+/// A page from `limit + 1` rows fetched newest first: the extra row only tells that more follow.
+fn into_page<R, T>(mut rows: Vec<R>, limit: usize) -> Result<Page<T>, Error>
+where
+    T: TryFrom<R, Error = Error>,
+{
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let data = rows
+        .into_iter()
+        .map(T::try_from)
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Page { data, has_more })
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
 
 /// Narrows a boxed `api_keys` query to the keys of one owner. The table's check constraint
 /// guarantees the owner columns not named here are null.
@@ -115,6 +168,19 @@ impl OrchestratorStore for DbStore {
             row.map(Orchestrator::try_from).transpose()
         })
     }
+
+    async fn orchestrator_by_slug(&self, slug: &Slug) -> Result<Option<Orchestrator>, StoreError> {
+        let slug = slug.to_string();
+        db_run!(self, |conn| {
+            let row = orchestrators::table
+                .filter(orchestrators::slug.eq(&slug))
+                .select(OrchestratorRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Orchestrator::try_from).transpose()
+        })
+    }
 }
 
 /// The SQL form of a [`DestinationScope`] that can match something.
@@ -159,23 +225,15 @@ impl DestinationStore for DbStore {
                 ScopeFilter::Organization(organization_id.to_string())
             }
             DestinationScope::One(destination_id) => ScopeFilter::One(destination_id.to_string()),
-            DestinationScope::Nothing => {
-                return Ok(Page {
-                    data: Vec::new(),
-                    has_more: false,
-                });
-            }
+            DestinationScope::Nothing => return Ok(empty_page()),
         };
-        let limit = page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize;
-        // Ids compare in their canonical (upper-case) spelling.
-        let cursor = page.starting_after.as_deref().map(|cursor| {
-            DestinationId::parse(cursor).map_or_else(|_| cursor.to_owned(), |id| id.to_string())
-        });
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, DestinationId::parse);
         db_run!(self, |conn| {
             let mut query = destinations::table
                 .select(DestinationRow::as_select())
                 .order(destinations::id.desc())
-                .limit(limit as i64 + 1)
+                .limit(sql_limit(limit + 1))
                 .into_boxed();
             query = match &filter {
                 ScopeFilter::Organization(organization_id) => {
@@ -188,14 +246,7 @@ impl DestinationStore for DbStore {
             if let Some(cursor) = &cursor {
                 query = query.filter(destinations::id.lt(cursor.as_str()));
             }
-            let mut rows = query.load(conn).await?;
-            let has_more = rows.len() > limit;
-            rows.truncate(limit);
-            let data = rows
-                .into_iter()
-                .map(Destination::try_from)
-                .collect::<Result<Vec<_>, Error>>()?;
-            Ok(Page { data, has_more })
+            into_page(query.load(conn).await?, limit)
         })
     }
 
@@ -332,6 +383,379 @@ impl KeyStore for DbStore {
                 .execute(conn)
                 .await?;
             Ok(())
+        })
+    }
+}
+
+/// The SQL form of a [`ClientScope`] that can match something.
+enum ClientFilter {
+    Organization(String),
+    Destination(String),
+    Orchestrator(String),
+}
+
+#[async_trait]
+impl ClientStore for DbStore {
+    async fn insert_client(&self, client: &Client, event: &Event) -> Result<(), StoreError> {
+        let row = ClientRow::try_from(client)?;
+        let event = EventRow::try_from(event)?;
+        db_transaction!(self, |conn| {
+            insert_into(client_ids::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = client_ids::table
+                .find(&id)
+                .select(ClientRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Client::try_from).transpose()
+        })
+    }
+
+    async fn list_clients(
+        &self,
+        scope: &ClientScope,
+        status: Option<ClientStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<Client>, StoreError> {
+        let filter = match scope {
+            ClientScope::Organization(id) => ClientFilter::Organization(id.to_string()),
+            ClientScope::Destination(id) => ClientFilter::Destination(id.to_string()),
+            ClientScope::Orchestrator(id) => ClientFilter::Orchestrator(id.to_string()),
+            ClientScope::Nothing => return Ok(empty_page()),
+        };
+        let status = status.map(client_status_str);
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, ClientId::parse);
+        db_run!(self, |conn| {
+            let mut query = client_ids::table
+                .select(ClientRow::as_select())
+                .order(client_ids::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            query = match &filter {
+                ClientFilter::Organization(id) => {
+                    query.filter(client_ids::organization_id.eq(id.as_str()))
+                }
+                ClientFilter::Destination(id) => {
+                    query.filter(client_ids::destination_id.eq(id.as_str()))
+                }
+                ClientFilter::Orchestrator(id) => {
+                    query.filter(client_ids::orchestrator_id.eq(id.as_str()))
+                }
+            };
+            if let Some(status) = status {
+                query = query.filter(client_ids::status.eq(status));
+            }
+            if let Some(cursor) = &cursor {
+                query = query.filter(client_ids::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn update_client(
+        &self,
+        client: &Client,
+        expected_version: u64,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
+        let id = client.id.to_string();
+        let changes = ClientChanges::try_from(client)?;
+        let expected = version_column(expected_version)?;
+        let event = EventRow::try_from(event)?;
+        db_transaction!(self, |conn| {
+            let updated = update(client_ids::table.find(&id))
+                .filter(client_ids::version.eq(expected))
+                .set(&changes)
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(true)
+        })
+    }
+}
+
+/// A version as stored; one past `i64::MAX` can match no row, so it fails instead.
+fn version_column(version: u64) -> Result<i64, Error> {
+    i64::try_from(version).map_err(|_| Error::Data(format!("version {version} is out of range")))
+}
+
+/// The SQL form of a [`RequestScope`] that can match something.
+enum RequestScopeFilter {
+    Organization(String),
+    Destination(String),
+    Client {
+        client_id: String,
+        destination_id: String,
+        read_incoming: bool,
+        read_outgoing: bool,
+    },
+}
+
+const INCOMING: &str = "incoming";
+const OUTGOING: &str = "outgoing";
+
+/// The pending statuses, spelled exactly as in the partial index's predicate, so that the
+/// planners of both backends can prove the index applies (a bound parameter would not do).
+const PENDING: &str = "status IN ('open', 'partially_paid')";
+
+#[async_trait]
+impl RequestStore for DbStore {
+    async fn insert_request(
+        &self,
+        request: &PaymentRequest,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        let row = RequestRow::try_from(request)?;
+        let event = EventRow::try_from(event)?;
+        db_transaction!(self, |conn| {
+            insert_into(payment_requests::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = payment_requests::table
+                .find(&id)
+                .select(RequestRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(PaymentRequest::try_from).transpose()
+        })
+    }
+
+    async fn list_requests(
+        &self,
+        scope: &RequestScope,
+        filter: &RequestFilter,
+        page: &PageRequest,
+    ) -> Result<Page<PaymentRequest>, StoreError> {
+        let scope = match scope {
+            RequestScope::Organization(id) => RequestScopeFilter::Organization(id.to_string()),
+            RequestScope::Destination(id) => RequestScopeFilter::Destination(id.to_string()),
+            RequestScope::Client {
+                client_id,
+                destination_id,
+                read_incoming,
+                read_outgoing,
+            } => RequestScopeFilter::Client {
+                client_id: client_id.to_string(),
+                destination_id: destination_id.to_string(),
+                read_incoming: *read_incoming,
+                read_outgoing: *read_outgoing,
+            },
+            RequestScope::Nothing => return Ok(empty_page()),
+        };
+        let direction = filter.direction.map(Direction::as_str);
+        let status = filter.status.map(|status| status.as_str());
+        let destination_id = filter.destination_id.as_ref().map(ToString::to_string);
+        let customer_id = filter.customer_id.clone();
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, RequestId::parse);
+        db_run!(self, |conn| {
+            let mut query = payment_requests::table
+                .select(RequestRow::as_select())
+                .order(payment_requests::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            // `RequestScope::contains`, in SQL.
+            query = match &scope {
+                RequestScopeFilter::Organization(id) => {
+                    query.filter(payment_requests::organization_id.eq(id.as_str()))
+                }
+                RequestScopeFilter::Destination(id) => {
+                    query.filter(payment_requests::destination_id.eq(id.as_str()))
+                }
+                RequestScopeFilter::Client {
+                    client_id,
+                    destination_id,
+                    read_incoming,
+                    read_outgoing,
+                } => {
+                    let query =
+                        query.filter(payment_requests::destination_id.eq(destination_id.as_str()));
+                    let own = payment_requests::client_id.eq(client_id.as_str());
+                    match (read_incoming, read_outgoing) {
+                        // Both directions readable: every request of the destination (the
+                        // column's check constraint allows no third direction).
+                        (true, true) => query,
+                        (true, false) => {
+                            query.filter(own.or(payment_requests::direction.eq(INCOMING)))
+                        }
+                        (false, true) => {
+                            query.filter(own.or(payment_requests::direction.eq(OUTGOING)))
+                        }
+                        (false, false) => query.filter(own),
+                    }
+                }
+            };
+            if let Some(direction) = direction {
+                query = query.filter(payment_requests::direction.eq(direction));
+            }
+            if let Some(status) = status {
+                query = query.filter(payment_requests::status.eq(status));
+            }
+            if let Some(destination_id) = &destination_id {
+                query = query.filter(payment_requests::destination_id.eq(destination_id.as_str()));
+            }
+            if let Some(customer_id) = &customer_id {
+                query = query.filter(payment_requests::customer_id.eq(customer_id.as_str()));
+            }
+            if let Some(cursor) = &cursor {
+                query = query.filter(payment_requests::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn update_request(
+        &self,
+        request: &PaymentRequest,
+        expected_version: u64,
+        payment: Option<&Payment>,
+        event: &Event,
+    ) -> Result<bool, StoreError> {
+        let id = request.id.to_string();
+        let changes = RequestChanges::try_from(request)?;
+        let expected = version_column(expected_version)?;
+        let payment = payment.map(PaymentRow::from);
+        let event = EventRow::try_from(event)?;
+        db_transaction!(self, |conn| {
+            let updated = update(payment_requests::table.find(&id))
+                .filter(payment_requests::version.eq(expected))
+                .set(&changes)
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            if let Some(payment) = &payment {
+                insert_into(payments::table)
+                    .values(payment)
+                    .execute(conn)
+                    .await?;
+            }
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(true)
+        })
+    }
+
+    async fn requests_due_for_expiry(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PaymentRequest>, StoreError> {
+        let now = to_naive(now);
+        let limit = i64::from(limit);
+        db_run!(self, |conn| {
+            let rows = payment_requests::table
+                .filter(sql::<Bool>(PENDING))
+                .filter(payment_requests::expires_at.le(now))
+                .order((
+                    payment_requests::expires_at.asc(),
+                    payment_requests::id.asc(),
+                ))
+                .limit(limit)
+                .select(RequestRow::as_select())
+                .load(conn)
+                .await?;
+            rows.into_iter()
+                .map(PaymentRequest::try_from)
+                .collect::<Result<Vec<_>, Error>>()
+        })
+    }
+
+    async fn payments_of(&self, request_id: &RequestId) -> Result<Vec<Payment>, StoreError> {
+        let request_id = request_id.to_string();
+        db_run!(self, |conn| {
+            let rows = payments::table
+                .filter(payments::request_id.eq(&request_id))
+                .order(payments::id.asc())
+                .select(PaymentRow::as_select())
+                .load(conn)
+                .await?;
+            rows.into_iter()
+                .map(Payment::try_from)
+                .collect::<Result<Vec<_>, Error>>()
+        })
+    }
+
+    async fn insert_payment_link(&self, link: &PaymentLink) -> Result<(), StoreError> {
+        let row = PaymentLinkRow::from(link);
+        db_run!(self, |conn| {
+            insert_into(payment_links::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn payment_link_by_token_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<PaymentLink>, StoreError> {
+        let hash = hash.to_owned();
+        db_run!(self, |conn| {
+            let row = payment_links::table
+                .filter(payment_links::token_hash.eq(&hash))
+                .select(PaymentLinkRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(PaymentLink::try_from).transpose()
+        })
+    }
+}
+
+#[async_trait]
+impl EventStore for DbStore {
+    async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError> {
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, EventId::parse);
+        db_run!(self, |conn| {
+            let mut query = events::table
+                .select(EventRow::as_select())
+                .order(events::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(cursor) = &cursor {
+                query = query.filter(events::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
         })
     }
 }

@@ -1,14 +1,26 @@
 //! Table rows and their mapping to the domain types. Reading a row that breaks a domain rule
 //! (a malformed id or slug, an unknown key kind) is an error, never a panic.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
-use mandate_domain::ids::{DestinationId, KeyId, OrchestratorId, OrganizationId};
-use mandate_domain::model::{ApiKey, Destination, KeyOwner, Orchestrator, Organization};
-use mandate_domain::values::Slug;
+use mandate_domain::events::{Audience, Event, EventType};
+use mandate_domain::ids::{
+    ClientId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
+    PaymentLinkId, RequestId,
+};
+use mandate_domain::model::{
+    ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
+};
+use mandate_domain::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
+use mandate_domain::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
 
 use crate::pool::Error;
-use crate::schema::{api_keys, destinations, orchestrators, organizations};
+use crate::schema::{
+    api_keys, client_ids, destinations, events, orchestrators, organizations, payment_links,
+    payment_requests, payments,
+};
 
 /// The `api_keys.kind` of each owner.
 pub(crate) const PLATFORM: &str = "platform";
@@ -39,6 +51,27 @@ fn to_i32(what: &str, value: u32) -> Result<i32, Error> {
 
 fn to_u32(what: &str, value: i32) -> Result<u32, Error> {
     u32::try_from(value).map_err(|_| Error::Data(format!("stored {what} {value} is out of range")))
+}
+
+fn to_i64(what: &str, value: u64) -> Result<i64, Error> {
+    i64::try_from(value).map_err(|_| Error::Data(format!("{what} {value} is out of range")))
+}
+
+fn to_u64(what: &str, value: i64) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| Error::Data(format!("stored {what} {value} is out of range")))
+}
+
+fn optional<T, E: std::fmt::Display>(
+    what: &str,
+    value: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, Error> {
+    value.map(|value| parsed(what, value, parse)).transpose()
+}
+
+/// Enum columns: parsing returns `None` for an unknown spelling.
+fn known<T>(what: &str, value: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, Error> {
+    parse(value).ok_or_else(|| Error::Data(format!("stored {what} {value:?} is unknown")))
 }
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
@@ -298,6 +331,409 @@ impl TryFrom<KeyRow> for ApiKey {
             last_used_at: row.last_used_at.map(to_utc),
             expires_at: row.expires_at.map(to_utc),
             revoked_at: row.revoked_at.map(to_utc),
+        })
+    }
+}
+
+pub(crate) const ACTIVE: &str = "active";
+pub(crate) const REVOKED: &str = "revoked";
+
+pub(crate) fn client_status_str(status: ClientStatus) -> &'static str {
+    match status {
+        ClientStatus::Active => ACTIVE,
+        ClientStatus::Revoked => REVOKED,
+    }
+}
+
+fn client_status(value: &str) -> Option<ClientStatus> {
+    match value {
+        ACTIVE => Some(ClientStatus::Active),
+        REVOKED => Some(ClientStatus::Revoked),
+        _ => None,
+    }
+}
+
+/// Sorted and space-separated, so that equal sets are equal text.
+fn permissions_text(permissions: &PermissionSet) -> String {
+    let mut names: Vec<&str> = permissions.iter().map(Permission::as_str).collect();
+    names.sort_unstable();
+    names.join(" ")
+}
+
+fn permission_set(value: &str) -> Result<PermissionSet, Error> {
+    value
+        .split_whitespace()
+        .map(|name| parsed("permission", name, Permission::parse))
+        .collect()
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = client_ids, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct ClientRow {
+    id: String,
+    organization_id: String,
+    destination_id: String,
+    orchestrator_id: String,
+    label: Option<String>,
+    permissions: String,
+    version: i64,
+    status: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&Client> for ClientRow {
+    type Error = Error;
+    fn try_from(client: &Client) -> Result<Self, Error> {
+        Ok(Self {
+            id: client.id.to_string(),
+            organization_id: client.organization_id.to_string(),
+            destination_id: client.destination_id.to_string(),
+            orchestrator_id: client.orchestrator_id.to_string(),
+            label: client.label.clone(),
+            permissions: permissions_text(&client.permissions),
+            version: to_i64("client version", client.version)?,
+            status: client_status_str(client.status).to_owned(),
+            created_at: to_naive(client.created_at),
+            updated_at: to_naive(client.updated_at),
+        })
+    }
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = Error;
+    fn try_from(row: ClientRow) -> Result<Self, Error> {
+        Ok(Client {
+            id: parsed("client id", &row.id, ClientId::parse)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            orchestrator_id: parsed(
+                "orchestrator id",
+                &row.orchestrator_id,
+                OrchestratorId::parse,
+            )?,
+            label: row.label,
+            permissions: permission_set(&row.permissions)?,
+            version: to_u64("client version", row.version)?,
+            status: known("client status", &row.status, client_status)?,
+            created_at: to_utc(row.created_at),
+            updated_at: to_utc(row.updated_at),
+        })
+    }
+}
+
+/// The changeable fields of a client ID.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = client_ids)]
+pub(crate) struct ClientChanges {
+    permissions: String,
+    status: String,
+    version: i64,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&Client> for ClientChanges {
+    type Error = Error;
+    fn try_from(client: &Client) -> Result<Self, Error> {
+        Ok(Self {
+            permissions: permissions_text(&client.permissions),
+            status: client_status_str(client.status).to_owned(),
+            version: to_i64("client version", client.version)?,
+            updated_at: to_naive(client.updated_at),
+        })
+    }
+}
+
+fn metadata_text(metadata: &BTreeMap<String, String>) -> Result<String, Error> {
+    serde_json::to_string(metadata)
+        .map_err(|error| Error::Data(format!("metadata cannot be serialized: {error}")))
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payment_requests, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct RequestRow {
+    id: String,
+    organization_id: String,
+    destination_id: String,
+    direction: String,
+    amount: String,
+    currency: String,
+    amount_paid: String,
+    status: String,
+    customer_id: Option<String>,
+    reference: Option<String>,
+    description: Option<String>,
+    due_at: Option<NaiveDateTime>,
+    expires_at: Option<NaiveDateTime>,
+    metadata: String,
+    created_by: String,
+    client_id: Option<String>,
+    version: i64,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&PaymentRequest> for RequestRow {
+    type Error = Error;
+    fn try_from(request: &PaymentRequest) -> Result<Self, Error> {
+        Ok(Self {
+            id: request.id.to_string(),
+            organization_id: request.organization_id.to_string(),
+            destination_id: request.destination_id.to_string(),
+            direction: request.direction.as_str().to_owned(),
+            amount: request.amount.to_string(),
+            currency: request.currency.as_str().to_owned(),
+            amount_paid: request.amount_paid.to_string(),
+            status: request.status.as_str().to_owned(),
+            customer_id: request.customer_id.clone(),
+            reference: request.reference.clone(),
+            description: request.description.clone(),
+            due_at: request.due_at.map(to_naive),
+            expires_at: request.expires_at.map(to_naive),
+            metadata: metadata_text(&request.metadata)?,
+            created_by: request.created_by.clone(),
+            client_id: request.client_id.as_ref().map(ToString::to_string),
+            version: to_i64("request version", request.version)?,
+            created_at: to_naive(request.created_at),
+            updated_at: to_naive(request.updated_at),
+        })
+    }
+}
+
+impl TryFrom<RequestRow> for PaymentRequest {
+    type Error = Error;
+    fn try_from(row: RequestRow) -> Result<Self, Error> {
+        let metadata = serde_json::from_str(&row.metadata).map_err(|error| {
+            Error::Data(format!(
+                "stored metadata of request {} is invalid: {error}",
+                row.id
+            ))
+        })?;
+        Ok(PaymentRequest {
+            id: parsed("request id", &row.id, RequestId::parse)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            direction: known("direction", &row.direction, Direction::parse)?,
+            amount: parsed("amount", &row.amount, Amount::parse)?,
+            currency: parsed("currency", &row.currency, Currency::parse)?,
+            amount_paid: parsed("amount paid", &row.amount_paid, Total::parse)?,
+            status: known("request status", &row.status, RequestStatus::parse)?,
+            customer_id: row.customer_id,
+            reference: row.reference,
+            description: row.description,
+            due_at: row.due_at.map(to_utc),
+            expires_at: row.expires_at.map(to_utc),
+            metadata,
+            created_by: row.created_by,
+            client_id: optional("client id", row.client_id.as_deref(), ClientId::parse)?,
+            version: to_u64("request version", row.version)?,
+            created_at: to_utc(row.created_at),
+            updated_at: to_utc(row.updated_at),
+        })
+    }
+}
+
+/// The changeable fields of a payment request.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = payment_requests)]
+pub(crate) struct RequestChanges {
+    amount_paid: String,
+    status: String,
+    version: i64,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&PaymentRequest> for RequestChanges {
+    type Error = Error;
+    fn try_from(request: &PaymentRequest) -> Result<Self, Error> {
+        Ok(Self {
+            amount_paid: request.amount_paid.to_string(),
+            status: request.status.as_str().to_owned(),
+            version: to_i64("request version", request.version)?,
+            updated_at: to_naive(request.updated_at),
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payments, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct PaymentRow {
+    id: String,
+    organization_id: String,
+    destination_id: String,
+    request_id: String,
+    amount: String,
+    reference: String,
+    paid_at: NaiveDateTime,
+    created_by: String,
+    created_at: NaiveDateTime,
+}
+
+impl From<&Payment> for PaymentRow {
+    fn from(payment: &Payment) -> Self {
+        Self {
+            id: payment.id.to_string(),
+            organization_id: payment.organization_id.to_string(),
+            destination_id: payment.destination_id.to_string(),
+            request_id: payment.request_id.to_string(),
+            amount: payment.amount.to_string(),
+            reference: payment.reference.clone(),
+            paid_at: to_naive(payment.paid_at),
+            created_by: payment.created_by.clone(),
+            created_at: to_naive(payment.created_at),
+        }
+    }
+}
+
+impl TryFrom<PaymentRow> for Payment {
+    type Error = Error;
+    fn try_from(row: PaymentRow) -> Result<Self, Error> {
+        Ok(Payment {
+            id: parsed("payment id", &row.id, PaymentId::parse)?,
+            request_id: parsed("request id", &row.request_id, RequestId::parse)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            amount: parsed("payment amount", &row.amount, Amount::parse)?,
+            reference: row.reference,
+            paid_at: to_utc(row.paid_at),
+            created_by: row.created_by,
+            created_at: to_utc(row.created_at),
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = payment_links, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct PaymentLinkRow {
+    id: String,
+    organization_id: String,
+    destination_id: String,
+    request_id: String,
+    token_hash: String,
+    expires_at: NaiveDateTime,
+    created_at: NaiveDateTime,
+}
+
+impl From<&PaymentLink> for PaymentLinkRow {
+    fn from(link: &PaymentLink) -> Self {
+        Self {
+            id: link.id.to_string(),
+            organization_id: link.organization_id.to_string(),
+            destination_id: link.destination_id.to_string(),
+            request_id: link.request_id.to_string(),
+            token_hash: link.token_hash.clone(),
+            expires_at: to_naive(link.expires_at),
+            created_at: to_naive(link.created_at),
+        }
+    }
+}
+
+impl TryFrom<PaymentLinkRow> for PaymentLink {
+    type Error = Error;
+    fn try_from(row: PaymentLinkRow) -> Result<Self, Error> {
+        Ok(PaymentLink {
+            id: parsed("payment link id", &row.id, PaymentLinkId::parse)?,
+            request_id: parsed("request id", &row.request_id, RequestId::parse)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            token_hash: row.token_hash,
+            expires_at: to_utc(row.expires_at),
+            created_at: to_utc(row.created_at),
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = events, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct EventRow {
+    id: String,
+    organization_id: Option<String>,
+    destination_id: Option<String>,
+    orchestrator_id: Option<String>,
+    client_id: Option<String>,
+    direction: Option<String>,
+    event_type: String,
+    data: String,
+    created_at: NaiveDateTime,
+}
+
+impl TryFrom<&Event> for EventRow {
+    type Error = Error;
+    fn try_from(event: &Event) -> Result<Self, Error> {
+        let audience = &event.audience;
+        let data = serde_json::to_string(&event.object).map_err(|error| {
+            Error::Data(format!("event {} cannot be serialized: {error}", event.id))
+        })?;
+        Ok(Self {
+            id: event.id.to_string(),
+            organization_id: audience.organization_id.as_ref().map(ToString::to_string),
+            destination_id: audience.destination_id.as_ref().map(ToString::to_string),
+            orchestrator_id: audience.orchestrator_id.as_ref().map(ToString::to_string),
+            client_id: audience.client_id.as_ref().map(ToString::to_string),
+            direction: audience
+                .direction
+                .map(|direction| direction.as_str().to_owned()),
+            event_type: event.event_type.as_str().to_owned(),
+            data,
+            created_at: to_naive(event.created_at),
+        })
+    }
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = Error;
+    fn try_from(row: EventRow) -> Result<Self, Error> {
+        let object = serde_json::from_str(&row.data).map_err(|error| {
+            Error::Data(format!(
+                "stored data of event {} is invalid: {error}",
+                row.id
+            ))
+        })?;
+        let direction = row
+            .direction
+            .as_deref()
+            .map(|direction| known("direction", direction, Direction::parse))
+            .transpose()?;
+        Ok(Event {
+            id: parsed("event id", &row.id, EventId::parse)?,
+            event_type: known("event type", &row.event_type, EventType::parse)?,
+            audience: Audience {
+                organization_id: optional(
+                    "organization id",
+                    row.organization_id.as_deref(),
+                    OrganizationId::parse,
+                )?,
+                destination_id: optional(
+                    "destination id",
+                    row.destination_id.as_deref(),
+                    DestinationId::parse,
+                )?,
+                orchestrator_id: optional(
+                    "orchestrator id",
+                    row.orchestrator_id.as_deref(),
+                    OrchestratorId::parse,
+                )?,
+                client_id: optional("client id", row.client_id.as_deref(), ClientId::parse)?,
+                direction,
+            },
+            object,
+            created_at: to_utc(row.created_at),
         })
     }
 }

@@ -47,6 +47,95 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    client_ids (id) {
+        id -> Text,
+        organization_id -> Text,
+        destination_id -> Text,
+        orchestrator_id -> Text,
+        label -> Nullable<Text>,
+        permissions -> Text,
+        version -> BigInt,
+        status -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payment_requests (id) {
+        id -> Text,
+        organization_id -> Text,
+        destination_id -> Text,
+        direction -> Text,
+        amount -> Text,
+        currency -> Text,
+        amount_paid -> Text,
+        status -> Text,
+        customer_id -> Nullable<Text>,
+        reference -> Nullable<Text>,
+        description -> Nullable<Text>,
+        due_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
+        metadata -> Text,
+        created_by -> Text,
+        client_id -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payments (id) {
+        id -> Text,
+        organization_id -> Text,
+        destination_id -> Text,
+        request_id -> Text,
+        amount -> Text,
+        reference -> Text,
+        paid_at -> Timestamp,
+        created_by -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payment_links (id) {
+        id -> Text,
+        organization_id -> Text,
+        destination_id -> Text,
+        request_id -> Text,
+        token_hash -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    events (id) {
+        id -> Text,
+        organization_id -> Nullable<Text>,
+        destination_id -> Nullable<Text>,
+        orchestrator_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        direction -> Nullable<Text>,
+        event_type -> Text,
+        data -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(destinations -> organizations (organization_id));
 
-diesel::allow_tables_to_appear_in_same_query!(organizations, orchestrators, destinations, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    orchestrators,
+    destinations,
+    api_keys,
+    client_ids,
+    payment_requests,
+    payments,
+    payment_links,
+    events,
+);

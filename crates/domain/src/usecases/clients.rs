@@ -102,17 +102,25 @@ pub(crate) enum ActingFor<'a> {
 
 pub(crate) fn acting_for(principal: &Principal) -> ActingFor<'_> {
     match principal {
-        Principal::Platform { acting_for: Some(destination_id), .. }
+        Principal::Platform {
+            acting_for: Some(destination_id),
+            ..
+        }
         | Principal::Destination { destination_id, .. } => ActingFor::Destination(destination_id),
         Principal::Client(client) => ActingFor::Destination(&client.destination_id),
-        Principal::Platform { acting_for: None, .. } => ActingFor::Unnamed,
+        Principal::Platform {
+            acting_for: None, ..
+        } => ActingFor::Unnamed,
         Principal::Admin | Principal::Orchestrator { .. } => ActingFor::Nobody,
     }
 }
 
 impl Mandate {
     async fn find_orchestrator(&self, reference: &str) -> Result<Orchestrator, IssueClientError> {
-        let unknown = InvalidField { field: "orchestrator", reason: "no orchestrator with this slug or id" };
+        let unknown = InvalidField {
+            field: "orchestrator",
+            reason: "no orchestrator with this slug or id",
+        };
         let found = if let Ok(id) = OrchestratorId::parse(reference) {
             self.store.orchestrator(&id).await?
         } else {
@@ -134,8 +142,15 @@ impl Mandate {
             ActingFor::Unnamed => return Err(IssueClientError::DestinationRequired),
             ActingFor::Nobody => return Err(IssueClientError::Forbidden),
         };
-        let destination = self.store.destination(destination_id).await?.ok_or(IssueClientError::Forbidden)?;
-        let resource = Resource::Destination { id: &destination.id, organization_id: &destination.organization_id };
+        let destination = self
+            .store
+            .destination(destination_id)
+            .await?
+            .ok_or(IssueClientError::Forbidden)?;
+        let resource = Resource::Destination {
+            id: &destination.id,
+            organization_id: &destination.organization_id,
+        };
         if authorize(principal, Action::ManageClients, resource) != Decision::Allow {
             return Err(IssueClientError::Forbidden);
         }
@@ -185,7 +200,10 @@ impl Mandate {
         status: Option<ClientStatus>,
         page: &PageRequest,
     ) -> Result<Page<Client>, ReadError> {
-        Ok(self.store.list_clients(&client_scope(principal), status, page).await?)
+        Ok(self
+            .store
+            .list_clients(&client_scope(principal), status, page)
+            .await?)
     }
 
     /// Grants or withdraws one permission, or revokes the client ID. Idempotent: a change
@@ -198,7 +216,11 @@ impl Mandate {
         now: DateTime<Utc>,
     ) -> Result<Client, ClientChangeError> {
         for _ in 0..MAX_ATTEMPTS {
-            let mut client = self.store.client(id).await?.ok_or(ClientChangeError::NotFound)?;
+            let mut client = self
+                .store
+                .client(id)
+                .await?
+                .ok_or(ClientChangeError::NotFound)?;
             match authorize(principal, Action::ManageClients, Resource::Client(&client)) {
                 Decision::Allow => {}
                 Decision::Forbidden => return Err(ClientChangeError::Forbidden),
@@ -207,22 +229,32 @@ impl Mandate {
             let expected_version = client.version;
             let (changed, event_type) = match change {
                 ClientChange::Revoke => (client.revoke(now), EventType::ClientIdRevoked),
-                _ if client.status == ClientStatus::Revoked => return Err(ClientChangeError::Revoked),
-                ClientChange::Grant(permission) => {
-                    (client.grant(permission, now), EventType::ClientIdPermissionsChanged)
+                _ if client.status == ClientStatus::Revoked => {
+                    return Err(ClientChangeError::Revoked);
                 }
-                ClientChange::Withdraw(permission) => {
-                    (client.withdraw(permission, now), EventType::ClientIdPermissionsChanged)
-                }
+                ClientChange::Grant(permission) => (
+                    client.grant(permission, now),
+                    EventType::ClientIdPermissionsChanged,
+                ),
+                ClientChange::Withdraw(permission) => (
+                    client.withdraw(permission, now),
+                    EventType::ClientIdPermissionsChanged,
+                ),
             };
             if !changed {
                 return Ok(client);
             }
             let event = Event::new(event_type, audience(&client), &client, now);
-            if self.store.update_client(&client, expected_version, &event).await? {
+            if self
+                .store
+                .update_client(&client, expected_version, &event)
+                .await?
+            {
                 return Ok(client);
             }
         }
-        Err(ClientChangeError::Store(StoreError::Other("the client ID kept changing concurrently".into())))
+        Err(ClientChangeError::Store(StoreError::Other(
+            "the client ID kept changing concurrently".into(),
+        )))
     }
 }

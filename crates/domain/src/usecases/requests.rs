@@ -113,9 +113,14 @@ fn optional_text(
     }
 }
 
-fn check_metadata(metadata: Option<BTreeMap<String, String>>) -> Result<BTreeMap<String, String>, InvalidField> {
+fn check_metadata(
+    metadata: Option<BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, InvalidField> {
     let metadata = metadata.unwrap_or_default();
-    let invalid = |reason| InvalidField { field: "metadata", reason };
+    let invalid = |reason| InvalidField {
+        field: "metadata",
+        reason,
+    };
     if metadata.len() > 20 {
         return Err(invalid("at most 20 keys"));
     }
@@ -146,8 +151,12 @@ fn principal_id(principal: &Principal) -> String {
     match principal {
         Principal::Client(client) => client.client_id.to_string(),
         Principal::Destination { destination_id, .. } => destination_id.to_string(),
-        Principal::Platform { organization_id, .. } => organization_id.to_string(),
-        Principal::Orchestrator { orchestrator_id, .. } => orchestrator_id.to_string(),
+        Principal::Platform {
+            organization_id, ..
+        } => organization_id.to_string(),
+        Principal::Orchestrator {
+            orchestrator_id, ..
+        } => orchestrator_id.to_string(),
         Principal::Admin => "admin".to_owned(),
     }
 }
@@ -171,27 +180,47 @@ impl Mandate {
         let destination_id = match acting_for(principal) {
             ActingFor::Destination(id) => id,
             ActingFor::Unnamed => return Err(CreateRequestError::DestinationRequired),
-            ActingFor::Nobody => return Err(CreateRequestError::Forbidden("this credential may not create payment requests")),
+            ActingFor::Nobody => {
+                return Err(CreateRequestError::Forbidden(
+                    "this credential may not create payment requests",
+                ));
+            }
         };
-        let direction = Direction::parse(&input.direction)
-            .ok_or(InvalidField { field: "direction", reason: "must be incoming or outgoing" })?;
-        let destination = self
-            .store
-            .destination(destination_id)
-            .await?
-            .ok_or(CreateRequestError::Forbidden("the destination no longer exists"))?;
-        let resource = Resource::Destination { id: &destination.id, organization_id: &destination.organization_id };
+        let direction = Direction::parse(&input.direction).ok_or(InvalidField {
+            field: "direction",
+            reason: "must be incoming or outgoing",
+        })?;
+        let destination =
+            self.store
+                .destination(destination_id)
+                .await?
+                .ok_or(CreateRequestError::Forbidden(
+                    "the destination no longer exists",
+                ))?;
+        let resource = Resource::Destination {
+            id: &destination.id,
+            organization_id: &destination.organization_id,
+        };
         if authorize(principal, Action::CreateRequest(direction), resource) != Decision::Allow {
             return Err(CreateRequestError::Forbidden(match direction {
                 Direction::Incoming => "this client ID lacks the create:incoming permission",
                 Direction::Outgoing => "this client ID lacks the create:outgoing permission",
             }));
         }
-        let amount = Amount::parse(&input.amount).map_err(|invalid| InvalidField { field: "amount", reason: invalid.0 })?;
-        let currency =
-            Currency::parse(&input.currency).map_err(|invalid| InvalidField { field: "currency", reason: invalid.0 })?;
+        let amount = Amount::parse(&input.amount).map_err(|invalid| InvalidField {
+            field: "amount",
+            reason: invalid.0,
+        })?;
+        let currency = Currency::parse(&input.currency).map_err(|invalid| InvalidField {
+            field: "currency",
+            reason: invalid.0,
+        })?;
         if input.expires_at.is_some_and(|expires_at| expires_at <= now) {
-            return Err(InvalidField { field: "expires_at", reason: "must be in the future" }.into());
+            return Err(InvalidField {
+                field: "expires_at",
+                reason: "must be in the future",
+            }
+            .into());
         }
         let request = PaymentRequest {
             id: RequestId::generate(),
@@ -203,8 +232,18 @@ impl Mandate {
             amount_paid: Total::ZERO,
             status: RequestStatus::Open,
             customer_id: None,
-            reference: optional_text("reference", input.reference, 128, "must be at most 128 characters")?,
-            description: optional_text("description", input.description, 1000, "must be at most 1000 characters")?,
+            reference: optional_text(
+                "reference",
+                input.reference,
+                128,
+                "must be at most 128 characters",
+            )?,
+            description: optional_text(
+                "description",
+                input.description,
+                1000,
+                "must be at most 1000 characters",
+            )?,
             due_at: input.due_at,
             expires_at: input.expires_at,
             metadata: check_metadata(input.metadata)?,
@@ -217,7 +256,12 @@ impl Mandate {
             created_at: now,
             updated_at: now,
         };
-        let event = Event::new(EventType::PaymentRequestCreated, request_audience(&request), &request, now);
+        let event = Event::new(
+            EventType::PaymentRequestCreated,
+            request_audience(&request),
+            &request,
+            now,
+        );
         self.store.insert_request(&request, &event).await?;
         Ok(request)
     }
@@ -232,7 +276,11 @@ impl Mandate {
         now: DateTime<Utc>,
     ) -> Result<PaymentRequest, RequestActionError> {
         for _ in 0..MAX_ATTEMPTS {
-            let mut request = self.store.request(id).await?.ok_or(RequestActionError::NotFound)?;
+            let mut request = self
+                .store
+                .request(id)
+                .await?
+                .ok_or(RequestActionError::NotFound)?;
             if let Some((principal, action)) = caller {
                 decide(authorize(principal, action, Resource::Request(&request)))?;
             }
@@ -241,7 +289,11 @@ impl Mandate {
                 return Ok(request);
             };
             let event = Event::new(event_type, request_audience(&request), &request, now);
-            if self.store.update_request(&request, expected_version, None, &event).await? {
+            if self
+                .store
+                .update_request(&request, expected_version, None, &event)
+                .await?
+            {
                 return Ok(request);
             }
         }
@@ -255,11 +307,13 @@ impl Mandate {
         id: &RequestId,
         now: DateTime<Utc>,
     ) -> Result<PaymentRequest, ReadError> {
-        self.current_request(Some((principal, Action::ReadRequest)), id, now).await.map_err(|error| match error {
-            RequestActionError::Store(error) => ReadError::Store(error),
-            RequestActionError::Forbidden => ReadError::Forbidden,
-            _ => ReadError::NotFound,
-        })
+        self.current_request(Some((principal, Action::ReadRequest)), id, now)
+            .await
+            .map_err(|error| match error {
+                RequestActionError::Store(error) => ReadError::Store(error),
+                RequestActionError::Forbidden => ReadError::Forbidden,
+                _ => ReadError::NotFound,
+            })
     }
 
     /// The requests the caller may read that pass `filter`, newest first. Requests past
@@ -271,9 +325,16 @@ impl Mandate {
         page: &PageRequest,
         now: DateTime<Utc>,
     ) -> Result<Page<PaymentRequest>, ReadError> {
-        let mut listed = self.store.list_requests(&request_scope(principal), filter, page).await?;
+        let mut listed = self
+            .store
+            .list_requests(&request_scope(principal), filter, page)
+            .await?;
         for request in listed.data.iter_mut() {
-            if request.expires_at.is_some_and(|expires_at| expires_at <= now) && request.status.is_pending() {
+            if request
+                .expires_at
+                .is_some_and(|expires_at| expires_at <= now)
+                && request.status.is_pending()
+            {
                 *request = self.request(principal, &request.id, now).await?;
             }
         }
@@ -287,14 +348,22 @@ impl Mandate {
         id: &RequestId,
         action: Action,
         now: DateTime<Utc>,
-        mut change: impl FnMut(&mut PaymentRequest) -> Result<(EventType, Option<Payment>), RequestActionError>,
+        mut change: impl FnMut(
+            &mut PaymentRequest,
+        ) -> Result<(EventType, Option<Payment>), RequestActionError>,
     ) -> Result<(PaymentRequest, Option<Payment>), RequestActionError> {
         for _ in 0..MAX_ATTEMPTS {
-            let mut request = self.current_request(Some((principal, action)), id, now).await?;
+            let mut request = self
+                .current_request(Some((principal, action)), id, now)
+                .await?;
             let expected_version = request.version;
             let (event_type, payment) = change(&mut request)?;
             let event = Event::new(event_type, request_audience(&request), &request, now);
-            if self.store.update_request(&request, expected_version, payment.as_ref(), &event).await? {
+            if self
+                .store
+                .update_request(&request, expected_version, payment.as_ref(), &event)
+                .await?
+            {
                 return Ok((request, payment));
             }
         }
@@ -310,7 +379,9 @@ impl Mandate {
     ) -> Result<PaymentRequest, RequestActionError> {
         let (request, _) = self
             .change_request(principal, id, Action::CancelRequest, now, |request| {
-                let event = request.cancel(now).map_err(|refused| RequestActionError::Conflict(refused.to_string()))?;
+                let event = request
+                    .cancel(now)
+                    .map_err(|refused| RequestActionError::Conflict(refused.to_string()))?;
                 Ok((event, None))
             })
             .await?;
@@ -327,7 +398,10 @@ impl Mandate {
         paid_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(Payment, PaymentRequest), RequestActionError> {
-        let amount = Amount::parse(amount).map_err(|invalid| InvalidField { field: "amount", reason: invalid.0 })?;
+        let amount = Amount::parse(amount).map_err(|invalid| InvalidField {
+            field: "amount",
+            reason: invalid.0,
+        })?;
         let reference = super::text_field("reference", reference, 256, "must be 1-256 characters")?;
         let created_by = principal_id(principal);
         let (request, payment) = self
@@ -349,7 +423,8 @@ impl Mandate {
                 Ok((event, Some(payment)))
             })
             .await?;
-        let payment = payment.ok_or_else(|| StoreError::Other("a payment was not recorded".into()))?;
+        let payment =
+            payment.ok_or_else(|| StoreError::Other("a payment was not recorded".into()))?;
         Ok((payment, request))
     }
 
@@ -363,9 +438,15 @@ impl Mandate {
     ) -> Result<(PaymentLink, String), RequestActionError> {
         let lifetime = expires_in_seconds.unwrap_or(PaymentLink::DEFAULT_LIFETIME_SECONDS);
         if !(1..=PaymentLink::MAX_LIFETIME_SECONDS).contains(&lifetime) {
-            return Err(InvalidField { field: "expires_in_seconds", reason: "must be between 1 and 2592000" }.into());
+            return Err(InvalidField {
+                field: "expires_in_seconds",
+                reason: "must be between 1 and 2592000",
+            }
+            .into());
         }
-        let request = self.current_request(Some((principal, Action::CreatePaymentLink)), id, now).await?;
+        let request = self
+            .current_request(Some((principal, Action::CreatePaymentLink)), id, now)
+            .await?;
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
         let token = URL_SAFE_NO_PAD.encode(secret);
@@ -383,7 +464,11 @@ impl Mandate {
     }
 
     /// What the public page of a payment link shows.
-    pub async fn payment_page(&self, token: &str, now: DateTime<Utc>) -> Result<PaymentPage, PaymentPageError> {
+    pub async fn payment_page(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentPage, PaymentPageError> {
         let link = self
             .store
             .payment_link_by_token_hash(&self.hasher.hash(token))
@@ -393,16 +478,31 @@ impl Mandate {
             return Err(PaymentPageError::Gone);
         }
         // Holding the link's token is the authorization to see its request.
-        let request = self.current_request(None, &link.request_id, now).await.map_err(|error| match error {
-            RequestActionError::Store(error) => PaymentPageError::Store(error),
-            _ => PaymentPageError::NotFound,
-        })?;
-        let destination = self.store.destination(&link.destination_id).await?.ok_or(PaymentPageError::NotFound)?;
-        Ok(PaymentPage { request, destination, link })
+        let request = self
+            .current_request(None, &link.request_id, now)
+            .await
+            .map_err(|error| match error {
+                RequestActionError::Store(error) => PaymentPageError::Store(error),
+                _ => PaymentPageError::NotFound,
+            })?;
+        let destination = self
+            .store
+            .destination(&link.destination_id)
+            .await?
+            .ok_or(PaymentPageError::NotFound)?;
+        Ok(PaymentPage {
+            request,
+            destination,
+            link,
+        })
     }
 
     /// Expires up to `limit` requests whose `expires_at` has passed; returns how many.
-    pub async fn expire_due_requests(&self, now: DateTime<Utc>, limit: u32) -> Result<usize, StoreError> {
+    pub async fn expire_due_requests(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
         let due = self.store.requests_due_for_expiry(now, limit).await?;
         let mut expired = 0;
         for mut request in due {
@@ -410,7 +510,11 @@ impl Mandate {
             if let Some(event_type) = request.expire_if_due(now) {
                 let event = Event::new(event_type, request_audience(&request), &request, now);
                 // A concurrent change wins; the next run looks again.
-                if self.store.update_request(&request, expected_version, None, &event).await? {
+                if self
+                    .store
+                    .update_request(&request, expected_version, None, &event)
+                    .await?
+                {
                     expired += 1;
                 }
             }

@@ -1,0 +1,196 @@
+//! Client IDs: issue, read, grant and withdraw permissions one by one, revoke.
+
+use actix_web::{HttpResponse, web};
+use mandate_domain::ids::ClientId;
+use mandate_domain::model::{Client, ClientStatus};
+use mandate_domain::usecases::{ClientChange, NewClient, parse_permission};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::input::{EmptyBody, ListParams, path_id};
+use crate::pipeline::Authenticated;
+use crate::state::AppState;
+use crate::views::{ClientList, ClientView, ListBody};
+
+/// Body of `POST /v1/client-ids`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    /// The orchestrator, by slug or id.
+    pub orchestrator: String,
+    /// Free text for you, ≤ 200 characters.
+    pub label: Option<String>,
+    /// Default `["create:incoming","create:outgoing"]`.
+    pub permissions: Option<Vec<String>>,
+}
+
+/// Body of `POST /v1/client-ids/{id}/permissions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantPermission {
+    /// One permission, e.g. `read:incoming`.
+    pub permission: String,
+}
+
+/// `?status=` on top of the list parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ClientListParams {
+    /// `active` or `revoked`.
+    pub status: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
+fn client_id(text: &str) -> Result<ClientId, ApiError> {
+    path_id(text, ClientId::parse)
+}
+
+fn respond(client: &Client) -> HttpResponse {
+    HttpResponse::Ok().json(client)
+}
+
+/// Issues a client ID to an orchestrator, for the caller's destination (a platform key names
+/// it with `X-Destination-Id`).
+#[utoipa::path(post, path = "/v1/client-ids", tag = "client-ids", request_body = CreateClient,
+    responses((status = 201, body = ClientView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    body: web::Json<CreateClient>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let input = NewClient {
+        orchestrator: body.orchestrator,
+        label: body.label,
+        permissions: body.permissions,
+    };
+    let client = state
+        .mandate
+        .issue_client(&principal, input, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Created().json(&client))
+}
+
+/// Lists the client IDs the caller may see (revoked ones too, unless `status` filters).
+#[utoipa::path(get, path = "/v1/client-ids", tag = "client-ids", params(ClientListParams),
+    responses((status = 200, body = ClientList), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    params: web::Query<ClientListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let status = match params.status.as_deref() {
+        None => None,
+        Some("active") => Some(ClientStatus::Active),
+        Some("revoked") => Some(ClientStatus::Revoked),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "status",
+                "status must be active or revoked",
+            ));
+        }
+    };
+    let page = ListParams {
+        limit: params.limit,
+        starting_after: params.starting_after,
+    }
+    .page(ClientId::parse)?;
+    let clients = state
+        .mandate
+        .list_clients(&principal, status, &page)
+        .await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(clients, |client| client.id.to_string())))
+}
+
+/// Reads one client ID.
+#[utoipa::path(get, path = "/v1/client-ids/{id}", tag = "client-ids",
+    params(("id" = String, Path, description = "cli_…")),
+    responses((status = 200, body = ClientView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(respond(
+        &state.mandate.client(&principal, &client_id(&id)?).await?,
+    ))
+}
+
+/// Grants one permission (idempotent; a grant that changes nothing bumps nothing).
+#[utoipa::path(post, path = "/v1/client-ids/{id}/permissions", tag = "client-ids",
+    request_body = GrantPermission, params(("id" = String, Path, description = "cli_…")),
+    responses((status = 200, body = ClientView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "revoked", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn grant(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    body: web::Json<GrantPermission>,
+) -> Result<HttpResponse, ApiError> {
+    let id = client_id(&id)?;
+    let permission = parse_permission("permission", &body.permission)?;
+    let change = ClientChange::Grant(permission);
+    Ok(respond(
+        &state
+            .mandate
+            .change_client(&principal, &id, change, mandate_domain::now())
+            .await?,
+    ))
+}
+
+/// Withdraws one permission (idempotent); tokens already issued lose it on their next request.
+#[utoipa::path(delete, path = "/v1/client-ids/{id}/permissions/{permission}", tag = "client-ids",
+    params(("id" = String, Path, description = "cli_…"), ("permission" = String, Path, description = "e.g. create:incoming")),
+    responses((status = 200, body = ClientView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, description = "revoked", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn withdraw(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, permission) = path.into_inner();
+    let id = client_id(&id)?;
+    let change = ClientChange::Withdraw(parse_permission("permission", &permission)?);
+    Ok(respond(
+        &state
+            .mandate
+            .change_client(&principal, &id, change, mandate_domain::now())
+            .await?,
+    ))
+}
+
+/// Revokes the client ID for good: every credential acting through it stops at once.
+#[utoipa::path(post, path = "/v1/client-ids/{id}/revoke", tag = "client-ids",
+    params(("id" = String, Path, description = "cli_…")),
+    responses((status = 200, body = ClientView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn revoke(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = client_id(&id)?;
+    Ok(respond(
+        &state
+            .mandate
+            .change_client(&principal, &id, ClientChange::Revoke, mandate_domain::now())
+            .await?,
+    ))
+}

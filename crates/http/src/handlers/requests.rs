@@ -1,0 +1,264 @@
+//! Payment requests, their payments and payment links.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use mandate_domain::ids::{DestinationId, RequestId};
+use mandate_domain::payments::{Direction, RequestStatus};
+use mandate_domain::ports::RequestFilter;
+use mandate_domain::usecases::NewRequest;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::input::{EmptyBody, ListParams, path_id};
+use crate::pipeline::Authenticated;
+use crate::state::AppState;
+use crate::views::{
+    ListBody, PaymentLinkCreated, PaymentRecorded, PaymentRequestList, PaymentRequestView,
+};
+
+/// Body of `POST /v1/requests`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// `incoming` or `outgoing`.
+    pub direction: String,
+    /// Decimal string `^\d{1,20}(\.\d{1,18})?$`, > 0.
+    pub amount: String,
+    /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`, e.g. `USD`, `USDC-base`.
+    pub currency: String,
+    /// ≤ 128 characters.
+    pub reference: Option<String>,
+    /// ≤ 1000 characters.
+    pub description: Option<String>,
+    /// RFC 3339.
+    pub due_at: Option<DateTime<Utc>>,
+    /// RFC 3339, in the future; the request expires then if not completed.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// ≤ 20 pairs; keys ≤ 40, values ≤ 500 characters.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Filters of `GET /v1/requests`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RequestListParams {
+    /// `incoming` or `outgoing`.
+    pub direction: Option<String>,
+    /// `open`, `partially_paid`, `paid`, `cancelled` or `expired`.
+    pub status: Option<String>,
+    /// Only this customer's requests.
+    pub customer_id: Option<String>,
+    /// Only this destination's requests (a platform listing its organization).
+    pub destination_id: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
+/// Body of `POST /v1/requests/{id}/payment-links`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePaymentLink {
+    /// 1–2592000, default 604800 (7 days).
+    pub expires_in_seconds: Option<i64>,
+}
+
+/// Body of `POST /v1/requests/{id}/payments`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportPayment {
+    /// Decimal string, > 0.
+    pub amount: String,
+    /// The settlement's reference (a transaction hash, a bank reference), ≤ 256 characters.
+    pub reference: String,
+    /// When the money moved; default now.
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+fn request_id(text: &str) -> Result<RequestId, ApiError> {
+    path_id(text, RequestId::parse)
+}
+
+/// Creates a payment request for the caller's destination (a client's own; a platform key
+/// names it with `X-Destination-Id`).
+#[utoipa::path(post, path = "/v1/requests", tag = "requests", request_body = CreateRequest,
+    responses((status = 201, body = PaymentRequestView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    body: web::Json<CreateRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let input = NewRequest {
+        direction: body.direction,
+        amount: body.amount,
+        currency: body.currency,
+        reference: body.reference,
+        description: body.description,
+        due_at: body.due_at,
+        expires_at: body.expires_at,
+        metadata: body.metadata,
+    };
+    let request = state
+        .mandate
+        .create_request(&principal, input, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Created().json(&request))
+}
+
+/// Lists the requests the caller may read, newest first.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests", params(RequestListParams),
+    responses((status = 200, body = PaymentRequestList), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    params: web::Query<RequestListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let filter = RequestFilter {
+        direction: params
+            .direction
+            .map(|text| {
+                Direction::parse(&text).ok_or_else(|| {
+                    ApiError::invalid_field("direction", "direction must be incoming or outgoing")
+                })
+            })
+            .transpose()?,
+        status: params
+            .status
+            .map(|text| {
+                RequestStatus::parse(&text)
+                    .ok_or_else(|| ApiError::invalid_field("status", "unknown status"))
+            })
+            .transpose()?,
+        destination_id: params
+            .destination_id
+            .map(|text| {
+                DestinationId::parse(&text)
+                    .map_err(|_| ApiError::invalid_field("destination_id", "not a destination id"))
+            })
+            .transpose()?,
+        customer_id: params.customer_id,
+    };
+    let page = ListParams {
+        limit: params.limit,
+        starting_after: params.starting_after,
+    }
+    .page(RequestId::parse)?;
+    let requests = state
+        .mandate
+        .list_requests(&principal, &filter, &page, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(requests, |request| request.id.to_string())))
+}
+
+/// Reads one request.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
+    params(("id" = String, Path, description = "req_…")),
+    responses((status = 200, body = PaymentRequestView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let request = state
+        .mandate
+        .request(&principal, &request_id(&id)?, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(&request))
+}
+
+/// Cancels an open or partially paid request (409 otherwise).
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests",
+    params(("id" = String, Path, description = "req_…")),
+    responses((status = 200, body = PaymentRequestView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    let request = state
+        .mandate
+        .cancel_request(&principal, &request_id(&id)?, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(&request))
+}
+
+/// Creates a public, expiring payment link for the request.
+#[utoipa::path(post, path = "/v1/requests/{id}/payment-links", tag = "requests",
+    request_body(content = CreatePaymentLink, description = "may be empty"),
+    params(("id" = String, Path, description = "req_…")),
+    responses((status = 201, body = PaymentLinkCreated), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn create_payment_link(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    body: Option<web::Json<CreatePaymentLink>>,
+) -> Result<HttpResponse, ApiError> {
+    let expires_in = body.and_then(|body| body.into_inner().expires_in_seconds);
+    let (link, token) = state
+        .mandate
+        .create_payment_link(
+            &principal,
+            &request_id(&id)?,
+            expires_in,
+            mandate_domain::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(PaymentLinkCreated {
+        id: link.id.to_string(),
+        object: "payment_link",
+        url: format!("{}/pay/{token}", state.public_url),
+        expires_at: link.expires_at,
+    }))
+}
+
+/// Reports a payment against the request: partial, full or over.
+#[utoipa::path(post, path = "/v1/requests/{id}/payments", tag = "requests", request_body = ReportPayment,
+    params(("id" = String, Path, description = "req_…")),
+    responses((status = 201, body = PaymentRecorded<crate::views::PaymentView, PaymentRequestView>),
+        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "cancelled or expired", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn report_payment(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    body: web::Json<ReportPayment>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let (payment, request) = state
+        .mandate
+        .report_payment(
+            &principal,
+            &request_id(&id)?,
+            &body.amount,
+            &body.reference,
+            body.paid_at,
+            mandate_domain::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Created().json(PaymentRecorded {
+        payment,
+        payment_request: request,
+    }))
+}
