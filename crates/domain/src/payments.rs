@@ -279,7 +279,7 @@ impl PaymentLink {
 mod tests {
     use super::*;
 
-    fn request(amount: &str) -> PaymentRequest {
+    fn open_request(amount: &str) -> PaymentRequest {
         let now = Utc::now();
         PaymentRequest {
             id: RequestId::generate(),
@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn partial_then_full_then_excess_payments() {
-        let mut request = request("10");
+        let mut request = open_request("10");
         assert_eq!(
             pay(&mut request, "4.5"),
             Ok(EventType::PaymentRequestPartiallyPaid)
@@ -328,13 +328,13 @@ mod tests {
 
     #[test]
     fn one_full_payment_emits_only_paid() {
-        let mut request = request("3");
+        let mut request = open_request("3");
         assert_eq!(pay(&mut request, "3"), Ok(EventType::PaymentRequestPaid));
     }
 
     #[test]
     fn closed_requests_take_no_payments_and_cannot_be_cancelled_twice() {
-        let mut request = request("3");
+        let mut request = open_request("3");
         assert_eq!(
             request.cancel(Utc::now()),
             Ok(EventType::PaymentRequestCancelled)
@@ -344,7 +344,7 @@ mod tests {
             Err(PaymentRefused::Closed("cancelled"))
         );
         assert_eq!(request.cancel(Utc::now()), Err(NotCancellable("cancelled")));
-        let mut paid = request("1");
+        let mut paid = open_request("1");
         pay(&mut paid, "1").unwrap();
         assert!(paid.cancel(Utc::now()).is_err());
     }
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn expiry_applies_only_to_pending_requests_past_their_time() {
         let now = Utc::now();
-        let mut request = request("3");
+        let mut request = open_request("3");
         assert_eq!(request.expire_if_due(now), None);
         request.expires_at = Some(now);
         assert_eq!(

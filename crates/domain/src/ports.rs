@@ -257,6 +257,55 @@ pub trait EventStore: Send + Sync {
     async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError>;
 }
 
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyStart {
+    /// The key is new (or its earlier attempt was abandoned): go ahead, then complete it.
+    Started,
+    /// The key was used with the same request: send this response again.
+    Replay {
+        /// The first response's status.
+        status: u16,
+        /// The first response's body.
+        body: String,
+    },
+    /// The first request with this key is still running.
+    InFlight,
+    /// The key was used with a different request.
+    Mismatch,
+}
+
+/// Idempotency keys: the first response to each (credential, key), kept for replays.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `key` for the credential `scope` and a request with this `fingerprint`, unless a
+    /// record exists. A claim left without a response for longer than `abandoned_after` (its
+    /// request died) is taken over. Concurrent claims of one key: exactly one starts.
+    async fn begin_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+        abandoned_after: chrono::Duration,
+    ) -> Result<IdempotencyStart, StoreError>;
+
+    /// Stores the response of a claimed key.
+    async fn complete_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Releases a claimed key, so that a retry runs again (the response was a server error).
+    async fn release_idempotent(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes the records created before `before`; returns how many.
+    async fn purge_idempotency(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 /// Liveness of the store.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -273,6 +322,7 @@ pub trait Store:
     + ClientStore
     + RequestStore
     + EventStore
+    + IdempotencyStore
     + Health
 {
 }
@@ -285,6 +335,7 @@ impl<T> Store for T where
         + ClientStore
         + RequestStore
         + EventStore
+        + IdempotencyStore
         + Health
 {
 }

@@ -647,6 +647,16 @@ pub async fn client_ids_round_trip_with_their_events(store: Arc<dyn Store>) {
     assert_eq!(all_events(&*store).await, vec![bare_created, created]);
 }
 
+/// The Rust twin of a client-ID list's scope.
+fn client_in_scope(scope: &ClientScope, client: &Client) -> bool {
+    match scope {
+        ClientScope::Organization(id) => &client.organization_id == id,
+        ClientScope::Destination(id) => &client.destination_id == id,
+        ClientScope::Orchestrator(id) => &client.orchestrator_id == id,
+        ClientScope::Nothing => false,
+    }
+}
+
 pub async fn client_id_lists_follow_the_scope_and_status(store: Arc<dyn Store>) {
     let (mine, my_destinations) = seed_organization(&*store, 2).await;
     let (theirs, their_destinations) = seed_organization(&*store, 1).await;
@@ -680,32 +690,13 @@ pub async fn client_id_lists_follow_the_scope_and_status(store: Arc<dyn Store>) 
     clients.reverse();
 
     let scopes = [
-        (ClientScope::Organization(mine.id.clone()), {
-            let mine = mine.id.clone();
-            Box::new(move |client: &Client| client.organization_id == mine)
-                as Box<dyn Fn(&Client) -> bool>
-        }),
-        (ClientScope::Organization(theirs.id.clone()), {
-            let theirs = theirs.id.clone();
-            Box::new(move |client: &Client| client.organization_id == theirs)
-                as Box<dyn Fn(&Client) -> bool>
-        }),
-        (ClientScope::Destination(my_destinations[0].id.clone()), {
-            let destination = my_destinations[0].id.clone();
-            Box::new(move |client: &Client| client.destination_id == destination)
-                as Box<dyn Fn(&Client) -> bool>
-        }),
-        (ClientScope::Orchestrator(first_orchestrator.id.clone()), {
-            let orchestrator = first_orchestrator.id.clone();
-            Box::new(move |client: &Client| client.orchestrator_id == orchestrator)
-                as Box<dyn Fn(&Client) -> bool>
-        }),
-        (
-            ClientScope::Nothing,
-            Box::new(|_: &Client| false) as Box<dyn Fn(&Client) -> bool>,
-        ),
+        ClientScope::Organization(mine.id.clone()),
+        ClientScope::Organization(theirs.id.clone()),
+        ClientScope::Destination(my_destinations[0].id.clone()),
+        ClientScope::Orchestrator(first_orchestrator.id.clone()),
+        ClientScope::Nothing,
     ];
-    for (scope, in_scope) in &scopes {
+    for scope in &scopes {
         for status in [
             None,
             Some(ClientStatus::Active),
@@ -714,7 +705,8 @@ pub async fn client_id_lists_follow_the_scope_and_status(store: Arc<dyn Store>) 
             let expected: Vec<Client> = clients
                 .iter()
                 .filter(|client| {
-                    in_scope(client) && status.is_none_or(|status| client.status == status)
+                    client_in_scope(scope, client)
+                        && status.is_none_or(|status| client.status == status)
                 })
                 .cloned()
                 .collect();
@@ -1300,12 +1292,13 @@ pub async fn request_lists_match_authorize(store: Arc<dyn Store>) {
         let expected: Vec<PaymentRequest> = requests
             .iter()
             .filter(|request| {
-                let readable = authorize(&principal, Action::ReadRequest, Resource::Request(request))
-                    == Decision::Allow;
+                let decision =
+                    authorize(&principal, Action::ReadRequest, Resource::Request(request));
+                let readable = decision == Decision::Allow;
                 assert_eq!(
                     scope.contains(request),
                     readable,
-                    "seed {seed} case {case}: scope {scope:?} disagrees with authorize on {request:?}"
+                    "seed {seed} case {case}: {scope:?} disagrees with authorize on {request:?}"
                 );
                 readable && filter.matches(request)
             })

@@ -3,6 +3,7 @@
 
 mod error;
 mod handlers;
+mod idempotency;
 mod input;
 pub mod openapi;
 pub mod pipeline;

@@ -5,7 +5,7 @@
 
 use std::future::{Ready, ready};
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::middleware::Next;
@@ -13,6 +13,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
+use crate::idempotency;
 use crate::state::AppState;
 
 /// `X-Destination-Id`.
@@ -102,33 +103,53 @@ async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal
     Ok(principal)
 }
 
-/// Runs the pipeline for a route that admits `admits`.
+/// Runs the pipeline for a route that admits `admits`, then the handler — at most once per
+/// `Idempotency-Key`.
 pub async fn authenticate(
     admits: Admits,
     request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
-    if let Admits::Kinds(kinds) = admits {
-        match admit(kinds, &request).await {
-            Ok(principal) => {
-                request.extensions_mut().insert(Authenticated(principal));
-            }
-            Err(error) => {
-                tracing::info!(code = error.code(), "authentication refused");
-                // Answered here, inside the request's scope, so the envelope carries its id.
-                let response = actix_web::ResponseError::error_response(&error);
-                return Ok(request.into_response(response).map_into_right_body());
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Admits::Kinds(kinds) = admits else {
+        return Ok(next.call(request).await?.map_into_boxed_body());
+    };
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(refuse(request, ApiError::internal(&MissingState)));
+    };
+    let admitted = match admit(kinds, &state, &request).await {
+        Ok(principal) => idempotency::key_of(&request).map(|key| (principal, key)),
+        Err(error) => Err(error),
+    };
+    match admitted {
+        Ok((principal, key)) => {
+            request
+                .extensions_mut()
+                .insert(Authenticated(principal.clone()));
+            match key {
+                Some(key) => idempotency::run_once(&state, &principal, key, request, next).await,
+                None => Ok(next.call(request).await?.map_into_boxed_body()),
             }
         }
+        Err(error) => {
+            tracing::info!(code = error.code(), "request refused");
+            Ok(refuse(request, error))
+        }
     }
-    Ok(next.call(request).await?.map_into_left_body())
+}
+
+/// Answers here, inside the request's scope, so that the envelope carries its id (an error
+/// returned instead would be rendered later, outside it).
+fn refuse(request: ServiceRequest, error: ApiError) -> ServiceResponse<BoxBody> {
+    let response = actix_web::ResponseError::error_response(&error);
+    request.into_response(response)
 }
 
 /// Steps 1–4 for a route that admits `kinds`.
-async fn admit(kinds: &[PrincipalKind], request: &ServiceRequest) -> Result<Principal, ApiError> {
-    let state = request
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal(&MissingState))?;
+async fn admit(
+    kinds: &[PrincipalKind],
+    state: &AppState,
+    request: &ServiceRequest,
+) -> Result<Principal, ApiError> {
     let principal = resolve(state, request).await?;
     if let Some(limit) = &state.rate_limit {
         limit.check(&principal).map_err(ApiError::rate_limited)?;

@@ -28,6 +28,11 @@ fn acceptable(value: &HeaderValue) -> Option<String> {
     sane.then(|| text.to_owned())
 }
 
+/// The path as logged: a payment link's token is its only secret, so it never reaches a log.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/pay/") { "/pay/{token}" } else { path }
+}
+
 /// The middleware: assigns the id, runs the request inside a span that carries it, and logs
 /// one line per request.
 pub async fn middleware(
@@ -39,7 +44,7 @@ pub async fn middleware(
         .get(&HEADER)
         .and_then(acceptable)
         .unwrap_or_else(|| ulid::Ulid::new().to_string());
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.path());
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %loggable_path(request.path()));
     let started = Instant::now();
     let header = HeaderValue::from_str(&id).ok();
     // Handlers, extractors and the pipeline turn their errors into responses themselves,

@@ -9,7 +9,9 @@ use mandate_domain::principal::PrincipalKind::{
     self, Admin, Client, Destination, Orchestrator, Platform,
 };
 
-use crate::handlers::{admin, clients, destinations, health, orchestrator, organization, requests};
+use crate::handlers::{
+    admin, clients, destinations, health, orchestrator, organization, pay, requests,
+};
 use crate::pipeline::{self, Admits};
 
 /// One row of the route table.
@@ -59,6 +61,7 @@ route_table! {
     GET "/healthz" => PUBLIC => health::healthz;
     GET "/readyz" => PUBLIC => health::readyz;
     GET "/openapi.json" => PUBLIC => health::openapi;
+    GET "/pay/{token}" => PUBLIC => pay::page;
 
     POST "/v1/admin/organizations" => kinds(&[Admin]) => admin::create_organization;
     POST "/v1/admin/orchestrators" => kinds(&[Admin]) => admin::create_orchestrator;

@@ -155,13 +155,26 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Requests expired per round, so one round stays short.
 const EXPIRY_BATCH: u32 = 500;
 
+/// Idempotency records are kept this long (the API promises at least 24 hours).
+const IDEMPOTENCY_RETENTION_HOURS: i64 = 48;
+/// Purging old idempotency records is cheap but needs no second-level precision.
+const PURGE_EVERY_ROUNDS: u64 = 600;
+
 /// Expires due requests (reads expire them too, so this bounds how long a due request can
-/// linger unread) and lets the rate limiter forget idle credentials.
+/// linger unread), purges old idempotency records, and lets the rate limiter forget idle
+/// credentials.
 async fn housekeeping(state: AppState) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    for round in 0u64.. {
         interval.tick().await;
+        if round % PURGE_EVERY_ROUNDS == 0 {
+            let before =
+                mandate_domain::now() - chrono::Duration::hours(IDEMPOTENCY_RETENTION_HOURS);
+            if let Err(error) = state.mandate.store().purge_idempotency(before).await {
+                tracing::warn!(error = %error, "purging idempotency records failed; retrying later");
+            }
+        }
         match state
             .mandate
             .expire_due_requests(mandate_domain::now(), EXPIRY_BATCH)

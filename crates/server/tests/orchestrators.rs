@@ -516,3 +516,89 @@ async fn a_credential_over_its_rate_gets_429_with_retry_after() {
         .unwrap();
     assert!((1..=2).contains(&retry_after));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idempotency_keys_replay_refuse_and_deduplicate() {
+    let database = FreshPostgres::create().await;
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let body = json!({"direction": "incoming", "amount": "7", "currency": "USD"});
+    let post = |key: &'static str, body: Value, token: String| {
+        let api = &api;
+        async move {
+            api.send(
+                "POST",
+                "/v1/requests",
+                Some(&token),
+                Some(body),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+
+    let first = post("order-1", body.clone(), tenant.destination_key.clone()).await;
+    let again = post("order-1", body.clone(), tenant.destination_key.clone()).await;
+    assert_eq!((first.status, again.status), (201, 201));
+    assert_eq!(
+        first.body, again.body,
+        "the same key and body get the first response again"
+    );
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let different = post(
+        "order-1",
+        json!({"direction": "incoming", "amount": "8", "currency": "USD"}),
+        tenant.destination_key.clone(),
+    )
+    .await;
+    assert_eq!((different.status, different.code()), (409, "CONFLICT"));
+
+    // Concurrent duplicates create one resource; the others replay it or are told to retry.
+    let attempts = (0..8).map(|_| post("order-2", body.clone(), tenant.destination_key.clone()));
+    let replies = futures_util::future::join_all(attempts).await;
+    let created: std::collections::BTreeSet<String> = replies
+        .iter()
+        .filter(|reply| reply.status == 201)
+        .map(|reply| reply.body["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(created.len(), 1, "one resource for one key");
+    assert!(
+        replies
+            .iter()
+            .all(|reply| reply.status == 201 || reply.code() == "CONFLICT")
+    );
+
+    // Keys belong to the credential: another credential's same key is its own.
+    let platform = api
+        .send(
+            "POST",
+            "/v1/requests",
+            Some(&tenant.platform_key),
+            Some(body.clone()),
+            &[
+                ("idempotency-key", "order-1"),
+                ("x-destination-id", tenant.destination_id.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(platform.status, 201);
+    assert_ne!(platform.body["id"], first.body["id"]);
+
+    let listed = api
+        .get("/v1/requests?limit=100", &tenant.platform_key)
+        .await;
+    assert_eq!(ids(&listed.body).len(), 3);
+    let too_long = "k".repeat(256);
+    let refused = api
+        .send(
+            "POST",
+            "/v1/requests",
+            Some(&tenant.destination_key),
+            Some(body),
+            &[("idempotency-key", too_long.as_str())],
+        )
+        .await;
+    assert_eq!(refused.status, 400);
+}

@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod idempotency;
 mod migrations;
 mod pool;
 mod ports;

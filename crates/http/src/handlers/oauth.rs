@@ -22,6 +22,8 @@ use crate::tokens::{JwkSet, TokenService};
 /// The token request's parameters, sent as `application/x-www-form-urlencoded` (RFC 6749) or
 /// as JSON. The client may authenticate with HTTP Basic instead of `client_id` and
 /// `client_secret` (RFC 6749 §2.3.1), but not with both.
+// Documentation only: the body is parsed by hand, to accept both encodings and HTTP Basic.
+#[allow(dead_code)]
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// Must be `client_credentials`.
@@ -261,10 +263,13 @@ async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError>
 #[utoipa::path(post, path = "/v1/oauth/token", tag = "oauth",
     request_body(description = "RFC 6749 §4.4.2 parameters; the client may authenticate with \
         HTTP Basic (`client_id:client_secret`) instead of the body parameters",
-        content((TokenRequest = "application/x-www-form-urlencoded"), (TokenRequest = "application/json"))),
+        content((TokenRequest = "application/x-www-form-urlencoded"),
+            (TokenRequest = "application/json"))),
     responses(
-        (status = 200, body = TokenResponse, headers(("Cache-Control" = String, description = "no-store"))),
-        (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope", body = OAuthErrorBody),
+        (status = 200, body = TokenResponse,
+            headers(("Cache-Control" = String, description = "no-store"))),
+        (status = 400, description = "invalid_request, unsupported_grant_type or invalid_scope",
+            body = OAuthErrorBody),
         (status = 401, description = "invalid_client", body = OAuthErrorBody,
             headers(("WWW-Authenticate" = String, description = "Basic realm=\"mandate\""))),
         (status = 413, body = ErrorEnvelope),
@@ -442,7 +447,11 @@ mod tests {
             .to_http_request();
         let params = parse_body(
             &form,
-            b"grant_type=client_credentials&client_id=cli_1&scope=create%3Aincoming+create%3Aoutgoing&extra=1&client_secret=",
+            concat!(
+                "grant_type=client_credentials&client_id=cli_1",
+                "&scope=create%3Aincoming+create%3Aoutgoing&extra=1&client_secret="
+            )
+            .as_bytes(),
         )
         .unwrap();
         assert_eq!(params.grant_type.as_deref(), Some("client_credentials"));

@@ -12,8 +12,7 @@ use mandate_domain::usecases::{PaymentPage, PaymentPageError};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{ApiError, ErrorBody, ErrorEnvelope};
-use crate::request_id;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::state::AppState;
 
 /// What a payment link shows, as JSON.
@@ -73,7 +72,7 @@ impl From<&PaymentPage> for PaymentPageView {
             (PaymentPageView = "application/json"), (String = "text/html"))),
         (status = 404, description = "no link has this token", body = ErrorEnvelope),
         (status = 410, description = "the link has expired", body = ErrorEnvelope),
-        (status = 503, body = ErrorEnvelope)))]
+        (status = 503, description = "the database cannot be reached now", body = ErrorEnvelope)))]
 pub async fn page(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -103,7 +102,7 @@ fn error_response(error: PaymentPageError, json: bool) -> HttpResponse {
                 "Check that you opened the whole link, or ask the sender for a new one.",
             ),
         ),
-        PaymentPageError::Gone if json => gone_json(),
+        PaymentPageError::Gone if json => ApiError::gone("this payment link has expired").error_response(),
         PaymentPageError::Gone => html(
             StatusCode::GONE,
             render_notice(
@@ -136,18 +135,6 @@ fn error_response(error: PaymentPageError, json: bool) -> HttpResponse {
             }
         }
     }
-}
-
-/// 410 in the API's error envelope.
-fn gone_json() -> HttpResponse {
-    HttpResponse::Gone().json(ErrorEnvelope {
-        error: ErrorBody {
-            code: "GONE",
-            message: "this payment link has expired".to_owned(),
-            request_id: request_id::current(),
-            details: None,
-        },
-    })
 }
 
 fn html(status: StatusCode, body: String) -> HttpResponse {
@@ -358,6 +345,7 @@ font:500 17px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,\"Liberation Mono\
 overflow-wrap:anywhere;word-break:break-all;-webkit-user-select:all;user-select:all}\
 .hint{margin:6px 0 0;font-size:15px;color:#4b5563}\
 footer{max-width:480px;margin:14px auto 0;text-align:center;font-size:14px;color:#4b5563}\
+footer time{white-space:nowrap}\
 h2{margin:0 0 8px;font-size:24px}\
 p{overflow-wrap:anywhere}";
 
@@ -423,10 +411,15 @@ fn render_page(page: &PaymentPage) -> String {
 
     body.push_str("<dl>\n");
     if let Some(reference) = &request.reference {
+        // The advice only matters while a payment is still expected.
+        let hint = if finished.is_none() {
+            "<p class=\"hint\">Include it with your payment so that it can be matched.</p>"
+        } else {
+            ""
+        };
         let _ = writeln!(
             body,
-            "<dt>Payment reference to quote</dt>\n<dd><div class=\"box\">{}</div>\
-             <p class=\"hint\">Include it with your payment so that it can be matched.</p></dd>",
+            "<dt>Payment reference to quote</dt>\n<dd><div class=\"box\">{}</div>{hint}</dd>",
             escape(reference)
         );
     }
