@@ -981,6 +981,46 @@ pub async fn request_updates_store_payment_and_event_atomically(store: Arc<dyn S
     assert_eq!(all_events(&*store).await[0], cancelled);
 }
 
+pub async fn concurrent_request_updates_apply_once(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    // Warm the pool first, so that the attempts below really overlap.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    let request = payment_request(&destinations[0], Direction::Incoming, None);
+    store
+        .insert_request(
+            &request,
+            &request_event(EventType::PaymentRequestCreated, &request),
+        )
+        .await
+        .unwrap();
+    let attempts = (0..8).map(|_| {
+        let store = store.clone();
+        let mut changed = request.clone();
+        async move {
+            let reported = payment(&changed, "1");
+            let event_type = changed.record_payment(reported.amount, now()).unwrap();
+            let event = request_event(event_type, &changed);
+            store
+                .update_request(&changed, request.version, Some(&reported), &event)
+                .await
+                .unwrap()
+        }
+    });
+    let applied = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|applied| *applied)
+        .count();
+    assert_eq!(applied, 1);
+    assert_eq!(store.payments_of(&request.id).await.unwrap().len(), 1);
+    assert_eq!(all_events(&*store).await.len(), 2);
+    let stored = store.request(&request.id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.amount_paid.to_string()),
+        (2, "1".into())
+    );
+}
+
 pub async fn requests_due_for_expiry_are_pending_and_past_due(store: Arc<dyn Store>) {
     let (_, destinations) = seed_organization(&*store, 2).await;
     let at = now();
@@ -1349,6 +1389,7 @@ macro_rules! store_contract_tests {
             client_updates_need_the_expected_version,
             requests_round_trip_with_their_events,
             request_updates_store_payment_and_event_atomically,
+            concurrent_request_updates_apply_once,
             requests_due_for_expiry_are_pending_and_past_due,
             payment_links_are_found_by_token_hash,
             events_page_newest_first,

@@ -67,6 +67,7 @@ pub fn app(
     >,
 > {
     App::new()
+        .app_data(web::Data::from(state.tokens.clone()))
         .app_data(web::Data::new(state))
         .app_data(
             web::JsonConfig::default()

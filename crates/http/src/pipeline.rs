@@ -84,10 +84,15 @@ fn single_header<'a>(
 async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal, ApiError> {
     let token = bearer_token(request)?;
     let store = state.mandate.store().as_ref();
-    let mut principal = state
-        .authenticator
-        .bearer(store, token, mandate_domain::now())
-        .await?;
+    let mut principal = if crate::tokens::looks_like_jwt(token) {
+        let claims = state.tokens.verify(token).map_err(|error| {
+            tracing::info!(reason = error.0, "access token refused");
+            ApiError::unauthenticated("a valid credential is required")
+        })?;
+        state.authenticator.token_client(store, &claims.sub, &claims.orc, &claims.scope).await?
+    } else {
+        state.authenticator.bearer(store, token, mandate_domain::now()).await?
+    };
     if let Some(client) = single_header(request, &CLIENT_HEADER)? {
         principal = state
             .authenticator

@@ -10,7 +10,7 @@ use mandate_domain::principal::PrincipalKind::{
 };
 
 use crate::handlers::{
-    admin, clients, destinations, health, orchestrator, organization, pay, requests,
+    admin, clients, destinations, health, oauth, orchestrator, organization, pay, requests,
 };
 use crate::pipeline::{self, Admits};
 
@@ -62,6 +62,8 @@ route_table! {
     GET "/readyz" => PUBLIC => health::readyz;
     GET "/openapi.json" => PUBLIC => health::openapi;
     GET "/pay/{token}" => PUBLIC => pay::page;
+    POST "/v1/oauth/token" => PUBLIC => oauth::token;
+    GET "/.well-known/jwks.json" => PUBLIC => oauth::jwks;
 
     POST "/v1/admin/organizations" => kinds(&[Admin]) => admin::create_organization;
     POST "/v1/admin/orchestrators" => kinds(&[Admin]) => admin::create_orchestrator;

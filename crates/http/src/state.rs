@@ -3,7 +3,10 @@
 use mandate_domain::auth::Authenticator;
 use mandate_domain::usecases::Mandate;
 
+use std::sync::Arc;
+
 use crate::RateLimit;
+use crate::tokens::TokenService;
 
 /// The application state shared by all workers.
 #[derive(Clone)]
@@ -16,4 +19,6 @@ pub struct AppState {
     pub public_url: String,
     /// Per-credential rate limit; `None` when off.
     pub rate_limit: Option<RateLimit>,
+    /// Issues and verifies OAuth access tokens.
+    pub tokens: Arc<TokenService>,
 }

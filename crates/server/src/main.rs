@@ -130,11 +130,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let backend = store.backend();
     let mandate = use_cases(&settings, store)?;
     let authenticator = Authenticator::new(mandate.hasher().clone(), settings.admin.token.clone());
+    let signing_secret = secrets::load_or_generate(
+        settings.secrets.token_signing_key.as_deref(),
+        &settings.data.dir,
+        "token_signing_key",
+    )?;
+    let tokens = Arc::new(mandate_http::tokens::TokenService::from_secret(&signing_secret, settings.public_url()));
     let state = AppState {
         mandate,
         authenticator,
         public_url: settings.public_url(),
         rate_limit: RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst),
+        tokens,
     };
     tokio::spawn(housekeeping(state.clone()));
     let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));

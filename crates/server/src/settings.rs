@@ -121,6 +121,9 @@ pub struct SecretSettings {
     /// Key for the keyed hash of API keys (≥ 32 characters). Generated into the data
     /// directory when unset; replicas sharing a database must share it.
     pub key_hash_secret: Option<String>,
+    /// Seed of the Ed25519 key that signs access tokens (≥ 32 characters). Generated into the
+    /// data directory when unset; replicas must share it.
+    pub token_signing_key: Option<String>,
 }
 
 /// `[log]`

@@ -766,4 +766,86 @@ mod tests {
         };
         assert!(matches!(Orchestrator::try_from(row), Err(Error::Data(_))));
     }
+
+    fn request_row() -> RequestRow {
+        let at = to_naive(Utc::now());
+        RequestRow {
+            id: RequestId::generate().to_string(),
+            organization_id: OrganizationId::generate().to_string(),
+            destination_id: DestinationId::generate().to_string(),
+            direction: "incoming".into(),
+            amount: "12.5".into(),
+            currency: "USD".into(),
+            amount_paid: "0".into(),
+            status: "open".into(),
+            customer_id: None,
+            reference: None,
+            description: None,
+            due_at: None,
+            expires_at: None,
+            metadata: "{}".into(),
+            created_by: "dst_x".into(),
+            client_id: None,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn payment_rows_that_break_domain_rules_are_errors() {
+        assert!(PaymentRequest::try_from(request_row()).is_ok());
+        let broken: [fn(&mut RequestRow); 6] = [
+            |row| row.amount = "12.5e0".into(),
+            |row| row.amount_paid = "-1".into(),
+            |row| row.status = "refunded".into(),
+            |row| row.direction = "sideways".into(),
+            |row| row.metadata = "[1]".into(),
+            |row| row.version = -1,
+        ];
+        for breakage in broken {
+            let mut row = request_row();
+            breakage(&mut row);
+            assert!(matches!(PaymentRequest::try_from(row), Err(Error::Data(_))));
+        }
+        let at = to_naive(Utc::now());
+        let client = ClientRow {
+            id: ClientId::generate().to_string(),
+            organization_id: OrganizationId::generate().to_string(),
+            destination_id: DestinationId::generate().to_string(),
+            orchestrator_id: OrchestratorId::generate().to_string(),
+            label: None,
+            permissions: "create:incoming read:everything".into(),
+            version: 1,
+            status: "active".into(),
+            created_at: at,
+            updated_at: at,
+        };
+        assert!(matches!(Client::try_from(client), Err(Error::Data(_))));
+        let event = EventRow {
+            id: EventId::generate().to_string(),
+            organization_id: None,
+            destination_id: None,
+            orchestrator_id: None,
+            client_id: None,
+            direction: None,
+            event_type: "payment_request.refunded".into(),
+            data: "{}".into(),
+            created_at: at,
+        };
+        assert!(matches!(Event::try_from(event), Err(Error::Data(_))));
+    }
+
+    #[test]
+    fn permissions_are_stored_sorted_and_read_back() {
+        let set: PermissionSet = [Permission::ReadOutgoing, Permission::CreateIncoming]
+            .into_iter()
+            .collect();
+        assert_eq!(permissions_text(&set), "create:incoming read:outgoing");
+        assert_eq!(
+            permission_set("read:outgoing create:incoming").ok(),
+            Some(set)
+        );
+        assert_eq!(permission_set("").ok(), Some(PermissionSet::default()));
+    }
 }
