@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use mandate_domain::auth::AuthError;
 use mandate_domain::ports::StoreError;
+use mandate_domain::principal::PrincipalKind;
 use mandate_domain::usecases::{
     ClientChangeError, CreateDestinationError, CreateOrchestratorError, CreateOrganizationError,
     CreateRequestError, InvalidField, IssueClientError, KeyError, PaymentPageError, ReadError,
@@ -79,6 +80,16 @@ impl ApiError {
     /// 403 `FORBIDDEN`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// 403 `FORBIDDEN` from step 4 of the pipeline: the route does not admit this kind of
+    /// principal. `details` names the kind and the admitted ones.
+    pub fn wrong_principal_kind(kind: PrincipalKind, admitted: &[PrincipalKind]) -> Self {
+        let mut error =
+            Self::forbidden(format!("this endpoint does not accept a {kind} credential"));
+        let admitted: Vec<&str> = admitted.iter().map(|kind| kind.as_str()).collect();
+        error.details = Some(serde_json::json!({ "principal": kind.as_str(), "admits": admitted }));
+        error
     }
 
     /// 404 `NOT_FOUND`.

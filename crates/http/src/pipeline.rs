@@ -89,9 +89,15 @@ async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal
             tracing::info!(reason = error.0, "access token refused");
             ApiError::unauthenticated("a valid credential is required")
         })?;
-        state.authenticator.token_client(store, &claims.sub, &claims.orc, &claims.scope).await?
+        state
+            .authenticator
+            .token_client(store, &claims.sub, &claims.orc, &claims.scope)
+            .await?
     } else {
-        state.authenticator.bearer(store, token, mandate_domain::now()).await?
+        state
+            .authenticator
+            .bearer(store, token, mandate_domain::now())
+            .await?
     };
     if let Some(client) = single_header(request, &CLIENT_HEADER)? {
         principal = state
@@ -162,10 +168,7 @@ async fn admit(
     if kinds.contains(&principal.kind()) {
         Ok(principal)
     } else {
-        Err(ApiError::forbidden(format!(
-            "this endpoint does not accept a {} credential",
-            principal.kind()
-        )))
+        Err(ApiError::wrong_principal_kind(principal.kind(), kinds))
     }
 }
 

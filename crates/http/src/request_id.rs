@@ -30,7 +30,11 @@ fn acceptable(value: &HeaderValue) -> Option<String> {
 
 /// The path as logged: a payment link's token is its only secret, so it never reaches a log.
 fn loggable_path(path: &str) -> &str {
-    if path.starts_with("/pay/") { "/pay/{token}" } else { path }
+    if path.starts_with("/pay/") {
+        "/pay/{token}"
+    } else {
+        path
+    }
 }
 
 /// The middleware: assigns the id, runs the request inside a span that carries it, and logs

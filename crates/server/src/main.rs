@@ -135,7 +135,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         &settings.data.dir,
         "token_signing_key",
     )?;
-    let tokens = Arc::new(mandate_http::tokens::TokenService::from_secret(&signing_secret, settings.public_url()));
+    let tokens = Arc::new(mandate_http::tokens::TokenService::from_secret(
+        &signing_secret,
+        settings.public_url(),
+    ));
     let state = AppState {
         mandate,
         authenticator,

@@ -267,7 +267,27 @@ async fn stories(api: &Api) {
         .await;
     assert_eq!((late.status, late.code()), (409, "CONFLICT"));
 
-    // A revoked client ID is refused everywhere.
+    // A revoked client ID is refused everywhere, also with an access token issued before.
+    let token_reply = api
+        .client
+        .post(format!("{}/v1/oauth/token", api.base()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", a.client_id.as_str()),
+            ("client_secret", key_a.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token_reply.status(), 200);
+    let token_body: Value = token_reply.json().await.unwrap();
+    let token = token_body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        api.get(&format!("/v1/requests/{incoming_id}"), &token)
+            .await
+            .status,
+        200
+    );
     let revoked = api
         .post(
             &format!("/v1/client-ids/{}/revoke", a.client_id),
@@ -291,6 +311,17 @@ async fn stories(api: &Api) {
             (reply.status, reply.code()),
             (403, "FORBIDDEN"),
             "{method} {path}"
+        );
+    }
+    for path in [
+        format!("/v1/requests/{incoming_id}"),
+        "/v1/requests".to_owned(),
+    ] {
+        let reply = api.get(&path, &token).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (401, "UNAUTHENTICATED"),
+            "token on {path}"
         );
     }
     let regrant = api

@@ -102,7 +102,9 @@ fn error_response(error: PaymentPageError, json: bool) -> HttpResponse {
                 "Check that you opened the whole link, or ask the sender for a new one.",
             ),
         ),
-        PaymentPageError::Gone if json => ApiError::gone("this payment link has expired").error_response(),
+        PaymentPageError::Gone if json => {
+            ApiError::gone("this payment link has expired").error_response()
+        }
         PaymentPageError::Gone => html(
             StatusCode::GONE,
             render_notice(

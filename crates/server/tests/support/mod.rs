@@ -239,6 +239,10 @@ impl Reply {
 }
 
 impl Api {
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub async fn send(
         &self,
         method: &str,
