@@ -26,11 +26,17 @@ pub enum EventType {
     ClientIdPermissionsChanged,
     /// `client_id.revoked`
     ClientIdRevoked,
+    /// `customer.created`
+    CustomerCreated,
+    /// `customer.updated`
+    CustomerUpdated,
+    /// `customer.deleted`
+    CustomerDeleted,
 }
 
 impl EventType {
     /// Every type, in a stable order.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 11] = [
         EventType::PaymentRequestCreated,
         EventType::PaymentRequestPartiallyPaid,
         EventType::PaymentRequestPaid,
@@ -39,6 +45,9 @@ impl EventType {
         EventType::ClientIdCreated,
         EventType::ClientIdPermissionsChanged,
         EventType::ClientIdRevoked,
+        EventType::CustomerCreated,
+        EventType::CustomerUpdated,
+        EventType::CustomerDeleted,
     ];
 
     /// The type's name in the API.
@@ -52,6 +61,9 @@ impl EventType {
             EventType::ClientIdCreated => "client_id.created",
             EventType::ClientIdPermissionsChanged => "client_id.permissions_changed",
             EventType::ClientIdRevoked => "client_id.revoked",
+            EventType::CustomerCreated => "customer.created",
+            EventType::CustomerUpdated => "customer.updated",
+            EventType::CustomerDeleted => "customer.deleted",
         }
     }
 

@@ -121,6 +121,11 @@ prefixed_id!(
     "plink"
 );
 prefixed_id!(
+    /// A customer of an organization's shared pool.
+    CustomerId,
+    "cus"
+);
+prefixed_id!(
     /// An event of the outbox.
     EventId,
     "evt"

@@ -5,6 +5,7 @@
 //! so that a platform team can embed it with adapters of its own.
 
 pub mod auth;
+pub mod customers;
 pub mod events;
 pub mod ids;
 pub mod keys;

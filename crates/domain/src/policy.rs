@@ -46,6 +46,10 @@ pub enum Action {
     CreatePaymentLink,
     /// Report a payment against a payment request.
     ReportPayment,
+    /// Read the organization's customer pool.
+    ReadCustomers,
+    /// Create, change or delete customers of the organization's pool.
+    WriteCustomers,
 }
 
 /// What the action is about.
@@ -193,6 +197,23 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                 Decision::Allow
             } else {
                 Decision::Forbidden
+            }
+        }
+        (ReadCustomers | WriteCustomers, Resource::Organization(id)) => {
+            if principal.organization_id() != Some(id) {
+                return outsider(principal);
+            }
+            let needed = if action == ReadCustomers {
+                Permission::CustomersRead
+            } else {
+                Permission::CustomersWrite
+            };
+            match principal {
+                Principal::Client(client) if !client.permissions.contains(needed) => {
+                    Decision::Forbidden
+                }
+                // Every owner in the organization shares the one pool.
+                _ => Decision::Allow,
             }
         }
         // An action paired with a resource it does not apply to is a caller bug: refuse.

@@ -4,8 +4,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::customers::{Customer, Email};
 use crate::events::Event;
-use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId, RequestId};
+use crate::ids::{
+    ClientId, CustomerId, DestinationId, KeyId, OrchestratorId, OrganizationId, RequestId,
+};
 use crate::model::{
     ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
 };
@@ -257,6 +260,40 @@ pub trait EventStore: Send + Sync {
     async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError>;
 }
 
+/// The customer pool of each organization. Each write stores its event in the same
+/// transaction.
+#[async_trait]
+pub trait CustomerStore: Send + Sync {
+    /// Stores a new customer and its event; `Duplicate` when the organization already has a
+    /// customer with the same email (compared without regard to case).
+    async fn insert_customer(&self, customer: &Customer, event: &Event) -> Result<(), StoreError>;
+
+    /// One customer.
+    async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError>;
+
+    /// The organization's customer with this email (compared without regard to case).
+    async fn customer_by_email(
+        &self,
+        organization_id: &OrganizationId,
+        email: &Email,
+    ) -> Result<Option<Customer>, StoreError>;
+
+    /// The organization's customers, optionally only the one with `email`, newest first.
+    async fn list_customers(
+        &self,
+        organization_id: &OrganizationId,
+        email: Option<&Email>,
+        page: &PageRequest,
+    ) -> Result<Page<Customer>, StoreError>;
+
+    /// Saves a changed customer (`email`, `name`, `metadata`, `updated_at`) and its event;
+    /// `Duplicate` when the new email is taken in the organization.
+    async fn update_customer(&self, customer: &Customer, event: &Event) -> Result<(), StoreError>;
+
+    /// Deletes a customer and stores its event; `false` when there was none.
+    async fn delete_customer(&self, id: &CustomerId, event: &Event) -> Result<bool, StoreError>;
+}
+
 /// What claiming an idempotency key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyStart {
@@ -322,6 +359,7 @@ pub trait Store:
     + ClientStore
     + RequestStore
     + EventStore
+    + CustomerStore
     + IdempotencyStore
     + Health
 {
@@ -335,6 +373,7 @@ impl<T> Store for T where
         + ClientStore
         + RequestStore
         + EventStore
+        + CustomerStore
         + IdempotencyStore
         + Health
 {

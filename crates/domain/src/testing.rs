@@ -15,9 +15,10 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use crate::customers::{Customer, Email};
 use crate::events::{Audience, Event, EventType};
 use crate::ids::{
-    ClientId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
+    ClientId, CustomerId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
     PaymentLinkId, RequestId,
 };
 use crate::model::{
@@ -28,7 +29,7 @@ use crate::policy::{
     Action, ClientScope, Decision, DestinationScope, RequestScope, Resource, authorize,
     request_scope,
 };
-use crate::ports::{Page, PageRequest, RequestFilter, Store, StoreError};
+use crate::ports::{IdempotencyStart, Page, PageRequest, RequestFilter, Store, StoreError};
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
 
@@ -1158,6 +1159,581 @@ pub async fn events_page_newest_first(store: Arc<dyn Store>) {
     assert_eq!(after_newer.data, written);
 }
 
+pub fn customer(organization_id: &OrganizationId, email: Option<&str>) -> Customer {
+    Customer {
+        id: CustomerId::generate(),
+        organization_id: organization_id.clone(),
+        email: email.map(|email| Email::parse(email).unwrap()),
+        name: Some("Ada Lovelace".into()),
+        metadata: BTreeMap::from([("tier".to_owned(), "gold".to_owned())]),
+        created_by: "org_creator".into(),
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+pub fn customer_event(event_type: EventType, customer: &Customer) -> Event {
+    let audience = Audience {
+        organization_id: Some(customer.organization_id.clone()),
+        ..Audience::default()
+    };
+    Event::new(event_type, audience, customer, now())
+}
+
+/// Stores a customer with its `customer.created` event.
+async fn seed_customer(
+    store: &dyn Store,
+    organization_id: &OrganizationId,
+    email: Option<&str>,
+) -> Customer {
+    let customer = customer(organization_id, email);
+    store
+        .insert_customer(
+            &customer,
+            &customer_event(EventType::CustomerCreated, &customer),
+        )
+        .await
+        .unwrap();
+    customer
+}
+
+fn email(value: &str) -> Email {
+    Email::parse(value).unwrap()
+}
+
+/// Walks every page of a customer list with pages of `limit`.
+async fn all_customers(
+    store: &dyn Store,
+    organization_id: &OrganizationId,
+    email: Option<&Email>,
+    limit: u32,
+) -> Vec<Customer> {
+    let mut customers = Vec::new();
+    let mut page = first_page(limit);
+    loop {
+        let Page { data, has_more } = store
+            .list_customers(organization_id, email, &page)
+            .await
+            .unwrap();
+        assert!(data.len() <= limit as usize);
+        assert!(
+            !has_more || data.len() == limit as usize,
+            "a page before the last is full"
+        );
+        page.starting_after = data.last().map(|customer| customer.id.to_string());
+        customers.extend(data);
+        if !has_more {
+            return customers;
+        }
+    }
+}
+
+pub async fn customers_round_trip_with_their_events(store: Arc<dyn Store>) {
+    let (organization, _) = seed_organization(&*store, 0).await;
+    let full = customer(&organization.id, Some("Ada@Example.com"));
+    let created = customer_event(EventType::CustomerCreated, &full);
+    store.insert_customer(&full, &created).await.unwrap();
+    let mut bare = customer(&organization.id, None);
+    bare.name = None;
+    bare.metadata.clear();
+    let bare_created = customer_event(EventType::CustomerCreated, &bare);
+    store.insert_customer(&bare, &bare_created).await.unwrap();
+
+    // The email comes back as given, not normalized.
+    assert_eq!(store.customer(&full.id).await.unwrap(), Some(full.clone()));
+    assert_eq!(store.customer(&bare.id).await.unwrap(), Some(bare));
+    assert_eq!(store.customer(&CustomerId::generate()).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await, vec![bare_created, created]);
+}
+
+pub async fn customer_emails_are_unique_per_organization_without_regard_to_case(
+    store: Arc<dyn Store>,
+) {
+    let (mine, _) = seed_organization(&*store, 0).await;
+    let (theirs, _) = seed_organization(&*store, 0).await;
+    let ada = seed_customer(&*store, &mine.id, Some("ada@example.com")).await;
+    let events_before = all_events(&*store).await;
+
+    let twin = customer(&mine.id, Some("ADA@Example.COM"));
+    let refused = store
+        .insert_customer(&twin, &customer_event(EventType::CustomerCreated, &twin))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    assert_eq!(store.customer(&twin.id).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await, events_before, "no event either");
+
+    // Any number of customers go without an email; another organization may reuse one.
+    let first_bare = seed_customer(&*store, &mine.id, None).await;
+    let second_bare = seed_customer(&*store, &mine.id, None).await;
+    let elsewhere = seed_customer(&*store, &theirs.id, Some("Ada@example.com")).await;
+    for stored in [&first_bare, &second_bare, &elsewhere] {
+        assert_eq!(
+            store.customer(&stored.id).await.unwrap().as_ref(),
+            Some(stored)
+        );
+    }
+
+    assert_eq!(
+        store
+            .customer_by_email(&mine.id, &email("aDa@EXAMPLE.com"))
+            .await
+            .unwrap(),
+        Some(ada)
+    );
+    assert_eq!(
+        store
+            .customer_by_email(&theirs.id, &email("ada@example.com"))
+            .await
+            .unwrap(),
+        Some(elsewhere)
+    );
+    assert_eq!(
+        store
+            .customer_by_email(&mine.id, &email("grace@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .customer_by_email(&OrganizationId::generate(), &email("ada@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn customer_lists_follow_the_organization_and_email(store: Arc<dyn Store>) {
+    let (mine, _) = seed_organization(&*store, 0).await;
+    let (theirs, _) = seed_organization(&*store, 0).await;
+    let mut expected = Vec::new();
+    for email in [
+        Some("one@example.com"),
+        None,
+        Some("Two@Example.com"),
+        None,
+        Some("three@example.com"),
+    ] {
+        expected.push(seed_customer(&*store, &mine.id, email).await);
+    }
+    let foreign = seed_customer(&*store, &theirs.id, Some("two@example.com")).await;
+    expected.reverse();
+
+    for limit in [1, 2, 5, 100] {
+        assert_eq!(
+            all_customers(&*store, &mine.id, None, limit).await,
+            expected,
+            "pages of {limit}"
+        );
+    }
+    let first = store
+        .list_customers(&mine.id, None, &first_page(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.data.as_slice(), first.has_more),
+        (&expected[..2], true)
+    );
+    let last = store
+        .list_customers(
+            &mine.id,
+            None,
+            &PageRequest {
+                limit: 3,
+                starting_after: Some(expected[1].id.to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (last.data.as_slice(), last.has_more),
+        (&expected[2..], false)
+    );
+    // A cursor need not name a stored customer: ids order by time.
+    let after_newer = store
+        .list_customers(
+            &mine.id,
+            None,
+            &PageRequest {
+                limit: 10,
+                starting_after: Some(CustomerId::generate().to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(after_newer.data, expected);
+
+    // The email filter compares without regard to case, within the organization.
+    let two = email("TWO@example.COM");
+    assert_eq!(
+        all_customers(&*store, &mine.id, Some(&two), 2).await,
+        vec![expected[2].clone()]
+    );
+    assert_eq!(
+        all_customers(&*store, &theirs.id, Some(&two), 2).await,
+        vec![foreign.clone()]
+    );
+    assert_eq!(
+        all_customers(&*store, &theirs.id, None, 2).await,
+        vec![foreign]
+    );
+    assert!(
+        all_customers(&*store, &mine.id, Some(&email("four@example.com")), 2)
+            .await
+            .is_empty()
+    );
+    assert!(
+        all_customers(&*store, &OrganizationId::generate(), None, 2)
+            .await
+            .is_empty()
+    );
+}
+
+pub async fn customer_updates_keep_emails_unique(store: Arc<dyn Store>) {
+    let (organization, _) = seed_organization(&*store, 0).await;
+    let mut ada = seed_customer(&*store, &organization.id, Some("ada@example.com")).await;
+    let grace = seed_customer(&*store, &organization.id, Some("grace@example.com")).await;
+
+    ada.email = Some(email("Countess@Example.com"));
+    ada.name = Some("Augusta Ada King".into());
+    ada.metadata = BTreeMap::from([("plan".to_owned(), "pro".to_owned())]);
+    ada.updated_at = now() + Duration::seconds(5);
+    let updated = customer_event(EventType::CustomerUpdated, &ada);
+    store.update_customer(&ada, &updated).await.unwrap();
+    assert_eq!(store.customer(&ada.id).await.unwrap(), Some(ada.clone()));
+    assert_eq!(all_events(&*store).await[0], updated);
+    assert_eq!(
+        store
+            .customer_by_email(&organization.id, &email("countess@example.com"))
+            .await
+            .unwrap(),
+        Some(ada.clone())
+    );
+    // The old email is free again.
+    assert_eq!(
+        store
+            .customer_by_email(&organization.id, &email("ada@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+    seed_customer(&*store, &organization.id, Some("ADA@example.com")).await;
+
+    // Taking an email in use (in another case) is refused, and changes nothing.
+    let events_before = all_events(&*store).await;
+    let mut taken = grace.clone();
+    taken.email = Some(email("COUNTESS@example.com"));
+    taken.name = Some("Grace Hopper".into());
+    taken.updated_at = now() + Duration::seconds(10);
+    let refused = store
+        .update_customer(&taken, &customer_event(EventType::CustomerUpdated, &taken))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    assert_eq!(
+        store.customer(&grace.id).await.unwrap(),
+        Some(grace.clone())
+    );
+    assert_eq!(all_events(&*store).await, events_before);
+
+    // Clearing the email and the name stores nulls.
+    let mut cleared = grace;
+    cleared.email = None;
+    cleared.name = None;
+    cleared.metadata.clear();
+    store
+        .update_customer(
+            &cleared,
+            &customer_event(EventType::CustomerUpdated, &cleared),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.customer(&cleared.id).await.unwrap(), Some(cleared));
+    assert_eq!(
+        store
+            .customer_by_email(&organization.id, &email("grace@example.com"))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+pub async fn customer_deletion_stores_its_event_once(store: Arc<dyn Store>) {
+    let (organization, _) = seed_organization(&*store, 0).await;
+    let ada = seed_customer(&*store, &organization.id, Some("ada@example.com")).await;
+    let kept = seed_customer(&*store, &organization.id, None).await;
+    let deleted = customer_event(EventType::CustomerDeleted, &ada);
+    assert!(store.delete_customer(&ada.id, &deleted).await.unwrap());
+    assert_eq!(store.customer(&ada.id).await.unwrap(), None);
+    assert_eq!(store.customer(&kept.id).await.unwrap(), Some(kept.clone()));
+    let events = all_events(&*store).await;
+    assert_eq!(events[0], deleted);
+
+    let again = customer_event(EventType::CustomerDeleted, &ada);
+    assert!(!store.delete_customer(&ada.id, &again).await.unwrap());
+    assert!(
+        !store
+            .delete_customer(&CustomerId::generate(), &again)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        all_events(&*store).await,
+        events,
+        "no event for nothing deleted"
+    );
+    assert_eq!(
+        all_customers(&*store, &organization.id, None, 10).await,
+        vec![kept]
+    );
+    // The email is free for a new customer.
+    seed_customer(&*store, &organization.id, Some("Ada@Example.com")).await;
+}
+
+/// How long a claim may go without a response in the idempotency cases.
+fn abandoned_after() -> Duration {
+    Duration::seconds(60)
+}
+
+pub async fn idempotency_keys_replay_the_first_response(store: Arc<dyn Store>) {
+    let at = now();
+    let begin = |scope: &'static str, key: &'static str, fingerprint: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .begin_idempotent(scope, key, fingerprint, at, abandoned_after())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        begin("key_a", "order-1", "fp-1").await,
+        IdempotencyStart::Started
+    );
+    // Claimed but not completed: the first request is still running.
+    assert_eq!(
+        begin("key_a", "order-1", "fp-1").await,
+        IdempotencyStart::InFlight
+    );
+    assert_eq!(
+        begin("key_a", "order-1", "fp-2").await,
+        IdempotencyStart::Mismatch
+    );
+    // Keys belong to their scope.
+    assert_eq!(
+        begin("key_b", "order-1", "fp-2").await,
+        IdempotencyStart::Started
+    );
+
+    let body = r#"{"id":"preq_1","object":"payment_request"}"#;
+    store
+        .complete_idempotent("key_a", "order-1", 201, body)
+        .await
+        .unwrap();
+    let replay = IdempotencyStart::Replay {
+        status: 201,
+        body: body.into(),
+    };
+    assert_eq!(begin("key_a", "order-1", "fp-1").await, replay);
+    assert_eq!(
+        begin("key_a", "order-1", "fp-2").await,
+        IdempotencyStart::Mismatch
+    );
+    // A completed record outlives `abandoned_after`, and is neither released nor overwritten.
+    let later = at + Duration::hours(1);
+    assert_eq!(
+        store
+            .begin_idempotent("key_a", "order-1", "fp-1", later, abandoned_after())
+            .await
+            .unwrap(),
+        replay
+    );
+    store.release_idempotent("key_a", "order-1").await.unwrap();
+    store
+        .complete_idempotent("key_a", "order-1", 200, "{}")
+        .await
+        .unwrap();
+    assert_eq!(begin("key_a", "order-1", "fp-1").await, replay);
+    // The other scope's claim is untouched by all of it.
+    assert_eq!(
+        begin("key_b", "order-1", "fp-2").await,
+        IdempotencyStart::InFlight
+    );
+}
+
+pub async fn released_idempotency_keys_start_again(store: Arc<dyn Store>) {
+    let at = now();
+    let begin = || {
+        let store = store.clone();
+        async move {
+            store
+                .begin_idempotent("key_a", "order-1", "fp-1", at, abandoned_after())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(begin().await, IdempotencyStart::Started);
+    store.release_idempotent("key_a", "order-1").await.unwrap();
+    assert_eq!(begin().await, IdempotencyStart::Started);
+    assert_eq!(begin().await, IdempotencyStart::InFlight);
+    // Releasing an unknown key is a no-op.
+    store.release_idempotent("key_a", "unknown").await.unwrap();
+    store.release_idempotent("key_z", "order-1").await.unwrap();
+    assert_eq!(begin().await, IdempotencyStart::InFlight);
+}
+
+pub async fn abandoned_idempotency_claims_are_taken_over_once(store: Arc<dyn Store>) {
+    let claimed_at = now();
+    let begin = |key: &'static str, fingerprint: &'static str, at| {
+        let store = store.clone();
+        async move {
+            store
+                .begin_idempotent("key_a", key, fingerprint, at, abandoned_after())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        begin("order-1", "fp-1", claimed_at).await,
+        IdempotencyStart::Started
+    );
+    let within = claimed_at + abandoned_after();
+    assert_eq!(
+        begin("order-1", "fp-1", within).await,
+        IdempotencyStart::InFlight
+    );
+    let past = claimed_at + abandoned_after() + Duration::seconds(1);
+    assert_eq!(
+        begin("order-1", "fp-2", past).await,
+        IdempotencyStart::Mismatch
+    );
+    assert_eq!(
+        begin("order-1", "fp-1", past).await,
+        IdempotencyStart::Started
+    );
+    // The new claim is fresh: it is in flight, not abandoned again.
+    assert_eq!(
+        begin("order-1", "fp-1", past).await,
+        IdempotencyStart::InFlight
+    );
+    store
+        .complete_idempotent("key_a", "order-1", 200, "{}")
+        .await
+        .unwrap();
+    let much_later = past + Duration::days(1);
+    assert_eq!(
+        begin("order-1", "fp-1", much_later).await,
+        IdempotencyStart::Replay {
+            status: 200,
+            body: "{}".into()
+        }
+    );
+
+    // Concurrent takeovers of one abandoned claim: exactly one starts.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    assert_eq!(
+        begin("order-2", "fp-1", claimed_at).await,
+        IdempotencyStart::Started
+    );
+    let attempts = (0..8).map(|_| begin("order-2", "fp-1", past));
+    let results = futures_util::future::join_all(attempts).await;
+    let started = results
+        .iter()
+        .filter(|result| **result == IdempotencyStart::Started)
+        .count();
+    assert_eq!(started, 1, "{results:?}");
+    assert!(
+        results.iter().all(|result| matches!(
+            result,
+            IdempotencyStart::Started | IdempotencyStart::InFlight
+        )),
+        "{results:?}"
+    );
+}
+
+pub async fn concurrent_idempotent_begins_start_once(store: Arc<dyn Store>) {
+    // Warm the pool first, so that the attempts below really overlap.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    for round in 0..5 {
+        let key = format!("order-{round}");
+        let at = now();
+        let attempts = (0..8).map(|_| {
+            let store = store.clone();
+            let key = key.clone();
+            async move {
+                store
+                    .begin_idempotent("key_a", &key, "fp-1", at, abandoned_after())
+                    .await
+                    .unwrap()
+            }
+        });
+        let results = futures_util::future::join_all(attempts).await;
+        let started = results
+            .iter()
+            .filter(|result| **result == IdempotencyStart::Started)
+            .count();
+        assert_eq!(started, 1, "{results:?}");
+        assert!(
+            results.iter().all(|result| matches!(
+                result,
+                IdempotencyStart::Started | IdempotencyStart::InFlight
+            )),
+            "{results:?}"
+        );
+    }
+}
+
+pub async fn idempotency_purge_deletes_only_older_records(store: Arc<dyn Store>) {
+    let at = now();
+    let old = at - Duration::hours(25);
+    for (key, created) in [
+        ("old-done", old),
+        ("old-open", old),
+        ("new-done", at),
+        ("new-open", at),
+    ] {
+        assert_eq!(
+            store
+                .begin_idempotent("key_a", key, "fp-1", created, abandoned_after())
+                .await
+                .unwrap(),
+            IdempotencyStart::Started
+        );
+    }
+    for key in ["old-done", "new-done"] {
+        store
+            .complete_idempotent("key_a", key, 201, "{}")
+            .await
+            .unwrap();
+    }
+    let cutoff = at - Duration::hours(24);
+    assert_eq!(store.purge_idempotency(cutoff).await.unwrap(), 2);
+    assert_eq!(store.purge_idempotency(cutoff).await.unwrap(), 0);
+    let begin = |key: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .begin_idempotent("key_a", key, "fp-2", at, abandoned_after())
+                .await
+                .unwrap()
+        }
+    };
+    // The purged keys are new again; the recent ones are kept as they were.
+    assert_eq!(begin("old-done").await, IdempotencyStart::Started);
+    assert_eq!(begin("old-open").await, IdempotencyStart::Started);
+    assert_eq!(begin("new-done").await, IdempotencyStart::Mismatch);
+    assert_eq!(begin("new-open").await, IdempotencyStart::Mismatch);
+    assert_eq!(
+        store
+            .begin_idempotent("key_a", "new-done", "fp-1", at, abandoned_after())
+            .await
+            .unwrap(),
+        IdempotencyStart::Replay {
+            status: 201,
+            body: "{}".into()
+        }
+    );
+}
+
 /// How many random principal-and-filter cases the SQL-versus-domain check runs.
 const SQL_VERSUS_DOMAIN_CASES: usize = 1000;
 
@@ -1393,7 +1969,17 @@ macro_rules! store_contract_tests {
             requests_due_for_expiry_are_pending_and_past_due,
             payment_links_are_found_by_token_hash,
             events_page_newest_first,
-            request_lists_match_authorize
+            request_lists_match_authorize,
+            customers_round_trip_with_their_events,
+            customer_emails_are_unique_per_organization_without_regard_to_case,
+            customer_lists_follow_the_organization_and_email,
+            customer_updates_keep_emails_unique,
+            customer_deletion_stores_its_event_once,
+            idempotency_keys_replay_the_first_response,
+            released_idempotency_keys_start_again,
+            abandoned_idempotency_claims_are_taken_over_once,
+            concurrent_idempotent_begins_start_once,
+            idempotency_purge_deletes_only_older_records
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

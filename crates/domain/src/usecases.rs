@@ -2,6 +2,7 @@
 //! Each has its own error enum, which the HTTP layer maps to status codes.
 
 mod clients;
+mod customers;
 mod requests;
 
 use std::sync::Arc;
@@ -27,10 +28,26 @@ pub struct InvalidField {
 }
 
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
+pub use customers::{CustomerChanges, CustomerError, NewCustomer};
 pub use requests::{
     CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
     request_audience,
 };
+
+/// The id recorded as `created_by`.
+pub(crate) fn principal_id(principal: &Principal) -> String {
+    match principal {
+        Principal::Client(client) => client.client_id.to_string(),
+        Principal::Destination { destination_id, .. } => destination_id.to_string(),
+        Principal::Platform {
+            organization_id, ..
+        } => organization_id.to_string(),
+        Principal::Orchestrator {
+            orchestrator_id, ..
+        } => orchestrator_id.to_string(),
+        Principal::Admin => "admin".to_owned(),
+    }
+}
 
 fn text_field(
     field: &'static str,

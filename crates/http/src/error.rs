@@ -9,8 +9,8 @@ use mandate_domain::ports::StoreError;
 use mandate_domain::principal::PrincipalKind;
 use mandate_domain::usecases::{
     ClientChangeError, CreateDestinationError, CreateOrchestratorError, CreateOrganizationError,
-    CreateRequestError, InvalidField, IssueClientError, KeyError, PaymentPageError, ReadError,
-    RequestActionError, UpdateDestinationError,
+    CreateRequestError, CustomerError, InvalidField, IssueClientError, KeyError, PaymentPageError,
+    ReadError, RequestActionError, UpdateDestinationError,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -341,6 +341,22 @@ impl From<PaymentPageError> for ApiError {
             PaymentPageError::NotFound => ApiError::not_found(),
             PaymentPageError::Gone => ApiError::gone(error.to_string()),
             PaymentPageError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<CustomerError> for ApiError {
+    fn from(error: CustomerError) -> Self {
+        match error {
+            CustomerError::NotFound => ApiError::not_found(),
+            CustomerError::Forbidden(_) => ApiError::forbidden(error.to_string()),
+            CustomerError::Duplicate { ref existing_id } => {
+                let mut conflict = ApiError::conflict(error.to_string());
+                conflict.details = Some(serde_json::json!({ "existing_id": existing_id }));
+                conflict
+            }
+            CustomerError::Invalid(invalid) => invalid.into(),
+            CustomerError::Store(error) => error.into(),
         }
     }
 }

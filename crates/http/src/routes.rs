@@ -10,7 +10,8 @@ use mandate_domain::principal::PrincipalKind::{
 };
 
 use crate::handlers::{
-    admin, clients, destinations, health, oauth, orchestrator, organization, pay, requests,
+    admin, clients, customers, destinations, health, oauth, orchestrator, organization, pay,
+    requests,
 };
 use crate::pipeline::{self, Admits};
 
@@ -91,6 +92,12 @@ route_table! {
     POST "/v1/client-ids/{id}/permissions" => kinds(&[Platform, Destination]) => clients::grant;
     DELETE "/v1/client-ids/{id}/permissions/{permission}" => kinds(&[Platform, Destination]) => clients::withdraw;
     POST "/v1/client-ids/{id}/revoke" => kinds(&[Platform, Destination]) => clients::revoke;
+
+    POST "/v1/customers" => kinds(&[Platform, Destination, Client]) => customers::create;
+    GET "/v1/customers" => kinds(&[Platform, Destination, Client]) => customers::list;
+    GET "/v1/customers/{id}" => kinds(&[Platform, Destination, Client]) => customers::get;
+    PATCH "/v1/customers/{id}" => kinds(&[Platform, Destination, Client]) => customers::update;
+    DELETE "/v1/customers/{id}" => kinds(&[Platform, Destination, Client]) => customers::delete;
 
     POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create;
     GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;

@@ -1,26 +1,20 @@
 //! Idempotency keys on both backends.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::{delete, insert_into, update};
 use diesel_async::RunQueryDsl;
 use mandate_domain::ports::{IdempotencyStart, IdempotencyStore, StoreError};
 
 use crate::DbStore;
-use crate::pool::{db_run, db_transaction};
+use crate::pool::{Error, db_run, db_transaction};
 use crate::rows::to_naive;
+use crate::schema::idempotency_keys;
 
-diesel::table! {
-    idempotency_keys (scope, key) {
-        scope -> Text,
-        key -> Text,
-        fingerprint -> Text,
-        status -> Nullable<Integer>,
-        body -> Nullable<Text>,
-        created_at -> Timestamp,
-    }
-}
+/// How often one claim looks again at a record that changed under it (released, taken over,
+/// completed or purged by another session) before it answers `InFlight`.
+const CLAIM_ATTEMPTS: usize = 3;
 
 #[async_trait]
 impl IdempotencyStore for DbStore {
@@ -33,60 +27,75 @@ impl IdempotencyStore for DbStore {
         abandoned_after: Duration,
     ) -> Result<IdempotencyStart, StoreError> {
         let (scope, key, fingerprint) = (scope.to_owned(), key.to_owned(), fingerprint.to_owned());
-        let (now, abandoned_before) = (to_naive(now), to_naive(now - abandoned_after));
+        // An absurdly long `abandoned_after` means never abandoned, rather than a panic.
+        let abandoned_before = now
+            .checked_sub_signed(abandoned_after)
+            .map_or(NaiveDateTime::MIN, to_naive);
+        let now = to_naive(now);
         db_transaction!(self, |conn| {
-            // A concurrent claim of the same key waits here until the first one commits, and
-            // then finds its row: exactly one claim starts.
-            let inserted = insert_into(idempotency_keys::table)
-                .values((
-                    idempotency_keys::scope.eq(&scope),
-                    idempotency_keys::key.eq(&key),
-                    idempotency_keys::fingerprint.eq(&fingerprint),
-                    idempotency_keys::created_at.eq(now),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            if inserted == 1 {
-                return Ok(IdempotencyStart::Started);
-            }
-            let this = idempotency_keys::table
-                .filter(idempotency_keys::scope.eq(&scope))
-                .filter(idempotency_keys::key.eq(&key));
-            let (stored_fingerprint, status, body, created_at): (
-                String,
-                Option<i32>,
-                Option<String>,
-                chrono::NaiveDateTime,
-            ) = this
-                .select((
-                    idempotency_keys::fingerprint,
-                    idempotency_keys::status,
-                    idempotency_keys::body,
-                    idempotency_keys::created_at,
-                ))
-                .first(conn)
-                .await?;
-            if stored_fingerprint != fingerprint {
-                return Ok(IdempotencyStart::Mismatch);
-            }
-            if let (Some(status), Some(body)) = (status, body) {
-                let status = u16::try_from(status).unwrap_or(500);
-                return Ok(IdempotencyStart::Replay { status, body });
-            }
-            if created_at >= abandoned_before {
-                return Ok(IdempotencyStart::InFlight);
-            }
-            // The first attempt died without an answer: this one takes the key over.
-            let taken = update(this.filter(idempotency_keys::created_at.eq(created_at)))
+            // Each statement sees what committed before it (PostgreSQL's read committed; on
+            // SQLite the transaction holds the only write lock), so a record that changed
+            // between two statements is looked at again.
+            for _ in 0..CLAIM_ATTEMPTS {
+                // A concurrent claim of the same key waits here until the first one commits,
+                // and then finds its row: exactly one claim starts.
+                let inserted = insert_into(idempotency_keys::table)
+                    .values((
+                        idempotency_keys::scope.eq(&scope),
+                        idempotency_keys::key.eq(&key),
+                        idempotency_keys::fingerprint.eq(&fingerprint),
+                        idempotency_keys::created_at.eq(now),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if inserted == 1 {
+                    return Ok(IdempotencyStart::Started);
+                }
+                let this = idempotency_keys::table
+                    .filter(idempotency_keys::scope.eq(&scope))
+                    .filter(idempotency_keys::key.eq(&key));
+                let found: Option<(String, Option<i32>, Option<String>, NaiveDateTime)> = this
+                    .select((
+                        idempotency_keys::fingerprint,
+                        idempotency_keys::status,
+                        idempotency_keys::body,
+                        idempotency_keys::created_at,
+                    ))
+                    .first(conn)
+                    .await
+                    .optional()?;
+                // Released or purged since the insert found it: claim it afresh.
+                let Some((stored_fingerprint, status, body, created_at)) = found else {
+                    continue;
+                };
+                if stored_fingerprint != fingerprint {
+                    return Ok(IdempotencyStart::Mismatch);
+                }
+                if let (Some(status), Some(body)) = (status, body) {
+                    let status = u16::try_from(status).map_err(|_| {
+                        Error::Data(format!("stored idempotent status {status} is out of range"))
+                    })?;
+                    return Ok(IdempotencyStart::Replay { status, body });
+                }
+                if created_at >= abandoned_before {
+                    return Ok(IdempotencyStart::InFlight);
+                }
+                // The first attempt died without an answer: this one takes the key over, unless
+                // another claim took it over or the first attempt completed meanwhile (both
+                // change the row, which PostgreSQL re-checks after waiting for its lock).
+                let taken = update(
+                    this.filter(idempotency_keys::created_at.eq(created_at))
+                        .filter(idempotency_keys::status.is_null()),
+                )
                 .set(idempotency_keys::created_at.eq(now))
                 .execute(conn)
                 .await?;
-            Ok(if taken == 1 {
-                IdempotencyStart::Started
-            } else {
-                IdempotencyStart::InFlight
-            })
+                if taken == 1 {
+                    return Ok(IdempotencyStart::Started);
+                }
+            }
+            Ok(IdempotencyStart::InFlight)
         })
     }
 
@@ -99,10 +108,13 @@ impl IdempotencyStore for DbStore {
     ) -> Result<(), StoreError> {
         let (scope, key, body) = (scope.to_owned(), key.to_owned(), body.to_owned());
         db_run!(self, |conn| {
+            // The first response is the one replayed: a late attempt that was taken over
+            // does not overwrite it.
             update(
                 idempotency_keys::table
                     .filter(idempotency_keys::scope.eq(&scope))
-                    .filter(idempotency_keys::key.eq(&key)),
+                    .filter(idempotency_keys::key.eq(&key))
+                    .filter(idempotency_keys::status.is_null()),
             )
             .set((
                 idempotency_keys::status.eq(i32::from(status)),

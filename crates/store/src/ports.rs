@@ -6,11 +6,12 @@ use chrono::{DateTime, Utc};
 use diesel::dsl::{count_star, sql};
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
-use diesel::{insert_into, update};
+use diesel::{delete, insert_into, update};
 use diesel_async::RunQueryDsl;
+use mandate_domain::customers::{Customer, Email};
 use mandate_domain::events::Event;
 use mandate_domain::ids::{
-    ClientId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, RequestId,
+    ClientId, CustomerId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, RequestId,
 };
 use mandate_domain::model::{
     ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
@@ -18,7 +19,7 @@ use mandate_domain::model::{
 use mandate_domain::payments::{Direction, Payment, PaymentLink, PaymentRequest};
 use mandate_domain::policy::{ClientScope, DestinationScope, RequestScope};
 use mandate_domain::ports::{
-    ClientStore, DestinationStore, EventStore, Health, KeyStore, OrchestratorStore,
+    ClientStore, CustomerStore, DestinationStore, EventStore, Health, KeyStore, OrchestratorStore,
     OrganizationStore, Page, PageRequest, RequestFilter, RequestStore, StoreError,
 };
 use mandate_domain::values::Slug;
@@ -26,13 +27,13 @@ use mandate_domain::values::Slug;
 use crate::DbStore;
 use crate::pool::{Dialect, Error, db_run, db_transaction};
 use crate::rows::{
-    ClientChanges, ClientRow, DESTINATION, DestinationChanges, DestinationRow, EventRow, KeyRow,
-    ORCHESTRATOR, OrchestratorRow, OrganizationRow, PLATFORM, PaymentLinkRow, PaymentRow,
-    RequestChanges, RequestRow, client_status_str, to_naive,
+    ClientChanges, ClientRow, CustomerChanges, CustomerRow, DESTINATION, DestinationChanges,
+    DestinationRow, EventRow, KeyRow, ORCHESTRATOR, OrchestratorRow, OrganizationRow, PLATFORM,
+    PaymentLinkRow, PaymentRow, RequestChanges, RequestRow, client_status_str, to_naive,
 };
 use crate::schema::{
-    api_keys, client_ids, destinations, events, orchestrators, organizations, payment_links,
-    payment_requests, payments,
+    api_keys, client_ids, customers, destinations, events, orchestrators, organizations,
+    payment_links, payment_requests, payments,
 };
 
 /// The page size asked for, within the allowed range.
@@ -756,6 +757,123 @@ impl EventStore for DbStore {
                 query = query.filter(events::id.lt(cursor.as_str()));
             }
             into_page(query.load(conn).await?, limit)
+        })
+    }
+}
+
+#[async_trait]
+impl CustomerStore for DbStore {
+    async fn insert_customer(&self, customer: &Customer, event: &Event) -> Result<(), StoreError> {
+        let row = CustomerRow::try_from(customer)?;
+        let event = EventRow::try_from(event)?;
+        // A taken email breaks the unique constraint: the error rolls back the event too.
+        db_transaction!(self, |conn| {
+            insert_into(customers::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = customers::table
+                .find(&id)
+                .select(CustomerRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Customer::try_from).transpose()
+        })
+    }
+
+    async fn customer_by_email(
+        &self,
+        organization_id: &OrganizationId,
+        email: &Email,
+    ) -> Result<Option<Customer>, StoreError> {
+        let organization_id = organization_id.to_string();
+        let normalized = email.normalized();
+        db_run!(self, |conn| {
+            let row = customers::table
+                .filter(customers::organization_id.eq(&organization_id))
+                .filter(customers::email_normalized.eq(&normalized))
+                .select(CustomerRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Customer::try_from).transpose()
+        })
+    }
+
+    async fn list_customers(
+        &self,
+        organization_id: &OrganizationId,
+        email: Option<&Email>,
+        page: &PageRequest,
+    ) -> Result<Page<Customer>, StoreError> {
+        let organization_id = organization_id.to_string();
+        let normalized = email.map(Email::normalized);
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, CustomerId::parse);
+        db_run!(self, |conn| {
+            let mut query = customers::table
+                .filter(customers::organization_id.eq(organization_id.as_str()))
+                .select(CustomerRow::as_select())
+                .order(customers::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(normalized) = &normalized {
+                query = query.filter(customers::email_normalized.eq(normalized.as_str()));
+            }
+            if let Some(cursor) = &cursor {
+                query = query.filter(customers::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn update_customer(&self, customer: &Customer, event: &Event) -> Result<(), StoreError> {
+        let id = customer.id.to_string();
+        let organization_id = customer.organization_id.to_string();
+        let changes = CustomerChanges::try_from(customer)?;
+        let event = EventRow::try_from(event)?;
+        db_transaction!(self, |conn| {
+            let updated = update(customers::table.find(&id))
+                .filter(customers::organization_id.eq(&organization_id))
+                .set(&changes)
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                return Err(Error::Data(format!("customer {id} does not exist")));
+            }
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn delete_customer(&self, id: &CustomerId, event: &Event) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let event = EventRow::try_from(event)?;
+        db_transaction!(self, |conn| {
+            let deleted = delete(customers::table.find(&id)).execute(conn).await?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(true)
         })
     }
 }

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
+use mandate_domain::customers::{Customer, Email};
 use mandate_domain::events::{Audience, Event, EventType};
 use mandate_domain::ids::{
-    ClientId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
+    ClientId, CustomerId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
     PaymentLinkId, RequestId,
 };
 use mandate_domain::model::{
@@ -18,8 +19,8 @@ use mandate_domain::values::{Amount, Currency, Permission, PermissionSet, Slug, 
 
 use crate::pool::Error;
 use crate::schema::{
-    api_keys, client_ids, destinations, events, orchestrators, organizations, payment_links,
-    payment_requests, payments,
+    api_keys, client_ids, customers, destinations, events, orchestrators, organizations,
+    payment_links, payment_requests, payments,
 };
 
 /// The `api_keys.kind` of each owner.
@@ -734,6 +735,91 @@ impl TryFrom<EventRow> for Event {
             },
             object,
             created_at: to_utc(row.created_at),
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct CustomerRow {
+    id: String,
+    organization_id: String,
+    email: Option<String>,
+    email_normalized: Option<String>,
+    name: Option<String>,
+    metadata: String,
+    created_by: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&Customer> for CustomerRow {
+    type Error = Error;
+    fn try_from(customer: &Customer) -> Result<Self, Error> {
+        Ok(Self {
+            id: customer.id.to_string(),
+            organization_id: customer.organization_id.to_string(),
+            email: customer
+                .email
+                .as_ref()
+                .map(|email| email.as_str().to_owned()),
+            email_normalized: customer.email.as_ref().map(Email::normalized),
+            name: customer.name.clone(),
+            metadata: metadata_text(&customer.metadata)?,
+            created_by: customer.created_by.clone(),
+            created_at: to_naive(customer.created_at),
+            updated_at: to_naive(customer.updated_at),
+        })
+    }
+}
+
+impl TryFrom<CustomerRow> for Customer {
+    type Error = Error;
+    fn try_from(row: CustomerRow) -> Result<Self, Error> {
+        let metadata = serde_json::from_str(&row.metadata).map_err(|error| {
+            Error::Data(format!(
+                "stored metadata of customer {} is invalid: {error}",
+                row.id
+            ))
+        })?;
+        Ok(Customer {
+            id: parsed("customer id", &row.id, CustomerId::parse)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            email: optional("customer email", row.email.as_deref(), Email::parse)?,
+            name: row.name,
+            metadata,
+            created_by: row.created_by,
+            created_at: to_utc(row.created_at),
+            updated_at: to_utc(row.updated_at),
+        })
+    }
+}
+
+/// The changeable fields of a customer; `None` clears the email or the name.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = customers, treat_none_as_null = true)]
+pub(crate) struct CustomerChanges {
+    email: Option<String>,
+    email_normalized: Option<String>,
+    name: Option<String>,
+    metadata: String,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&Customer> for CustomerChanges {
+    type Error = Error;
+    fn try_from(customer: &Customer) -> Result<Self, Error> {
+        let row = CustomerRow::try_from(customer)?;
+        Ok(Self {
+            email: row.email,
+            email_normalized: row.email_normalized,
+            name: row.name,
+            metadata: row.metadata,
+            updated_at: row.updated_at,
         })
     }
 }

@@ -126,7 +126,33 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    customers (id) {
+        id -> Text,
+        organization_id -> Text,
+        email -> Nullable<Text>,
+        email_normalized -> Nullable<Text>,
+        name -> Nullable<Text>,
+        metadata -> Text,
+        created_by -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        status -> Nullable<Integer>,
+        body -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(destinations -> organizations (organization_id));
+diesel::joinable!(customers -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
@@ -138,4 +164,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     payments,
     payment_links,
     events,
+    customers,
+    idempotency_keys,
 );

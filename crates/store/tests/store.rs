@@ -488,3 +488,63 @@ async fn abandoned_operations_complete_on_a_current_thread_runtime() {
     })
     .await;
 }
+
+/// A takeover of an abandoned claim that races the first attempt's late response must not
+/// start the request a second time: it waits for the completing transaction, then replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_takeover_racing_a_late_completion_replays_it() {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    use mandate_domain::ports::IdempotencyStart;
+
+    let database = TestDatabase::create().await;
+    let store = store_of(
+        DbStore::open(&database.url, &StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let abandoned_after = chrono::Duration::seconds(60);
+    let claimed_at = mandate_domain::now();
+    let started = store
+        .begin_idempotent("key_a", "order-1", "fp-1", claimed_at, abandoned_after)
+        .await
+        .unwrap();
+    assert_eq!(started, IdempotencyStart::Started);
+
+    // The first attempt is about to store its response: it holds the row's lock already, so
+    // the takeover reads the unanswered claim and then waits to change it.
+    let mut late = AsyncPgConnection::establish(&database.url).await.unwrap();
+    late.batch_execute(
+        "BEGIN; SELECT 1 FROM idempotency_keys WHERE scope = 'key_a' AND key = 'order-1' \
+         FOR UPDATE",
+    )
+    .await
+    .unwrap();
+    let takeover = tokio::spawn({
+        let store = store.clone();
+        let later = claimed_at + abandoned_after + chrono::Duration::seconds(1);
+        async move {
+            store
+                .begin_idempotent("key_a", "order-1", "fp-1", later, abandoned_after)
+                .await
+        }
+    });
+    // Long enough for the takeover to read the unanswered claim and block on its row.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !takeover.is_finished(),
+        "the takeover waits for the row lock"
+    );
+    late.batch_execute(
+        "UPDATE idempotency_keys SET status = 201, body = '{}' \
+         WHERE scope = 'key_a' AND key = 'order-1'; COMMIT",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        promptly(takeover).await.unwrap().unwrap(),
+        IdempotencyStart::Replay {
+            status: 201,
+            body: "{}".into()
+        }
+    );
+}

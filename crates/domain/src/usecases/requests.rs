@@ -8,9 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 
 use super::clients::{ActingFor, MAX_ATTEMPTS, acting_for};
-use super::{InvalidField, Mandate, ReadError};
+use super::{InvalidField, Mandate, ReadError, principal_id};
 use crate::events::{Audience, Event, EventType};
-use crate::ids::{PaymentId, PaymentLinkId, RequestId};
+use crate::ids::{CustomerId, PaymentId, PaymentLinkId, RequestId};
 use crate::model::Destination;
 use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
 use crate::policy::{Action, Decision, Resource, authorize, request_scope};
@@ -37,6 +37,8 @@ pub struct NewRequest {
     pub expires_at: Option<DateTime<Utc>>,
     /// ≤ 20 pairs; keys ≤ 40, values ≤ 500 characters.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// A customer of the organization's pool.
+    pub customer_id: Option<String>,
 }
 
 /// Errors of [`Mandate::create_request`].
@@ -113,7 +115,7 @@ fn optional_text(
     }
 }
 
-fn check_metadata(
+pub(super) fn check_metadata(
     metadata: Option<BTreeMap<String, String>>,
 ) -> Result<BTreeMap<String, String>, InvalidField> {
     let metadata = metadata.unwrap_or_default();
@@ -143,21 +145,6 @@ pub fn request_audience(request: &PaymentRequest) -> Audience {
         orchestrator_id: None,
         client_id: request.client_id.clone(),
         direction: Some(request.direction),
-    }
-}
-
-/// The id recorded as `created_by`.
-fn principal_id(principal: &Principal) -> String {
-    match principal {
-        Principal::Client(client) => client.client_id.to_string(),
-        Principal::Destination { destination_id, .. } => destination_id.to_string(),
-        Principal::Platform {
-            organization_id, ..
-        } => organization_id.to_string(),
-        Principal::Orchestrator {
-            orchestrator_id, ..
-        } => orchestrator_id.to_string(),
-        Principal::Admin => "admin".to_owned(),
     }
 }
 
@@ -215,6 +202,22 @@ impl Mandate {
             field: "currency",
             reason: invalid.0,
         })?;
+        let customer_id = match input.customer_id {
+            None => None,
+            Some(text) => {
+                let unknown = InvalidField {
+                    field: "customer_id",
+                    reason: "no customer with this id in the organization",
+                };
+                let id = CustomerId::parse(&text).map_err(|_| unknown.clone())?;
+                match self.store.customer(&id).await? {
+                    Some(customer) if customer.organization_id == destination.organization_id => {
+                        Some(id.to_string())
+                    }
+                    _ => return Err(unknown.into()),
+                }
+            }
+        };
         if input.expires_at.is_some_and(|expires_at| expires_at <= now) {
             return Err(InvalidField {
                 field: "expires_at",
@@ -231,7 +234,7 @@ impl Mandate {
             currency,
             amount_paid: Total::ZERO,
             status: RequestStatus::Open,
-            customer_id: None,
+            customer_id,
             reference: optional_text(
                 "reference",
                 input.reference,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod clients;
+pub mod customers;
 pub mod destinations;
 pub mod health;
 mod keys;

@@ -39,6 +39,8 @@ pub struct CreateRequest {
     pub expires_at: Option<DateTime<Utc>>,
     /// ≤ 20 pairs; keys ≤ 40, values ≤ 500 characters.
     pub metadata: Option<BTreeMap<String, String>>,
+    /// A customer of the organization's shared pool (`cus_…`).
+    pub customer_id: Option<String>,
 }
 
 /// Filters of `GET /v1/requests`.
@@ -105,6 +107,7 @@ pub async fn create(
         due_at: body.due_at,
         expires_at: body.expires_at,
         metadata: body.metadata,
+        customer_id: body.customer_id,
     };
     let request = state
         .mandate

@@ -1,0 +1,214 @@
+//! The organization's shared customer pool.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use mandate_domain::ids::CustomerId;
+use mandate_domain::usecases::{CustomerChanges, NewCustomer};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::input::{ListParams, path_id};
+use crate::pipeline::Authenticated;
+use crate::state::AppState;
+use crate::views::ListBody;
+
+/// Body of `POST /v1/customers`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCustomer {
+    /// Unique in the organization, compared without regard to case.
+    pub email: Option<String>,
+    /// ≤ 200 characters.
+    pub name: Option<String>,
+    /// ≤ 20 string pairs.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Body of `PATCH /v1/customers/{id}`: only the fields sent change; `null` clears.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCustomer {
+    /// New email; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// New name; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// Replaces the metadata.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// `?email=` on top of the list parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CustomerListParams {
+    /// Only the customer with this email (compared without regard to case).
+    pub email: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
+/// A customer (documentation of the shape `mandate_domain::customers::Customer` serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerView {
+    /// `cus_…`
+    pub id: String,
+    /// Always `customer`.
+    pub object: String,
+    /// Unique in the organization.
+    pub email: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// String pairs.
+    pub metadata: BTreeMap<String, String>,
+    /// The id of the principal that created it.
+    pub created_by: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of customers, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerList {
+    /// Always `list`.
+    pub object: String,
+    /// The customers.
+    pub data: Vec<CustomerView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+fn customer_id(text: &str) -> Result<CustomerId, ApiError> {
+    path_id(text, CustomerId::parse)
+}
+
+/// Adds a customer to the organization's pool; 409 with `details.existing_id` when the email
+/// is taken.
+#[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = CreateCustomer,
+    responses((status = 201, body = CustomerView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 409, description = "email taken; details.existing_id names the customer", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    body: web::Json<CreateCustomer>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let input = NewCustomer {
+        email: body.email,
+        name: body.name,
+        metadata: body.metadata,
+    };
+    let customer = state
+        .mandate
+        .create_customer(&principal, input, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Created().json(&customer))
+}
+
+/// Lists the organization's customers, newest first.
+#[utoipa::path(get, path = "/v1/customers", tag = "customers", params(CustomerListParams),
+    responses((status = 200, body = CustomerList), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    params: web::Query<CustomerListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let page = ListParams {
+        limit: params.limit,
+        starting_after: params.starting_after,
+    }
+    .page(CustomerId::parse)?;
+    let customers = state
+        .mandate
+        .list_customers(&principal, params.email.as_deref(), &page)
+        .await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(customers, |customer| customer.id.to_string())))
+}
+
+/// Reads one customer.
+#[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "cus_…")),
+    responses((status = 200, body = CustomerView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = state
+        .mandate
+        .customer(&principal, &customer_id(&id)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(&customer))
+}
+
+/// Changes a customer.
+#[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", request_body = UpdateCustomer,
+    params(("id" = String, Path, description = "cus_…")),
+    responses((status = 200, body = CustomerView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn update(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    body: web::Json<UpdateCustomer>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let changes = CustomerChanges {
+        email: body.email,
+        name: body.name,
+        metadata: body.metadata,
+    };
+    let customer = state
+        .mandate
+        .update_customer(
+            &principal,
+            &customer_id(&id)?,
+            changes,
+            mandate_domain::now(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(&customer))
+}
+
+/// Deletes a customer; requests that named it keep its id.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers",
+    params(("id" = String, Path, description = "cus_…")),
+    responses((status = 200, body = CustomerView), (status = 401, body = ErrorEnvelope),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = state
+        .mandate
+        .delete_customer(&principal, &customer_id(&id)?, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(&customer))
+}
