@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::ids::{ClientId, DestinationId, EventId, OrchestratorId, OrganizationId};
+use crate::ids::{ClientId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId};
 use crate::payments::Direction;
 
 /// Every event type.
@@ -32,11 +32,15 @@ pub enum EventType {
     CustomerUpdated,
     /// `customer.deleted`
     CustomerDeleted,
+    /// `webhook.test`: only from the test endpoint, only to that endpoint.
+    WebhookTest,
+    /// `webhook_endpoint.disabled`: to the endpoint's owner.
+    WebhookEndpointDisabled,
 }
 
 impl EventType {
     /// Every type, in a stable order.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 13] = [
         EventType::PaymentRequestCreated,
         EventType::PaymentRequestPartiallyPaid,
         EventType::PaymentRequestPaid,
@@ -48,6 +52,8 @@ impl EventType {
         EventType::CustomerCreated,
         EventType::CustomerUpdated,
         EventType::CustomerDeleted,
+        EventType::WebhookTest,
+        EventType::WebhookEndpointDisabled,
     ];
 
     /// The type's name in the API.
@@ -64,7 +70,15 @@ impl EventType {
             EventType::CustomerCreated => "customer.created",
             EventType::CustomerUpdated => "customer.updated",
             EventType::CustomerDeleted => "customer.deleted",
+            EventType::WebhookTest => "webhook.test",
+            EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }
+    }
+
+    /// The family: the part before the dot (`payment_request`, `client_id`, …).
+    pub fn family(self) -> &'static str {
+        let name = self.as_str();
+        name.split_once('.').map_or(name, |(family, _)| family)
     }
 
     /// Parses the API name.
@@ -89,6 +103,8 @@ pub struct Audience {
     pub client_id: Option<ClientId>,
     /// The direction of a payment request.
     pub direction: Option<Direction>,
+    /// The one endpoint a `webhook.*` / `webhook_endpoint.*` event is for.
+    pub endpoint_id: Option<EndpointId>,
 }
 
 /// One event: its type, who it concerns, and the object as the API shows it.

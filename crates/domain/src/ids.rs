@@ -126,6 +126,16 @@ prefixed_id!(
     "cus"
 );
 prefixed_id!(
+    /// A webhook endpoint.
+    EndpointId,
+    "we"
+);
+prefixed_id!(
+    /// One delivery attempt of an event to an endpoint.
+    DeliveryId,
+    "dlv"
+);
+prefixed_id!(
     /// An event of the outbox.
     EventId,
     "evt"

@@ -447,6 +447,7 @@ pub fn client_event(event_type: EventType, client: &Client) -> Event {
         orchestrator_id: Some(client.orchestrator_id.clone()),
         client_id: Some(client.id.clone()),
         direction: None,
+        endpoint_id: None,
     };
     Event::new(event_type, audience, client, now())
 }
@@ -491,6 +492,7 @@ pub fn request_event(event_type: EventType, request: &PaymentRequest) -> Event {
         orchestrator_id: None,
         client_id: request.client_id.clone(),
         direction: Some(request.direction),
+        endpoint_id: None,
     };
     Event::new(event_type, audience, request, now())
 }
@@ -848,6 +850,7 @@ pub async fn requests_round_trip_with_their_events(store: Arc<dyn Store>) {
             orchestrator_id: None,
             client_id: Some(agent.id.clone()),
             direction: Some(Direction::Outgoing),
+            endpoint_id: None,
         }
     );
     assert_eq!(

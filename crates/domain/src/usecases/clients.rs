@@ -87,6 +87,7 @@ fn audience(client: &Client) -> Audience {
         orchestrator_id: Some(client.orchestrator_id.clone()),
         client_id: Some(client.id.clone()),
         direction: None,
+        endpoint_id: None,
     }
 }
 

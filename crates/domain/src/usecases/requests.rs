@@ -145,6 +145,7 @@ pub fn request_audience(request: &PaymentRequest) -> Audience {
         orchestrator_id: None,
         client_id: request.client_id.clone(),
         direction: Some(request.direction),
+        endpoint_id: None,
     }
 }
 
