@@ -141,3 +141,40 @@ impl Event {
         }
     }
 }
+
+/// The JSON of an event, identical in `GET /v1/events` and in webhook bodies:
+/// `{"id","type","created_at","destination_id","data":{"object":{…}}}`.
+#[derive(Debug, Serialize)]
+pub struct EventBody<'a> {
+    /// `evt_…`
+    pub id: &'a EventId,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: &'static str,
+    /// When it happened.
+    pub created_at: DateTime<Utc>,
+    /// The destination it concerns, if any.
+    pub destination_id: Option<&'a DestinationId>,
+    /// The object.
+    pub data: EventData<'a>,
+}
+
+/// `data` of an [`EventBody`].
+#[derive(Debug, Serialize)]
+pub struct EventData<'a> {
+    /// The object after the change.
+    pub object: &'a serde_json::Value,
+}
+
+impl Event {
+    /// The event as the API and webhooks show it.
+    pub fn body(&self) -> EventBody<'_> {
+        EventBody {
+            id: &self.id,
+            event_type: self.event_type.as_str(),
+            created_at: self.created_at,
+            destination_id: self.audience.destination_id.as_ref(),
+            data: EventData { object: &self.object },
+        }
+    }
+}

@@ -18,6 +18,7 @@ pub mod principal;
 pub mod testing;
 pub mod usecases;
 pub mod values;
+pub mod webhooks;
 
 /// The current time at the precision every store keeps (microseconds), so that what a write
 /// returns equals what a later read returns.

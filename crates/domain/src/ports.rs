@@ -7,13 +7,15 @@ use chrono::{DateTime, Utc};
 use crate::customers::{Customer, Email};
 use crate::events::Event;
 use crate::ids::{
-    ClientId, CustomerId, DestinationId, KeyId, OrchestratorId, OrganizationId, RequestId,
+    ClientId, CustomerId, DeliveryId, DestinationId, EndpointId, EventId, KeyId, OrchestratorId,
+    OrganizationId, RequestId,
 };
 use crate::model::{
     ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
 };
 use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
 use crate::policy::{ClientScope, DestinationScope, RequestScope};
+use crate::webhooks::{Delivery, EndpointOwner, EventScope, WebhookEndpoint};
 use crate::values::Slug;
 
 /// Any error an adapter wants to carry as a cause.
@@ -258,6 +260,96 @@ pub trait RequestStore: Send + Sync {
 pub trait EventStore: Send + Sync {
     /// Every event, newest first.
     async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError>;
+
+    /// The events in `scope` (the SQL form of `can_see_event`), newest first.
+    async fn list_events(&self, scope: &EventScope, page: &PageRequest) -> Result<Page<Event>, StoreError>;
+
+    /// One event.
+    async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError>;
+}
+
+/// A pending attempt handed to a worker, with what it needs to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    /// The attempt.
+    pub delivery: Delivery,
+    /// Its event.
+    pub event: Event,
+    /// Its endpoint, as stored now.
+    pub endpoint: WebhookEndpoint,
+}
+
+/// Webhook endpoints and deliveries, claimed by any number of workers.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Stores a new endpoint.
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+
+    /// One endpoint.
+    async fn endpoint(&self, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError>;
+
+    /// The endpoints of an owner, newest first.
+    async fn endpoints_of(&self, owner: &EndpointOwner, page: &PageRequest) -> Result<Page<WebhookEndpoint>, StoreError>;
+
+    /// The endpoints of an organization's owners (platform and destinations), newest first.
+    async fn endpoints_of_organization(
+        &self,
+        organization_id: &OrganizationId,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, StoreError>;
+
+    /// Saves a changed endpoint (url, event types, description, enabled, secrets, updated_at).
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+
+    /// Deletes an endpoint and its deliveries; `false` when there was none.
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError>;
+
+    /// Enabled endpoints that may receive `event`: created at or before it, and owned in its
+    /// organization (platform, destinations, clients of its destination) or by an orchestrator
+    /// holding a client ID on its destination or named in its audience.
+    async fn candidate_endpoints(&self, event: &Event) -> Result<Vec<WebhookEndpoint>, StoreError>;
+
+    /// Claims up to `limit` events not yet fanned out, oldest first, for `lease`: a worker that
+    /// dies leaves them to be claimed again once the lease ends.
+    async fn claim_events_for_fanout(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Stores an event's first attempts and marks it fanned out, in one transaction.
+    async fn record_fanout(&self, event_id: &EventId, deliveries: &[Delivery]) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` pending attempts due at `now`, soonest first, for `lease`
+    /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL: each attempt goes to exactly one worker).
+    async fn claim_due_deliveries(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records an attempt's outcome and, in the same transaction, the next attempt if any.
+    async fn record_attempt(&self, attempt: &Delivery, next: Option<&Delivery>) -> Result<(), StoreError>;
+
+    /// Stores a new pending attempt (a manual retry).
+    async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
+
+    /// Stores an event that goes to one endpoint (`webhook.test`) with its first attempt,
+    /// already fanned out.
+    async fn insert_direct_event(&self, event: &Event, delivery: &Delivery) -> Result<(), StoreError>;
+
+    /// One attempt.
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError>;
+
+    /// An endpoint's attempts, newest first.
+    async fn deliveries_of(&self, endpoint_id: &EndpointId, page: &PageRequest) -> Result<Page<Delivery>, StoreError>;
+
+    /// Waits until new events or attempts may be ready, at most `timeout`: woken by
+    /// `LISTEN/NOTIFY` on PostgreSQL (any replica's writes), by this process's writes on
+    /// SQLite.
+    async fn wait_for_work(&self, timeout: std::time::Duration);
 }
 
 /// The customer pool of each organization. Each write stores its event in the same
@@ -343,6 +435,19 @@ pub trait IdempotencyStore: Send + Sync {
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// Why a webhook target was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetRefused(pub String);
+
+/// Checks webhook targets against the server's network policy (scheme, private addresses
+/// after name resolution); implemented by the delivery adapter.
+#[async_trait]
+pub trait TargetGuard: Send + Sync {
+    /// `Ok` when `url` may receive webhooks.
+    async fn check(&self, url: &str) -> Result<(), TargetRefused>;
+}
+
 /// Liveness of the store.
 #[async_trait]
 pub trait Health: Send + Sync {
@@ -360,6 +465,7 @@ pub trait Store:
     + RequestStore
     + EventStore
     + CustomerStore
+    + WebhookStore
     + IdempotencyStore
     + Health
 {
@@ -374,6 +480,7 @@ impl<T> Store for T where
         + RequestStore
         + EventStore
         + CustomerStore
+        + WebhookStore
         + IdempotencyStore
         + Health
 {

@@ -18,8 +18,8 @@ use rand::{Rng, SeedableRng};
 use crate::customers::{Customer, Email};
 use crate::events::{Audience, Event, EventType};
 use crate::ids::{
-    ClientId, CustomerId, DestinationId, EventId, KeyId, OrchestratorId, OrganizationId, PaymentId,
-    PaymentLinkId, RequestId,
+    ClientId, CustomerId, DeliveryId, DestinationId, EndpointId, EventId, KeyId, OrchestratorId,
+    OrganizationId, PaymentId, PaymentLinkId, RequestId,
 };
 use crate::model::{
     ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
@@ -29,9 +29,15 @@ use crate::policy::{
     Action, ClientScope, Decision, DestinationScope, RequestScope, Resource, authorize,
     request_scope,
 };
-use crate::ports::{IdempotencyStart, Page, PageRequest, RequestFilter, Store, StoreError};
+use crate::ports::{
+    ClaimedDelivery, IdempotencyStart, Page, PageRequest, RequestFilter, Store, StoreError,
+};
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
+use crate::webhooks::{
+    Delivery, DeliveryStatus, EndpointOwner, EventScope, EventTypeFilter, Viewer, WebhookEndpoint,
+    can_see_event, event_scope,
+};
 
 use crate::now;
 
@@ -1947,6 +1953,1003 @@ pub async fn request_lists_match_authorize(store: Arc<dyn Store>) {
     println!("sql-vs-domain: {checked} cases, {listed_total} requests listed (seed {seed})");
 }
 
+// Webhooks: endpoints, fan-out, deliveries, and the event feed.
+
+fn webhook_endpoint(
+    owner: EndpointOwner,
+    organization_id: Option<&OrganizationId>,
+    destination_id: Option<&DestinationId>,
+) -> WebhookEndpoint {
+    WebhookEndpoint {
+        id: EndpointId::generate(),
+        owner,
+        organization_id: organization_id.cloned(),
+        destination_id: destination_id.cloned(),
+        url: "https://hooks.example.com/mandate".into(),
+        event_types: EventTypeFilter::from_stored(vec!["*".into()]),
+        description: Some("orders".into()),
+        enabled: true,
+        secret: format!("whsec_{}", ulid::Ulid::new()),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+/// An endpoint of a client ID (it names the client's organization and destination).
+pub fn client_endpoint(client: &Client) -> WebhookEndpoint {
+    webhook_endpoint(
+        EndpointOwner::Client {
+            client_id: client.id.clone(),
+        },
+        Some(&client.organization_id),
+        Some(&client.destination_id),
+    )
+}
+
+pub fn orchestrator_endpoint(orchestrator_id: &OrchestratorId) -> WebhookEndpoint {
+    webhook_endpoint(
+        EndpointOwner::Orchestrator {
+            orchestrator_id: orchestrator_id.clone(),
+        },
+        None,
+        None,
+    )
+}
+
+pub fn platform_endpoint(organization_id: &OrganizationId) -> WebhookEndpoint {
+    webhook_endpoint(
+        EndpointOwner::Platform {
+            organization_id: organization_id.clone(),
+        },
+        Some(organization_id),
+        None,
+    )
+}
+
+pub fn destination_endpoint(destination: &Destination) -> WebhookEndpoint {
+    webhook_endpoint(
+        EndpointOwner::Destination {
+            organization_id: destination.organization_id.clone(),
+            destination_id: destination.id.clone(),
+        },
+        Some(&destination.organization_id),
+        Some(&destination.id),
+    )
+}
+
+/// Stores an endpoint created `age` ago.
+async fn seed_endpoint(store: &dyn Store, mut endpoint: WebhookEndpoint) -> WebhookEndpoint {
+    endpoint.created_at = now() - Duration::minutes(1);
+    endpoint.updated_at = endpoint.created_at;
+    store.insert_endpoint(&endpoint).await.unwrap();
+    endpoint
+}
+
+/// Stores a client ID with its `client_id.created` event.
+async fn seed_client(
+    store: &dyn Store,
+    destination: &Destination,
+    orchestrator_id: &OrchestratorId,
+    permissions: PermissionSet,
+) -> Client {
+    let client = client(destination, orchestrator_id, permissions);
+    store
+        .insert_client(&client, &client_event(EventType::ClientIdCreated, &client))
+        .await
+        .unwrap();
+    client
+}
+
+/// Stores a request of `destination` by its owner; its `payment_request.created` event.
+async fn seed_request_event(store: &dyn Store, destination: &Destination) -> Event {
+    let request = payment_request(destination, Direction::Incoming, None);
+    let event = request_event(EventType::PaymentRequestCreated, &request);
+    store.insert_request(&request, &event).await.unwrap();
+    event
+}
+
+fn lease() -> Duration {
+    Duration::seconds(60)
+}
+
+/// Where a list of endpoints comes from.
+enum EndpointList<'a> {
+    Owner(&'a EndpointOwner),
+    Organization(&'a OrganizationId),
+}
+
+/// Walks every page of an endpoint list with pages of `limit`.
+async fn all_endpoints(store: &dyn Store, list: &EndpointList<'_>, limit: u32) -> Vec<WebhookEndpoint> {
+    let mut endpoints = Vec::new();
+    let mut page = first_page(limit);
+    loop {
+        let Page { data, has_more } = match list {
+            EndpointList::Owner(owner) => store.endpoints_of(owner, &page).await.unwrap(),
+            EndpointList::Organization(id) => {
+                store.endpoints_of_organization(id, &page).await.unwrap()
+            }
+        };
+        assert!(data.len() <= limit as usize);
+        assert!(
+            !has_more || data.len() == limit as usize,
+            "a page before the last is full"
+        );
+        page.starting_after = data.last().map(|endpoint| endpoint.id.to_string());
+        endpoints.extend(data);
+        if !has_more {
+            return endpoints;
+        }
+    }
+}
+
+/// Walks every page of an endpoint's attempts with pages of `limit`.
+async fn all_deliveries(store: &dyn Store, endpoint_id: &EndpointId, limit: u32) -> Vec<Delivery> {
+    let mut deliveries = Vec::new();
+    let mut page = first_page(limit);
+    loop {
+        let Page { data, has_more } = store.deliveries_of(endpoint_id, &page).await.unwrap();
+        assert!(data.len() <= limit as usize);
+        assert!(
+            !has_more || data.len() == limit as usize,
+            "a page before the last is full"
+        );
+        page.starting_after = data.last().map(|delivery| delivery.id.to_string());
+        deliveries.extend(data);
+        if !has_more {
+            return deliveries;
+        }
+    }
+}
+
+/// Walks every page of the feed of `scope` with pages of `limit`.
+async fn all_feed_events(store: &dyn Store, scope: &EventScope, limit: u32) -> Vec<Event> {
+    let mut events = Vec::new();
+    let mut page = first_page(limit);
+    loop {
+        let Page { data, has_more } = store.list_events(scope, &page).await.unwrap();
+        assert!(data.len() <= limit as usize);
+        assert!(
+            !has_more || data.len() == limit as usize,
+            "a page before the last is full"
+        );
+        page.starting_after = data.last().map(|event| event.id.to_string());
+        events.extend(data);
+        if !has_more {
+            return events;
+        }
+    }
+}
+
+fn delivery_ids(deliveries: &[Delivery]) -> Vec<DeliveryId> {
+    deliveries.iter().map(|delivery| delivery.id.clone()).collect()
+}
+
+fn claimed_ids(claimed: &[ClaimedDelivery]) -> Vec<DeliveryId> {
+    claimed
+        .iter()
+        .map(|claimed| claimed.delivery.id.clone())
+        .collect()
+}
+
+fn event_ids(events: &[Event]) -> Vec<EventId> {
+    events.iter().map(|event| event.id.clone()).collect()
+}
+
+fn endpoint_ids(endpoints: &[WebhookEndpoint]) -> Vec<EndpointId> {
+    endpoints.iter().map(|endpoint| endpoint.id.clone()).collect()
+}
+
+pub async fn webhook_endpoints_round_trip_per_owner_kind(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let agent = seed_client(
+        &*store,
+        &destinations[0],
+        &orchestrator.id,
+        PermissionSet::default_for_new_client(),
+    )
+    .await;
+
+    let mut of_client = client_endpoint(&agent);
+    of_client.event_types = EventTypeFilter::from_stored(vec![
+        "payment_request.*".into(),
+        "customer.created".into(),
+    ]);
+    let mut of_orchestrator = orchestrator_endpoint(&orchestrator.id);
+    of_orchestrator.description = None;
+    let of_platform = platform_endpoint(&organization.id);
+    let mut of_destination = destination_endpoint(&destinations[0]);
+    of_destination.enabled = false;
+    of_destination.previous_secret = Some("whsec_previous".into());
+    of_destination.previous_secret_expires_at = Some(now() + Duration::hours(24));
+    let endpoints = [of_client, of_orchestrator, of_platform, of_destination];
+    for endpoint in &endpoints {
+        store.insert_endpoint(endpoint).await.unwrap();
+    }
+    for endpoint in &endpoints {
+        assert_eq!(
+            store.endpoint(&endpoint.id).await.unwrap().as_ref(),
+            Some(endpoint)
+        );
+    }
+    assert_eq!(store.endpoint(&EndpointId::generate()).await.unwrap(), None);
+    let refused = store.insert_endpoint(&endpoints[2]).await;
+    assert!(matches!(refused, Err(StoreError::Duplicate)), "{refused:?}");
+    // An orchestrator has no organization: an endpoint claiming one is refused.
+    let mut inconsistent = orchestrator_endpoint(&orchestrator.id);
+    inconsistent.organization_id = Some(organization.id.clone());
+    assert!(store.insert_endpoint(&inconsistent).await.is_err());
+    assert_eq!(store.endpoint(&inconsistent.id).await.unwrap(), None);
+
+    // Every changeable field changes, secrets rotate, then the grace period is cleared.
+    let mut changed = endpoints[0].clone();
+    changed.url = "https://other.example.com/hooks?source=mandate".into();
+    changed.event_types = EventTypeFilter::from_stored(vec!["*".into()]);
+    changed.description = None;
+    changed.enabled = false;
+    changed.previous_secret = Some(std::mem::replace(
+        &mut changed.secret,
+        "whsec_rotated".into(),
+    ));
+    changed.previous_secret_expires_at = Some(now() + Duration::hours(24));
+    changed.updated_at = now() + Duration::seconds(5);
+    store.update_endpoint(&changed).await.unwrap();
+    assert_eq!(store.endpoint(&changed.id).await.unwrap(), Some(changed.clone()));
+    changed.previous_secret = None;
+    changed.previous_secret_expires_at = None;
+    changed.description = Some("back".into());
+    changed.enabled = true;
+    store.update_endpoint(&changed).await.unwrap();
+    assert_eq!(store.endpoint(&changed.id).await.unwrap(), Some(changed.clone()));
+    assert_eq!(
+        store.endpoint(&endpoints[1].id).await.unwrap().as_ref(),
+        Some(&endpoints[1]),
+        "other endpoints are untouched"
+    );
+
+    assert!(store.delete_endpoint(&changed.id).await.unwrap());
+    assert_eq!(store.endpoint(&changed.id).await.unwrap(), None);
+    assert!(!store.delete_endpoint(&changed.id).await.unwrap());
+    // Saving a deleted endpoint brings nothing back.
+    store.update_endpoint(&changed).await.unwrap();
+    assert_eq!(store.endpoint(&changed.id).await.unwrap(), None);
+}
+
+pub async fn webhook_endpoint_lists_follow_the_owner(store: Arc<dyn Store>) {
+    let (mine, my_destinations) = seed_organization(&*store, 2).await;
+    let (theirs, their_destinations) = seed_organization(&*store, 1).await;
+    let first_orchestrator = seed_orchestrator(&*store).await;
+    let second_orchestrator = seed_orchestrator(&*store).await;
+    let first_client = seed_client(
+        &*store,
+        &my_destinations[0],
+        &first_orchestrator.id,
+        PermissionSet::default_for_new_client(),
+    )
+    .await;
+    let second_client = seed_client(
+        &*store,
+        &my_destinations[1],
+        &second_orchestrator.id,
+        PermissionSet::default_for_new_client(),
+    )
+    .await;
+    let made = [
+        platform_endpoint(&mine.id),
+        destination_endpoint(&my_destinations[0]),
+        client_endpoint(&first_client),
+        orchestrator_endpoint(&first_orchestrator.id),
+        platform_endpoint(&theirs.id),
+        destination_endpoint(&my_destinations[1]),
+        client_endpoint(&second_client),
+        orchestrator_endpoint(&second_orchestrator.id),
+        destination_endpoint(&their_destinations[0]),
+        platform_endpoint(&mine.id),
+        destination_endpoint(&my_destinations[0]),
+        client_endpoint(&first_client),
+        orchestrator_endpoint(&first_orchestrator.id),
+    ];
+    for endpoint in &made {
+        store.insert_endpoint(endpoint).await.unwrap();
+    }
+    let mut newest_first = made.to_vec();
+    newest_first.reverse();
+
+    let mut owners: Vec<EndpointOwner> = Vec::new();
+    for endpoint in &made {
+        if !owners.contains(&endpoint.owner) {
+            owners.push(endpoint.owner.clone());
+        }
+    }
+    // Owners without endpoints list nothing.
+    owners.push(EndpointOwner::Client {
+        client_id: ClientId::generate(),
+    });
+    owners.push(EndpointOwner::Destination {
+        organization_id: theirs.id.clone(),
+        destination_id: my_destinations[0].id.clone(),
+    });
+    for owner in &owners {
+        let expected: Vec<WebhookEndpoint> = newest_first
+            .iter()
+            .filter(|endpoint| &endpoint.owner == owner)
+            .cloned()
+            .collect();
+        for limit in [1, 2, 100] {
+            let listed = all_endpoints(&*store, &EndpointList::Owner(owner), limit).await;
+            assert_eq!(listed, expected, "{owner:?} limit {limit}");
+        }
+    }
+    for organization_id in [&mine.id, &theirs.id, &OrganizationId::generate()] {
+        let expected: Vec<WebhookEndpoint> = newest_first
+            .iter()
+            .filter(|endpoint| match &endpoint.owner {
+                EndpointOwner::Platform {
+                    organization_id: owner,
+                }
+                | EndpointOwner::Destination {
+                    organization_id: owner,
+                    ..
+                } => owner == organization_id,
+                _ => false,
+            })
+            .cloned()
+            .collect();
+        for limit in [1, 3, 100] {
+            let listed =
+                all_endpoints(&*store, &EndpointList::Organization(organization_id), limit).await;
+            assert_eq!(listed, expected, "{organization_id} limit {limit}");
+        }
+    }
+}
+
+pub async fn candidate_endpoints_include_every_possible_receiver(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 2).await;
+    let (other, other_destinations) = seed_organization(&*store, 1).await;
+    let [linked, revoked_link, audience_only, elsewhere] = [
+        seed_orchestrator(&*store).await,
+        seed_orchestrator(&*store).await,
+        seed_orchestrator(&*store).await,
+        seed_orchestrator(&*store).await,
+    ];
+    let reader = permissions(&[Permission::ReadIncoming, Permission::CustomersRead]);
+    let agent = seed_client(&*store, &destinations[0], &linked.id, reader.clone()).await;
+    // A revoked client ID still links its orchestrator: whether it may see is decided later.
+    let mut revoked = client(&destinations[0], &revoked_link.id, reader.clone());
+    revoked.status = ClientStatus::Revoked;
+    store
+        .insert_client(&revoked, &client_event(EventType::ClientIdRevoked, &revoked))
+        .await
+        .unwrap();
+    seed_client(&*store, &other_destinations[0], &elsewhere.id, reader).await;
+
+    let platform = seed_endpoint(&*store, platform_endpoint(&organization.id)).await;
+    let first_destination = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let second_destination = seed_endpoint(&*store, destination_endpoint(&destinations[1])).await;
+    let of_client = seed_endpoint(&*store, client_endpoint(&agent)).await;
+    let of_linked = seed_endpoint(&*store, orchestrator_endpoint(&linked.id)).await;
+    let of_revoked_link = seed_endpoint(&*store, orchestrator_endpoint(&revoked_link.id)).await;
+    let of_audience_only =
+        seed_endpoint(&*store, orchestrator_endpoint(&audience_only.id)).await;
+    let other_platform = seed_endpoint(&*store, platform_endpoint(&other.id)).await;
+    let mut disabled = platform_endpoint(&organization.id);
+    disabled.enabled = false;
+    let disabled = seed_endpoint(&*store, disabled).await;
+
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    // Created with the event: it receives it. Created after it: it does not.
+    let mut simultaneous = destination_endpoint(&destinations[0]);
+    simultaneous.created_at = event.created_at;
+    store.insert_endpoint(&simultaneous).await.unwrap();
+    let mut later = platform_endpoint(&organization.id);
+    later.created_at = event.created_at + Duration::seconds(1);
+    store.insert_endpoint(&later).await.unwrap();
+
+    let never = [&other_platform, &disabled, &later];
+    let check = |candidates: Vec<WebhookEndpoint>, must: &[&WebhookEndpoint], what: &str| {
+        let ids = endpoint_ids(&candidates);
+        for endpoint in must {
+            assert!(ids.contains(&endpoint.id), "{what}: {endpoint:?} is missing");
+            let found = candidates.iter().find(|candidate| candidate.id == endpoint.id);
+            assert_eq!(found, Some(*endpoint), "{what}: endpoints come back whole");
+        }
+        for endpoint in never {
+            assert!(!ids.contains(&endpoint.id), "{what}: {endpoint:?} is included");
+        }
+    };
+
+    check(
+        store.candidate_endpoints(&event).await.unwrap(),
+        &[
+            &platform,
+            &first_destination,
+            &of_client,
+            &of_linked,
+            &of_revoked_link,
+            &simultaneous,
+        ],
+        "request event",
+    );
+
+    // A client-ID event names its orchestrator, which may hold no client ID there (yet).
+    let stranger = client(&destinations[1], &audience_only.id, PermissionSet::default());
+    let mut client_changed = client_event(EventType::ClientIdRevoked, &stranger);
+    client_changed.created_at = event.created_at;
+    check(
+        store.candidate_endpoints(&client_changed).await.unwrap(),
+        &[&platform, &second_destination, &of_audience_only],
+        "client-ID event",
+    );
+
+    // Customer events concern the whole organization: every client ID there may read them.
+    let customer = customer(&organization.id, None);
+    let mut customer_created = customer_event(EventType::CustomerCreated, &customer);
+    customer_created.created_at = event.created_at;
+    check(
+        store.candidate_endpoints(&customer_created).await.unwrap(),
+        &[
+            &platform,
+            &first_destination,
+            &second_destination,
+            &of_client,
+            &of_linked,
+            &of_revoked_link,
+            &simultaneous,
+        ],
+        "customer event",
+    );
+
+    // Much later, the later endpoint is a candidate too; a disabled one never is.
+    let mut recent = event.clone();
+    recent.created_at = event.created_at + Duration::hours(1);
+    let ids = endpoint_ids(&store.candidate_endpoints(&recent).await.unwrap());
+    assert!(ids.contains(&later.id));
+    assert!(!ids.contains(&disabled.id));
+}
+
+pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        events.push(seed_request_event(&*store, &destinations[0]).await);
+    }
+    let at = now();
+
+    // Oldest first; a second claim gets the rest, then nothing while the leases last.
+    let first = store.claim_events_for_fanout(2, at, lease()).await.unwrap();
+    assert_eq!(first, events[..2].to_vec());
+    let second = store.claim_events_for_fanout(10, at, lease()).await.unwrap();
+    assert_eq!(second, events[2..].to_vec());
+    let during = at + lease() - Duration::seconds(1);
+    assert_eq!(
+        store.claim_events_for_fanout(10, during, lease()).await.unwrap(),
+        vec![]
+    );
+
+    let first_attempt = Delivery::first(&events[0].id, &endpoint.id, at);
+    store
+        .record_fanout(&events[0].id, std::slice::from_ref(&first_attempt))
+        .await
+        .unwrap();
+    store.record_fanout(&events[1].id, &[]).await.unwrap();
+    assert_eq!(
+        store.delivery(&first_attempt.id).await.unwrap(),
+        Some(first_attempt.clone())
+    );
+
+    // The workers of the others died: once their leases end, the events are claimed again.
+    let after = at + lease();
+    let again = store.claim_events_for_fanout(10, after, lease()).await.unwrap();
+    assert_eq!(again, events[2..].to_vec());
+    assert_eq!(
+        store.claim_events_for_fanout(10, after, lease()).await.unwrap(),
+        vec![]
+    );
+
+    // A second worker finishing the same event stores nothing twice.
+    let by_first_worker = Delivery::first(&events[2].id, &endpoint.id, after);
+    let by_second_worker = Delivery::first(&events[2].id, &endpoint.id, after);
+    store
+        .record_fanout(&events[2].id, std::slice::from_ref(&by_first_worker))
+        .await
+        .unwrap();
+    store
+        .record_fanout(&events[2].id, std::slice::from_ref(&by_second_worker))
+        .await
+        .unwrap();
+    assert_eq!(store.delivery(&by_second_worker.id).await.unwrap(), None);
+    assert_eq!(
+        delivery_ids(&all_deliveries(&*store, &endpoint.id, 100).await),
+        vec![by_first_worker.id.clone(), first_attempt.id.clone()]
+    );
+
+    let much_later = at + Duration::days(1);
+    assert_eq!(
+        store.claim_events_for_fanout(10, much_later, lease()).await.unwrap(),
+        events[3..].to_vec()
+    );
+    for event in &events[3..] {
+        store.record_fanout(&event.id, &[]).await.unwrap();
+    }
+    assert_eq!(
+        store.claim_events_for_fanout(10, much_later + Duration::days(1), lease()).await.unwrap(),
+        vec![]
+    );
+}
+
+pub async fn concurrent_fanout_claims_take_each_event_once(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let mut events = Vec::new();
+    for _ in 0..40 {
+        events.push(seed_request_event(&*store, &destinations[0]).await);
+    }
+    // Warm the pool first, so that the claims below really overlap.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    let at = now();
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        async move { store.claim_events_for_fanout(8, at, lease()).await.unwrap() }
+    });
+    let mut claimed: Vec<EventId> = futures_util::future::join_all(claims)
+        .await
+        .iter()
+        .flat_map(|events| event_ids(events))
+        .collect();
+    loop {
+        let more = store.claim_events_for_fanout(8, at, lease()).await.unwrap();
+        if more.is_empty() {
+            break;
+        }
+        claimed.extend(event_ids(&more));
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(total, claimed.len(), "an event was claimed twice");
+    assert_eq!(claimed, event_ids(&events));
+}
+
+pub async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let other_event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    let due_at = |seconds: i64| {
+        let mut delivery = Delivery::first(&event.id, &endpoint.id, at + Duration::seconds(seconds));
+        delivery.created_at = at;
+        delivery
+    };
+    let oldest = due_at(-30);
+    let mut older = due_at(-10);
+    older.event_id = other_event.id.clone();
+    let exactly_now = due_at(0);
+    let future = due_at(60);
+    let done = Delivery {
+        status: DeliveryStatus::Succeeded,
+        response_status: Some(200),
+        next_attempt_at: None,
+        ..due_at(-60)
+    };
+    let skipped = Delivery {
+        status: DeliveryStatus::Skipped,
+        ..due_at(-60)
+    };
+    // Stored in another order than they fall due.
+    for delivery in [&future, &exactly_now, &done, &older, &skipped, &oldest] {
+        store.insert_delivery(delivery).await.unwrap();
+    }
+
+    let first = store.claim_due_deliveries(2, at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&first), delivery_ids(&[oldest.clone(), older.clone()]));
+    assert_eq!(first[0].delivery, oldest);
+    assert_eq!(first[0].event, event);
+    assert_eq!(first[0].endpoint, endpoint);
+    assert_eq!(first[1].event, other_event);
+    let rest = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&rest), vec![exactly_now.id.clone()]);
+    let during = at + Duration::seconds(59);
+    assert!(store.claim_due_deliveries(10, during, lease()).await.unwrap().is_empty());
+
+    // Nobody recorded anything: when the leases end the attempts are claimed again, with the
+    // one that fell due meanwhile; finished attempts never are.
+    let after = at + lease();
+    let again = store.claim_due_deliveries(10, after, lease()).await.unwrap();
+    assert_eq!(
+        claimed_ids(&again),
+        delivery_ids(&[oldest, older, exactly_now, future])
+    );
+    assert!(store.claim_due_deliveries(10, after, lease()).await.unwrap().is_empty());
+}
+
+pub async fn concurrent_delivery_claims_take_each_attempt_once(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let mut events = Vec::new();
+    for _ in 0..5 {
+        events.push(seed_request_event(&*store, &destinations[0]).await);
+    }
+    let at = now();
+    let mut due = Vec::new();
+    for index in 0..50 {
+        let scheduled = at - Duration::seconds(50 - index);
+        let delivery = Delivery::first(&events[index as usize % 5].id, &endpoint.id, scheduled);
+        store.insert_delivery(&delivery).await.unwrap();
+        due.push(delivery.id);
+    }
+    // Warm the pool first, so that the claims below really overlap.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    let claims = (0..8).map(|_| {
+        let store = store.clone();
+        async move { store.claim_due_deliveries(10, at, lease()).await.unwrap() }
+    });
+    let mut claimed: Vec<DeliveryId> = futures_util::future::join_all(claims)
+        .await
+        .iter()
+        .flat_map(|claimed| claimed_ids(claimed))
+        .collect();
+    loop {
+        let more = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+        if more.is_empty() {
+            break;
+        }
+        claimed.extend(claimed_ids(&more));
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(total, claimed.len(), "an attempt was claimed twice");
+    assert_eq!(claimed, due);
+}
+
+pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    let first = Delivery::first(&event.id, &endpoint.id, at);
+    store.insert_delivery(&first).await.unwrap();
+    assert_eq!(store.delivery(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        claimed_ids(&store.claim_due_deliveries(10, at, lease()).await.unwrap()),
+        vec![first.id.clone()]
+    );
+
+    let failed = Delivery {
+        status: DeliveryStatus::Failed,
+        response_status: Some(503),
+        response_body: Some("busy — \"later\"".into()),
+        duration_ms: Some(1234),
+        next_attempt_at: None,
+        ..first.clone()
+    };
+    let retry_at = at + Duration::seconds(5);
+    let next = first.next(retry_at, at + Duration::seconds(1));
+    store.record_attempt(&failed, Some(&next)).await.unwrap();
+    assert_eq!(store.delivery(&first.id).await.unwrap(), Some(failed.clone()));
+    assert_eq!(store.delivery(&next.id).await.unwrap(), Some(next.clone()));
+    assert_eq!(next.attempt, 2);
+    assert_eq!(next.first_attempt_at, first.first_attempt_at);
+
+    // The successor falls due at its time; the failed attempt is done even though its lease
+    // has not ended.
+    assert!(
+        store
+            .claim_due_deliveries(10, retry_at - Duration::seconds(1), lease())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store.claim_due_deliveries(10, retry_at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&claimed), vec![next.id.clone()]);
+    let succeeded = Delivery {
+        status: DeliveryStatus::Succeeded,
+        response_status: Some(204),
+        response_body: Some(String::new()),
+        duration_ms: Some(0),
+        next_attempt_at: None,
+        ..next.clone()
+    };
+    store.record_attempt(&succeeded, None).await.unwrap();
+    assert_eq!(store.delivery(&next.id).await.unwrap(), Some(succeeded.clone()));
+    assert!(
+        store
+            .claim_due_deliveries(10, at + Duration::days(1), lease())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A manual retry is a new attempt.
+    let manual_at = at + Duration::seconds(10);
+    let manual = Delivery {
+        first_attempt_at: manual_at,
+        ..succeeded.next(manual_at, manual_at)
+    };
+    store.insert_delivery(&manual).await.unwrap();
+    let expected = vec![manual.clone(), succeeded.clone(), failed.clone()];
+    for limit in [1, 2, 100] {
+        assert_eq!(all_deliveries(&*store, &endpoint.id, limit).await, expected);
+    }
+    assert!(all_deliveries(&*store, &EndpointId::generate(), 10).await.is_empty());
+    assert_eq!(store.delivery(&DeliveryId::generate()).await.unwrap(), None);
+
+    // Deleting the endpoint deletes its log; an attempt in flight then records nothing, and
+    // has no successor.
+    let in_flight = store.claim_due_deliveries(10, manual_at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&in_flight), vec![manual.id.clone()]);
+    assert!(store.delete_endpoint(&endpoint.id).await.unwrap());
+    for delivery in &expected {
+        assert_eq!(store.delivery(&delivery.id).await.unwrap(), None);
+    }
+    let lost = Delivery {
+        status: DeliveryStatus::Failed,
+        ..manual.clone()
+    };
+    let orphan = manual.next(manual_at + Duration::seconds(5), manual_at);
+    store.record_attempt(&lost, Some(&orphan)).await.unwrap();
+    assert_eq!(store.delivery(&manual.id).await.unwrap(), None);
+    assert_eq!(store.delivery(&orphan.id).await.unwrap(), None);
+    assert!(all_deliveries(&*store, &endpoint.id, 10).await.is_empty());
+}
+
+pub async fn direct_events_are_not_fanned_out_again(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let at = now();
+    let audience = Audience {
+        organization_id: Some(organization.id.clone()),
+        destination_id: Some(destinations[0].id.clone()),
+        endpoint_id: Some(endpoint.id.clone()),
+        ..Audience::default()
+    };
+    let test = Event::new(EventType::WebhookTest, audience.clone(), &endpoint, at);
+    let delivery = Delivery::first(&test.id, &endpoint.id, at);
+    store.insert_direct_event(&test, &delivery).await.unwrap();
+    assert_eq!(store.event(&test.id).await.unwrap(), Some(test.clone()));
+    assert_eq!(store.event(&EventId::generate()).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await, vec![test.clone()]);
+
+    assert!(
+        store
+            .claim_events_for_fanout(10, at + Duration::days(1), lease())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let claimed = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&claimed), vec![delivery.id.clone()]);
+    assert_eq!(claimed[0].event, test);
+    assert_eq!(claimed[0].event.audience.endpoint_id, Some(endpoint.id.clone()));
+
+    // A refused attempt takes its event with it.
+    let orphan = Event::new(EventType::WebhookTest, audience.clone(), &endpoint, at);
+    let nowhere = Delivery::first(&orphan.id, &EndpointId::generate(), at);
+    assert!(store.insert_direct_event(&orphan, &nowhere).await.is_err());
+    assert_eq!(store.event(&orphan.id).await.unwrap(), None);
+
+    // An ordinary event is fanned out; the direct one stays out of every feed.
+    let ordinary = seed_request_event(&*store, &destinations[0]).await;
+    assert_eq!(
+        store.claim_events_for_fanout(10, at, lease()).await.unwrap(),
+        vec![ordinary.clone()]
+    );
+    let viewer = Viewer::Platform {
+        organization_id: organization.id.clone(),
+        acting_for: None,
+    };
+    assert_eq!(
+        all_feed_events(&*store, &event_scope(&viewer), 10).await,
+        vec![ordinary]
+    );
+}
+
+/// How many random viewers the feed's SQL-versus-domain check runs.
+const EVENT_FEED_CASES: usize = 600;
+
+fn random_client_principal(
+    rng: &mut StdRng,
+    destinations: &[Destination],
+    clients: &[Client],
+    orchestrators: &[Orchestrator],
+) -> ClientPrincipal {
+    if rng.gen_bool(0.8) {
+        // A stored client ID, with permissions that may since have changed.
+        let client = pick(rng, clients);
+        ClientPrincipal {
+            client_id: client.id.clone(),
+            orchestrator_id: client.orchestrator_id.clone(),
+            organization_id: client.organization_id.clone(),
+            destination_id: client.destination_id.clone(),
+            permissions: random_permissions(rng),
+        }
+    } else {
+        // One that never created anything.
+        let destination = pick(rng, destinations);
+        ClientPrincipal {
+            client_id: ClientId::generate(),
+            orchestrator_id: pick(rng, orchestrators).id.clone(),
+            organization_id: destination.organization_id.clone(),
+            destination_id: destination.id.clone(),
+            permissions: random_permissions(rng),
+        }
+    }
+}
+
+fn random_viewer(
+    rng: &mut StdRng,
+    destinations: &[Destination],
+    clients: &[Client],
+    orchestrators: &[Orchestrator],
+) -> Viewer {
+    let destination = pick(rng, destinations);
+    match rng.gen_range(0..7) {
+        0 => Viewer::Nobody,
+        1 => Viewer::Platform {
+            organization_id: destination.organization_id.clone(),
+            acting_for: None,
+        },
+        // `X-Destination-Id` names a destination of the platform's own organization.
+        2 => Viewer::Platform {
+            organization_id: destination.organization_id.clone(),
+            acting_for: Some(destination.id.clone()),
+        },
+        3 => Viewer::Destination {
+            organization_id: destination.organization_id.clone(),
+            destination_id: destination.id.clone(),
+        },
+        4 | 5 => {
+            // Some of its client IDs (the active ones, as the caller found them), each with
+            // permissions of its own.
+            let orchestrator = pick(rng, orchestrators);
+            let clients = clients
+                .iter()
+                .filter(|client| client.orchestrator_id == orchestrator.id)
+                .filter(|_| rng.gen_bool(0.7))
+                .map(|client| ClientPrincipal {
+                    client_id: client.id.clone(),
+                    orchestrator_id: client.orchestrator_id.clone(),
+                    organization_id: client.organization_id.clone(),
+                    destination_id: client.destination_id.clone(),
+                    permissions: random_permissions(rng),
+                })
+                .collect();
+            Viewer::Orchestrator {
+                orchestrator_id: orchestrator.id.clone(),
+                clients,
+            }
+        }
+        _ => Viewer::Client(random_client_principal(
+            rng,
+            destinations,
+            clients,
+            orchestrators,
+        )),
+    }
+}
+
+fn types_of(family: &str) -> Vec<EventType> {
+    EventType::ALL
+        .into_iter()
+        .filter(|event_type| event_type.family() == family)
+        .collect()
+}
+
+/// SPEC §4: the feed is `can_see_event` translated to SQL. For random viewers over a random
+/// world of events, `list_events` walks exactly the events the rule lets the viewer see,
+/// newest first, across every page.
+pub async fn event_feed_matches_can_see_event(store: Arc<dyn Store>) {
+    let seed = contract_seed();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x4645_4544);
+
+    let mut destinations = Vec::new();
+    let mut organizations = Vec::new();
+    for _ in 0..2 {
+        let (organization, created) = seed_organization(&*store, 2).await;
+        organizations.push(organization);
+        destinations.extend(created);
+    }
+    let mut orchestrators = Vec::new();
+    for _ in 0..3 {
+        orchestrators.push(seed_orchestrator(&*store).await);
+    }
+    let request_types = types_of("payment_request");
+    let client_types = types_of("client_id");
+    let customer_types = types_of("customer");
+
+    // Client IDs, each with a client_id.* event about it.
+    let mut clients = Vec::new();
+    for index in 0..14 {
+        let destination = if index < destinations.len() * 2 {
+            &destinations[index / 2]
+        } else {
+            pick(&mut rng, &destinations)
+        };
+        let orchestrator = pick(&mut rng, &orchestrators);
+        let mut client = client(destination, &orchestrator.id, random_permissions(&mut rng));
+        if rng.gen_bool(0.2) {
+            client.status = ClientStatus::Revoked;
+        }
+        let event = client_event(*pick(&mut rng, &client_types), &client);
+        store.insert_client(&client, &event).await.unwrap();
+        clients.push(client);
+    }
+    // Requests of every kind: by owners and through client IDs, both directions.
+    for _ in 0..60 {
+        let destination = pick(&mut rng, &destinations);
+        let own_clients: Vec<&Client> = clients
+            .iter()
+            .filter(|client| client.destination_id == destination.id)
+            .collect();
+        let creator = rng.gen_bool(0.6).then(|| *pick(&mut rng, &own_clients));
+        let request = payment_request(destination, *pick(&mut rng, &Direction::ALL), creator);
+        let event = request_event(*pick(&mut rng, &request_types), &request);
+        store.insert_request(&request, &event).await.unwrap();
+    }
+    // Customers of either organization.
+    for _ in 0..12 {
+        let organization = pick(&mut rng, &organizations);
+        let customer = customer(&organization.id, None);
+        let event = customer_event(*pick(&mut rng, &customer_types), &customer);
+        store.insert_customer(&customer, &event).await.unwrap();
+    }
+    // Events for one endpoint, which no feed shows.
+    for destination in &destinations[..2] {
+        let endpoint = seed_endpoint(&*store, destination_endpoint(destination)).await;
+        let audience = Audience {
+            organization_id: Some(destination.organization_id.clone()),
+            destination_id: Some(destination.id.clone()),
+            endpoint_id: Some(endpoint.id.clone()),
+            ..Audience::default()
+        };
+        let event = Event::new(EventType::WebhookTest, audience, &endpoint, now());
+        let delivery = Delivery::first(&event.id, &endpoint.id, now());
+        store.insert_direct_event(&event, &delivery).await.unwrap();
+    }
+    let events = all_events(&*store).await;
+
+    let mut listed_total = 0;
+    for case in 0..EVENT_FEED_CASES {
+        let viewer = random_viewer(&mut rng, &destinations, &clients, &orchestrators);
+        let limit = rng.gen_range(1..=7);
+        let scope = event_scope(&viewer);
+        let expected: Vec<Event> = events
+            .iter()
+            .filter(|event| {
+                let visible = can_see_event(&viewer, event);
+                assert_eq!(
+                    scope.contains(event),
+                    visible,
+                    "seed {seed} case {case}: {scope:?} disagrees with can_see_event on {event:?}"
+                );
+                visible
+            })
+            .cloned()
+            .collect();
+        let listed = all_feed_events(&*store, &scope, limit).await;
+        assert_eq!(
+            event_ids(&listed),
+            event_ids(&expected),
+            "seed {seed} case {case}: {viewer:?}, pages of {limit}"
+        );
+        assert_eq!(listed, expected);
+        listed_total += listed.len();
+    }
+    // Guards against a generator that only ever produces empty answers.
+    assert!(
+        listed_total > EVENT_FEED_CASES * 5,
+        "too few events listed: {listed_total}"
+    );
+    println!(
+        "event feed sql-vs-domain: {EVENT_FEED_CASES} cases over {} events, {listed_total} \
+         events listed (seed {seed})",
+        events.len()
+    );
+}
+
 /// Expands to one `#[tokio::test]` per contract case, each on a fresh store from `$factory`:
 /// an async expression yielding `(Arc<dyn Store>, guard)`; the guard is dropped at the end.
 #[macro_export]
@@ -1982,7 +2985,17 @@ macro_rules! store_contract_tests {
             released_idempotency_keys_start_again,
             abandoned_idempotency_claims_are_taken_over_once,
             concurrent_idempotent_begins_start_once,
-            idempotency_purge_deletes_only_older_records
+            idempotency_purge_deletes_only_older_records,
+            webhook_endpoints_round_trip_per_owner_kind,
+            webhook_endpoint_lists_follow_the_owner,
+            candidate_endpoints_include_every_possible_receiver,
+            fanout_claims_lease_events_until_recorded,
+            concurrent_fanout_claims_take_each_event_once,
+            delivery_claims_lease_due_attempts,
+            concurrent_delivery_claims_take_each_attempt_once,
+            attempts_are_recorded_with_their_successor,
+            direct_events_are_not_fanned_out_again,
+            event_feed_matches_can_see_event
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

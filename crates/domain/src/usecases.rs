@@ -4,6 +4,7 @@
 mod clients;
 mod customers;
 mod requests;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ pub struct InvalidField {
 
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
 pub use customers::{CustomerChanges, CustomerError, NewCustomer};
+pub use webhooks::{AfterFailure, AttemptOutcome, EndpointInput, ROTATION_GRACE_HOURS, WebhookError};
 pub use requests::{
     CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
     request_audience,

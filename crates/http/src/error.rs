@@ -8,6 +8,7 @@ use mandate_domain::auth::AuthError;
 use mandate_domain::ports::StoreError;
 use mandate_domain::principal::PrincipalKind;
 use mandate_domain::usecases::{
+    WebhookError,
     ClientChangeError, CreateDestinationError, CreateOrchestratorError, CreateOrganizationError,
     CreateRequestError, CustomerError, InvalidField, IssueClientError, KeyError, PaymentPageError,
     ReadError, RequestActionError, UpdateDestinationError,
@@ -357,6 +358,17 @@ impl From<CustomerError> for ApiError {
             }
             CustomerError::Invalid(invalid) => invalid.into(),
             CustomerError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::NotFound => ApiError::not_found(),
+            WebhookError::Forbidden(message) => ApiError::forbidden(message),
+            WebhookError::Invalid(invalid) => invalid.into(),
+            WebhookError::Store(error) => error.into(),
         }
     }
 }

@@ -11,7 +11,7 @@ use mandate_domain::principal::PrincipalKind::{
 
 use crate::handlers::{
     admin, clients, customers, destinations, health, oauth, orchestrator, organization, pay,
-    requests,
+    requests, webhooks,
 };
 use crate::pipeline::{self, Admits};
 
@@ -98,6 +98,18 @@ route_table! {
     GET "/v1/customers/{id}" => kinds(&[Platform, Destination, Client]) => customers::get;
     PATCH "/v1/customers/{id}" => kinds(&[Platform, Destination, Client]) => customers::update;
     DELETE "/v1/customers/{id}" => kinds(&[Platform, Destination, Client]) => customers::delete;
+
+    POST "/v1/webhook-endpoints" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::create;
+    GET "/v1/webhook-endpoints" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::list;
+    GET "/v1/webhook-endpoints/{id}" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::get;
+    PATCH "/v1/webhook-endpoints/{id}" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::update;
+    DELETE "/v1/webhook-endpoints/{id}" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::delete;
+    POST "/v1/webhook-endpoints/{id}/rotate-secret" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::rotate_secret;
+    POST "/v1/webhook-endpoints/{id}/test" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::test;
+    GET "/v1/webhook-endpoints/{id}/deliveries" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::deliveries;
+    POST "/v1/webhook-deliveries/{id}/retry" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::retry;
+    GET "/v1/events" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::events;
+    GET "/v1/events/{id}" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::event;
 
     POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create;
     GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;

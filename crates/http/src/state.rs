@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
 use mandate_domain::auth::Authenticator;
+use mandate_domain::ports::TargetGuard;
 use mandate_domain::usecases::Mandate;
 
 use std::sync::Arc;
@@ -21,4 +22,8 @@ pub struct AppState {
     pub rate_limit: Option<RateLimit>,
     /// Issues and verifies OAuth access tokens.
     pub tokens: Arc<TokenService>,
+    /// Checks webhook targets against the network policy.
+    pub target_guard: Arc<dyn TargetGuard>,
+    /// Whether `http://` webhook targets are allowed.
+    pub allow_http: bool,
 }

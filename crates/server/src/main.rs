@@ -16,6 +16,7 @@ use mandate_domain::principal::Principal;
 use mandate_domain::usecases::Mandate;
 use mandate_http::{AppState, RateLimit};
 use mandate_store::{DbStore, StoreOptions};
+use mandate_webhooks::{NetworkPolicy, RetrySchedule, Sender, SsrfGuard, WorkerConfig, parse_cidrs};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, Settings};
@@ -33,8 +34,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the API (the default).
-    Serve,
+    /// Serve the API and deliver webhooks (the default).
+    Serve {
+        /// What this process does: `api` (HTTP only), `worker` (webhook delivery only), or `all`.
+        #[arg(long, value_enum, default_value_t = Role::All)]
+        role: Role,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Operator commands that act directly on the database.
@@ -42,6 +47,17 @@ enum Command {
     Admin(AdminCommand),
     /// Print the OpenAPI document.
     Openapi,
+}
+
+/// The parts of the server one process runs; replicas can split them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// The HTTP API.
+    Api,
+    /// The webhook delivery worker.
+    Worker,
+    /// Both.
+    All,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,8 +94,8 @@ async fn main() -> ExitCode {
         }
     };
     init_logging(&settings);
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings).await,
+    let outcome = match cli.command.unwrap_or(Command::Serve { role: Role::All }) {
+        Command::Serve { role } => serve(settings, role).await,
         Command::Migrate => migrate(&settings).await,
         Command::Admin(command) => admin(settings, command).await,
         Command::Openapi => Ok(()),
@@ -125,10 +141,36 @@ fn use_cases(settings: &Settings, store: DbStore) -> anyhow::Result<Mandate> {
     Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret)))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let store = open_store(&settings).await?;
     let backend = store.backend();
     let mandate = use_cases(&settings, store)?;
+    let hooks = &settings.webhooks;
+    let policy = NetworkPolicy {
+        allow_http: hooks.allow_http,
+        allow_private_targets: hooks.allow_private_targets,
+        allowed_cidrs: parse_cidrs(&hooks.allowed_cidrs).context("invalid webhooks.allowed_cidrs")?,
+    };
+    if role != Role::Api {
+        let sender = Sender::new(policy.clone(), Duration::from_secs(hooks.timeout_seconds))
+            .context("cannot build the webhook client")?;
+        let config = WorkerConfig {
+            schedule: RetrySchedule::parse(&hooks.retry_schedule).context("invalid webhooks.retry_schedule")?,
+            disable_after: Duration::from_secs(hooks.disable_after_hours * 3600),
+            concurrency: hooks.concurrency,
+            ..WorkerConfig::default()
+        };
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        tokio::spawn(mandate_webhooks::run(mandate.clone(), sender, config, shutdown));
+        tracing::info!(database = ?backend, "webhook worker started");
+    }
+    let housekeeping_limit = RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst);
+    if role == Role::Worker {
+        housekeeping(mandate, None).await;
+        return Ok(());
+    }
     let authenticator = Authenticator::new(mandate.hasher().clone(), settings.admin.token.clone());
     let signing_secret = secrets::load_or_generate(
         settings.secrets.token_signing_key.as_deref(),
@@ -143,10 +185,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         mandate,
         authenticator,
         public_url: settings.public_url(),
-        rate_limit: RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst),
+        rate_limit: housekeeping_limit,
         tokens,
+        target_guard: Arc::new(SsrfGuard::new(policy)),
+        allow_http: hooks.allow_http,
     };
-    tokio::spawn(housekeeping(state.clone()));
+    tokio::spawn(housekeeping(state.mandate.clone(), state.rate_limit.clone()));
     let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
@@ -173,7 +217,7 @@ const PURGE_EVERY_ROUNDS: u64 = 600;
 /// Expires due requests (reads expire them too, so this bounds how long a due request can
 /// linger unread), purges old idempotency records, and lets the rate limiter forget idle
 /// credentials.
-async fn housekeeping(state: AppState) {
+async fn housekeeping(mandate: Mandate, rate_limit: Option<RateLimit>) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0u64.. {
@@ -181,12 +225,11 @@ async fn housekeeping(state: AppState) {
         if round % PURGE_EVERY_ROUNDS == 0 {
             let before =
                 mandate_domain::now() - chrono::Duration::hours(IDEMPOTENCY_RETENTION_HOURS);
-            if let Err(error) = state.mandate.store().purge_idempotency(before).await {
+            if let Err(error) = mandate.store().purge_idempotency(before).await {
                 tracing::warn!(error = %error, "purging idempotency records failed; retrying later");
             }
         }
-        match state
-            .mandate
+        match mandate
             .expire_due_requests(mandate_domain::now(), EXPIRY_BATCH)
             .await
         {
@@ -196,7 +239,7 @@ async fn housekeeping(state: AppState) {
                 tracing::warn!(error = %error, "expiring payment requests failed; retrying")
             }
         }
-        if let Some(limit) = &state.rate_limit {
+        if let Some(limit) = &rate_limit {
             limit.forget_idle();
         }
     }

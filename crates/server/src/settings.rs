@@ -24,6 +24,42 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[rate_limit]`
     pub rate_limit: RateLimitSettings,
+    /// `[webhooks]`
+    pub webhooks: WebhookSettings,
+}
+
+/// `[webhooks]`: delivery and the network policy for targets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Allow `http://` targets (tests, private networks).
+    pub allow_http: bool,
+    /// Allow loopback, private, link-local… targets.
+    pub allow_private_targets: bool,
+    /// Private ranges allowed anyway, comma-separated CIDRs (e.g. `10.20.0.0/16`).
+    pub allowed_cidrs: String,
+    /// Delays before each attempt, comma-separated (`0s,5s,5m,…`); ±20 % jitter is applied.
+    pub retry_schedule: String,
+    /// An endpoint failing without success for this long is disabled.
+    pub disable_after_hours: u64,
+    /// How long a receiver may take to answer.
+    pub timeout_seconds: u64,
+    /// Deliveries sent at once by one worker.
+    pub concurrency: usize,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_private_targets: false,
+            allowed_cidrs: String::new(),
+            retry_schedule: "0s,5s,5m,30m,2h,5h,10h,10h".into(),
+            disable_after_hours: 5 * 24,
+            timeout_seconds: 15,
+            concurrency: 32,
+        }
+    }
 }
 
 /// `[rate_limit]`: a token bucket per credential.

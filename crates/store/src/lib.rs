@@ -5,8 +5,10 @@
 //! types both treat alike: text ids, UTC timestamps without a zone, integers and text.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+mod feed;
 mod idempotency;
 mod migrations;
 mod pool;
@@ -14,9 +16,12 @@ mod ports;
 mod rows;
 mod schema;
 mod url;
+mod webhooks;
+mod work;
 
 use crate::pool::Pools;
 use crate::url::Target;
+use crate::work::Work;
 
 /// How the store uses its connections.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +97,8 @@ pub enum OpenError {
 pub struct DbStore {
     pools: Pools,
     acquire_timeout: Duration,
+    /// Wakes the webhook workers; shared by clones, and stops listening with the last one.
+    work: Arc<Work>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -108,20 +115,22 @@ impl DbStore {
     /// if needed, and runs pending migrations (on PostgreSQL under `pg_advisory_lock` so
     /// concurrently starting replicas never race).
     pub async fn open(url: &str, options: &StoreOptions) -> Result<DbStore, OpenError> {
-        let pools = match Target::parse(url)? {
+        let (pools, work) = match Target::parse(url)? {
             Target::Postgres(url) => {
                 migrations::postgres(&url, options.acquire_timeout).await?;
-                Pools::postgres(&url, options)?
+                let work = Work::postgres(&url, options.acquire_timeout);
+                (Pools::postgres(&url, options)?, work)
             }
             Target::Sqlite(path) => {
                 let path = prepare_sqlite_file(path)?;
                 migrations::sqlite(path.clone()).await?;
-                Pools::sqlite(&path, options)?
+                (Pools::sqlite(&path, options)?, Work::local())
             }
         };
         Ok(DbStore {
             pools,
             acquire_timeout: options.acquire_timeout,
+            work: Arc::new(work),
         })
     }
 

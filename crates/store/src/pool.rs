@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
+
 use diesel::ConnectionError;
 use diesel::SqliteConnection;
 use diesel::prelude::*;
@@ -17,7 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::StoreError;
 
-use crate::schema::{destinations, orchestrators, organizations};
+use crate::schema::{destinations, events, orchestrators, organizations, webhook_deliveries};
 use crate::{OpenError, StoreOptions};
 
 /// SQLite through diesel-async: each query runs on a blocking thread.
@@ -231,11 +233,74 @@ macro_rules! db_transaction {
 }
 pub(crate) use db_transaction;
 
+/// The events waiting for fan-out, spelled as in the partial index's predicate so that the
+/// planners of both backends can prove the index applies.
+pub(crate) const NOT_FANNED_OUT: &str = "NOT fanned_out";
+
+/// The pending attempts, spelled as in the partial index's predicate.
+pub(crate) const PENDING_DELIVERY: &str = "status = 'pending'";
+
+/// The ids of up to `limit` events waiting for fan-out whose lease (if any) has ended at
+/// `now`, oldest first.
+macro_rules! fanout_queue {
+    ($now:expr, $limit:expr) => {
+        events::table
+            .select(events::id)
+            .filter(::diesel::dsl::sql::<::diesel::sql_types::Bool>(NOT_FANNED_OUT))
+            .filter(
+                events::fanout_lease_until
+                    .is_null()
+                    .or(events::fanout_lease_until.le($now)),
+            )
+            .order(events::id.asc())
+            .limit($limit)
+    };
+}
+
+/// The ids of up to `limit` pending attempts due at `now` whose lease (if any) has ended,
+/// soonest first.
+macro_rules! delivery_queue {
+    ($now:expr, $limit:expr) => {
+        webhook_deliveries::table
+            .select(webhook_deliveries::id)
+            .filter(::diesel::dsl::sql::<::diesel::sql_types::Bool>(
+                PENDING_DELIVERY,
+            ))
+            .filter(webhook_deliveries::next_attempt_at.le($now))
+            .filter(
+                webhook_deliveries::lease_until
+                    .is_null()
+                    .or(webhook_deliveries::lease_until.le($now)),
+            )
+            .order((
+                webhook_deliveries::next_attempt_at.asc(),
+                webhook_deliveries::id.asc(),
+            ))
+            .limit($limit)
+    };
+}
+
 /// What differs between the backends inside a transaction.
 pub(crate) trait Dialect {
     /// Locks the row of a key's owner until the transaction ends, so that concurrent key
     /// insertions for one owner run one after the other.
     fn lock_owner(&mut self, owner: &KeyOwner) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Locks the events [`fanout_queue!`] names until the transaction ends; concurrent
+    /// transactions lock disjoint sets.
+    fn lock_fanout_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Locks the attempts [`delivery_queue!`] names until the transaction ends; concurrent
+    /// transactions lock disjoint sets.
+    fn lock_delivery_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
 }
 
 impl Dialect for AsyncPgConnection {
@@ -269,12 +334,53 @@ impl Dialect for AsyncPgConnection {
         }
         Ok(())
     }
+
+    async fn lock_fanout_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        // Rows another worker holds are skipped, not waited for: it is claiming them.
+        fanout_queue!(now, limit)
+            .for_update()
+            .skip_locked()
+            .load(self)
+            .await
+    }
+
+    async fn lock_delivery_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        delivery_queue!(now, limit)
+            .for_update()
+            .skip_locked()
+            .load(self)
+            .await
+    }
 }
 
+// The immediate transaction already holds the database's only write lock.
 impl Dialect for SqliteConn {
     async fn lock_owner(&mut self, _owner: &KeyOwner) -> QueryResult<()> {
-        // The immediate transaction already holds the database's only write lock.
         Ok(())
+    }
+
+    async fn lock_fanout_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        fanout_queue!(now, limit).load(self).await
+    }
+
+    async fn lock_delivery_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        delivery_queue!(now, limit).load(self).await
     }
 }
 

@@ -23,8 +23,10 @@ use mandate_domain::ports::{
     OrganizationStore, Page, PageRequest, RequestFilter, RequestStore, StoreError,
 };
 use mandate_domain::values::Slug;
+use mandate_domain::webhooks::EventScope;
 
 use crate::DbStore;
+use crate::feed::{FeedFilter, FeedPredicate};
 use crate::pool::{Dialect, Error, db_run, db_transaction};
 use crate::rows::{
     ClientChanges, ClientRow, CustomerChanges, CustomerRow, DESTINATION, DestinationChanges,
@@ -37,13 +39,13 @@ use crate::schema::{
 };
 
 /// The page size asked for, within the allowed range.
-fn page_limit(page: &PageRequest) -> usize {
+pub(crate) fn page_limit(page: &PageRequest) -> usize {
     page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize
 }
 
 /// The cursor in the canonical (upper-case) spelling stored ids compare in; a cursor that is
 /// no id of the kind is compared as given.
-fn page_cursor<T: std::fmt::Display, E>(
+pub(crate) fn page_cursor<T: std::fmt::Display, E>(
     page: &PageRequest,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Option<String> {
@@ -52,7 +54,7 @@ fn page_cursor<T: std::fmt::Display, E>(
         .map(|cursor| parse(cursor).map_or_else(|_| cursor.to_owned(), |id| id.to_string()))
 }
 
-fn empty_page<T>() -> Page<T> {
+pub(crate) fn empty_page<T>() -> Page<T> {
     Page {
         data: Vec::new(),
         has_more: false,
@@ -60,7 +62,7 @@ fn empty_page<T>() -> Page<T> {
 }
 
 /// A page from `limit + 1` rows fetched newest first: the extra row only tells that more follow.
-fn into_page<R, T>(mut rows: Vec<R>, limit: usize) -> Result<Page<T>, Error>
+pub(crate) fn into_page<R, T>(mut rows: Vec<R>, limit: usize) -> Result<Page<T>, Error>
 where
     T: TryFrom<R, Error = Error>,
 {
@@ -73,7 +75,7 @@ where
     Ok(Page { data, has_more })
 }
 
-fn sql_limit(limit: usize) -> i64 {
+pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
@@ -411,6 +413,7 @@ impl ClientStore for DbStore {
                 .await?;
             Ok(())
         })
+        .inspect(|_| self.work.committed())
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
@@ -493,6 +496,7 @@ impl ClientStore for DbStore {
                 .await?;
             Ok(true)
         })
+        .inspect(|_| self.work.committed())
     }
 }
 
@@ -540,6 +544,7 @@ impl RequestStore for DbStore {
                 .await?;
             Ok(())
         })
+        .inspect(|_| self.work.committed())
     }
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
@@ -672,6 +677,7 @@ impl RequestStore for DbStore {
                 .await?;
             Ok(true)
         })
+        .inspect(|_| self.work.committed())
     }
 
     async fn requests_due_for_expiry(
@@ -759,6 +765,44 @@ impl EventStore for DbStore {
             into_page(query.load(conn).await?, limit)
         })
     }
+
+    async fn list_events(
+        &self,
+        scope: &EventScope,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError> {
+        let Some(filter) = FeedFilter::new(scope) else {
+            return Ok(empty_page());
+        };
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, EventId::parse);
+        db_run!(self, |conn| {
+            // `EventScope::contains`, in SQL.
+            let mut query = events::table
+                .select(EventRow::as_select())
+                .order(events::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed()
+                .filter(conn.feed_predicate(&filter));
+            if let Some(cursor) = &cursor {
+                query = query.filter(events::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = events::table
+                .find(&id)
+                .select(EventRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Event::try_from).transpose()
+        })
+    }
 }
 
 #[async_trait]
@@ -778,6 +822,7 @@ impl CustomerStore for DbStore {
                 .await?;
             Ok(())
         })
+        .inspect(|_| self.work.committed())
     }
 
     async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -859,6 +904,7 @@ impl CustomerStore for DbStore {
                 .await?;
             Ok(())
         })
+        .inspect(|_| self.work.committed())
     }
 
     async fn delete_customer(&self, id: &CustomerId, event: &Event) -> Result<bool, StoreError> {
@@ -875,6 +921,7 @@ impl CustomerStore for DbStore {
                 .await?;
             Ok(true)
         })
+        .inspect(|_| self.work.committed())
     }
 }
 

@@ -123,6 +123,10 @@ diesel::table! {
         event_type -> Text,
         data -> Text,
         created_at -> Timestamp,
+        endpoint_id -> Nullable<Text>,
+        family -> Text,
+        fanned_out -> Bool,
+        fanout_lease_until -> Nullable<Timestamp>,
     }
 }
 
@@ -151,7 +155,46 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhook_endpoints (id) {
+        id -> Text,
+        owner_kind -> Text,
+        client_id -> Nullable<Text>,
+        orchestrator_id -> Nullable<Text>,
+        organization_id -> Nullable<Text>,
+        destination_id -> Nullable<Text>,
+        url -> Text,
+        event_types -> Text,
+        description -> Nullable<Text>,
+        enabled -> Bool,
+        secret -> Text,
+        previous_secret -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        event_id -> Text,
+        endpoint_id -> Text,
+        attempt -> Integer,
+        status -> Text,
+        response_status -> Nullable<Integer>,
+        response_body -> Nullable<Text>,
+        duration_ms -> Nullable<BigInt>,
+        next_attempt_at -> Nullable<Timestamp>,
+        first_attempt_at -> Timestamp,
+        lease_until -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(destinations -> organizations (organization_id));
+diesel::joinable!(webhook_deliveries -> events (event_id));
+diesel::joinable!(webhook_deliveries -> webhook_endpoints (endpoint_id));
 diesel::joinable!(customers -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -166,4 +209,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     customers,
     idempotency_keys,
+    webhook_endpoints,
+    webhook_deliveries,
 );

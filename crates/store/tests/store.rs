@@ -44,7 +44,8 @@ struct Count {
     count: i64,
 }
 
-/// Tables, columns, indexes and constraints, one line each, migration bookkeeping excluded.
+/// Tables, columns, indexes, constraints, triggers and functions, one line each (a function
+/// may span several), migration bookkeeping excluded.
 const POSTGRES_SCHEMA: &str = "
     SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable
         || ' ' || coalesce(column_default, '') AS line
@@ -58,6 +59,10 @@ const POSTGRES_SCHEMA: &str = "
     FROM pg_constraint
     WHERE connamespace = 'public'::regnamespace
         AND conrelid::regclass::text <> '__diesel_schema_migrations'
+    UNION ALL
+    SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal
+    UNION ALL
+    SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace
     ORDER BY 1";
 
 const SQLITE_SCHEMA: &str = "

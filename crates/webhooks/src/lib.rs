@@ -1,5 +1,24 @@
-//! Mandate's webhook adapter. For now: Standard Webhooks signatures
-//! (`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`).
+//! Mandate's webhook adapter: Standard Webhooks signatures
+//! (`webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`), the retry policy,
+//! the network policy against server-side request forgery, the sender and the delivery worker.
+//!
+//! Wiring, from the server's settings:
+//!
+//! - `NetworkPolicy { allow_http, allow_private_targets, allowed_cidrs: parse_cidrs(text)? }`;
+//! - `SsrfGuard::new(policy.clone())` is the domain's `TargetGuard` (registration checks);
+//! - `Sender::new(policy, timeout)?` (`DEFAULT_TIMEOUT`: 15 s) applies it at every send;
+//! - `WorkerConfig { schedule: RetrySchedule::parse(text)?, ..WorkerConfig::default() }`;
+//! - `tokio::spawn(worker::run(mandate, sender, config, shutdown))`.
+
+pub mod guard;
+pub mod retry;
+pub mod sender;
+pub mod worker;
+
+pub use guard::{InvalidCidr, NetworkPolicy, PolicyResolver, SsrfGuard, parse_cidrs};
+pub use retry::{InvalidSchedule, RetrySchedule, next_attempt_delay};
+pub use sender::{DEFAULT_TIMEOUT, SendResult, Sender, SenderError};
+pub use worker::{WorkerConfig, run};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

@@ -11,3 +11,4 @@ pub mod orchestrator;
 pub mod organization;
 pub mod pay;
 pub mod requests;
+pub mod webhooks;

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod receiver;
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough";
 
 /// Which database a server runs on.

@@ -1,0 +1,352 @@
+//! Webhook endpoints, their delivery log, and the event feed.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use mandate_domain::ids::{DeliveryId, EndpointId, EventId};
+use mandate_domain::usecases::EndpointInput;
+use mandate_domain::webhooks::WebhookEndpoint;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorEnvelope};
+use crate::input::{EmptyBody, ListParams, path_id};
+use crate::pipeline::Authenticated;
+use crate::state::AppState;
+use crate::views::ListBody;
+
+/// Body of `POST /v1/webhook-endpoints`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// `https://…` (http only when the server allows it); private addresses are refused.
+    pub url: String,
+    /// Exact types, `family.*` or `*` (default `["*"]`: everything this credential may see).
+    pub event_types: Option<Vec<String>>,
+    /// ≤ 500 characters.
+    pub description: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+/// Body of `PATCH /v1/webhook-endpoints/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    /// New URL.
+    pub url: Option<String>,
+    /// New filter.
+    pub event_types: Option<Vec<String>>,
+    /// New description; `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// Turn deliveries on or off.
+    pub enabled: Option<bool>,
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
+/// A webhook endpoint (documentation of the shape `WebhookEndpoint` serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    /// `we_…`
+    pub id: String,
+    /// Always `webhook_endpoint`.
+    pub object: String,
+    /// For endpoints of a destination's owner or of a client.
+    pub destination_id: Option<String>,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The subscription.
+    pub event_types: Vec<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// Whether deliveries are made.
+    pub enabled: bool,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An endpoint with its signing secret: returned on creation and on rotation only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointWithSecret<'a> {
+    /// The endpoint.
+    #[serde(flatten)]
+    #[schema(value_type = EndpointView)]
+    pub endpoint: &'a WebhookEndpoint,
+    /// `whsec_…`: verify signatures with it; it is not shown again.
+    pub secret: &'a str,
+}
+
+/// A page of endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointList {
+    /// Always `list`.
+    pub object: String,
+    /// The endpoints.
+    pub data: Vec<EndpointView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// `dlv_…`
+    pub id: String,
+    /// Always `webhook_delivery`.
+    pub object: String,
+    /// The event.
+    pub event_id: String,
+    /// The endpoint.
+    pub endpoint_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// `pending`, `succeeded`, `failed` or `skipped` (the receiver may no longer see the event).
+    pub status: String,
+    /// The receiver's status.
+    pub response_status: Option<u16>,
+    /// The start (≤ 4 KiB) of the receiver's answer, or the transport error.
+    pub response_body: Option<String>,
+    /// How long the attempt took.
+    pub duration_ms: Option<u64>,
+    /// When a pending attempt is due.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of delivery attempts, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    /// Always `list`.
+    pub object: String,
+    /// The attempts.
+    pub data: Vec<DeliveryView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// An event, exactly as webhooks deliver it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventView {
+    /// `evt_…`, also the `webhook-id` header of every delivery.
+    pub id: String,
+    /// The event type, e.g. `payment_request.paid`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// The destination it concerns.
+    pub destination_id: Option<String>,
+    /// `{"object": {…}}`: the object after the change.
+    pub data: serde_json::Value,
+}
+
+/// A page of events, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    /// Always `list`.
+    pub object: String,
+    /// The events.
+    pub data: Vec<EventView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+fn endpoint_id(text: &str) -> Result<EndpointId, ApiError> {
+    path_id(text, EndpointId::parse)
+}
+
+async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
+    state.target_guard.check(url).await.map_err(|refused| ApiError::invalid_field("url", refused.0))
+}
+
+/// Registers an endpoint; its secret is returned now only.
+#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, description = "an event type this credential can never read", body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn create(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    body: web::Json<CreateEndpoint>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    check_target(&state, &body.url).await?;
+    let input = EndpointInput {
+        url: Some(body.url),
+        event_types: body.event_types,
+        description: Some(body.description),
+        enabled: body.enabled,
+    };
+    let endpoint = state.mandate.create_endpoint(&principal, input, state.allow_http, mandate_domain::now()).await?;
+    Ok(HttpResponse::Created().json(EndpointWithSecret { endpoint: &endpoint, secret: &endpoint.secret }))
+}
+
+/// Lists the caller's endpoints (a platform also sees its destinations').
+#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks", params(ListParams),
+    responses((status = 200, body = EndpointList), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = params.page(EndpointId::parse)?;
+    let endpoints = state.mandate.list_endpoints(&principal, &page).await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(endpoints, |endpoint| endpoint.id.to_string())))
+}
+
+/// Reads one endpoint.
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn get(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.mandate.endpoint(&principal, &endpoint_id(&id)?).await?))
+}
+
+/// Changes an endpoint.
+#[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", request_body = UpdateEndpoint,
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, body = EndpointView), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn update(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    body: web::Json<UpdateEndpoint>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if let Some(url) = &body.url {
+        check_target(&state, url).await?;
+    }
+    let input = EndpointInput { url: body.url, event_types: body.event_types, description: body.description, enabled: body.enabled };
+    let endpoint = state
+        .mandate
+        .update_endpoint(&principal, &endpoint_id(&id)?, input, state.allow_http, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(&endpoint))
+}
+
+/// Deletes an endpoint and its delivery log.
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, body = EndpointView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.mandate.delete_endpoint(&principal, &endpoint_id(&id)?).await?))
+}
+
+/// Replaces the signing secret; the old one keeps signing (a second signature) for 24 hours.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, body = EndpointWithSecret), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    let endpoint = state.mandate.rotate_endpoint_secret(&principal, &endpoint_id(&id)?, mandate_domain::now()).await?;
+    Ok(HttpResponse::Ok().json(EndpointWithSecret { endpoint: &endpoint, secret: &endpoint.secret }))
+}
+
+/// Sends a `webhook.test` event to this endpoint only.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/test", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…")),
+    responses((status = 200, body = EventView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn test(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    let event = state.mandate.test_endpoint(&principal, &endpoint_id(&id)?, mandate_domain::now()).await?;
+    Ok(HttpResponse::Ok().json(event.body()))
+}
+
+/// The endpoint's delivery attempts, newest first.
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "we_…"), ListParams),
+    responses((status = 200, body = DeliveryList), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = params.page(DeliveryId::parse)?;
+    let deliveries = state.mandate.endpoint_deliveries(&principal, &endpoint_id(&id)?, &page).await?;
+    Ok(HttpResponse::Ok().json(ListBody::new(deliveries, |delivery| delivery.id.to_string())))
+}
+
+/// Sends a delivery's event again, now, as a new attempt.
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/retry", tag = "webhooks",
+    params(("id" = String, Path, description = "dlv_…")),
+    responses((status = 200, body = DeliveryView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn retry(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+    _body: EmptyBody,
+) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&id, DeliveryId::parse)?;
+    Ok(HttpResponse::Ok().json(state.mandate.retry_delivery(&principal, &id, mandate_domain::now()).await?))
+}
+
+/// The events the caller may see — exactly what its endpoints receive — newest first.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn events(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let page = params.page(EventId::parse)?;
+    let events = state.mandate.list_events(&principal, &page).await?;
+    let next_cursor = if events.has_more { events.data.last().map(|event| event.id.to_string()) } else { None };
+    let data: Vec<_> = events.data.iter().map(|event| event.body()).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "object": "list", "data": data, "has_more": events.has_more, "next_cursor": next_cursor,
+    })))
+}
+
+/// One event the caller may see.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+    params(("id" = String, Path, description = "evt_…")),
+    responses((status = 200, body = EventView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn event(
+    state: web::Data<AppState>,
+    Authenticated(principal): Authenticated,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let event = state.mandate.event(&principal, &path_id(&id, EventId::parse)?).await?;
+    Ok(HttpResponse::Ok().json(event.body()))
+}

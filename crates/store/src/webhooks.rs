@@ -1,0 +1,425 @@
+//! Webhook endpoints, deliveries and the fan-out of events, claimed by any number of workers:
+//! rows are leased (`lease_until`), and on PostgreSQL selected `FOR UPDATE SKIP LOCKED` in the
+//! claiming transaction so that concurrent workers take disjoint sets.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::{delete, insert_into, update};
+use diesel_async::RunQueryDsl;
+use mandate_domain::events::Event;
+use mandate_domain::ids::{DeliveryId, EndpointId, EventId, OrganizationId};
+use mandate_domain::ports::{ClaimedDelivery, Page, PageRequest, StoreError, WebhookStore};
+use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
+
+use crate::DbStore;
+use crate::pool::{Dialect, Error, db_run, db_transaction};
+use crate::ports::{into_page, page_cursor, page_limit, sql_limit};
+use crate::rows::{
+    CLIENT, DESTINATION, DeliveryOutcome, DeliveryRow, EndpointChanges, EndpointRow, EventRow,
+    ORCHESTRATOR, PLATFORM, to_naive,
+};
+use crate::schema::{client_ids, events, webhook_deliveries, webhook_endpoints};
+
+/// The family of customer events.
+const CUSTOMER_FAMILY: &str = "customer";
+
+/// The SQL form of an [`EndpointOwner`].
+enum OwnerFilter {
+    Client(String),
+    Orchestrator(String),
+    Platform(String),
+    Destination {
+        organization_id: String,
+        destination_id: String,
+    },
+}
+
+/// The end of a lease taken at `now`; a lease too long to represent lasts as long as can be.
+fn lease_end(now: DateTime<Utc>, lease: chrono::Duration) -> chrono::NaiveDateTime {
+    to_naive(now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC))
+}
+
+#[async_trait]
+impl WebhookStore for DbStore {
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let row = EndpointRow::try_from(endpoint)?;
+        db_run!(self, |conn| {
+            insert_into(webhook_endpoints::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn endpoint(&self, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = webhook_endpoints::table
+                .find(&id)
+                .select(EndpointRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(WebhookEndpoint::try_from).transpose()
+        })
+    }
+
+    async fn endpoints_of(
+        &self,
+        owner: &EndpointOwner,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, StoreError> {
+        let owner = match owner {
+            EndpointOwner::Client { client_id } => OwnerFilter::Client(client_id.to_string()),
+            EndpointOwner::Orchestrator { orchestrator_id } => {
+                OwnerFilter::Orchestrator(orchestrator_id.to_string())
+            }
+            EndpointOwner::Platform { organization_id } => {
+                OwnerFilter::Platform(organization_id.to_string())
+            }
+            EndpointOwner::Destination {
+                organization_id,
+                destination_id,
+            } => OwnerFilter::Destination {
+                organization_id: organization_id.to_string(),
+                destination_id: destination_id.to_string(),
+            },
+        };
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, EndpointId::parse);
+        db_run!(self, |conn| {
+            let mut query = webhook_endpoints::table
+                .select(EndpointRow::as_select())
+                .order(webhook_endpoints::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            query = match &owner {
+                OwnerFilter::Client(id) => query
+                    .filter(webhook_endpoints::owner_kind.eq(CLIENT))
+                    .filter(webhook_endpoints::client_id.eq(id.as_str())),
+                OwnerFilter::Orchestrator(id) => query
+                    .filter(webhook_endpoints::owner_kind.eq(ORCHESTRATOR))
+                    .filter(webhook_endpoints::orchestrator_id.eq(id.as_str())),
+                OwnerFilter::Platform(id) => query
+                    .filter(webhook_endpoints::owner_kind.eq(PLATFORM))
+                    .filter(webhook_endpoints::organization_id.eq(id.as_str())),
+                OwnerFilter::Destination {
+                    organization_id,
+                    destination_id,
+                } => query
+                    .filter(webhook_endpoints::owner_kind.eq(DESTINATION))
+                    .filter(webhook_endpoints::organization_id.eq(organization_id.as_str()))
+                    .filter(webhook_endpoints::destination_id.eq(destination_id.as_str())),
+            };
+            if let Some(cursor) = &cursor {
+                query = query.filter(webhook_endpoints::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn endpoints_of_organization(
+        &self,
+        organization_id: &OrganizationId,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, StoreError> {
+        let organization_id = organization_id.to_string();
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, EndpointId::parse);
+        db_run!(self, |conn| {
+            let mut query = webhook_endpoints::table
+                .filter(webhook_endpoints::organization_id.eq(organization_id.as_str()))
+                .filter(webhook_endpoints::owner_kind.eq_any([PLATFORM, DESTINATION]))
+                .select(EndpointRow::as_select())
+                .order(webhook_endpoints::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(cursor) = &cursor {
+                query = query.filter(webhook_endpoints::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        let id = endpoint.id.to_string();
+        let changes = EndpointChanges::try_from(endpoint)?;
+        db_run!(self, |conn| {
+            // An endpoint deleted meanwhile stays deleted: there is nothing left to change.
+            update(webhook_endpoints::table.find(&id))
+                .set(&changes)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            // Its attempts go with it (ON DELETE CASCADE).
+            let deleted = delete(webhook_endpoints::table.find(&id))
+                .execute(conn)
+                .await?;
+            Ok(deleted > 0)
+        })
+    }
+
+    async fn candidate_endpoints(&self, event: &Event) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let audience = &event.audience;
+        let organization_id = audience.organization_id.as_ref().map(ToString::to_string);
+        let destination_id = audience.destination_id.as_ref().map(ToString::to_string);
+        let orchestrator_id = audience.orchestrator_id.as_ref().map(ToString::to_string);
+        // Customer events are seen through any client ID of the organization (with
+        // `customers:read`), the others through a client ID of their destination.
+        let organization_wide =
+            destination_id.is_none() || event.event_type.family() == CUSTOMER_FAMILY;
+        let created_at = to_naive(event.created_at);
+        db_run!(self, |conn| {
+            // Orchestrators holding a client ID there, active or not: the caller decides.
+            let mut linked = client_ids::table
+                .select(client_ids::orchestrator_id)
+                .into_boxed();
+            linked = if organization_wide {
+                linked.filter(client_ids::organization_id.nullable().eq(organization_id.clone()))
+            } else {
+                linked.filter(client_ids::destination_id.nullable().eq(destination_id.clone()))
+            };
+            // An absent audience id binds NULL, which equals nothing.
+            let rows = webhook_endpoints::table
+                .filter(webhook_endpoints::enabled.eq(true))
+                .filter(webhook_endpoints::created_at.le(created_at))
+                .filter(
+                    // Platform, destination and client endpoints of the organization.
+                    webhook_endpoints::organization_id
+                        .eq(organization_id.clone())
+                        .or(webhook_endpoints::owner_kind.eq(ORCHESTRATOR).and(
+                            webhook_endpoints::orchestrator_id
+                                .eq(orchestrator_id.clone())
+                                .or(webhook_endpoints::orchestrator_id
+                                    .assume_not_null()
+                                    .eq_any(linked)),
+                        )),
+                )
+                .order(webhook_endpoints::id.asc())
+                .select(EndpointRow::as_select())
+                .load(conn)
+                .await?;
+            rows.into_iter()
+                .map(WebhookEndpoint::try_from)
+                .collect::<Result<Vec<_>, Error>>()
+        })
+    }
+
+    async fn claim_events_for_fanout(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<Event>, StoreError> {
+        let until = lease_end(now, lease);
+        let now = to_naive(now);
+        let limit = i64::from(limit);
+        db_transaction!(self, |conn| {
+            let ids = conn.lock_fanout_queue(now, limit).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = update(events::table.filter(events::id.eq_any(&ids)))
+                .set(events::fanout_lease_until.eq(until))
+                .returning(EventRow::as_returning())
+                .get_results(conn)
+                .await?;
+            let mut claimed = rows
+                .into_iter()
+                .map(Event::try_from)
+                .collect::<Result<Vec<_>, Error>>()?;
+            // Oldest first, as claimed.
+            claimed.sort_by(|left, right| left.id.cmp(&right.id));
+            Ok(claimed)
+        })
+    }
+
+    async fn record_fanout(
+        &self,
+        event_id: &EventId,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError> {
+        let event_id = event_id.to_string();
+        let rows = deliveries
+            .iter()
+            .map(DeliveryRow::try_from)
+            .collect::<Result<Vec<_>, Error>>()?;
+        db_transaction!(self, |conn| {
+            // Only the first worker to finish fans an event out: one whose lease ran out
+            // while it worked finds the event done, and stores nothing twice.
+            let marked = update(events::table.find(&event_id))
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    crate::pool::NOT_FANNED_OUT,
+                ))
+                .set((
+                    events::fanned_out.eq(true),
+                    events::fanout_lease_until.eq(None::<chrono::NaiveDateTime>),
+                ))
+                .execute(conn)
+                .await?;
+            if marked > 0 {
+                // One statement per row: diesel-async inserts no batch on SQLite.
+                for row in &rows {
+                    insert_into(webhook_deliveries::table)
+                        .values(row)
+                        .execute(conn)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+        .inspect(|()| self.work.committed())
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let until = lease_end(now, lease);
+        let now = to_naive(now);
+        let limit = i64::from(limit);
+        db_transaction!(self, |conn| {
+            let ids = conn.lock_delivery_queue(now, limit).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
+                .set(webhook_deliveries::lease_until.eq(until))
+                .execute(conn)
+                .await?;
+            let rows: Vec<(DeliveryRow, EventRow, EndpointRow)> = webhook_deliveries::table
+                .inner_join(events::table)
+                .inner_join(webhook_endpoints::table)
+                .filter(webhook_deliveries::id.eq_any(&ids))
+                .order((
+                    webhook_deliveries::next_attempt_at.asc(),
+                    webhook_deliveries::id.asc(),
+                ))
+                .select((
+                    DeliveryRow::as_select(),
+                    EventRow::as_select(),
+                    EndpointRow::as_select(),
+                ))
+                .load(conn)
+                .await?;
+            rows.into_iter()
+                .map(|(delivery, event, endpoint)| {
+                    Ok(ClaimedDelivery {
+                        delivery: Delivery::try_from(delivery)?,
+                        event: Event::try_from(event)?,
+                        endpoint: WebhookEndpoint::try_from(endpoint)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        })
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: &Delivery,
+        next: Option<&Delivery>,
+    ) -> Result<(), StoreError> {
+        let id = attempt.id.to_string();
+        let outcome = DeliveryOutcome::try_from(attempt)?;
+        let next = next.map(DeliveryRow::try_from).transpose()?;
+        db_transaction!(self, |conn| {
+            let updated = update(webhook_deliveries::table.find(&id))
+                .set(&outcome)
+                .execute(conn)
+                .await?;
+            // An attempt gone with its endpoint (deleted meanwhile) has no successor.
+            if let Some(next) = next.as_ref().filter(|_| updated > 0) {
+                insert_into(webhook_deliveries::table)
+                    .values(next)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(())
+        })
+        .inspect(|()| self.work.committed())
+    }
+
+    async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let row = DeliveryRow::try_from(delivery)?;
+        db_run!(self, |conn| {
+            insert_into(webhook_deliveries::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .inspect(|()| self.work.committed())
+    }
+
+    async fn insert_direct_event(
+        &self,
+        event: &Event,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
+        let mut event = EventRow::try_from(event)?;
+        // Its one attempt is stored with it: the fan-out has nothing to add.
+        event.fanned_out = true;
+        let delivery = DeliveryRow::try_from(delivery)?;
+        db_transaction!(self, |conn| {
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            insert_into(webhook_deliveries::table)
+                .values(&delivery)
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .inspect(|()| self.work.committed())
+    }
+
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = webhook_deliveries::table
+                .find(&id)
+                .select(DeliveryRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Delivery::try_from).transpose()
+        })
+    }
+
+    async fn deliveries_of(
+        &self,
+        endpoint_id: &EndpointId,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let endpoint_id = endpoint_id.to_string();
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, DeliveryId::parse);
+        db_run!(self, |conn| {
+            let mut query = webhook_deliveries::table
+                .filter(webhook_deliveries::endpoint_id.eq(endpoint_id.as_str()))
+                .select(DeliveryRow::as_select())
+                .order(webhook_deliveries::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(cursor) = &cursor {
+                query = query.filter(webhook_deliveries::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn wait_for_work(&self, timeout: std::time::Duration) {
+        self.work.wait(timeout).await;
+    }
+}

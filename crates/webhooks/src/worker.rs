@@ -1,0 +1,887 @@
+//! The delivery worker: fans new events out to endpoints, claims due attempts, sends them in
+//! parallel, and records each outcome with what follows it (a retry, giving up, or disabling
+//! the endpoint). Any number of workers, in any number of replicas, share one store.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mandate_domain::ports::{ClaimedDelivery, StoreError};
+use mandate_domain::usecases::{AfterFailure, AttemptOutcome, Mandate};
+use rand::Rng;
+use tokio::task::JoinSet;
+
+use crate::retry::{RetrySchedule, next_attempt_delay};
+use crate::sender::{SendResult, Sender};
+
+/// How the worker paces itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// When failed attempts are retried.
+    pub schedule: RetrySchedule,
+    /// An attempt that fails this long after the first attempt of its event disables the
+    /// endpoint (default 5 days).
+    pub disable_after: Duration,
+    /// How many events are fanned out, and how many attempts claimed, per round (default 100).
+    pub batch: u32,
+    /// How long claimed events and attempts stay reserved for this worker; a worker that dies
+    /// leaves them to others once it ends (default 60 s). The worker lengthens it when a full
+    /// batch could take longer to send (see [`WorkerConfig::effective_lease`]).
+    pub lease: Duration,
+    /// How many sends run at once (default 32).
+    pub concurrency: usize,
+    /// The longest wait between rounds when there is no work (default 1 s): new work normally
+    /// wakes the worker at once.
+    pub idle_wait: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            schedule: RetrySchedule::default(),
+            disable_after: Duration::from_secs(5 * 24 * 3600),
+            batch: 100,
+            lease: Duration::from_secs(60),
+            concurrency: 32,
+            idle_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// The lease actually taken: at least long enough to send a whole batch when every
+    /// receiver uses its full `send_timeout`, plus a margin for recording the outcomes, so that
+    /// no other worker claims an attempt still in flight.
+    pub fn effective_lease(&self, send_timeout: Duration) -> Duration {
+        let concurrency = u32::try_from(self.concurrency.max(1)).unwrap_or(u32::MAX);
+        let waves = self.batch.max(1).div_ceil(concurrency);
+        let needed = (send_timeout + Duration::from_secs(5)).saturating_mul(waves);
+        self.lease.max(needed)
+    }
+}
+
+/// What follows a finished attempt: the outcome's `AfterFailure` (ignored when it succeeded).
+///
+/// `410 Gone` disables the endpoint; so does a failure at least `disable_after` after the
+/// first attempt of the event; otherwise the schedule (with `jitter` in `[-1, 1]` and the
+/// receiver's `Retry-After`) gives the next attempt, or gives up when it is exhausted.
+pub fn after_failure(
+    config: &WorkerConfig,
+    claimed: &ClaimedDelivery,
+    result: &SendResult,
+    now: DateTime<Utc>,
+    jitter: f64,
+) -> AfterFailure {
+    if result.outcome.succeeded {
+        return AfterFailure::GiveUp;
+    }
+    if result.gone {
+        return AfterFailure::Disable;
+    }
+    let failing_for = (now - claimed.delivery.first_attempt_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    if failing_for >= config.disable_after {
+        return AfterFailure::Disable;
+    }
+    let delay = next_attempt_delay(
+        &config.schedule,
+        claimed.delivery.attempt,
+        result.retry_after,
+        jitter,
+    );
+    match delay.and_then(|delay| chrono::Duration::from_std(delay).ok()) {
+        Some(delay) => AfterFailure::RetryAt(now + delay),
+        None => AfterFailure::GiveUp,
+    }
+}
+
+/// Runs the worker until `shutdown` completes. Sends in flight then are finished and
+/// recorded before it returns. Store errors are logged and retried after a short pause; the
+/// worker never gives up.
+pub async fn run(
+    mandate: Mandate,
+    sender: Sender,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    run_on(mandate, sender, config, shutdown).await;
+}
+
+/// The steps of the use cases the worker drives: [`Mandate`] in production, a fake in the
+/// worker's own tests.
+#[async_trait]
+trait Queue: Clone + Send + Sync + 'static {
+    async fn fan_out(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<usize, StoreError>;
+
+    async fn claim_sendable(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    async fn record_outcome(
+        &self,
+        claimed: &ClaimedDelivery,
+        outcome: AttemptOutcome,
+        after_failure: AfterFailure,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    async fn wait_for_work(&self, timeout: Duration);
+}
+
+#[async_trait]
+impl Queue for Mandate {
+    async fn fan_out(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<usize, StoreError> {
+        Mandate::fan_out(self, now, limit, lease).await
+    }
+
+    async fn claim_sendable(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: chrono::Duration,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        Mandate::claim_sendable(self, now, limit, lease).await
+    }
+
+    async fn record_outcome(
+        &self,
+        claimed: &ClaimedDelivery,
+        outcome: AttemptOutcome,
+        after_failure: AfterFailure,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        Mandate::record_outcome(self, claimed, outcome, after_failure, now).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        self.store().wait_for_work(timeout).await;
+    }
+}
+
+async fn run_on(
+    queue: impl Queue,
+    sender: Sender,
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let lease = config.effective_lease(sender.timeout());
+    if lease != config.lease {
+        tracing::info!(
+            configured_ms = config.lease.as_millis() as u64,
+            lease_ms = lease.as_millis() as u64,
+            "webhook worker lengthened its lease to cover a full batch of sends"
+        );
+    }
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+    let worker = Worker {
+        queue,
+        sender: Arc::new(sender),
+        config: Arc::new(config),
+        lease,
+    };
+    tracing::info!(
+        attempts = worker.config.schedule.attempts(),
+        concurrency = worker.config.concurrency,
+        "webhook worker started"
+    );
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if is_done(shutdown.as_mut()).await {
+            break;
+        }
+        match worker.round(shutdown.as_mut()).await {
+            Ok(Round::Stop) => break,
+            Ok(Round::Worked) => backoff = MIN_BACKOFF,
+            Ok(Round::Idle) => {
+                backoff = MIN_BACKOFF;
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = worker.queue.wait_for_work(worker.config.idle_wait) => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = %chain(&error),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "webhook worker: store error"
+                );
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+    tracing::info!("webhook worker stopped");
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Whether `shutdown` has completed, without waiting for it. (It is never polled again once
+/// it has: the caller stops.)
+async fn is_done(shutdown: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown => true,
+        () = std::future::ready(()) => false,
+    }
+}
+
+enum Round {
+    /// Something was fanned out or sent: look for more at once.
+    Worked,
+    /// Nothing to do: wait for work.
+    Idle,
+    /// Shutdown was asked for between two steps.
+    Stop,
+}
+
+struct Worker<Q> {
+    queue: Q,
+    sender: Arc<Sender>,
+    config: Arc<WorkerConfig>,
+    lease: chrono::Duration,
+}
+
+impl<Q: Queue> Worker<Q> {
+    async fn round(
+        &self,
+        mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Round, StoreError> {
+        let batch = self.config.batch.max(1);
+        let mut worked = false;
+        loop {
+            let fanned = self
+                .queue
+                .fan_out(mandate_domain::now(), batch, self.lease)
+                .await?;
+            if fanned == 0 {
+                break;
+            }
+            tracing::debug!(events = fanned, "webhook events fanned out");
+            worked = true;
+            if is_done(shutdown.as_mut()).await {
+                return Ok(Round::Stop);
+            }
+        }
+        let claimed = self
+            .queue
+            .claim_sendable(mandate_domain::now(), batch, self.lease)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(if worked { Round::Worked } else { Round::Idle });
+        }
+        tracing::debug!(deliveries = claimed.len(), "webhook deliveries claimed");
+        self.send_all(claimed).await;
+        Ok(Round::Worked)
+    }
+
+    /// Sends every claimed attempt, at most `concurrency` at once, and waits for all of them.
+    async fn send_all(&self, claimed: Vec<ClaimedDelivery>) {
+        let concurrency = self.config.concurrency.max(1);
+        let mut running = JoinSet::new();
+        for delivery in claimed {
+            while running.len() >= concurrency {
+                log_join(running.join_next().await);
+            }
+            running.spawn(deliver(
+                self.queue.clone(),
+                Arc::clone(&self.sender),
+                Arc::clone(&self.config),
+                delivery,
+            ));
+        }
+        while let Some(joined) = running.join_next().await {
+            log_join(Some(joined));
+        }
+    }
+}
+
+fn log_join(joined: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(error)) = joined {
+        tracing::error!(error = %error, "webhook send task failed");
+    }
+}
+
+/// Sends one attempt and records its outcome.
+async fn deliver(
+    queue: impl Queue,
+    sender: Arc<Sender>,
+    config: Arc<WorkerConfig>,
+    claimed: ClaimedDelivery,
+) {
+    let result = sender.send(&claimed, mandate_domain::now()).await;
+    let now = mandate_domain::now();
+    let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
+    let after = after_failure(&config, &claimed, &result, now, jitter);
+    let delivery = &claimed.delivery;
+    if result.outcome.succeeded {
+        tracing::debug!(
+            delivery_id = %delivery.id,
+            event_id = %delivery.event_id,
+            endpoint_id = %delivery.endpoint_id,
+            attempt = delivery.attempt,
+            status = result.outcome.response_status,
+            duration_ms = result.outcome.duration_ms,
+            "webhook delivered"
+        );
+    } else {
+        tracing::info!(
+            delivery_id = %delivery.id,
+            event_id = %delivery.event_id,
+            endpoint_id = %delivery.endpoint_id,
+            attempt = delivery.attempt,
+            status = result.outcome.response_status,
+            duration_ms = result.outcome.duration_ms,
+            next = ?after,
+            "webhook delivery failed"
+        );
+        if after == AfterFailure::Disable {
+            tracing::warn!(
+                endpoint_id = %delivery.endpoint_id,
+                gone = result.gone,
+                "webhook endpoint disabled"
+            );
+        }
+    }
+    if let Err(error) = queue
+        .record_outcome(&claimed, result.outcome, after, now)
+        .await
+    {
+        // The lease runs out and the attempt is made again: at-least-once.
+        tracing::warn!(
+            delivery_id = %delivery.id,
+            error = %chain(&error),
+            "webhook outcome not recorded; the attempt will be repeated"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use mandate_domain::events::{Audience, Event, EventType};
+    use mandate_domain::ids::{EndpointId, OrganizationId};
+    use mandate_domain::principal::Principal;
+    use mandate_domain::webhooks::{Delivery, EndpointOwner, EventTypeFilter, WebhookEndpoint};
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
+    }
+
+    fn claimed(attempt: u32, first_attempt_at: DateTime<Utc>) -> ClaimedDelivery {
+        claimed_to("https://example.com/hook", attempt, first_attempt_at)
+    }
+
+    fn claimed_to(url: &str, attempt: u32, first_attempt_at: DateTime<Utc>) -> ClaimedDelivery {
+        let event = Event::new(
+            EventType::WebhookTest,
+            Audience::default(),
+            &serde_json::json!({}),
+            first_attempt_at,
+        );
+        let endpoint = WebhookEndpoint {
+            id: EndpointId::generate(),
+            owner: EndpointOwner::Platform {
+                organization_id: OrganizationId::generate(),
+            },
+            organization_id: None,
+            destination_id: None,
+            url: url.into(),
+            event_types: EventTypeFilter::parse(&["*".into()], &Principal::Admin).unwrap(),
+            description: None,
+            enabled: true,
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            created_at: first_attempt_at,
+            updated_at: first_attempt_at,
+        };
+        let mut delivery = Delivery::first(&event.id, &endpoint.id, first_attempt_at);
+        delivery.attempt = attempt;
+        ClaimedDelivery {
+            delivery,
+            event,
+            endpoint,
+        }
+    }
+
+    fn result(status: Option<u16>, retry_after: Option<Duration>) -> SendResult {
+        SendResult {
+            outcome: AttemptOutcome {
+                succeeded: status.is_some_and(|status| (200..300).contains(&status)),
+                response_status: status,
+                response_body: None,
+                duration_ms: 3,
+            },
+            retry_after,
+            gone: status == Some(410),
+        }
+    }
+
+    #[test]
+    fn failures_follow_the_schedule() {
+        let config = WorkerConfig::default();
+        let now = at(10);
+        let after = after_failure(
+            &config,
+            &claimed(1, at(0)),
+            &result(Some(500), None),
+            now,
+            0.0,
+        );
+        assert_eq!(
+            after,
+            AfterFailure::RetryAt(now + chrono::Duration::seconds(5))
+        );
+        let after = after_failure(&config, &claimed(2, at(0)), &result(None, None), now, 1.0);
+        assert_eq!(
+            after,
+            AfterFailure::RetryAt(now + chrono::Duration::seconds(360))
+        );
+        let after = after_failure(
+            &config,
+            &claimed(1, at(0)),
+            &result(Some(429), Some(Duration::from_secs(90))),
+            now,
+            0.0,
+        );
+        assert_eq!(
+            after,
+            AfterFailure::RetryAt(now + chrono::Duration::seconds(90))
+        );
+    }
+
+    #[test]
+    fn an_exhausted_schedule_gives_up() {
+        let config = WorkerConfig::default();
+        let after = after_failure(
+            &config,
+            &claimed(8, at(0)),
+            &result(Some(500), None),
+            at(60),
+            0.0,
+        );
+        assert_eq!(after, AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn gone_disables_the_endpoint_at_once() {
+        let config = WorkerConfig::default();
+        let after = after_failure(
+            &config,
+            &claimed(1, at(0)),
+            &result(Some(410), None),
+            at(1),
+            0.0,
+        );
+        assert_eq!(after, AfterFailure::Disable);
+    }
+
+    #[test]
+    fn failing_for_too_long_disables_the_endpoint() {
+        let config = WorkerConfig {
+            disable_after: Duration::from_secs(100),
+            ..WorkerConfig::default()
+        };
+        let failure = result(Some(500), None);
+        assert_eq!(
+            after_failure(&config, &claimed(3, at(0)), &failure, at(100), 0.0),
+            AfterFailure::Disable
+        );
+        assert!(matches!(
+            after_failure(&config, &claimed(3, at(0)), &failure, at(99), 0.0),
+            AfterFailure::RetryAt(_)
+        ));
+        // With the default five days, a long schedule's late attempts disable it too.
+        let config = WorkerConfig::default();
+        assert_eq!(
+            after_failure(&config, &claimed(4, at(0)), &failure, at(5 * 86_400), 0.0),
+            AfterFailure::Disable
+        );
+    }
+
+    #[test]
+    fn success_needs_nothing_after_it() {
+        let config = WorkerConfig::default();
+        let after = after_failure(
+            &config,
+            &claimed(1, at(0)),
+            &result(Some(204), None),
+            at(1),
+            0.0,
+        );
+        assert_eq!(after, AfterFailure::GiveUp);
+        // Even long after the first attempt: a success never disables.
+        let after = after_failure(
+            &config,
+            &claimed(1, at(0)),
+            &result(Some(200), None),
+            at(10 * 86_400),
+            0.0,
+        );
+        assert_eq!(after, AfterFailure::GiveUp);
+    }
+
+    #[test]
+    fn the_lease_covers_a_full_batch() {
+        let config = WorkerConfig::default();
+        // 100 attempts, 32 at once: 4 waves of at most 15 s + 5 s.
+        assert_eq!(
+            config.effective_lease(Duration::from_secs(15)),
+            Duration::from_secs(80)
+        );
+        assert_eq!(
+            config.effective_lease(Duration::from_secs(1)),
+            Duration::from_secs(60)
+        );
+        let odd = WorkerConfig {
+            batch: 0,
+            concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        assert_eq!(
+            odd.effective_lease(Duration::from_secs(100)),
+            Duration::from_secs(105)
+        );
+    }
+
+    // The loop itself, over a scripted queue and a loopback receiver.
+
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::Notify;
+
+    use crate::guard::NetworkPolicy;
+
+    type Recorded = (ClaimedDelivery, AttemptOutcome, AfterFailure, DateTime<Utc>);
+
+    #[derive(Default)]
+    struct Script {
+        /// What successive `fan_out` calls return (`Err(())` = the store is down); then 0.
+        fan_outs: VecDeque<Result<usize, ()>>,
+        /// What successive `claim_sendable` calls return; then nothing.
+        claims: VecDeque<Vec<ClaimedDelivery>>,
+        fan_out_calls: usize,
+        claim_calls: usize,
+        waits: usize,
+        records: Vec<Recorded>,
+    }
+
+    #[derive(Clone, Default)]
+    struct FakeQueue {
+        script: Arc<Mutex<Script>>,
+        changed: Arc<Notify>,
+    }
+
+    impl FakeQueue {
+        fn new(fan_outs: Vec<Result<usize, ()>>, claims: Vec<Vec<ClaimedDelivery>>) -> Self {
+            let queue = Self::default();
+            {
+                let mut script = queue.script.lock().unwrap();
+                script.fan_outs = fan_outs.into();
+                script.claims = claims.into();
+            }
+            queue
+        }
+
+        fn with<T>(&self, read: impl FnOnce(&mut Script) -> T) -> T {
+            read(&mut self.script.lock().unwrap())
+        }
+
+        /// Completes once `done` holds.
+        async fn until(&self, done: impl Fn(&Script) -> bool) {
+            loop {
+                let changed = self.changed.notified();
+                if self.with(|script| done(script)) {
+                    return;
+                }
+                changed.await;
+            }
+        }
+    }
+
+    fn down() -> StoreError {
+        StoreError::Unavailable(Box::new(std::io::Error::other("down")))
+    }
+
+    #[async_trait]
+    impl Queue for FakeQueue {
+        async fn fan_out(
+            &self,
+            _: DateTime<Utc>,
+            _: u32,
+            _: chrono::Duration,
+        ) -> Result<usize, StoreError> {
+            let next = self.with(|script| {
+                script.fan_out_calls += 1;
+                script.fan_outs.pop_front().unwrap_or(Ok(0))
+            });
+            self.changed.notify_waiters();
+            next.map_err(|()| down())
+        }
+
+        async fn claim_sendable(
+            &self,
+            _: DateTime<Utc>,
+            _: u32,
+            _: chrono::Duration,
+        ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+            let next = self.with(|script| {
+                script.claim_calls += 1;
+                script.claims.pop_front().unwrap_or_default()
+            });
+            self.changed.notify_waiters();
+            Ok(next)
+        }
+
+        async fn record_outcome(
+            &self,
+            claimed: &ClaimedDelivery,
+            outcome: AttemptOutcome,
+            after_failure: AfterFailure,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            self.with(|script| {
+                script
+                    .records
+                    .push((claimed.clone(), outcome, after_failure, now));
+            });
+            self.changed.notify_waiters();
+            Ok(())
+        }
+
+        async fn wait_for_work(&self, timeout: Duration) {
+            self.with(|script| script.waits += 1);
+            self.changed.notify_waiters();
+            tokio::time::sleep(timeout).await;
+        }
+    }
+
+    /// A receiver answering `200` after `delay`, counting the requests it holds at once.
+    struct Receiver {
+        url: String,
+        accepted: Arc<Notify>,
+        most_at_once: Arc<AtomicUsize>,
+    }
+
+    async fn receiver(delay: Duration) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let accepted = Arc::new(Notify::new());
+        let most_at_once = Arc::new(AtomicUsize::new(0));
+        let now_held = Arc::new(AtomicUsize::new(0));
+        let (accepted_, most_) = (Arc::clone(&accepted), Arc::clone(&most_at_once));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted_.notify_one();
+                let (most, held) = (Arc::clone(&most_), Arc::clone(&now_held));
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // Requests are small: read until the body announced by content-length.
+                    loop {
+                        let read = stream.read(&mut chunk).await.unwrap_or(0);
+                        if read == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&chunk[..read]);
+                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|line| line.strip_prefix("content-length:"))
+                                .and_then(|value| value.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let at_once = held.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(at_once, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    held.fetch_sub(1, Ordering::SeqCst);
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        Receiver {
+            url,
+            accepted,
+            most_at_once,
+        }
+    }
+
+    fn loopback_sender() -> Sender {
+        let policy = NetworkPolicy {
+            allow_http: true,
+            allow_private_targets: false,
+            allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
+        };
+        Sender::new(policy, Duration::from_secs(5)).unwrap()
+    }
+
+    fn quick() -> WorkerConfig {
+        WorkerConfig {
+            idle_wait: Duration::from_millis(10),
+            ..WorkerConfig::default()
+        }
+    }
+
+    async fn run_until(queue: &FakeQueue, config: WorkerConfig, done: impl Fn(&Script) -> bool) {
+        let stop = queue.clone();
+        let worker = run_on(queue.clone(), loopback_sender(), config, async move {
+            stop.until(done).await;
+        });
+        tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .expect("the worker stops when asked to");
+    }
+
+    #[tokio::test]
+    async fn fans_out_then_sends_and_records_what_follows() {
+        let receiver = receiver(Duration::ZERO).await;
+        let now = mandate_domain::now();
+        let good = claimed_to(&receiver.url, 1, now);
+        // Outside the policy: refused at send time without any traffic.
+        let refused = claimed_to("http://10.0.0.1/hook", 1, now);
+        let queue = FakeQueue::new(
+            vec![Ok(2), Ok(1)],
+            vec![vec![good.clone(), refused.clone()]],
+        );
+        run_until(&queue, quick(), |script| script.records.len() == 2).await;
+
+        queue.with(|script| {
+            assert!(script.fan_out_calls >= 3, "fan_out runs until it returns 0");
+            let find = |id| {
+                script
+                    .records
+                    .iter()
+                    .find(|(claimed, ..)| claimed.delivery.id == id)
+                    .unwrap()
+            };
+            let (_, outcome, ..) = find(good.delivery.id.clone());
+            assert!(outcome.succeeded);
+            assert_eq!(outcome.response_status, Some(200));
+            let (_, outcome, after, at) = find(refused.delivery.id.clone());
+            assert!(!outcome.succeeded);
+            assert_eq!(outcome.response_status, None);
+            assert!(
+                outcome
+                    .response_body
+                    .as_deref()
+                    .unwrap()
+                    .starts_with("target refused")
+            );
+            let AfterFailure::RetryAt(retry_at) = *after else {
+                panic!("expected a retry, got {after:?}");
+            };
+            let delay = (retry_at - *at).num_milliseconds();
+            assert!((4000..=6000).contains(&delay), "{delay} ms");
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn store_errors_never_stop_the_worker() {
+        let now = mandate_domain::now();
+        let refused = claimed_to("http://10.0.0.1/hook", 1, now);
+        let queue = FakeQueue::new(vec![Err(()), Err(()), Err(())], vec![vec![refused]]);
+        run_until(&queue, quick(), |script| script.records.len() == 1).await;
+        queue.with(|script| {
+            assert!(script.fan_out_calls >= 4);
+            assert_eq!(script.records.len(), 1);
+        });
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_sends_in_flight_finish() {
+        let receiver = receiver(Duration::from_millis(300)).await;
+        let slow = claimed_to(&receiver.url, 1, mandate_domain::now());
+        let queue = FakeQueue::new(Vec::new(), vec![vec![slow]]);
+        let accepted = Arc::clone(&receiver.accepted);
+        let worker = run_on(queue.clone(), loopback_sender(), quick(), async move {
+            accepted.notified().await;
+        });
+        tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .unwrap();
+        queue.with(|script| {
+            assert_eq!(script.records.len(), 1, "the send in flight was recorded");
+            assert!(script.records[0].1.succeeded);
+        });
+    }
+
+    #[tokio::test]
+    async fn sends_run_in_parallel_up_to_the_bound() {
+        let receiver = receiver(Duration::from_millis(150)).await;
+        let now = mandate_domain::now();
+        let batch: Vec<ClaimedDelivery> =
+            (0..10).map(|_| claimed_to(&receiver.url, 1, now)).collect();
+        let queue = FakeQueue::new(Vec::new(), vec![batch]);
+        let config = WorkerConfig {
+            concurrency: 3,
+            ..quick()
+        };
+        run_until(&queue, config, |script| script.records.len() == 10).await;
+        let most = receiver.most_at_once.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&most), "{most} sends at once");
+        queue.with(|script| {
+            assert!(
+                script
+                    .records
+                    .iter()
+                    .all(|(_, outcome, ..)| outcome.succeeded)
+            );
+        });
+    }
+
+    #[tokio::test]
+    async fn an_idle_worker_waits_for_work_and_stops_on_shutdown() {
+        let queue = FakeQueue::new(Vec::new(), Vec::new());
+        run_until(&queue, quick(), |script| script.waits >= 3).await;
+        queue.with(|script| {
+            assert!(script.claim_calls >= 3);
+            assert!(script.records.is_empty());
+        });
+    }
+}
