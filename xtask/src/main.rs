@@ -2,6 +2,7 @@
 
 mod chromium;
 mod postgres;
+mod python;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,9 @@ tasks:
   test [cargo-test-args]  run every test of the workspace against a PostgreSQL
                           (TEST_DATABASE_URL, DATABASE_URL, 127.0.0.1:5432, or a
                           throwaway cluster) and a headless Chromium (CHROME_BIN,
-                          or on PATH, or installed); extra args go to `cargo test`
+                          or on PATH, or installed) and a Python with the
+                          standardwebhooks package (MANDATE_TEST_PYTHON, or python3
+                          on PATH, installed with pip); extra args go to `cargo test`
   lint                    cargo fmt --check, clippy -D warnings, cargo deny check (advisories when the database can be fetched)
   openapi                 regenerate docs/openapi.json";
 
@@ -91,6 +94,9 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     // The payment page is checked in a real headless browser; never skip that for lack of one.
     let chrome = chromium::resolve()?;
     println!("xtask: using Chromium {}", chrome.display());
+    // Webhook signatures are checked by the Standard Webhooks reference library; never skip it.
+    let python = python::resolve()?;
+    println!("xtask: using Python {}", python.display());
     // Held until the tests finish; dropping it stops a throwaway cluster, also on failure.
     let database = postgres::resolve()?;
     println!("xtask: using PostgreSQL {}", database.describe());
@@ -105,7 +111,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     cmd.args(["--all-features", "--no-fail-fast"])
         .args(extra)
         .env("TEST_DATABASE_URL", database.url())
-        .env(chromium::ENV, &chrome);
+        .env(chromium::ENV, &chrome)
+        .env(python::ENV, &python);
     let status = cmd
         .status()
         .with_context(|| format!("could not run {}", describe(&cmd)))?;

@@ -174,7 +174,9 @@ impl Event {
             event_type: self.event_type.as_str(),
             created_at: self.created_at,
             destination_id: self.audience.destination_id.as_ref(),
-            data: EventData { object: &self.object },
+            data: EventData {
+                object: &self.object,
+            },
         }
     }
 }

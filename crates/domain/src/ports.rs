@@ -15,8 +15,8 @@ use crate::model::{
 };
 use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
 use crate::policy::{ClientScope, DestinationScope, RequestScope};
-use crate::webhooks::{Delivery, EndpointOwner, EventScope, WebhookEndpoint};
 use crate::values::Slug;
+use crate::webhooks::{Delivery, EndpointOwner, EventScope, WebhookEndpoint};
 
 /// Any error an adapter wants to carry as a cause.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -262,7 +262,11 @@ pub trait EventStore: Send + Sync {
     async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError>;
 
     /// The events in `scope` (the SQL form of `can_see_event`), newest first.
-    async fn list_events(&self, scope: &EventScope, page: &PageRequest) -> Result<Page<Event>, StoreError>;
+    async fn list_events(
+        &self,
+        scope: &EventScope,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, StoreError>;
 
     /// One event.
     async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError>;
@@ -289,7 +293,11 @@ pub trait WebhookStore: Send + Sync {
     async fn endpoint(&self, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError>;
 
     /// The endpoints of an owner, newest first.
-    async fn endpoints_of(&self, owner: &EndpointOwner, page: &PageRequest) -> Result<Page<WebhookEndpoint>, StoreError>;
+    async fn endpoints_of(
+        &self,
+        owner: &EndpointOwner,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookEndpoint>, StoreError>;
 
     /// The endpoints of an organization's owners (platform and destinations), newest first.
     async fn endpoints_of_organization(
@@ -305,8 +313,10 @@ pub trait WebhookStore: Send + Sync {
     async fn delete_endpoint(&self, id: &EndpointId) -> Result<bool, StoreError>;
 
     /// Enabled endpoints that may receive `event`: created at or before it, and owned in its
-    /// organization (platform, destinations, clients of its destination) or by an orchestrator
-    /// holding a client ID on its destination or named in its audience.
+    /// organization (platform, destinations, clients) or by an orchestrator named in its
+    /// audience or holding a client ID on its destination — anywhere in its organization for
+    /// events without a destination (`customer.*`). Over-inclusion is fine: the domain filters
+    /// with `can_see_event`.
     async fn candidate_endpoints(&self, event: &Event) -> Result<Vec<WebhookEndpoint>, StoreError>;
 
     /// Claims up to `limit` events not yet fanned out, oldest first, for `lease`: a worker that
@@ -319,7 +329,11 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Vec<Event>, StoreError>;
 
     /// Stores an event's first attempts and marks it fanned out, in one transaction.
-    async fn record_fanout(&self, event_id: &EventId, deliveries: &[Delivery]) -> Result<(), StoreError>;
+    async fn record_fanout(
+        &self,
+        event_id: &EventId,
+        deliveries: &[Delivery],
+    ) -> Result<(), StoreError>;
 
     /// Claims up to `limit` pending attempts due at `now`, soonest first, for `lease`
     /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL: each attempt goes to exactly one worker).
@@ -331,20 +345,32 @@ pub trait WebhookStore: Send + Sync {
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
     /// Records an attempt's outcome and, in the same transaction, the next attempt if any.
-    async fn record_attempt(&self, attempt: &Delivery, next: Option<&Delivery>) -> Result<(), StoreError>;
+    async fn record_attempt(
+        &self,
+        attempt: &Delivery,
+        next: Option<&Delivery>,
+    ) -> Result<(), StoreError>;
 
     /// Stores a new pending attempt (a manual retry).
     async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;
 
     /// Stores an event that goes to one endpoint (`webhook.test`) with its first attempt,
     /// already fanned out.
-    async fn insert_direct_event(&self, event: &Event, delivery: &Delivery) -> Result<(), StoreError>;
+    async fn insert_direct_event(
+        &self,
+        event: &Event,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError>;
 
     /// One attempt.
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError>;
 
     /// An endpoint's attempts, newest first.
-    async fn deliveries_of(&self, endpoint_id: &EndpointId, page: &PageRequest) -> Result<Page<Delivery>, StoreError>;
+    async fn deliveries_of(
+        &self,
+        endpoint_id: &EndpointId,
+        page: &PageRequest,
+    ) -> Result<Page<Delivery>, StoreError>;
 
     /// Waits until new events or attempts may be ready, at most `timeout`: woken by
     /// `LISTEN/NOTIFY` on PostgreSQL (any replica's writes), by this process's writes on

@@ -2019,7 +2019,7 @@ pub fn destination_endpoint(destination: &Destination) -> WebhookEndpoint {
     )
 }
 
-/// Stores an endpoint created `age` ago.
+/// Stores an endpoint created a minute ago.
 async fn seed_endpoint(store: &dyn Store, mut endpoint: WebhookEndpoint) -> WebhookEndpoint {
     endpoint.created_at = now() - Duration::minutes(1);
     endpoint.updated_at = endpoint.created_at;
@@ -2061,7 +2061,11 @@ enum EndpointList<'a> {
 }
 
 /// Walks every page of an endpoint list with pages of `limit`.
-async fn all_endpoints(store: &dyn Store, list: &EndpointList<'_>, limit: u32) -> Vec<WebhookEndpoint> {
+async fn all_endpoints(
+    store: &dyn Store,
+    list: &EndpointList<'_>,
+    limit: u32,
+) -> Vec<WebhookEndpoint> {
     let mut endpoints = Vec::new();
     let mut page = first_page(limit);
     loop {
@@ -2123,7 +2127,10 @@ async fn all_feed_events(store: &dyn Store, scope: &EventScope, limit: u32) -> V
 }
 
 fn delivery_ids(deliveries: &[Delivery]) -> Vec<DeliveryId> {
-    deliveries.iter().map(|delivery| delivery.id.clone()).collect()
+    deliveries
+        .iter()
+        .map(|delivery| delivery.id.clone())
+        .collect()
 }
 
 fn claimed_ids(claimed: &[ClaimedDelivery]) -> Vec<DeliveryId> {
@@ -2138,7 +2145,10 @@ fn event_ids(events: &[Event]) -> Vec<EventId> {
 }
 
 fn endpoint_ids(endpoints: &[WebhookEndpoint]) -> Vec<EndpointId> {
-    endpoints.iter().map(|endpoint| endpoint.id.clone()).collect()
+    endpoints
+        .iter()
+        .map(|endpoint| endpoint.id.clone())
+        .collect()
 }
 
 pub async fn webhook_endpoints_round_trip_per_owner_kind(store: Arc<dyn Store>) {
@@ -2153,10 +2163,8 @@ pub async fn webhook_endpoints_round_trip_per_owner_kind(store: Arc<dyn Store>) 
     .await;
 
     let mut of_client = client_endpoint(&agent);
-    of_client.event_types = EventTypeFilter::from_stored(vec![
-        "payment_request.*".into(),
-        "customer.created".into(),
-    ]);
+    of_client.event_types =
+        EventTypeFilter::from_stored(vec!["payment_request.*".into(), "customer.created".into()]);
     let mut of_orchestrator = orchestrator_endpoint(&orchestrator.id);
     of_orchestrator.description = None;
     let of_platform = platform_endpoint(&organization.id);
@@ -2196,13 +2204,19 @@ pub async fn webhook_endpoints_round_trip_per_owner_kind(store: Arc<dyn Store>) 
     changed.previous_secret_expires_at = Some(now() + Duration::hours(24));
     changed.updated_at = now() + Duration::seconds(5);
     store.update_endpoint(&changed).await.unwrap();
-    assert_eq!(store.endpoint(&changed.id).await.unwrap(), Some(changed.clone()));
+    assert_eq!(
+        store.endpoint(&changed.id).await.unwrap(),
+        Some(changed.clone())
+    );
     changed.previous_secret = None;
     changed.previous_secret_expires_at = None;
     changed.description = Some("back".into());
     changed.enabled = true;
     store.update_endpoint(&changed).await.unwrap();
-    assert_eq!(store.endpoint(&changed.id).await.unwrap(), Some(changed.clone()));
+    assert_eq!(
+        store.endpoint(&changed.id).await.unwrap(),
+        Some(changed.clone())
+    );
     assert_eq!(
         store.endpoint(&endpoints[1].id).await.unwrap().as_ref(),
         Some(&endpoints[1]),
@@ -2320,7 +2334,10 @@ pub async fn candidate_endpoints_include_every_possible_receiver(store: Arc<dyn 
     let mut revoked = client(&destinations[0], &revoked_link.id, reader.clone());
     revoked.status = ClientStatus::Revoked;
     store
-        .insert_client(&revoked, &client_event(EventType::ClientIdRevoked, &revoked))
+        .insert_client(
+            &revoked,
+            &client_event(EventType::ClientIdRevoked, &revoked),
+        )
         .await
         .unwrap();
     seed_client(&*store, &other_destinations[0], &elsewhere.id, reader).await;
@@ -2331,8 +2348,7 @@ pub async fn candidate_endpoints_include_every_possible_receiver(store: Arc<dyn 
     let of_client = seed_endpoint(&*store, client_endpoint(&agent)).await;
     let of_linked = seed_endpoint(&*store, orchestrator_endpoint(&linked.id)).await;
     let of_revoked_link = seed_endpoint(&*store, orchestrator_endpoint(&revoked_link.id)).await;
-    let of_audience_only =
-        seed_endpoint(&*store, orchestrator_endpoint(&audience_only.id)).await;
+    let of_audience_only = seed_endpoint(&*store, orchestrator_endpoint(&audience_only.id)).await;
     let other_platform = seed_endpoint(&*store, platform_endpoint(&other.id)).await;
     let mut disabled = platform_endpoint(&organization.id);
     disabled.enabled = false;
@@ -2351,12 +2367,20 @@ pub async fn candidate_endpoints_include_every_possible_receiver(store: Arc<dyn 
     let check = |candidates: Vec<WebhookEndpoint>, must: &[&WebhookEndpoint], what: &str| {
         let ids = endpoint_ids(&candidates);
         for endpoint in must {
-            assert!(ids.contains(&endpoint.id), "{what}: {endpoint:?} is missing");
-            let found = candidates.iter().find(|candidate| candidate.id == endpoint.id);
+            assert!(
+                ids.contains(&endpoint.id),
+                "{what}: {endpoint:?} is missing"
+            );
+            let found = candidates
+                .iter()
+                .find(|candidate| candidate.id == endpoint.id);
             assert_eq!(found, Some(*endpoint), "{what}: endpoints come back whole");
         }
         for endpoint in never {
-            assert!(!ids.contains(&endpoint.id), "{what}: {endpoint:?} is included");
+            assert!(
+                !ids.contains(&endpoint.id),
+                "{what}: {endpoint:?} is included"
+            );
         }
     };
 
@@ -2374,7 +2398,11 @@ pub async fn candidate_endpoints_include_every_possible_receiver(store: Arc<dyn 
     );
 
     // A client-ID event names its orchestrator, which may hold no client ID there (yet).
-    let stranger = client(&destinations[1], &audience_only.id, PermissionSet::default());
+    let stranger = client(
+        &destinations[1],
+        &audience_only.id,
+        PermissionSet::default(),
+    );
     let mut client_changed = client_event(EventType::ClientIdRevoked, &stranger);
     client_changed.created_at = event.created_at;
     check(
@@ -2421,11 +2449,17 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
     // Oldest first; a second claim gets the rest, then nothing while the leases last.
     let first = store.claim_events_for_fanout(2, at, lease()).await.unwrap();
     assert_eq!(first, events[..2].to_vec());
-    let second = store.claim_events_for_fanout(10, at, lease()).await.unwrap();
+    let second = store
+        .claim_events_for_fanout(10, at, lease())
+        .await
+        .unwrap();
     assert_eq!(second, events[2..].to_vec());
     let during = at + lease() - Duration::seconds(1);
     assert_eq!(
-        store.claim_events_for_fanout(10, during, lease()).await.unwrap(),
+        store
+            .claim_events_for_fanout(10, during, lease())
+            .await
+            .unwrap(),
         vec![]
     );
 
@@ -2442,10 +2476,16 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
 
     // The workers of the others died: once their leases end, the events are claimed again.
     let after = at + lease();
-    let again = store.claim_events_for_fanout(10, after, lease()).await.unwrap();
+    let again = store
+        .claim_events_for_fanout(10, after, lease())
+        .await
+        .unwrap();
     assert_eq!(again, events[2..].to_vec());
     assert_eq!(
-        store.claim_events_for_fanout(10, after, lease()).await.unwrap(),
+        store
+            .claim_events_for_fanout(10, after, lease())
+            .await
+            .unwrap(),
         vec![]
     );
 
@@ -2468,14 +2508,20 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
 
     let much_later = at + Duration::days(1);
     assert_eq!(
-        store.claim_events_for_fanout(10, much_later, lease()).await.unwrap(),
+        store
+            .claim_events_for_fanout(10, much_later, lease())
+            .await
+            .unwrap(),
         events[3..].to_vec()
     );
     for event in &events[3..] {
         store.record_fanout(&event.id, &[]).await.unwrap();
     }
     assert_eq!(
-        store.claim_events_for_fanout(10, much_later + Duration::days(1), lease()).await.unwrap(),
+        store
+            .claim_events_for_fanout(10, much_later + Duration::days(1), lease())
+            .await
+            .unwrap(),
         vec![]
     );
 }
@@ -2519,7 +2565,8 @@ pub async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
     let other_event = seed_request_event(&*store, &destinations[0]).await;
     let at = now();
     let due_at = |seconds: i64| {
-        let mut delivery = Delivery::first(&event.id, &endpoint.id, at + Duration::seconds(seconds));
+        let mut delivery =
+            Delivery::first(&event.id, &endpoint.id, at + Duration::seconds(seconds));
         delivery.created_at = at;
         delivery
     };
@@ -2544,7 +2591,10 @@ pub async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
     }
 
     let first = store.claim_due_deliveries(2, at, lease()).await.unwrap();
-    assert_eq!(claimed_ids(&first), delivery_ids(&[oldest.clone(), older.clone()]));
+    assert_eq!(
+        claimed_ids(&first),
+        delivery_ids(&[oldest.clone(), older.clone()])
+    );
     assert_eq!(first[0].delivery, oldest);
     assert_eq!(first[0].event, event);
     assert_eq!(first[0].endpoint, endpoint);
@@ -2552,17 +2602,32 @@ pub async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
     let rest = store.claim_due_deliveries(10, at, lease()).await.unwrap();
     assert_eq!(claimed_ids(&rest), vec![exactly_now.id.clone()]);
     let during = at + Duration::seconds(59);
-    assert!(store.claim_due_deliveries(10, during, lease()).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due_deliveries(10, during, lease())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Nobody recorded anything: when the leases end the attempts are claimed again, with the
     // one that fell due meanwhile; finished attempts never are.
     let after = at + lease();
-    let again = store.claim_due_deliveries(10, after, lease()).await.unwrap();
+    let again = store
+        .claim_due_deliveries(10, after, lease())
+        .await
+        .unwrap();
     assert_eq!(
         claimed_ids(&again),
         delivery_ids(&[oldest, older, exactly_now, future])
     );
-    assert!(store.claim_due_deliveries(10, after, lease()).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due_deliveries(10, after, lease())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub async fn concurrent_delivery_claims_take_each_attempt_once(store: Arc<dyn Store>) {
@@ -2612,7 +2677,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     let at = now();
     let first = Delivery::first(&event.id, &endpoint.id, at);
     store.insert_delivery(&first).await.unwrap();
-    assert_eq!(store.delivery(&first.id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.delivery(&first.id).await.unwrap(),
+        Some(first.clone())
+    );
     assert_eq!(
         claimed_ids(&store.claim_due_deliveries(10, at, lease()).await.unwrap()),
         vec![first.id.clone()]
@@ -2629,7 +2697,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     let retry_at = at + Duration::seconds(5);
     let next = first.next(retry_at, at + Duration::seconds(1));
     store.record_attempt(&failed, Some(&next)).await.unwrap();
-    assert_eq!(store.delivery(&first.id).await.unwrap(), Some(failed.clone()));
+    assert_eq!(
+        store.delivery(&first.id).await.unwrap(),
+        Some(failed.clone())
+    );
     assert_eq!(store.delivery(&next.id).await.unwrap(), Some(next.clone()));
     assert_eq!(next.attempt, 2);
     assert_eq!(next.first_attempt_at, first.first_attempt_at);
@@ -2643,7 +2714,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    let claimed = store.claim_due_deliveries(10, retry_at, lease()).await.unwrap();
+    let claimed = store
+        .claim_due_deliveries(10, retry_at, lease())
+        .await
+        .unwrap();
     assert_eq!(claimed_ids(&claimed), vec![next.id.clone()]);
     let succeeded = Delivery {
         status: DeliveryStatus::Succeeded,
@@ -2654,7 +2728,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
         ..next.clone()
     };
     store.record_attempt(&succeeded, None).await.unwrap();
-    assert_eq!(store.delivery(&next.id).await.unwrap(), Some(succeeded.clone()));
+    assert_eq!(
+        store.delivery(&next.id).await.unwrap(),
+        Some(succeeded.clone())
+    );
     assert!(
         store
             .claim_due_deliveries(10, at + Duration::days(1), lease())
@@ -2674,12 +2751,19 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     for limit in [1, 2, 100] {
         assert_eq!(all_deliveries(&*store, &endpoint.id, limit).await, expected);
     }
-    assert!(all_deliveries(&*store, &EndpointId::generate(), 10).await.is_empty());
+    assert!(
+        all_deliveries(&*store, &EndpointId::generate(), 10)
+            .await
+            .is_empty()
+    );
     assert_eq!(store.delivery(&DeliveryId::generate()).await.unwrap(), None);
 
     // Deleting the endpoint deletes its log; an attempt in flight then records nothing, and
     // has no successor.
-    let in_flight = store.claim_due_deliveries(10, manual_at, lease()).await.unwrap();
+    let in_flight = store
+        .claim_due_deliveries(10, manual_at, lease())
+        .await
+        .unwrap();
     assert_eq!(claimed_ids(&in_flight), vec![manual.id.clone()]);
     assert!(store.delete_endpoint(&endpoint.id).await.unwrap());
     for delivery in &expected {
@@ -2723,7 +2807,10 @@ pub async fn direct_events_are_not_fanned_out_again(store: Arc<dyn Store>) {
     let claimed = store.claim_due_deliveries(10, at, lease()).await.unwrap();
     assert_eq!(claimed_ids(&claimed), vec![delivery.id.clone()]);
     assert_eq!(claimed[0].event, test);
-    assert_eq!(claimed[0].event.audience.endpoint_id, Some(endpoint.id.clone()));
+    assert_eq!(
+        claimed[0].event.audience.endpoint_id,
+        Some(endpoint.id.clone())
+    );
 
     // A refused attempt takes its event with it.
     let orphan = Event::new(EventType::WebhookTest, audience.clone(), &endpoint, at);
@@ -2734,7 +2821,10 @@ pub async fn direct_events_are_not_fanned_out_again(store: Arc<dyn Store>) {
     // An ordinary event is fanned out; the direct one stays out of every feed.
     let ordinary = seed_request_event(&*store, &destinations[0]).await;
     assert_eq!(
-        store.claim_events_for_fanout(10, at, lease()).await.unwrap(),
+        store
+            .claim_events_for_fanout(10, at, lease())
+            .await
+            .unwrap(),
         vec![ordinary.clone()]
     );
     let viewer = Viewer::Platform {
@@ -2805,21 +2895,21 @@ fn random_viewer(
             // Some of its client IDs (the active ones, as the caller found them), each with
             // permissions of its own.
             let orchestrator = pick(rng, orchestrators);
-            let clients = clients
-                .iter()
-                .filter(|client| client.orchestrator_id == orchestrator.id)
-                .filter(|_| rng.gen_bool(0.7))
-                .map(|client| ClientPrincipal {
-                    client_id: client.id.clone(),
-                    orchestrator_id: client.orchestrator_id.clone(),
-                    organization_id: client.organization_id.clone(),
-                    destination_id: client.destination_id.clone(),
-                    permissions: random_permissions(rng),
-                })
-                .collect();
+            let mut held = Vec::new();
+            for client in clients {
+                if client.orchestrator_id == orchestrator.id && rng.gen_bool(0.7) {
+                    held.push(ClientPrincipal {
+                        client_id: client.id.clone(),
+                        orchestrator_id: client.orchestrator_id.clone(),
+                        organization_id: client.organization_id.clone(),
+                        destination_id: client.destination_id.clone(),
+                        permissions: random_permissions(rng),
+                    });
+                }
+            }
             Viewer::Orchestrator {
                 orchestrator_id: orchestrator.id.clone(),
-                clients,
+                clients: held,
             }
         }
         _ => Viewer::Client(random_client_principal(

@@ -30,10 +30,12 @@ pub struct InvalidField {
 
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
 pub use customers::{CustomerChanges, CustomerError, NewCustomer};
-pub use webhooks::{AfterFailure, AttemptOutcome, EndpointInput, ROTATION_GRACE_HOURS, WebhookError};
 pub use requests::{
     CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
     request_audience,
+};
+pub use webhooks::{
+    AfterFailure, AttemptOutcome, EndpointInput, ROTATION_GRACE_HOURS, WebhookError,
 };
 
 /// The id recorded as `created_by`.

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::events::{Event, EventType};
-use crate::ids::{ClientId, DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId};
+use crate::ids::{
+    ClientId, DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId,
+};
 use crate::principal::{ClientPrincipal, Principal, PrincipalKind};
 use crate::values::{InvalidValue, Permission};
 
@@ -41,15 +43,31 @@ impl EndpointOwner {
     /// registers them as that destination's owner.
     pub fn of(principal: &Principal) -> Option<EndpointOwner> {
         Some(match principal {
-            Principal::Client(client) => EndpointOwner::Client { client_id: client.client_id.clone() },
-            Principal::Orchestrator { orchestrator_id, .. } => {
-                EndpointOwner::Orchestrator { orchestrator_id: orchestrator_id.clone() }
+            Principal::Client(client) => EndpointOwner::Client {
+                client_id: client.client_id.clone(),
+            },
+            Principal::Orchestrator {
+                orchestrator_id, ..
+            } => EndpointOwner::Orchestrator {
+                orchestrator_id: orchestrator_id.clone(),
+            },
+            Principal::Platform {
+                organization_id,
+                acting_for: None,
+                ..
+            } => EndpointOwner::Platform {
+                organization_id: organization_id.clone(),
+            },
+            Principal::Platform {
+                organization_id,
+                acting_for: Some(destination_id),
+                ..
             }
-            Principal::Platform { organization_id, acting_for: None, .. } => {
-                EndpointOwner::Platform { organization_id: organization_id.clone() }
-            }
-            Principal::Platform { organization_id, acting_for: Some(destination_id), .. }
-            | Principal::Destination { organization_id, destination_id, .. } => EndpointOwner::Destination {
+            | Principal::Destination {
+                organization_id,
+                destination_id,
+                ..
+            } => EndpointOwner::Destination {
                 organization_id: organization_id.clone(),
                 destination_id: destination_id.clone(),
             },
@@ -60,17 +78,37 @@ impl EndpointOwner {
     /// Whether `principal` owns endpoints of this owner (a platform owns its destinations').
     pub fn is_owned_by(&self, principal: &Principal) -> bool {
         match (self, principal) {
-            (EndpointOwner::Client { client_id }, Principal::Client(client)) => client_id == &client.client_id,
-            (EndpointOwner::Orchestrator { orchestrator_id }, Principal::Orchestrator { orchestrator_id: own, .. }) => {
-                orchestrator_id == own
+            (EndpointOwner::Client { client_id }, Principal::Client(client)) => {
+                client_id == &client.client_id
             }
             (
-                EndpointOwner::Platform { organization_id } | EndpointOwner::Destination { organization_id, .. },
-                Principal::Platform { organization_id: own, acting_for: None, .. },
+                EndpointOwner::Orchestrator { orchestrator_id },
+                Principal::Orchestrator {
+                    orchestrator_id: own,
+                    ..
+                },
+            ) => orchestrator_id == own,
+            (
+                EndpointOwner::Platform { organization_id }
+                | EndpointOwner::Destination {
+                    organization_id, ..
+                },
+                Principal::Platform {
+                    organization_id: own,
+                    acting_for: None,
+                    ..
+                },
             ) => organization_id == own,
             (
                 EndpointOwner::Destination { destination_id, .. },
-                Principal::Platform { acting_for: Some(own), .. } | Principal::Destination { destination_id: own, .. },
+                Principal::Platform {
+                    acting_for: Some(own),
+                    ..
+                }
+                | Principal::Destination {
+                    destination_id: own,
+                    ..
+                },
             ) => destination_id == own,
             _ => false,
         }
@@ -86,13 +124,33 @@ pub struct EventTypeFilter(Vec<String>);
 fn families_for(kind: PrincipalKind) -> &'static [&'static str] {
     match kind {
         PrincipalKind::Client => &["payment_request", "customer", "webhook"],
-        PrincipalKind::Orchestrator => &["payment_request", "customer", "webhook", "claim", "client_id"],
-        _ => &["payment_request", "customer", "webhook", "webhook_endpoint", "claim", "client_id"],
+        PrincipalKind::Orchestrator => &[
+            "payment_request",
+            "customer",
+            "webhook",
+            "claim",
+            "client_id",
+        ],
+        _ => &[
+            "payment_request",
+            "customer",
+            "webhook",
+            "webhook_endpoint",
+            "claim",
+            "client_id",
+        ],
     }
 }
 
 /// Every family of event types, including those of features that emit later (claims).
-const FAMILIES: [&str; 6] = ["payment_request", "client_id", "customer", "webhook", "webhook_endpoint", "claim"];
+const FAMILIES: [&str; 6] = [
+    "payment_request",
+    "client_id",
+    "customer",
+    "webhook",
+    "webhook_endpoint",
+    "claim",
+];
 
 /// Why a filter was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -160,7 +218,9 @@ impl EventTypeFilter {
         self.0.iter().any(|pattern| {
             pattern == "*"
                 || pattern == name
-                || pattern.strip_suffix(".*").is_some_and(|family| family == event_type.family())
+                || pattern
+                    .strip_suffix(".*")
+                    .is_some_and(|family| family == event_type.family())
         })
     }
 }
@@ -208,7 +268,9 @@ impl WebhookEndpoint {
     /// rotation's grace period.
     pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
         let mut secrets = vec![self.secret.as_str()];
-        if let (Some(previous), Some(until)) = (&self.previous_secret, self.previous_secret_expires_at) {
+        if let (Some(previous), Some(until)) =
+            (&self.previous_secret, self.previous_secret_expires_at)
+        {
             if until > now {
                 secrets.push(previous);
             }
@@ -244,7 +306,9 @@ impl DeliveryStatus {
 
     /// Parses the API spelling.
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Pending, Self::Succeeded, Self::Failed, Self::Skipped].into_iter().find(|status| status.as_str() == value)
+        [Self::Pending, Self::Succeeded, Self::Failed, Self::Skipped]
+            .into_iter()
+            .find(|status| status.as_str() == value)
     }
 }
 
@@ -352,20 +416,31 @@ pub fn can_see_event(viewer: &Viewer, event: &Event) -> bool {
     match (event.event_type.family(), viewer) {
         (_, Viewer::Nobody) => false,
         ("payment_request", Viewer::Client(client)) => client_sees_request(client, event),
-        ("payment_request", Viewer::Orchestrator { clients, .. }) => {
-            clients.iter().any(|client| client_sees_request(client, event))
+        ("payment_request", Viewer::Orchestrator { clients, .. }) => clients
+            .iter()
+            .any(|client| client_sees_request(client, event)),
+        (
+            "client_id" | "claim",
+            Viewer::Orchestrator {
+                orchestrator_id, ..
+            },
+        ) => audience.orchestrator_id.as_ref() == Some(orchestrator_id),
+        ("payment_request" | "client_id" | "claim", owner) => {
+            owns_destination(owner, organization, destination)
         }
-        ("client_id" | "claim", Viewer::Orchestrator { orchestrator_id, .. }) => {
-            audience.orchestrator_id.as_ref() == Some(orchestrator_id)
-        }
-        ("payment_request" | "client_id" | "claim", owner) => owns_destination(owner, organization, destination),
         ("customer", Viewer::Client(client)) => client_sees_customers(client, organization),
-        ("customer", Viewer::Orchestrator { clients, .. }) => {
-            clients.iter().any(|client| client_sees_customers(client, organization))
-        }
-        ("customer", Viewer::Platform { organization_id, .. } | Viewer::Destination { organization_id, .. }) => {
-            organization == Some(organization_id)
-        }
+        ("customer", Viewer::Orchestrator { clients, .. }) => clients
+            .iter()
+            .any(|client| client_sees_customers(client, organization)),
+        (
+            "customer",
+            Viewer::Platform {
+                organization_id, ..
+            }
+            | Viewer::Destination {
+                organization_id, ..
+            },
+        ) => organization == Some(organization_id),
         _ => false,
     }
 }
@@ -374,11 +449,17 @@ fn client_sees_request(client: &ClientPrincipal, event: &Event) -> bool {
     let audience = &event.audience;
     audience.destination_id.as_ref() == Some(&client.destination_id)
         && (audience.client_id.as_ref() == Some(&client.client_id)
-            || audience.direction.is_some_and(|direction| client.permissions.contains(direction.read_permission())))
+            || audience
+                .direction
+                .is_some_and(|direction| client.permissions.contains(direction.read_permission())))
 }
 
-fn client_sees_customers(client: &ClientPrincipal, organization_id: Option<&OrganizationId>) -> bool {
-    organization_id == Some(&client.organization_id) && client.permissions.contains(Permission::CustomersRead)
+fn client_sees_customers(
+    client: &ClientPrincipal,
+    organization_id: Option<&OrganizationId>,
+) -> bool {
+    organization_id == Some(&client.organization_id)
+        && client.permissions.contains(Permission::CustomersRead)
 }
 
 fn owns_destination(
@@ -387,10 +468,19 @@ fn owns_destination(
     destination_id: Option<&DestinationId>,
 ) -> bool {
     match viewer {
-        Viewer::Platform { organization_id: own, acting_for } => {
-            organization_id == Some(own) && acting_for.as_ref().is_none_or(|acting| destination_id == Some(acting))
+        Viewer::Platform {
+            organization_id: own,
+            acting_for,
+        } => {
+            organization_id == Some(own)
+                && acting_for
+                    .as_ref()
+                    .is_none_or(|acting| destination_id == Some(acting))
         }
-        Viewer::Destination { destination_id: own, .. } => destination_id == Some(own),
+        Viewer::Destination {
+            destination_id: own,
+            ..
+        } => destination_id == Some(own),
         _ => false,
     }
 }
@@ -408,8 +498,14 @@ pub fn check_url_shape(url: &str, allow_http: bool) -> Result<(), InvalidValue> 
         return Err(InvalidValue("must be an https:// URL"));
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() || authority.contains('@') || url.len() > 2048 || url.chars().any(char::is_whitespace) {
-        return Err(InvalidValue("must be an absolute URL with a host, no credentials, at most 2048 characters"));
+    if authority.is_empty()
+        || authority.contains('@')
+        || url.len() > 2048
+        || url.chars().any(char::is_whitespace)
+    {
+        return Err(InvalidValue(
+            "must be an absolute URL with a host, no credentials, at most 2048 characters",
+        ));
     }
     Ok(())
 }
@@ -468,16 +564,33 @@ impl EventClause {
         let audience = &event.audience;
         let family = event.event_type.family();
         match self {
-            EventClause::Organization { organization_id, families } => {
-                families.contains(&family) && audience.organization_id.as_ref() == Some(organization_id)
+            EventClause::Organization {
+                organization_id,
+                families,
+            } => {
+                families.contains(&family)
+                    && audience.organization_id.as_ref() == Some(organization_id)
             }
-            EventClause::Destination { destination_id, families } => {
-                families.contains(&family) && audience.destination_id.as_ref() == Some(destination_id)
+            EventClause::Destination {
+                destination_id,
+                families,
+            } => {
+                families.contains(&family)
+                    && audience.destination_id.as_ref() == Some(destination_id)
             }
-            EventClause::Orchestrator { orchestrator_id, families } => {
-                families.contains(&family) && audience.orchestrator_id.as_ref() == Some(orchestrator_id)
+            EventClause::Orchestrator {
+                orchestrator_id,
+                families,
+            } => {
+                families.contains(&family)
+                    && audience.orchestrator_id.as_ref() == Some(orchestrator_id)
             }
-            EventClause::ClientRequests { destination_id, client_id, incoming, outgoing } => {
+            EventClause::ClientRequests {
+                destination_id,
+                client_id,
+                incoming,
+                outgoing,
+            } => {
                 family == "payment_request"
                     && audience.destination_id.as_ref() == Some(destination_id)
                     && (audience.client_id.as_ref() == Some(client_id)
@@ -517,17 +630,35 @@ fn client_clauses(client: &ClientPrincipal) -> Vec<EventClause> {
 /// The feed of `viewer`, as a scope.
 pub fn event_scope(viewer: &Viewer) -> EventScope {
     let clauses = match viewer {
-        Viewer::Platform { organization_id, acting_for: None } => vec![EventClause::Organization {
+        Viewer::Platform {
+            organization_id,
+            acting_for: None,
+        } => vec![EventClause::Organization {
             organization_id: organization_id.clone(),
             families: &["payment_request", "client_id", "claim", "customer"],
         }],
-        Viewer::Platform { organization_id, acting_for: Some(destination_id) }
-        | Viewer::Destination { organization_id, destination_id } => vec![
-            EventClause::Destination { destination_id: destination_id.clone(), families: OWNER_DESTINATION_FAMILIES },
-            EventClause::Organization { organization_id: organization_id.clone(), families: CUSTOMER_FAMILY },
+        Viewer::Platform {
+            organization_id,
+            acting_for: Some(destination_id),
+        }
+        | Viewer::Destination {
+            organization_id,
+            destination_id,
+        } => vec![
+            EventClause::Destination {
+                destination_id: destination_id.clone(),
+                families: OWNER_DESTINATION_FAMILIES,
+            },
+            EventClause::Organization {
+                organization_id: organization_id.clone(),
+                families: CUSTOMER_FAMILY,
+            },
         ],
         Viewer::Client(client) => client_clauses(client),
-        Viewer::Orchestrator { orchestrator_id, clients } => {
+        Viewer::Orchestrator {
+            orchestrator_id,
+            clients,
+        } => {
             let mut clauses = vec![EventClause::Orchestrator {
                 orchestrator_id: orchestrator_id.clone(),
                 families: ORCHESTRATOR_FAMILIES,

@@ -8,10 +8,9 @@ use mandate_domain::auth::AuthError;
 use mandate_domain::ports::StoreError;
 use mandate_domain::principal::PrincipalKind;
 use mandate_domain::usecases::{
-    WebhookError,
     ClientChangeError, CreateDestinationError, CreateOrchestratorError, CreateOrganizationError,
     CreateRequestError, CustomerError, InvalidField, IssueClientError, KeyError, PaymentPageError,
-    ReadError, RequestActionError, UpdateDestinationError,
+    ReadError, RequestActionError, UpdateDestinationError, WebhookError,
 };
 use serde::Serialize;
 use serde_json::Value;

@@ -16,7 +16,9 @@ use mandate_domain::principal::Principal;
 use mandate_domain::usecases::Mandate;
 use mandate_http::{AppState, RateLimit};
 use mandate_store::{DbStore, StoreOptions};
-use mandate_webhooks::{NetworkPolicy, RetrySchedule, Sender, SsrfGuard, WorkerConfig, parse_cidrs};
+use mandate_webhooks::{
+    NetworkPolicy, RetrySchedule, Sender, SsrfGuard, WorkerConfig, parse_cidrs,
+};
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, Settings};
@@ -149,13 +151,15 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let policy = NetworkPolicy {
         allow_http: hooks.allow_http,
         allow_private_targets: hooks.allow_private_targets,
-        allowed_cidrs: parse_cidrs(&hooks.allowed_cidrs).context("invalid webhooks.allowed_cidrs")?,
+        allowed_cidrs: parse_cidrs(&hooks.allowed_cidrs)
+            .context("invalid webhooks.allowed_cidrs")?,
     };
     if role != Role::Api {
         let sender = Sender::new(policy.clone(), Duration::from_secs(hooks.timeout_seconds))
             .context("cannot build the webhook client")?;
         let config = WorkerConfig {
-            schedule: RetrySchedule::parse(&hooks.retry_schedule).context("invalid webhooks.retry_schedule")?,
+            schedule: RetrySchedule::parse(&hooks.retry_schedule)
+                .context("invalid webhooks.retry_schedule")?,
             disable_after: Duration::from_secs(hooks.disable_after_hours * 3600),
             concurrency: hooks.concurrency,
             ..WorkerConfig::default()
@@ -163,10 +167,16 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        tokio::spawn(mandate_webhooks::run(mandate.clone(), sender, config, shutdown));
+        tokio::spawn(mandate_webhooks::run(
+            mandate.clone(),
+            sender,
+            config,
+            shutdown,
+        ));
         tracing::info!(database = ?backend, "webhook worker started");
     }
-    let housekeeping_limit = RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst);
+    let housekeeping_limit =
+        RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst);
     if role == Role::Worker {
         housekeeping(mandate, None).await;
         return Ok(());
@@ -190,7 +200,10 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
         target_guard: Arc::new(SsrfGuard::new(policy)),
         allow_http: hooks.allow_http,
     };
-    tokio::spawn(housekeeping(state.mandate.clone(), state.rate_limit.clone()));
+    tokio::spawn(housekeeping(
+        state.mandate.clone(),
+        state.rate_limit.clone(),
+    ));
     let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);

@@ -34,14 +34,29 @@ struct Caller {
 
 impl Caller {
     async fn send(&self, api: &Api, method: &str, path: &str, body: Option<Value>) -> Reply {
-        let headers: Vec<(&str, &str)> = self.client_id.iter().map(|id| ("x-client-id", id.as_str())).collect();
-        api.send(method, path, Some(&self.key), body, &headers).await
+        let headers: Vec<(&str, &str)> = self
+            .client_id
+            .iter()
+            .map(|id| ("x-client-id", id.as_str()))
+            .collect();
+        api.send(method, path, Some(&self.key), body, &headers)
+            .await
     }
 
     async fn endpoint(&self, api: &Api, receiver: &Receiver, types: Value) -> (String, String) {
-        let created = self.send(api, "POST", "/v1/webhook-endpoints", Some(json!({"url": receiver.url, "event_types": types}))).await;
+        let created = self
+            .send(
+                api,
+                "POST",
+                "/v1/webhook-endpoints",
+                Some(json!({"url": receiver.url, "event_types": types})),
+            )
+            .await;
         assert_eq!(created.status, 201, "{}", created.body);
-        (created.body["id"].as_str().unwrap().to_owned(), created.body["secret"].as_str().unwrap().to_owned())
+        (
+            created.body["id"].as_str().unwrap().to_owned(),
+            created.body["secret"].as_str().unwrap().to_owned(),
+        )
     }
 
     async fn feed(&self, api: &Api) -> BTreeSet<String> {
@@ -69,20 +84,41 @@ impl Caller {
     async fn settled(&self, api: &Api, endpoint_id: &str) {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
-            let log = self.send(api, "GET", &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries?limit=100"), None).await;
+            let log = self
+                .send(
+                    api,
+                    "GET",
+                    &format!("/v1/webhook-endpoints/{endpoint_id}/deliveries?limit=100"),
+                    None,
+                )
+                .await;
             assert_eq!(log.status, 200, "{}", log.body);
-            let pending = log.body["data"].as_array().unwrap().iter().any(|attempt| attempt["status"] == "pending");
+            let pending = log.body["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|attempt| attempt["status"] == "pending");
             if !pending {
                 return;
             }
-            assert!(std::time::Instant::now() < deadline, "deliveries to {endpoint_id} did not settle");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deliveries to {endpoint_id} did not settle"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
 async fn create_request(api: &Api, caller: &Caller, direction: &str) -> String {
-    let reply = caller.send(api, "POST", "/v1/requests", Some(json!({"direction": direction, "amount": "5", "currency": "USD"}))).await;
+    let reply = caller
+        .send(
+            api,
+            "POST",
+            "/v1/requests",
+            Some(json!({"direction": direction, "amount": "5", "currency": "USD"})),
+        )
+        .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.body["id"].as_str().unwrap().to_owned()
 }
@@ -93,7 +129,10 @@ async fn each_party_receives_exactly_what_its_feed_shows() {
     let server = Server::start_with(webhook_server_command(&data), &data.0).await;
     let api = server.api();
     let tenant = tenant(&api).await;
-    let owner = Caller { key: tenant.destination_key.clone(), client_id: None };
+    let owner = Caller {
+        key: tenant.destination_key.clone(),
+        client_id: None,
+    };
     // Endpoints receive the events created after them: register before anything happens.
     let owner_receiver = Receiver::start(&[]).await;
     let (owner_endpoint, _) = owner.endpoint(&api, &owner_receiver, json!(["*"])).await;
@@ -101,13 +140,30 @@ async fn each_party_receives_exactly_what_its_feed_shows() {
     let mut parties = Vec::new();
     for name in ["a", "b"] {
         let slug = format!("orc-{name}-{}", support::random_hex(3));
-        let orchestrator = api.post("/v1/admin/orchestrators", ADMIN_TOKEN, json!({"slug": slug, "name": name})).await;
+        let orchestrator = api
+            .post(
+                "/v1/admin/orchestrators",
+                ADMIN_TOKEN,
+                json!({"slug": slug, "name": name}),
+            )
+            .await;
         let key = orchestrator.body["api_key"].as_str().unwrap().to_owned();
-        let client = api.post("/v1/client-ids", &tenant.destination_key, json!({"orchestrator": slug})).await;
+        let client = api
+            .post(
+                "/v1/client-ids",
+                &tenant.destination_key,
+                json!({"orchestrator": slug}),
+            )
+            .await;
         let client_id = client.body["id"].as_str().unwrap().to_owned();
-        let caller = Caller { key: key.clone(), client_id: Some(client_id) };
+        let caller = Caller {
+            key: key.clone(),
+            client_id: Some(client_id),
+        };
         let receiver = Receiver::start(&[]).await;
-        let (endpoint_id, _) = caller.endpoint(&api, &receiver, json!(["payment_request.*"])).await;
+        let (endpoint_id, _) = caller
+            .endpoint(&api, &receiver, json!(["payment_request.*"]))
+            .await;
         parties.push((caller, receiver, endpoint_id));
     }
     // Each orchestrator creates requests; each receives its own and nothing of the other's.
@@ -117,12 +173,28 @@ async fn each_party_receives_exactly_what_its_feed_shows() {
     let b_incoming = create_request(&api, &b.0, "incoming").await;
     for (caller, receiver, endpoint) in &parties {
         caller.settled(&api, endpoint).await;
-        assert_eq!(receiver.event_ids(), caller.feed(&api).await, "webhooks and feed agree");
+        assert_eq!(
+            receiver.event_ids(),
+            caller.feed(&api).await,
+            "webhooks and feed agree"
+        );
     }
     let objects = |receiver: &Receiver| -> BTreeSet<String> {
-        receiver.received().iter().map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["data"]["object"]["id"].as_str().unwrap().to_owned()).collect()
+        receiver
+            .received()
+            .iter()
+            .map(|r| {
+                serde_json::from_str::<Value>(&r.body).unwrap()["data"]["object"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
     };
-    assert_eq!(objects(&a.1), BTreeSet::from([a_incoming.clone(), a_outgoing.clone()]));
+    assert_eq!(
+        objects(&a.1),
+        BTreeSet::from([a_incoming.clone(), a_outgoing.clone()])
+    );
     assert_eq!(objects(&b.1), BTreeSet::from([b_incoming.clone()]));
 
     // Granted read:incoming, B also receives A's incoming events, never the outgoing ones.
@@ -130,36 +202,96 @@ async fn each_party_receives_exactly_what_its_feed_shows() {
     // The feed follows current visibility, webhooks go out as events happen: after the grant
     // the two agree on the events that follow it.
     let grant_cutoff = owner.feed(&api).await.into_iter().max().unwrap();
-    api.post(&format!("/v1/client-ids/{b_client}/permissions"), &tenant.destination_key, json!({"permission": "read:incoming"})).await;
-    let paid = owner.send(&api, "POST", &format!("/v1/requests/{a_incoming}/payments"), Some(json!({"amount": "5", "reference": "r"}))).await;
+    api.post(
+        &format!("/v1/client-ids/{b_client}/permissions"),
+        &tenant.destination_key,
+        json!({"permission": "read:incoming"}),
+    )
+    .await;
+    let paid = owner
+        .send(
+            &api,
+            "POST",
+            &format!("/v1/requests/{a_incoming}/payments"),
+            Some(json!({"amount": "5", "reference": "r"})),
+        )
+        .await;
     assert_eq!(paid.status, 201);
-    owner.send(&api, "POST", &format!("/v1/requests/{a_outgoing}/cancel"), None).await;
+    owner
+        .send(
+            &api,
+            "POST",
+            &format!("/v1/requests/{a_outgoing}/cancel"),
+            None,
+        )
+        .await;
     for (caller, receiver, endpoint) in &parties {
         caller.settled(&api, endpoint).await;
-        receiver.wait_for(WAIT, "the payment event", |all| all.iter().any(|r| r.body.contains("payment_request.paid"))).await;
+        receiver
+            .wait_for(WAIT, "the payment event", |all| {
+                all.iter().any(|r| r.body.contains("payment_request.paid"))
+            })
+            .await;
     }
-    assert!(b.1.received().iter().all(|r| !r.body.contains(&a_outgoing)), "B never sees outgoing requests it did not create");
+    assert!(
+        b.1.received().iter().all(|r| !r.body.contains(&a_outgoing)),
+        "B never sees outgoing requests it did not create"
+    );
 
     // After A's client ID is revoked, nothing more reaches A.
     let a_client = a.0.client_id.clone().unwrap();
     let before = a.1.received().len();
-    api.post(&format!("/v1/client-ids/{a_client}/revoke"), &tenant.destination_key, json!({})).await;
-    let later = owner.send(&api, "POST", "/v1/requests", Some(json!({"direction": "incoming", "amount": "1", "currency": "USD"}))).await;
-    owner.send(&api, "POST", &format!("/v1/requests/{a_incoming}/payments"), Some(json!({"amount": "1", "reference": "x"}))).await;
+    api.post(
+        &format!("/v1/client-ids/{a_client}/revoke"),
+        &tenant.destination_key,
+        json!({}),
+    )
+    .await;
+    let later = owner
+        .send(
+            &api,
+            "POST",
+            "/v1/requests",
+            Some(json!({"direction": "incoming", "amount": "1", "currency": "USD"})),
+        )
+        .await;
+    owner
+        .send(
+            &api,
+            "POST",
+            &format!("/v1/requests/{a_incoming}/payments"),
+            Some(json!({"amount": "1", "reference": "x"})),
+        )
+        .await;
     let later_id = later.body["id"].as_str().unwrap().to_owned();
     // Fan-out decides every endpoint of an event at once: once B has the last event, A's
     // share of it was decided too.
     let paid_twice = |all: &[support::receiver::Received]| {
-        all.iter().filter(|r| r.body.contains("payment_request.paid") && r.body.contains(&a_incoming)).count() >= 2
+        all.iter()
+            .filter(|r| r.body.contains("payment_request.paid") && r.body.contains(&a_incoming))
+            .count()
+            >= 2
     };
-    b.1.wait_for(WAIT, "the later events", |all| paid_twice(all) && all.iter().any(|r| r.body.contains(&later_id))).await;
-    assert_eq!(a.1.received().len(), before, "a revoked client ID receives nothing more");
+    b.1.wait_for(WAIT, "the later events", |all| {
+        paid_twice(all) && all.iter().any(|r| r.body.contains(&later_id))
+    })
+    .await;
+    assert_eq!(
+        a.1.received().len(),
+        before,
+        "a revoked client ID receives nothing more"
+    );
 
     // The owner's endpoint received exactly its feed too.
     owner.settled(&api, &owner_endpoint).await;
     assert_eq!(owner_receiver.event_ids(), owner.feed(&api).await);
-    let after_grant = |ids: BTreeSet<String>| -> BTreeSet<String> { ids.into_iter().filter(|id| id > &grant_cutoff).collect() };
-    assert_eq!(after_grant(b.1.event_ids()), after_grant(b.0.feed(&api).await));
+    let after_grant = |ids: BTreeSet<String>| -> BTreeSet<String> {
+        ids.into_iter().filter(|id| id > &grant_cutoff).collect()
+    };
+    assert_eq!(
+        after_grant(b.1.event_ids()),
+        after_grant(b.0.feed(&api).await)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,23 +300,55 @@ async fn failures_are_retried_with_the_same_webhook_id_and_logged() {
     let server = Server::start_with(webhook_server_command(&data), &data.0).await;
     let api = server.api();
     let tenant = tenant(&api).await;
-    let owner = Caller { key: tenant.destination_key.clone(), client_id: None };
+    let owner = Caller {
+        key: tenant.destination_key.clone(),
+        client_id: None,
+    };
     let receiver = Receiver::start(&[500, 500, 200]).await;
-    let (endpoint, _) = owner.endpoint(&api, &receiver, json!(["payment_request.created"])).await;
+    let (endpoint, _) = owner
+        .endpoint(&api, &receiver, json!(["payment_request.created"]))
+        .await;
     create_request(&api, &owner, "incoming").await;
-    receiver.wait_for(WAIT, "three attempts", |all| all.len() >= 3).await;
+    receiver
+        .wait_for(WAIT, "three attempts", |all| all.len() >= 3)
+        .await;
     owner.settled(&api, &endpoint).await;
     let received = receiver.received();
     assert_eq!(received.len(), 3);
-    assert!(received.iter().all(|r| r.webhook_id == received[0].webhook_id), "one webhook-id across retries");
-    let log = owner.send(&api, "GET", &format!("/v1/webhook-endpoints/{endpoint}/deliveries"), None).await;
+    assert!(
+        received
+            .iter()
+            .all(|r| r.webhook_id == received[0].webhook_id),
+        "one webhook-id across retries"
+    );
+    let log = owner
+        .send(
+            &api,
+            "GET",
+            &format!("/v1/webhook-endpoints/{endpoint}/deliveries"),
+            None,
+        )
+        .await;
     let attempts: Vec<(u64, String, u64)> = log.body["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["attempt"].as_u64().unwrap(), a["status"].as_str().unwrap().to_owned(), a["response_status"].as_u64().unwrap_or(0)))
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["status"].as_str().unwrap().to_owned(),
+                a["response_status"].as_u64().unwrap_or(0),
+            )
+        })
         .collect();
-    assert_eq!(attempts, vec![(3, "succeeded".into(), 200), (2, "failed".into(), 500), (1, "failed".into(), 500)]);
+    assert_eq!(
+        attempts,
+        vec![
+            (3, "succeeded".into(), 200),
+            (2, "failed".into(), 500),
+            (1, "failed".into(), 500)
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -193,13 +357,37 @@ async fn private_and_plain_http_targets_are_refused_by_default() {
     let server = Server::start(&data.0, &Database::Sqlite).await;
     let api = server.api();
     let tenant = tenant(&api).await;
-    for url in ["http://127.0.0.1/hook", "https://127.0.0.1/hook", "https://localhost/hook", "https://10.1.2.3/hook", "https://169.254.169.254/latest", "https://[::1]/hook"] {
-        let reply = api.post("/v1/webhook-endpoints", &tenant.destination_key, json!({"url": url})).await;
-        assert_eq!((reply.status, reply.body["error"]["details"]["field"].as_str()), (400, Some("url")), "{url}");
+    for url in [
+        "http://127.0.0.1/hook",
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest",
+        "https://[::1]/hook",
+    ] {
+        let reply = api
+            .post(
+                "/v1/webhook-endpoints",
+                &tenant.destination_key,
+                json!({"url": url}),
+            )
+            .await;
+        assert_eq!(
+            (
+                reply.status,
+                reply.body["error"]["details"]["field"].as_str()
+            ),
+            (400, Some("url")),
+            "{url}"
+        );
     }
     let unknown_type = api.post("/v1/webhook-endpoints", &tenant.destination_key, json!({"url": "https://93.184.216.34/h", "event_types": ["payment_request.teleported"]})).await;
     assert_eq!(unknown_type.status, 400);
-    assert!(ids_empty(&api.get("/v1/webhook-endpoints", &tenant.destination_key).await.body));
+    assert!(ids_empty(
+        &api.get("/v1/webhook-endpoints", &tenant.destination_key)
+            .await
+            .body
+    ));
 }
 
 fn ids_empty(list: &Value) -> bool {

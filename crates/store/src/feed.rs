@@ -129,11 +129,9 @@ macro_rules! feed_predicate {
                 }
                 for (families, ids) in &filter.destinations {
                     parts.push(Box::new(
-                        events::family.eq_any(families.clone()).and(
-                            events::destination_id
-                                .assume_not_null()
-                                .eq_any(ids.clone()),
-                        ),
+                        events::family
+                            .eq_any(families.clone())
+                            .and(events::destination_id.assume_not_null().eq_any(ids.clone())),
                     ));
                 }
                 for (families, ids) in &filter.orchestrators {
@@ -151,7 +149,11 @@ macro_rules! feed_predicate {
                         events::destination_id
                             .assume_not_null()
                             .eq(destination_id.clone())
-                            .and(events::client_id.assume_not_null().eq_any(client_ids.clone())),
+                            .and(
+                                events::client_id
+                                    .assume_not_null()
+                                    .eq_any(client_ids.clone()),
+                            ),
                     ));
                 }
                 for (direction, destinations) in [
@@ -172,11 +174,11 @@ macro_rules! feed_predicate {
                     }
                 }
                 if !requests.is_empty() {
-                    parts.push(Box::new(
-                        events::family
-                            .eq(PAYMENT_REQUEST)
-                            .and(any_of::<$backend>(requests)),
-                    ));
+                    parts.push(Box::new(events::family.eq(PAYMENT_REQUEST).and(any_of::<
+                        $backend,
+                    >(
+                        requests
+                    ))));
                 }
                 any_of::<$backend>(parts)
             }

@@ -246,7 +246,9 @@ macro_rules! fanout_queue {
     ($now:expr, $limit:expr) => {
         events::table
             .select(events::id)
-            .filter(::diesel::dsl::sql::<::diesel::sql_types::Bool>(NOT_FANNED_OUT))
+            .filter(::diesel::dsl::sql::<::diesel::sql_types::Bool>(
+                NOT_FANNED_OUT,
+            ))
             .filter(
                 events::fanout_lease_until
                     .is_null()

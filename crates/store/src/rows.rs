@@ -742,7 +742,11 @@ impl TryFrom<EventRow> for Event {
                 )?,
                 client_id: optional("client id", row.client_id.as_deref(), ClientId::parse)?,
                 direction,
-                endpoint_id: optional("endpoint id", row.endpoint_id.as_deref(), EndpointId::parse)?,
+                endpoint_id: optional(
+                    "endpoint id",
+                    row.endpoint_id.as_deref(),
+                    EndpointId::parse,
+                )?,
             },
             object,
             created_at: to_utc(row.created_at),
@@ -896,9 +900,13 @@ impl TryFrom<&WebhookEndpoint> for EndpointRow {
             EndpointOwner::Platform { .. } => (PLATFORM, None, None),
             EndpointOwner::Destination { .. } => (DESTINATION, None, None),
         };
-        let event_types = serde_json::to_string(endpoint.event_types.patterns()).map_err(|error| {
-            Error::Data(format!("event types of endpoint {} cannot be serialized: {error}", endpoint.id))
-        })?;
+        let event_types =
+            serde_json::to_string(endpoint.event_types.patterns()).map_err(|error| {
+                Error::Data(format!(
+                    "event types of endpoint {} cannot be serialized: {error}",
+                    endpoint.id
+                ))
+            })?;
         Ok(Self {
             id: endpoint.id.to_string(),
             owner_kind: owner_kind.to_owned(),

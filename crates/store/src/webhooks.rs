@@ -37,7 +37,10 @@ enum OwnerFilter {
 
 /// The end of a lease taken at `now`; a lease too long to represent lasts as long as can be.
 fn lease_end(now: DateTime<Utc>, lease: chrono::Duration) -> chrono::NaiveDateTime {
-    to_naive(now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC))
+    to_naive(
+        now.checked_add_signed(lease)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+    )
 }
 
 #[async_trait]
@@ -183,9 +186,17 @@ impl WebhookStore for DbStore {
                 .select(client_ids::orchestrator_id)
                 .into_boxed();
             linked = if organization_wide {
-                linked.filter(client_ids::organization_id.nullable().eq(organization_id.clone()))
+                linked.filter(
+                    client_ids::organization_id
+                        .nullable()
+                        .eq(organization_id.clone()),
+                )
             } else {
-                linked.filter(client_ids::destination_id.nullable().eq(destination_id.clone()))
+                linked.filter(
+                    client_ids::destination_id
+                        .nullable()
+                        .eq(destination_id.clone()),
+                )
             };
             // An absent audience id binds NULL, which equals nothing.
             let rows = webhook_endpoints::table

@@ -7,7 +7,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
@@ -552,4 +552,151 @@ async fn postgres_takeover_racing_a_late_completion_replays_it() {
             body: "{}".into()
         }
     );
+}
+
+/// Starts a long wait for work on `waiter`, checks that it lasts while nothing happens, runs
+/// `write`, and returns how long the wait went on after the write had committed.
+async fn wake_delay(
+    waiter: &Arc<dyn Store>,
+    write: impl std::future::Future<Output = ()>,
+) -> Duration {
+    let wait = tokio::spawn({
+        let waiter = waiter.clone();
+        async move {
+            waiter.wait_for_work(Duration::from_secs(30)).await;
+            Instant::now()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!wait.is_finished(), "the wait ended without news");
+    write.await;
+    let committed = Instant::now();
+    promptly(wait)
+        .await
+        .unwrap()
+        .saturating_duration_since(committed)
+}
+
+/// How long a wait for work with `timeout` lasts.
+async fn waited(store: &Arc<dyn Store>, timeout: Duration) -> Duration {
+    let started = Instant::now();
+    promptly(store.wait_for_work(timeout)).await;
+    started.elapsed()
+}
+
+/// A request of `destination` and its event, stored by `store`.
+async fn store_request(store: &Arc<dyn Store>, destination: &mandate_domain::model::Destination) {
+    let request = testing::payment_request(
+        destination,
+        mandate_domain::payments::Direction::Incoming,
+        None,
+    );
+    let event = testing::request_event(
+        mandate_domain::events::EventType::PaymentRequestCreated,
+        &request,
+    );
+    store.insert_request(&request, &event).await.unwrap();
+}
+
+/// A `webhook.test` event whose attempt names an endpoint that does not exist: the store
+/// refuses it, event and all.
+async fn refused_direct_event(store: &Arc<dyn Store>) {
+    use mandate_domain::events::{Audience, Event, EventType};
+    use mandate_domain::ids::EndpointId;
+    use mandate_domain::webhooks::Delivery;
+
+    let at = mandate_domain::now();
+    let event = Event::new(EventType::WebhookTest, Audience::default(), &"test", at);
+    let delivery = Delivery::first(&event.id, &EndpointId::generate(), at);
+    assert!(store.insert_direct_event(&event, &delivery).await.is_err());
+}
+
+const PROMPTLY: Duration = Duration::from_secs(1);
+const QUIET: Duration = Duration::from_millis(700);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_workers_wake_when_another_replica_commits() {
+    use mandate_domain::webhooks::Delivery;
+
+    let database = TestDatabase::create().await;
+    let options = StoreOptions::default();
+    let waiter = store_of(DbStore::open(&database.url, &options).await.unwrap());
+    let writer = store_of(DbStore::open(&database.url, &options).await.unwrap());
+    let (_, destinations) = testing::seed_organization(&*writer, 1).await;
+
+    // The first wait starts listening, and ends once the listener listens: what was committed
+    // before could not be heard.
+    assert!(waited(&waiter, Duration::from_secs(30)).await < Duration::from_secs(5));
+    // Without news a wait lasts its whole timeout: nothing polls.
+    assert!(waited(&waiter, QUIET).await >= QUIET);
+
+    // A new event committed by another replica wakes it at once.
+    let delay = wake_delay(&waiter, store_request(&writer, &destinations[0])).await;
+    assert!(delay < PROMPTLY, "woken {delay:?} after the commit");
+    assert!(waited(&waiter, QUIET).await >= QUIET);
+
+    // So does a new attempt (a retry, a rescheduled delivery).
+    let endpoint = testing::destination_endpoint(&destinations[0]);
+    writer.insert_endpoint(&endpoint).await.unwrap();
+    let event = testing::all_events(&*writer).await.remove(0);
+    let attempt = Delivery::first(&event.id, &endpoint.id, mandate_domain::now());
+    let delay = wake_delay(&waiter, async {
+        writer.insert_delivery(&attempt).await.unwrap();
+    })
+    .await;
+    assert!(delay < PROMPTLY, "woken {delay:?} after the commit");
+
+    // News that arrives while nobody waits ends the next wait at once.
+    store_request(&writer, &destinations[0]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(waited(&waiter, Duration::from_secs(30)).await < PROMPTLY);
+
+    // A rolled-back write announces nothing.
+    refused_direct_event(&writer).await;
+    assert!(waited(&waiter, QUIET).await >= QUIET);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_work_listener_reconnects_after_losing_its_connection() {
+    let database = TestDatabase::create().await;
+    let proxy = Proxy::start(database.server_address()).await;
+    let waiter = store_of(
+        DbStore::open(&database.url_via(&proxy.address()), &fast_failing())
+            .await
+            .unwrap(),
+    );
+    let writer = store_of(
+        DbStore::open(&database.url, &StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let (_, destinations) = testing::seed_organization(&*writer, 1).await;
+    assert!(waited(&waiter, Duration::from_secs(30)).await < Duration::from_secs(5));
+
+    proxy.cut().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore().await;
+    // Listening again, the listener wakes its waiters: news may have been missed meanwhile.
+    assert!(waited(&waiter, Duration::from_secs(30)).await < Duration::from_secs(10));
+
+    let delay = wake_delay(&waiter, store_request(&writer, &destinations[0])).await;
+    assert!(delay < PROMPTLY, "woken {delay:?} after the commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_workers_wake_when_the_store_commits() {
+    let (store, _directory) = support::sqlite_store().await;
+    let (_, destinations) = testing::seed_organization(&*store, 1).await;
+    assert!(waited(&store, QUIET).await >= QUIET);
+
+    let delay = wake_delay(&store, store_request(&store, &destinations[0])).await;
+    assert!(delay < PROMPTLY, "woken {delay:?} after the commit");
+    assert!(waited(&store, QUIET).await >= QUIET);
+
+    // News that arrives while nobody waits ends the next wait at once.
+    store_request(&store, &destinations[0]).await;
+    assert!(waited(&store, Duration::from_secs(30)).await < PROMPTLY);
+
+    refused_direct_event(&store).await;
+    assert!(waited(&store, QUIET).await >= QUIET);
 }

@@ -40,9 +40,10 @@ impl From<FilterError> for WebhookError {
     fn from(error: FilterError) -> Self {
         match error {
             FilterError::NeverReadable(_) => WebhookError::Forbidden(error.to_string()),
-            FilterError::Unknown(_) | FilterError::Empty => {
-                WebhookError::Invalid(InvalidField { field: "event_types", reason: "unknown event type: use an exact type, family.* or *" })
-            }
+            FilterError::Unknown(_) | FilterError::Empty => WebhookError::Invalid(InvalidField {
+                field: "event_types",
+                reason: "unknown event type: use an exact type, family.* or *",
+            }),
         }
     }
 }
@@ -89,14 +90,18 @@ fn new_secret() -> String {
     use base64::Engine;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 fn description_field(value: Option<String>) -> Result<Option<String>, InvalidField> {
     match value {
-        Some(text) if text.chars().count() > 500 => {
-            Err(InvalidField { field: "description", reason: "must be at most 500 characters" })
-        }
+        Some(text) if text.chars().count() > 500 => Err(InvalidField {
+            field: "description",
+            reason: "must be at most 500 characters",
+        }),
         other => Ok(other),
     }
 }
@@ -105,29 +110,52 @@ impl Mandate {
     /// Who a principal is when it looks at events: an orchestrator brings its active client IDs.
     pub async fn viewer(&self, principal: &Principal) -> Result<Viewer, StoreError> {
         Ok(match principal {
-            Principal::Platform { organization_id, acting_for, .. } => {
-                Viewer::Platform { organization_id: organization_id.clone(), acting_for: acting_for.clone() }
-            }
-            Principal::Destination { organization_id, destination_id, .. } => Viewer::Destination {
+            Principal::Platform {
+                organization_id,
+                acting_for,
+                ..
+            } => Viewer::Platform {
+                organization_id: organization_id.clone(),
+                acting_for: acting_for.clone(),
+            },
+            Principal::Destination {
+                organization_id,
+                destination_id,
+                ..
+            } => Viewer::Destination {
                 organization_id: organization_id.clone(),
                 destination_id: destination_id.clone(),
             },
-            Principal::Orchestrator { orchestrator_id, .. } => self.orchestrator_viewer(orchestrator_id).await?,
+            Principal::Orchestrator {
+                orchestrator_id, ..
+            } => self.orchestrator_viewer(orchestrator_id).await?,
             Principal::Client(client) => Viewer::Client(client.clone()),
             Principal::Admin => Viewer::Nobody,
         })
     }
 
-    async fn orchestrator_viewer(&self, orchestrator_id: &OrchestratorId) -> Result<Viewer, StoreError> {
+    async fn orchestrator_viewer(
+        &self,
+        orchestrator_id: &OrchestratorId,
+    ) -> Result<Viewer, StoreError> {
         let scope = ClientScope::Orchestrator(orchestrator_id.clone());
         let mut clients = Vec::new();
-        let mut page = PageRequest { limit: PageRequest::MAX_LIMIT, starting_after: None };
+        let mut page = PageRequest {
+            limit: PageRequest::MAX_LIMIT,
+            starting_after: None,
+        };
         loop {
-            let listed = self.store.list_clients(&scope, Some(ClientStatus::Active), &page).await?;
+            let listed = self
+                .store
+                .list_clients(&scope, Some(ClientStatus::Active), &page)
+                .await?;
             page.starting_after = listed.data.last().map(|client| client.id.to_string());
             clients.extend(listed.data.into_iter().map(client_principal));
             if !listed.has_more {
-                return Ok(Viewer::Orchestrator { orchestrator_id: orchestrator_id.clone(), clients });
+                return Ok(Viewer::Orchestrator {
+                    orchestrator_id: orchestrator_id.clone(),
+                    clients,
+                });
             }
         }
     }
@@ -136,14 +164,22 @@ impl Mandate {
     pub async fn owner_viewer(&self, owner: &EndpointOwner) -> Result<Viewer, StoreError> {
         Ok(match owner {
             EndpointOwner::Client { client_id } => match self.store.client(client_id).await? {
-                Some(client) if client.status == ClientStatus::Active => Viewer::Client(client_principal(client)),
+                Some(client) if client.status == ClientStatus::Active => {
+                    Viewer::Client(client_principal(client))
+                }
                 _ => Viewer::Nobody,
             },
-            EndpointOwner::Orchestrator { orchestrator_id } => self.orchestrator_viewer(orchestrator_id).await?,
-            EndpointOwner::Platform { organization_id } => {
-                Viewer::Platform { organization_id: organization_id.clone(), acting_for: None }
+            EndpointOwner::Orchestrator { orchestrator_id } => {
+                self.orchestrator_viewer(orchestrator_id).await?
             }
-            EndpointOwner::Destination { organization_id, destination_id } => Viewer::Destination {
+            EndpointOwner::Platform { organization_id } => Viewer::Platform {
+                organization_id: organization_id.clone(),
+                acting_for: None,
+            },
+            EndpointOwner::Destination {
+                organization_id,
+                destination_id,
+            } => Viewer::Destination {
                 organization_id: organization_id.clone(),
                 destination_id: destination_id.clone(),
             },
@@ -151,7 +187,11 @@ impl Mandate {
     }
 
     /// The events the caller may see, newest first (what its endpoints would receive).
-    pub async fn list_events(&self, principal: &Principal, page: &PageRequest) -> Result<Page<Event>, WebhookError> {
+    pub async fn list_events(
+        &self,
+        principal: &Principal,
+        page: &PageRequest,
+    ) -> Result<Page<Event>, WebhookError> {
         let viewer = self.viewer(principal).await?;
         Ok(self.store.list_events(&event_scope(&viewer), page).await?)
     }
@@ -159,7 +199,11 @@ impl Mandate {
     /// One event the caller may see.
     pub async fn event(&self, principal: &Principal, id: &EventId) -> Result<Event, WebhookError> {
         let event = self.store.event(id).await?.ok_or(WebhookError::NotFound)?;
-        if can_see_event(&self.viewer(principal).await?, &event) { Ok(event) } else { Err(WebhookError::NotFound) }
+        if can_see_event(&self.viewer(principal).await?, &event) {
+            Ok(event)
+        } else {
+            Err(WebhookError::NotFound)
+        }
     }
 
     /// Registers an endpoint for the caller (its URL already passed the network policy).
@@ -170,19 +214,36 @@ impl Mandate {
         allow_http: bool,
         now: DateTime<Utc>,
     ) -> Result<WebhookEndpoint, WebhookError> {
-        let owner = EndpointOwner::of(principal)
-            .ok_or_else(|| WebhookError::Forbidden("this credential may not register webhook endpoints".into()))?;
-        let url = input.url.ok_or(InvalidField { field: "url", reason: "is required" })?;
-        check_url_shape(&url, allow_http).map_err(|invalid| InvalidField { field: "url", reason: invalid.0 })?;
-        let event_types = EventTypeFilter::parse(&input.event_types.unwrap_or_else(|| vec!["*".into()]), principal)?;
+        let owner = EndpointOwner::of(principal).ok_or_else(|| {
+            WebhookError::Forbidden("this credential may not register webhook endpoints".into())
+        })?;
+        let url = input.url.ok_or(InvalidField {
+            field: "url",
+            reason: "is required",
+        })?;
+        check_url_shape(&url, allow_http).map_err(|invalid| InvalidField {
+            field: "url",
+            reason: invalid.0,
+        })?;
+        let event_types = EventTypeFilter::parse(
+            &input.event_types.unwrap_or_else(|| vec!["*".into()]),
+            principal,
+        )?;
         let (organization_id, destination_id) = match (&owner, principal) {
-            (EndpointOwner::Destination { organization_id, destination_id }, _) => {
-                (Some(organization_id.clone()), Some(destination_id.clone()))
+            (
+                EndpointOwner::Destination {
+                    organization_id,
+                    destination_id,
+                },
+                _,
+            ) => (Some(organization_id.clone()), Some(destination_id.clone())),
+            (EndpointOwner::Client { .. }, Principal::Client(client)) => (
+                Some(client.organization_id.clone()),
+                Some(client.destination_id.clone()),
+            ),
+            (EndpointOwner::Platform { organization_id }, _) => {
+                (Some(organization_id.clone()), None)
             }
-            (EndpointOwner::Client { .. }, Principal::Client(client)) => {
-                (Some(client.organization_id.clone()), Some(client.destination_id.clone()))
-            }
-            (EndpointOwner::Platform { organization_id }, _) => (Some(organization_id.clone()), None),
             _ => (None, None),
         };
         let endpoint = WebhookEndpoint {
@@ -211,18 +272,40 @@ impl Mandate {
         page: &PageRequest,
     ) -> Result<Page<WebhookEndpoint>, WebhookError> {
         match (principal, EndpointOwner::of(principal)) {
-            (Principal::Platform { organization_id, acting_for: None, .. }, _) => {
-                Ok(self.store.endpoints_of_organization(organization_id, page).await?)
-            }
+            (
+                Principal::Platform {
+                    organization_id,
+                    acting_for: None,
+                    ..
+                },
+                _,
+            ) => Ok(self
+                .store
+                .endpoints_of_organization(organization_id, page)
+                .await?),
             (_, Some(owner)) => Ok(self.store.endpoints_of(&owner, page).await?),
-            (_, None) => Err(WebhookError::Forbidden("this credential has no webhook endpoints".into())),
+            (_, None) => Err(WebhookError::Forbidden(
+                "this credential has no webhook endpoints".into(),
+            )),
         }
     }
 
     /// One endpoint of the caller.
-    pub async fn endpoint(&self, principal: &Principal, id: &EndpointId) -> Result<WebhookEndpoint, WebhookError> {
-        let endpoint = self.store.endpoint(id).await?.ok_or(WebhookError::NotFound)?;
-        if endpoint.owner.is_owned_by(principal) { Ok(endpoint) } else { Err(WebhookError::NotFound) }
+    pub async fn endpoint(
+        &self,
+        principal: &Principal,
+        id: &EndpointId,
+    ) -> Result<WebhookEndpoint, WebhookError> {
+        let endpoint = self
+            .store
+            .endpoint(id)
+            .await?
+            .ok_or(WebhookError::NotFound)?;
+        if endpoint.owner.is_owned_by(principal) {
+            Ok(endpoint)
+        } else {
+            Err(WebhookError::NotFound)
+        }
     }
 
     /// Changes an endpoint (its new URL already passed the network policy).
@@ -236,7 +319,10 @@ impl Mandate {
     ) -> Result<WebhookEndpoint, WebhookError> {
         let mut endpoint = self.endpoint(principal, id).await?;
         if let Some(url) = input.url {
-            check_url_shape(&url, allow_http).map_err(|invalid| InvalidField { field: "url", reason: invalid.0 })?;
+            check_url_shape(&url, allow_http).map_err(|invalid| InvalidField {
+                field: "url",
+                reason: invalid.0,
+            })?;
             endpoint.url = url;
         }
         if let Some(types) = input.event_types {
@@ -254,9 +340,17 @@ impl Mandate {
     }
 
     /// Deletes an endpoint and its delivery log.
-    pub async fn delete_endpoint(&self, principal: &Principal, id: &EndpointId) -> Result<WebhookEndpoint, WebhookError> {
+    pub async fn delete_endpoint(
+        &self,
+        principal: &Principal,
+        id: &EndpointId,
+    ) -> Result<WebhookEndpoint, WebhookError> {
         let endpoint = self.endpoint(principal, id).await?;
-        if self.store.delete_endpoint(id).await? { Ok(endpoint) } else { Err(WebhookError::NotFound) }
+        if self.store.delete_endpoint(id).await? {
+            Ok(endpoint)
+        } else {
+            Err(WebhookError::NotFound)
+        }
     }
 
     /// Replaces the signing secret; the previous one keeps signing for a grace period, so
@@ -276,7 +370,12 @@ impl Mandate {
     }
 
     /// Sends a `webhook.test` event to this endpoint only.
-    pub async fn test_endpoint(&self, principal: &Principal, id: &EndpointId, now: DateTime<Utc>) -> Result<Event, WebhookError> {
+    pub async fn test_endpoint(
+        &self,
+        principal: &Principal,
+        id: &EndpointId,
+        now: DateTime<Utc>,
+    ) -> Result<Event, WebhookError> {
         let endpoint = self.endpoint(principal, id).await?;
         let audience = Audience {
             organization_id: endpoint.organization_id.clone(),
@@ -285,7 +384,9 @@ impl Mandate {
             ..Audience::default()
         };
         let event = Event::new(EventType::WebhookTest, audience, &endpoint, now);
-        self.store.insert_direct_event(&event, &Delivery::first(&event.id, &endpoint.id, now)).await?;
+        self.store
+            .insert_direct_event(&event, &Delivery::first(&event.id, &endpoint.id, now))
+            .await?;
         Ok(event)
     }
 
@@ -301,18 +402,38 @@ impl Mandate {
     }
 
     /// Sends one delivery's event again, now, as a new attempt.
-    pub async fn retry_delivery(&self, principal: &Principal, id: &DeliveryId, now: DateTime<Utc>) -> Result<Delivery, WebhookError> {
-        let delivery = self.store.delivery(id).await?.ok_or(WebhookError::NotFound)?;
+    pub async fn retry_delivery(
+        &self,
+        principal: &Principal,
+        id: &DeliveryId,
+        now: DateTime<Utc>,
+    ) -> Result<Delivery, WebhookError> {
+        let delivery = self
+            .store
+            .delivery(id)
+            .await?
+            .ok_or(WebhookError::NotFound)?;
         self.endpoint(principal, &delivery.endpoint_id).await?;
-        let retry = Delivery { first_attempt_at: now, ..delivery.next(now, now) };
+        let retry = Delivery {
+            first_attempt_at: now,
+            ..delivery.next(now, now)
+        };
         self.store.insert_delivery(&retry).await?;
         Ok(retry)
     }
 
     /// Turns up to `limit` new events into first attempts for every endpoint whose owner may
     /// see them and subscribes to their type. Returns how many events were fanned out.
-    pub async fn fan_out(&self, now: DateTime<Utc>, limit: u32, lease: Duration) -> Result<usize, StoreError> {
-        let events = self.store.claim_events_for_fanout(limit, now, lease).await?;
+    pub async fn fan_out(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<usize, StoreError> {
+        let events = self
+            .store
+            .claim_events_for_fanout(limit, now, lease)
+            .await?;
         for event in &events {
             let mut deliveries = Vec::new();
             for endpoint in self.store.candidate_endpoints(event).await? {
@@ -341,11 +462,19 @@ impl Mandate {
         for claimed in self.store.claim_due_deliveries(limit, now, lease).await? {
             let direct = claimed.event.audience.endpoint_id.as_ref() == Some(&claimed.endpoint.id);
             let allowed = claimed.endpoint.enabled
-                && (direct || can_see_event(&self.owner_viewer(&claimed.endpoint.owner).await?, &claimed.event));
+                && (direct
+                    || can_see_event(
+                        &self.owner_viewer(&claimed.endpoint.owner).await?,
+                        &claimed.event,
+                    ));
             if allowed {
                 sendable.push(claimed);
             } else {
-                let skipped = Delivery { status: DeliveryStatus::Skipped, next_attempt_at: None, ..claimed.delivery };
+                let skipped = Delivery {
+                    status: DeliveryStatus::Skipped,
+                    next_attempt_at: None,
+                    ..claimed.delivery
+                };
                 self.store.record_attempt(&skipped, None).await?;
             }
         }
@@ -362,7 +491,11 @@ impl Mandate {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let attempt = Delivery {
-            status: if outcome.succeeded { DeliveryStatus::Succeeded } else { DeliveryStatus::Failed },
+            status: if outcome.succeeded {
+                DeliveryStatus::Succeeded
+            } else {
+                DeliveryStatus::Failed
+            },
             response_status: outcome.response_status,
             response_body: outcome.response_body,
             duration_ms: Some(outcome.duration_ms),
@@ -386,9 +519,19 @@ impl Mandate {
                     endpoint_id: Some(endpoint.id.clone()),
                     ..Audience::default()
                 };
-                let event = Event::new(EventType::WebhookEndpointDisabled, audience, &endpoint, now);
+                let event =
+                    Event::new(EventType::WebhookEndpointDisabled, audience, &endpoint, now);
                 // Recorded for the owner's log and feed; the disabled endpoint is not called.
-                self.store.insert_direct_event(&event, &Delivery { status: DeliveryStatus::Skipped, next_attempt_at: None, ..Delivery::first(&event.id, &endpoint.id, now) }).await?;
+                self.store
+                    .insert_direct_event(
+                        &event,
+                        &Delivery {
+                            status: DeliveryStatus::Skipped,
+                            next_attempt_at: None,
+                            ..Delivery::first(&event.id, &endpoint.id, now)
+                        },
+                    )
+                    .await?;
             }
         }
         Ok(())

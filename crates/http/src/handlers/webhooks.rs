@@ -169,7 +169,11 @@ fn endpoint_id(text: &str) -> Result<EndpointId, ApiError> {
 }
 
 async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
-    state.target_guard.check(url).await.map_err(|refused| ApiError::invalid_field("url", refused.0))
+    state
+        .target_guard
+        .check(url)
+        .await
+        .map_err(|refused| ApiError::invalid_field("url", refused.0))
 }
 
 /// Registers an endpoint; its secret is returned now only.
@@ -190,8 +194,14 @@ pub async fn create(
         description: Some(body.description),
         enabled: body.enabled,
     };
-    let endpoint = state.mandate.create_endpoint(&principal, input, state.allow_http, mandate_domain::now()).await?;
-    Ok(HttpResponse::Created().json(EndpointWithSecret { endpoint: &endpoint, secret: &endpoint.secret }))
+    let endpoint = state
+        .mandate
+        .create_endpoint(&principal, input, state.allow_http, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Created().json(EndpointWithSecret {
+        endpoint: &endpoint,
+        secret: &endpoint.secret,
+    }))
 }
 
 /// Lists the caller's endpoints (a platform also sees its destinations').
@@ -218,7 +228,12 @@ pub async fn get(
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.mandate.endpoint(&principal, &endpoint_id(&id)?).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .mandate
+            .endpoint(&principal, &endpoint_id(&id)?)
+            .await?,
+    ))
 }
 
 /// Changes an endpoint.
@@ -237,10 +252,21 @@ pub async fn update(
     if let Some(url) = &body.url {
         check_target(&state, url).await?;
     }
-    let input = EndpointInput { url: body.url, event_types: body.event_types, description: body.description, enabled: body.enabled };
+    let input = EndpointInput {
+        url: body.url,
+        event_types: body.event_types,
+        description: body.description,
+        enabled: body.enabled,
+    };
     let endpoint = state
         .mandate
-        .update_endpoint(&principal, &endpoint_id(&id)?, input, state.allow_http, mandate_domain::now())
+        .update_endpoint(
+            &principal,
+            &endpoint_id(&id)?,
+            input,
+            state.allow_http,
+            mandate_domain::now(),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(&endpoint))
 }
@@ -255,7 +281,12 @@ pub async fn delete(
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.mandate.delete_endpoint(&principal, &endpoint_id(&id)?).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .mandate
+            .delete_endpoint(&principal, &endpoint_id(&id)?)
+            .await?,
+    ))
 }
 
 /// Replaces the signing secret; the old one keeps signing (a second signature) for 24 hours.
@@ -269,8 +300,14 @@ pub async fn rotate_secret(
     id: web::Path<String>,
     _body: EmptyBody,
 ) -> Result<HttpResponse, ApiError> {
-    let endpoint = state.mandate.rotate_endpoint_secret(&principal, &endpoint_id(&id)?, mandate_domain::now()).await?;
-    Ok(HttpResponse::Ok().json(EndpointWithSecret { endpoint: &endpoint, secret: &endpoint.secret }))
+    let endpoint = state
+        .mandate
+        .rotate_endpoint_secret(&principal, &endpoint_id(&id)?, mandate_domain::now())
+        .await?;
+    Ok(HttpResponse::Ok().json(EndpointWithSecret {
+        endpoint: &endpoint,
+        secret: &endpoint.secret,
+    }))
 }
 
 /// Sends a `webhook.test` event to this endpoint only.
@@ -284,7 +321,10 @@ pub async fn test(
     id: web::Path<String>,
     _body: EmptyBody,
 ) -> Result<HttpResponse, ApiError> {
-    let event = state.mandate.test_endpoint(&principal, &endpoint_id(&id)?, mandate_domain::now()).await?;
+    let event = state
+        .mandate
+        .test_endpoint(&principal, &endpoint_id(&id)?, mandate_domain::now())
+        .await?;
     Ok(HttpResponse::Ok().json(event.body()))
 }
 
@@ -300,8 +340,15 @@ pub async fn deliveries(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(DeliveryId::parse)?;
-    let deliveries = state.mandate.endpoint_deliveries(&principal, &endpoint_id(&id)?, &page).await?;
-    Ok(HttpResponse::Ok().json(ListBody::new(deliveries, |delivery| delivery.id.to_string())))
+    let deliveries = state
+        .mandate
+        .endpoint_deliveries(&principal, &endpoint_id(&id)?, &page)
+        .await?;
+    Ok(
+        HttpResponse::Ok().json(ListBody::new(deliveries, |delivery| {
+            delivery.id.to_string()
+        })),
+    )
 }
 
 /// Sends a delivery's event again, now, as a new attempt.
@@ -316,7 +363,12 @@ pub async fn retry(
     _body: EmptyBody,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&id, DeliveryId::parse)?;
-    Ok(HttpResponse::Ok().json(state.mandate.retry_delivery(&principal, &id, mandate_domain::now()).await?))
+    Ok(HttpResponse::Ok().json(
+        state
+            .mandate
+            .retry_delivery(&principal, &id, mandate_domain::now())
+            .await?,
+    ))
 }
 
 /// The events the caller may see — exactly what its endpoints receive — newest first.
@@ -330,7 +382,11 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(EventId::parse)?;
     let events = state.mandate.list_events(&principal, &page).await?;
-    let next_cursor = if events.has_more { events.data.last().map(|event| event.id.to_string()) } else { None };
+    let next_cursor = if events.has_more {
+        events.data.last().map(|event| event.id.to_string())
+    } else {
+        None
+    };
     let data: Vec<_> = events.data.iter().map(|event| event.body()).collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "object": "list", "data": data, "has_more": events.has_more, "next_cursor": next_cursor,
@@ -347,6 +403,9 @@ pub async fn event(
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let event = state.mandate.event(&principal, &path_id(&id, EventId::parse)?).await?;
+    let event = state
+        .mandate
+        .event(&principal, &path_id(&id, EventId::parse)?)
+        .await?;
     Ok(HttpResponse::Ok().json(event.body()))
 }

@@ -30,12 +30,20 @@ pub struct Receiver {
 }
 
 fn header(request: &HttpRequest, name: &str) -> String {
-    request.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 impl Receiver {
     pub async fn start(script: &[u16]) -> Self {
-        let inner = Arc::new(Mutex::new(Inner { received: Vec::new(), script: script.iter().copied().collect() }));
+        let inner = Arc::new(Mutex::new(Inner {
+            received: Vec::new(),
+            script: script.iter().copied().collect(),
+        }));
         let state = inner.clone();
         let server = HttpServer::new(move || {
             let state = state.clone();
@@ -50,7 +58,8 @@ impl Receiver {
                         body: String::from_utf8_lossy(&body).into_owned(),
                     });
                     let status = inner.script.pop_front().unwrap_or(200);
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap()).body("ok")
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                        .body("ok")
                 }
             }))
         })
@@ -60,7 +69,10 @@ impl Receiver {
         let port = server.addrs()[0].port();
         // The server task ends with the test's runtime.
         tokio::spawn(server.run());
-        Self { url: format!("http://127.0.0.1:{port}/hook"), inner }
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            inner,
+        }
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -69,7 +81,10 @@ impl Receiver {
 
     /// The distinct event ids received.
     pub fn event_ids(&self) -> std::collections::BTreeSet<String> {
-        self.received().into_iter().map(|received| received.webhook_id).collect()
+        self.received()
+            .into_iter()
+            .map(|received| received.webhook_id)
+            .collect()
     }
 
     /// Polls until `done` holds for what was received, or fails after `limit`.
@@ -79,7 +94,11 @@ impl Receiver {
             if done(&self.received()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; got {:?}", self.event_ids());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; got {:?}",
+                self.event_ids()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
