@@ -527,18 +527,17 @@ async fn a_credential_over_its_rate_gets_429_with_retry_after() {
         )
         .await;
     let key = created.body["platform_key"].as_str().unwrap().to_owned();
-    let mut statuses = Vec::new();
-    for _ in 0..4 {
-        statuses.push(api.get("/v1/organization", &key).await);
+    let mut replies = Vec::new();
+    for _ in 0..6 {
+        replies.push(api.get("/v1/organization", &key).await);
     }
-    assert_eq!(
-        statuses
-            .iter()
-            .map(|reply| reply.status)
-            .collect::<Vec<_>>(),
-        vec![200, 200, 200, 429]
-    );
-    let limited = &statuses[3];
+    // The burst passes; right after it the bucket is empty (one token refills per second, so
+    // a slow machine may let one more through, never all).
+    assert!(replies[..3].iter().all(|reply| reply.status == 200));
+    let limited = replies[3..]
+        .iter()
+        .find(|reply| reply.status == 429)
+        .expect("a request past the burst is limited");
     assert_eq!(limited.code(), "RATE_LIMITED");
     let retry_after: u64 = limited.headers["retry-after"]
         .to_str()
