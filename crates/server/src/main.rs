@@ -162,6 +162,7 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
                 .context("invalid webhooks.retry_schedule")?,
             disable_after: Duration::from_secs(hooks.disable_after_hours * 3600),
             concurrency: hooks.concurrency,
+            lease: Duration::from_secs(hooks.lease_seconds),
             ..WorkerConfig::default()
         };
         let shutdown = async {

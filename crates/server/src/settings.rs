@@ -46,6 +46,9 @@ pub struct WebhookSettings {
     pub timeout_seconds: u64,
     /// Deliveries sent at once by one worker.
     pub concurrency: usize,
+    /// How long a worker holds what it claimed; a crashed worker's claims are taken again
+    /// after this (raised if a full batch could take longer to send).
+    pub lease_seconds: u64,
 }
 
 impl Default for WebhookSettings {
@@ -58,6 +61,7 @@ impl Default for WebhookSettings {
             disable_after_hours: 5 * 24,
             timeout_seconds: 15,
             concurrency: 32,
+            lease_seconds: 60,
         }
     }
 }
