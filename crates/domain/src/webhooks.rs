@@ -12,7 +12,7 @@ use crate::principal::{ClientPrincipal, Principal, PrincipalKind};
 use crate::values::{InvalidValue, Permission};
 
 /// Whom an endpoint belongs to; a client's endpoints belong to its client ID.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EndpointOwner {
     /// A client ID.
     Client {

@@ -1,6 +1,8 @@
 //! Webhook endpoints, the event feed, and the delivery steps a worker drives. The feed and
 //! the deliveries use one rule: `can_see_event`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 
@@ -422,6 +424,21 @@ impl Mandate {
         Ok(retry)
     }
 
+    /// The viewer of `owner`, read once per batch of work.
+    async fn cached_viewer<'a>(
+        &self,
+        viewers: &'a mut HashMap<EndpointOwner, Viewer>,
+        owner: &EndpointOwner,
+    ) -> Result<&'a Viewer, StoreError> {
+        if !viewers.contains_key(owner) {
+            let viewer = self.owner_viewer(owner).await?;
+            viewers.insert(owner.clone(), viewer);
+        }
+        viewers
+            .get(owner)
+            .ok_or_else(|| StoreError::Other("a cached viewer vanished".into()))
+    }
+
     /// Turns up to `limit` new events into first attempts for every endpoint whose owner may
     /// see them and subscribes to their type. Returns how many events were fanned out.
     pub async fn fan_out(
@@ -434,12 +451,17 @@ impl Mandate {
             .store
             .claim_events_for_fanout(limit, now, lease)
             .await?;
+        // Owners are looked up once per batch; sending re-checks each receiver anyway.
+        let mut viewers = HashMap::new();
         for event in &events {
             let mut deliveries = Vec::new();
             for endpoint in self.store.candidate_endpoints(event).await? {
                 if endpoint.enabled
                     && endpoint.event_types.matches(event.event_type)
-                    && can_see_event(&self.owner_viewer(&endpoint.owner).await?, event)
+                    && can_see_event(
+                        self.cached_viewer(&mut viewers, &endpoint.owner).await?,
+                        event,
+                    )
                 {
                     deliveries.push(Delivery::first(&event.id, &endpoint.id, now));
                 }
@@ -459,12 +481,14 @@ impl Mandate {
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let mut sendable = Vec::new();
+        let mut viewers = HashMap::new();
         for claimed in self.store.claim_due_deliveries(limit, now, lease).await? {
             let direct = claimed.event.audience.endpoint_id.as_ref() == Some(&claimed.endpoint.id);
             let allowed = claimed.endpoint.enabled
                 && (direct
                     || can_see_event(
-                        &self.owner_viewer(&claimed.endpoint.owner).await?,
+                        self.cached_viewer(&mut viewers, &claimed.endpoint.owner)
+                            .await?,
                         &claimed.event,
                     ));
             if allowed {
