@@ -403,3 +403,88 @@ async fn private_and_plain_http_targets_are_refused_by_default() {
 fn ids_empty(list: &Value) -> bool {
     list["data"].as_array().is_some_and(Vec::is_empty)
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_disables_the_endpoint_and_a_delivery_can_be_sent_again() {
+    let data = TempDir::new();
+    let server = Server::start_with(webhook_server_command(&data), &data.0).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let owner = Caller {
+        key: tenant.destination_key.clone(),
+        client_id: None,
+    };
+
+    // A manual retry sends the same event again, as a new attempt.
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, _) = owner
+        .endpoint(&api, &receiver, json!(["payment_request.created"]))
+        .await;
+    create_request(&api, &owner, "incoming").await;
+    receiver
+        .wait_for(WAIT, "the first delivery", |all| all.len() == 1)
+        .await;
+    owner.settled(&api, &endpoint).await;
+    let log = owner
+        .send(
+            &api,
+            "GET",
+            &format!("/v1/webhook-endpoints/{endpoint}/deliveries"),
+            None,
+        )
+        .await;
+    let delivery = log.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let retried = owner
+        .send(
+            &api,
+            "POST",
+            &format!("/v1/webhook-deliveries/{delivery}/retry"),
+            None,
+        )
+        .await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    receiver
+        .wait_for(WAIT, "the re-sent delivery", |all| all.len() == 2)
+        .await;
+    let received = receiver.received();
+    assert_eq!(received[0].webhook_id, received[1].webhook_id);
+
+    // A receiver answering 410 Gone disables its endpoint at once.
+    let gone = Receiver::start(&[410]).await;
+    let (gone_endpoint, _) = owner
+        .endpoint(&api, &gone, json!(["payment_request.created"]))
+        .await;
+    create_request(&api, &owner, "incoming").await;
+    gone.wait_for(WAIT, "the refused delivery", |all| all.len() == 1)
+        .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let state = owner
+            .send(
+                &api,
+                "GET",
+                &format!("/v1/webhook-endpoints/{gone_endpoint}"),
+                None,
+            )
+            .await;
+        if state.body["enabled"] == false {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the endpoint was not disabled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    create_request(&api, &owner, "incoming").await;
+    receiver
+        .wait_for(WAIT, "the next event at the healthy endpoint", |all| {
+            all.len() == 3
+        })
+        .await;
+    assert_eq!(
+        gone.received().len(),
+        1,
+        "a disabled endpoint is not called again"
+    );
+}
