@@ -261,19 +261,13 @@ impl Authenticator {
 
 /// A client ID acting, with its permissions narrowed to `scope` when a token carries one.
 fn client_principal(client: Client, scope: Option<&PermissionSet>) -> Principal {
-    let permissions = match scope {
-        Some(scope) => client
+    let mut acting = ClientPrincipal::of(client);
+    if let Some(scope) = scope {
+        acting.permissions = acting
             .permissions
             .iter()
             .filter(|permission| scope.contains(*permission))
-            .collect(),
-        None => client.permissions,
-    };
-    Principal::Client(ClientPrincipal {
-        client_id: client.id,
-        orchestrator_id: client.orchestrator_id,
-        organization_id: client.organization_id,
-        destination_id: client.destination_id,
-        permissions,
-    })
+            .collect();
+    }
+    Principal::Client(acting)
 }

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId};
+use crate::model::Client;
 use crate::values::PermissionSet;
 
 /// The kinds of principal; each route declares which kinds it admits.
@@ -97,6 +98,19 @@ pub struct ClientPrincipal {
     pub destination_id: DestinationId,
     /// What it may do (for a token, narrowed to its scope).
     pub permissions: PermissionSet,
+}
+
+impl ClientPrincipal {
+    /// A client ID acting with all the permissions it holds.
+    pub fn of(client: Client) -> Self {
+        Self {
+            client_id: client.id,
+            orchestrator_id: client.orchestrator_id,
+            organization_id: client.organization_id,
+            destination_id: client.destination_id,
+            permissions: client.permissions,
+        }
+    }
 }
 
 impl Principal {

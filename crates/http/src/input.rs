@@ -49,6 +49,14 @@ impl ListParams {
     }
 }
 
+/// For `Option<Option<T>>` fields of a PATCH body: tells a field sent as `null` (`Some(None)`,
+/// clear it) from a field not sent (`None`, keep it).
+pub fn nullable<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
+}
+
 /// An id in the path: a malformed one names nothing, so it is simply not found.
 pub fn path_id<T, E>(text: &str, parse: impl Fn(&str) -> Result<T, E>) -> Result<T, ApiError> {
     parse(text).map_err(|_| ApiError::not_found())

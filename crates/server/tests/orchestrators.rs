@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, ids, tenant};
 
 /// An orchestrator's key acting through one client ID.
 struct Acting<'a> {
@@ -34,15 +34,6 @@ impl Acting<'_> {
         assert_eq!(listed.status, 200, "{}", listed.body);
         ids(&listed.body)
     }
-}
-
-fn ids(list: &Value) -> Vec<String> {
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 async fn orchestrator(api: &Api, slug: &str) -> String {

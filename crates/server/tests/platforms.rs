@@ -7,16 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Server, TempDir, tenant};
-
-fn ids(list: &Value) -> Vec<String> {
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|item| item["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Server, TempDir, ids, tenant};
 
 async fn second_destination(api: &Api, platform_key: &str) -> (String, String) {
     let slug = format!("second-{}", support::random_hex(4));

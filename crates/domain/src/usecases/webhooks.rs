@@ -152,7 +152,7 @@ impl Mandate {
                 .list_clients(&scope, Some(ClientStatus::Active), &page)
                 .await?;
             page.starting_after = listed.data.last().map(|client| client.id.to_string());
-            clients.extend(listed.data.into_iter().map(client_principal));
+            clients.extend(listed.data.into_iter().map(ClientPrincipal::of));
             if !listed.has_more {
                 return Ok(Viewer::Orchestrator {
                     orchestrator_id: orchestrator_id.clone(),
@@ -167,7 +167,7 @@ impl Mandate {
         Ok(match owner {
             EndpointOwner::Client { client_id } => match self.store.client(client_id).await? {
                 Some(client) if client.status == ClientStatus::Active => {
-                    Viewer::Client(client_principal(client))
+                    Viewer::Client(ClientPrincipal::of(client))
                 }
                 _ => Viewer::Nobody,
             },
@@ -559,15 +559,5 @@ impl Mandate {
             }
         }
         Ok(())
-    }
-}
-
-fn client_principal(client: crate::model::Client) -> ClientPrincipal {
-    ClientPrincipal {
-        client_id: client.id,
-        orchestrator_id: client.orchestrator_id,
-        organization_id: client.organization_id,
-        destination_id: client.destination_id,
-        permissions: client.permissions,
     }
 }

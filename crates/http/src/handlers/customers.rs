@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use mandate_domain::ids::CustomerId;
 use mandate_domain::usecases::{CustomerChanges, NewCustomer};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
@@ -32,19 +32,15 @@ pub struct CreateCustomer {
 #[serde(deny_unknown_fields)]
 pub struct UpdateCustomer {
     /// New email; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     #[schema(value_type = Option<String>)]
     pub email: Option<Option<String>>,
     /// New name; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     #[schema(value_type = Option<String>)]
     pub name: Option<Option<String>>,
     /// Replaces the metadata.
     pub metadata: Option<BTreeMap<String, String>>,
-}
-
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// `?email=` on top of the list parameters.

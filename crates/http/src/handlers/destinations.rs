@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 use mandate_domain::ids::DestinationId;
 use mandate_domain::usecases::{DestinationChanges, KeyTarget, NewDestination};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
@@ -36,18 +36,13 @@ pub struct UpdateDestination {
     /// Shown to payers, 1–200 characters.
     pub display_name: Option<String>,
     /// Free text ≤ 256 characters; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     #[schema(value_type = Option<String>)]
     pub payment_address: Option<Option<String>>,
     /// 1–1000.
     pub max_agents: Option<u32>,
     /// 60–2592000.
     pub pending_claim_ttl_seconds: Option<u32>,
-}
-
-/// Tells a field sent as `null` (`Some(None)`) from a field not sent (`None`).
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 fn destination_id(text: &str) -> Result<DestinationId, ApiError> {

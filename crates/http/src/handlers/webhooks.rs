@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use mandate_domain::ids::{DeliveryId, EndpointId, EventId};
 use mandate_domain::usecases::EndpointInput;
 use mandate_domain::webhooks::WebhookEndpoint;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
@@ -37,15 +37,11 @@ pub struct UpdateEndpoint {
     /// New filter.
     pub event_types: Option<Vec<String>>,
     /// New description; `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::input::nullable")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     /// Turn deliveries on or off.
     pub enabled: Option<bool>,
-}
-
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// A webhook endpoint (documentation of the shape `WebhookEndpoint` serializes to).

@@ -335,3 +335,13 @@ pub async fn tenant(api: &Api) -> Tenant {
         destination_key: key.body["key"].as_str().unwrap().to_owned(),
     }
 }
+
+/// The ids of a list response's items, in order.
+pub fn ids(list: &Value) -> Vec<String> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect()
+}
