@@ -86,23 +86,6 @@ pub struct DestinationList {
     pub next_cursor: Option<String>,
 }
 
-impl From<Page<Destination>> for DestinationList {
-    fn from(page: Page<Destination>) -> Self {
-        let data: Vec<DestinationView> = page.data.into_iter().map(DestinationView::from).collect();
-        let next_cursor = if page.has_more {
-            data.last().map(|last| last.id.clone())
-        } else {
-            None
-        };
-        Self {
-            object: "list",
-            data,
-            has_more: page.has_more,
-            next_cursor,
-        }
-    }
-}
-
 /// An API key as listed: never the key itself.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use mandate_domain::ids::DestinationId;
+use mandate_domain::ports::Page;
 use mandate_domain::usecases::{DestinationChanges, KeyTarget, NewDestination};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -11,7 +12,7 @@ use crate::handlers::keys;
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::AppState;
-use crate::views::{DestinationList, DestinationView, KeyList, KeyView, NewKeyView};
+use crate::views::{DestinationList, DestinationView, KeyList, KeyView, ListBody, NewKeyView};
 
 /// Body of `POST /v1/destinations`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,7 +88,15 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(DestinationId::parse)?;
     let destinations = state.mandate.list_destinations(&principal, &page).await?;
-    Ok(HttpResponse::Ok().json(DestinationList::from(destinations)))
+    let views = Page {
+        data: destinations
+            .data
+            .into_iter()
+            .map(DestinationView::from)
+            .collect(),
+        has_more: destinations.has_more,
+    };
+    Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }
 
 /// Reads one destination.

@@ -2,7 +2,9 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use mandate_domain::events::Event;
 use mandate_domain::ids::{DeliveryId, EndpointId, EventId};
+use mandate_domain::ports::Page;
 use mandate_domain::usecases::EndpointInput;
 use mandate_domain::webhooks::WebhookEndpoint;
 use serde::{Deserialize, Serialize};
@@ -378,15 +380,11 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(EventId::parse)?;
     let events = state.mandate.list_events(&principal, &page).await?;
-    let next_cursor = if events.has_more {
-        events.data.last().map(|event| event.id.to_string())
-    } else {
-        None
+    let bodies = Page {
+        data: events.data.iter().map(Event::body).collect(),
+        has_more: events.has_more,
     };
-    let data: Vec<_> = events.data.iter().map(|event| event.body()).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "object": "list", "data": data, "has_more": events.has_more, "next_cursor": next_cursor,
-    })))
+    Ok(HttpResponse::Ok().json(ListBody::new(bodies, |body| body.id.to_string())))
 }
 
 /// One event the caller may see.
