@@ -1,6 +1,8 @@
 //! Project automation, run as `cargo xtask <task>`.
 
+mod bench;
 mod chromium;
+mod faults;
 mod postgres;
 mod python;
 
@@ -18,10 +20,22 @@ tasks:
                           (TEST_DATABASE_URL, DATABASE_URL, 127.0.0.1:5432, or a
                           throwaway cluster) and a headless Chromium (CHROME_BIN,
                           or on PATH, or installed) and a Python with the
-                          standardwebhooks package (MANDATE_TEST_PYTHON, or python3
+                          standardwebhooks, http-message-signatures and
+                          schemathesis packages (MANDATE_TEST_PYTHON, or python3
                           on PATH, installed with pip); extra args go to `cargo test`
+  faults [full|short]     the fault suite against the real server on PostgreSQL
+                          (crash, database outage, receiver outage, replica loss):
+                          prints a table of lost, duplicated and leaked events and
+                          fails on any lost or leaked; full by default (minutes),
+                          `cargo xtask test` runs the short form (seconds)
   lint                    cargo fmt --check, clippy -D warnings, cargo deny check (advisories when the database can be fetched)
-  openapi                 regenerate docs/openapi.json";
+  openapi                 regenerate docs/openapi.json
+  bench [--smoke] [--rounds N] [--seconds N] [--no-write]
+                          release build; Mandate against the bare actix-web +
+                          diesel-async baseline in alternating rounds (wrk,
+                          installed when missing), webhooks end to end,
+                          authorize() with criterion; writes docs/benchmarks.md
+                          (--smoke: tiny counts, writes nothing)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
@@ -29,7 +43,13 @@ fn main() -> ExitCode {
     let rest: Vec<OsString> = args.collect();
     let result = match task.as_ref().and_then(|t| t.to_str()) {
         Some("test") => test(&rest),
+        Some("faults") if rest.len() <= 1 => faults::run(
+            rest.first()
+                .map_or("full".into(), |scale| scale.to_string_lossy())
+                .as_ref(),
+        ),
         Some("lint") if rest.is_empty() => lint(),
+        Some("bench") => bench::bench(&rest),
         Some("openapi") if rest.is_empty() => openapi(),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -94,7 +114,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     // The payment page is checked in a real headless browser; never skip that for lack of one.
     let chrome = chromium::resolve()?;
     println!("xtask: using Chromium {}", chrome.display());
-    // Webhook signatures are checked by the Standard Webhooks reference library; never skip it.
+    // Webhook and agent request signatures are checked by independent Python libraries; never
+    // skip them.
     let python = python::resolve()?;
     println!("xtask: using Python {}", python.display());
     // Held until the tests finish; dropping it stops a throwaway cluster, also on failure.
@@ -111,6 +132,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     cmd.args(["--all-features", "--no-fail-fast"])
         .args(extra)
         .env("TEST_DATABASE_URL", database.url())
+        // The fault suite's short form; `cargo xtask faults` runs the full one.
+        .env("MANDATE_FAULTS_SCALE", "short")
         .env(chromium::ENV, &chrome)
         .env(python::ENV, &python);
     let status = cmd

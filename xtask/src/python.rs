@@ -1,5 +1,7 @@
-//! Finds the Python interpreter whose Standard Webhooks reference library checks our webhook
-//! signatures, installing the `standardwebhooks` package from PyPI when it is missing.
+//! Finds the Python interpreter whose libraries check our signatures independently of our own
+//! code — the Standard Webhooks reference library (webhooks) and `http-message-signatures`
+//! (RFC 9421 agent requests) — and schemathesis, which checks the API against its OpenAPI
+//! document, installing the packages from PyPI when they are missing.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,50 +13,80 @@ use crate::postgres::on_path;
 
 /// The variable that hands the interpreter to the tests (and lets a caller choose one).
 pub const ENV: &str = "MANDATE_TEST_PYTHON";
-/// The PyPI package, and the module it installs.
-const PACKAGE: &str = "standardwebhooks";
-const MODULE: &str = "standardwebhooks";
+/// The PyPI packages the tests need, each with the module it installs.
+const PACKAGES: &[Package] = &[
+    Package {
+        name: "standardwebhooks",
+        module: "standardwebhooks",
+    },
+    Package {
+        name: "http-message-signatures",
+        module: "http_message_signatures",
+    },
+    Package {
+        name: "schemathesis",
+        module: "schemathesis",
+    },
+];
+
+struct Package {
+    /// The name on PyPI.
+    name: &'static str,
+    /// The module it installs, which the tests import.
+    module: &'static str,
+}
 
 const NO_PYTHON: &str = "\
-no Python found: `python3` is not on PATH, and the webhook tests verify signatures with the \
-Standard Webhooks reference library for Python.
+no Python found: `python3` is not on PATH, and the tests verify webhook and agent request \
+signatures with Python libraries (standardwebhooks, http-message-signatures) and check the API \
+against its OpenAPI document with schemathesis.
 Install Python 3 with pip (Debian: `apt-get install python3 python3-pip`, macOS: \
 `brew install python`) or point MANDATE_TEST_PYTHON at a Python 3 interpreter";
 
 /// The interpreter for the tests, as an absolute path: `MANDATE_TEST_PYTHON` when set, else
-/// `python3` on PATH; `standardwebhooks` is installed with pip when it cannot be imported.
+/// `python3` on PATH; the packages it cannot import are installed with pip.
 pub fn resolve() -> Result<PathBuf> {
     let python: OsString = match std::env::var_os(ENV).filter(|v| !v.is_empty()) {
         Some(given) => given,
         None => on_path("python3").context(NO_PYTHON)?.into_os_string(),
     };
     let shown = PathBuf::from(&python).display().to_string();
-    if !imports(&python)? {
+    let missing = missing_packages(&python)?;
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|package| package.name).collect();
+        let names = names.join(" ");
         let pip = Command::new(&python)
             .args(["-m", "pip", "--version"])
             .output()
             .is_ok_and(|o| o.status.success());
         if !pip {
             bail!(
-                "{shown} cannot import `{MODULE}` and has no pip to install it with.\n\
-                 Install pip (Debian: `apt-get install python3-pip`) or the package itself \
-                 (`pip install {PACKAGE}`), or point {ENV} at a Python that has it"
+                "{shown} cannot import the Python packages {names} and has no pip to install \
+                 them with.\n\
+                 Install pip (Debian: `apt-get install python3-pip`) or the packages themselves \
+                 (`pip install {names}`), or point {ENV} at a Python that has them"
             );
         }
-        println!("xtask: installing the Python package {PACKAGE} for {shown}");
+        println!("xtask: installing the Python packages {names} for {shown}");
         let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", PACKAGE])
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(missing.iter().map(|package| package.name))
             .status()
             .with_context(|| format!("could not run {shown} -m pip"))?;
         if !status.success() {
             bail!(
-                "`{shown} -m pip install {PACKAGE}` failed.\n\
-                 Install it yourself (in a virtual environment if this Python is externally \
+                "`{shown} -m pip install {names}` failed.\n\
+                 Install them yourself (in a virtual environment if this Python is externally \
                  managed) and point {ENV} at that environment's python"
             );
         }
-        if !imports(&python)? {
-            bail!("pip installed {PACKAGE}, but {shown} still cannot import `{MODULE}`");
+        let still_missing = missing_packages(&python)?;
+        if let Some(package) = still_missing.first() {
+            bail!(
+                "pip installed {}, but {shown} still cannot import `{}`",
+                package.name,
+                package.module
+            );
         }
     }
     // The tests run in their package's directory and may clear PATH: hand them a full path.
@@ -72,16 +104,22 @@ pub fn resolve() -> Result<PathBuf> {
     Ok(PathBuf::from(executable))
 }
 
-/// Whether `python` runs and can import the module.
-fn imports(python: &OsString) -> Result<bool> {
-    let output = Command::new(python)
-        .args(["-c", &format!("import {MODULE}")])
-        .output()
-        .with_context(|| {
-            format!(
-                "could not run {}; point {ENV} at a Python 3 interpreter",
-                PathBuf::from(python).display()
-            )
-        })?;
-    Ok(output.status.success())
+/// The packages whose module `python` cannot import (an error when `python` does not run).
+fn missing_packages(python: &OsString) -> Result<Vec<&'static Package>> {
+    let mut missing = Vec::new();
+    for package in PACKAGES {
+        let output = Command::new(python)
+            .args(["-c", &format!("import {}", package.module)])
+            .output()
+            .with_context(|| {
+                format!(
+                    "could not run {}; point {ENV} at a Python 3 interpreter",
+                    PathBuf::from(python).display()
+                )
+            })?;
+        if !output.status.success() {
+            missing.push(package);
+        }
+    }
+    Ok(missing)
 }

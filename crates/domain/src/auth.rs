@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::agents::AgentKey;
 use crate::ids::{ClientId, DestinationId};
 use crate::keys::{KeyHasher, KeyKind};
 use crate::model::{Client, ClientStatus, KeyOwner};
@@ -19,6 +20,9 @@ pub enum AuthError {
     /// A valid credential asking for something it may not (HTTP 403).
     #[error("{0}")]
     Forbidden(&'static str),
+    /// An agent signature's nonce was used before by the same key (HTTP 409).
+    #[error("this signature nonce was already used")]
+    ReplayedNonce,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -191,7 +195,49 @@ impl Authenticator {
         if client.status != ClientStatus::Active {
             return Err(AuthError::Forbidden("this client ID is revoked"));
         }
+        if client.agent_key.is_some() {
+            return Err(AuthError::Forbidden(
+                "this client ID belongs to an agent: only the agent's signature acts as it",
+            ));
+        }
         Ok(client_principal(client, None))
+    }
+
+    /// Resolves an agent's verified signature: `X-Client-Id` must name an active client ID
+    /// whose credential is the signing key.
+    pub async fn agent_client(
+        &self,
+        store: &dyn Store,
+        key: &AgentKey,
+        client_header: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let header = client_header.ok_or(AuthError::Unauthenticated("agent_without_client_id"))?;
+        let id =
+            ClientId::parse(header).map_err(|_| AuthError::Unauthenticated("unknown_agent"))?;
+        let client = store
+            .client(&id)
+            .await?
+            .filter(|client| client.agent_key.as_ref() == Some(key))
+            .ok_or(AuthError::Unauthenticated("unknown_agent"))?;
+        if client.status != ClientStatus::Active {
+            return Err(AuthError::Unauthenticated("revoked_agent"));
+        }
+        Ok(client_principal(client, None))
+    }
+
+    /// Accepts an agent signature's nonce once per key: a replay is refused.
+    pub async fn accept_signature_nonce(
+        &self,
+        store: &dyn Store,
+        key: &AgentKey,
+        nonce: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthError> {
+        if store.record_signature_nonce(key, nonce, now).await? {
+            Ok(())
+        } else {
+            Err(AuthError::ReplayedNonce)
+        }
     }
 
     /// The OAuth client-credentials grant: `secret` must be a key of the orchestrator the
@@ -217,7 +263,11 @@ impl Authenticator {
             .client(&id)
             .await?
             .ok_or(TokenGrantError::InvalidClient)?;
-        if client.orchestrator_id != orchestrator_id || client.status != ClientStatus::Active {
+        // An agent's client ID has no secret but the agent's key: no tokens for it.
+        if client.orchestrator_id != orchestrator_id
+            || client.status != ClientStatus::Active
+            || client.agent_key.is_some()
+        {
             return Err(TokenGrantError::InvalidClient);
         }
         let granted = match scope.map(str::trim).filter(|scope| !scope.is_empty()) {

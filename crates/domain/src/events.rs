@@ -32,6 +32,16 @@ pub enum EventType {
     CustomerUpdated,
     /// `customer.deleted`
     CustomerDeleted,
+    /// `claim.submitted`
+    ClaimSubmitted,
+    /// `claim.approved`
+    ClaimApproved,
+    /// `claim.rejected`
+    ClaimRejected,
+    /// `claim.revoked`
+    ClaimRevoked,
+    /// `claim.expired`
+    ClaimExpired,
     /// `webhook.test`: only from the test endpoint, only to that endpoint.
     WebhookTest,
     /// `webhook_endpoint.disabled`: to the endpoint's owner.
@@ -40,7 +50,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in a stable order.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 18] = [
         EventType::PaymentRequestCreated,
         EventType::PaymentRequestPartiallyPaid,
         EventType::PaymentRequestPaid,
@@ -52,6 +62,11 @@ impl EventType {
         EventType::CustomerCreated,
         EventType::CustomerUpdated,
         EventType::CustomerDeleted,
+        EventType::ClaimSubmitted,
+        EventType::ClaimApproved,
+        EventType::ClaimRejected,
+        EventType::ClaimRevoked,
+        EventType::ClaimExpired,
         EventType::WebhookTest,
         EventType::WebhookEndpointDisabled,
     ];
@@ -70,6 +85,11 @@ impl EventType {
             EventType::CustomerCreated => "customer.created",
             EventType::CustomerUpdated => "customer.updated",
             EventType::CustomerDeleted => "customer.deleted",
+            EventType::ClaimSubmitted => "claim.submitted",
+            EventType::ClaimApproved => "claim.approved",
+            EventType::ClaimRejected => "claim.rejected",
+            EventType::ClaimRevoked => "claim.revoked",
+            EventType::ClaimExpired => "claim.expired",
             EventType::WebhookTest => "webhook.test",
             EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
         }

@@ -48,9 +48,15 @@ macro_rules! prefixed_id {
                     .strip_prefix($prefix)
                     .and_then(|rest| rest.strip_prefix('_'))
                     .ok_or(invalid.clone())?;
-                let ulid = ulid::Ulid::from_string(rest).map_err(|_| invalid)?;
-                // Store the canonical (upper-case) spelling so equal ids compare equal.
-                Ok(Self(format!("{}_{}", $prefix, ulid)))
+                let ulid = ulid::Ulid::from_string(rest).map_err(|_| invalid.clone())?;
+                // Store the canonical (upper-case) spelling so equal ids compare equal. The
+                // decoder drops the bits above 128 of a first character past `7`, which would
+                // give two spellings of one id: those are refused.
+                let canonical = ulid.to_string();
+                if !canonical.eq_ignore_ascii_case(rest) {
+                    return Err(invalid);
+                }
+                Ok(Self(format!("{}_{}", $prefix, canonical)))
             }
 
             /// The id as text.
@@ -140,6 +146,11 @@ prefixed_id!(
     EventId,
     "evt"
 );
+prefixed_id!(
+    /// An agent's authorization request (a claim).
+    ClaimId,
+    "clm"
+);
 
 #[cfg(test)]
 mod tests {
@@ -161,6 +172,14 @@ mod tests {
         assert!(DestinationId::parse("dst_").is_err());
         assert!(DestinationId::parse("dst_not-a-ulid-at-all-000000").is_err());
         assert!(DestinationId::parse("dst01ARZ3NDEKTSV4RRFFQ69G5FAV").is_err());
+    }
+
+    #[test]
+    fn ids_beyond_128_bits_are_refused() {
+        // `8…` and `0…` would decode to the same 128 bits.
+        assert!(DestinationId::parse("dst_80000000000000000000000000").is_err());
+        assert!(DestinationId::parse("dst_ZZZZZZZZZZZZZZZZZZZZZZZZZZ").is_err());
+        assert!(DestinationId::parse("dst_7ZZZZZZZZZZZZZZZZZZZZZZZZZ").is_ok());
     }
 
     #[test]

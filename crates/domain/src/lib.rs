@@ -4,12 +4,19 @@
 //! This crate performs no I/O and depends on no runtime, web framework or database driver,
 //! so that a platform team can embed it with adapters of its own.
 
+#![warn(missing_docs)]
+
+pub mod agents;
 pub mod auth;
+pub mod claims;
 pub mod customers;
 pub mod events;
 pub mod ids;
 pub mod keys;
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod model;
+pub mod operations;
 pub mod payments;
 pub mod policy;
 pub mod ports;

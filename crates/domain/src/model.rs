@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::agents::AgentKey;
 use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId};
 use crate::values::{Permission, PermissionSet, Slug};
 
@@ -143,6 +144,10 @@ pub struct Client {
     pub label: Option<String>,
     /// What it may do.
     pub permissions: PermissionSet,
+    /// For a client ID created by approving a claim: the agent's key, its only credential
+    /// (the orchestrator's key with `X-Client-Id` and access tokens are refused for it).
+    #[serde(rename = "agent_public_key")]
+    pub agent_key: Option<AgentKey>,
     /// Bumped by every change, so that issued tokens can tell they are stale.
     pub version: u64,
     /// Active or revoked.
@@ -193,6 +198,7 @@ mod tests {
             destination_id: DestinationId::generate(),
             orchestrator_id: OrchestratorId::generate(),
             label: None,
+            agent_key: None,
             permissions: PermissionSet::default_for_new_client(),
             version: 1,
             status: ClientStatus::Active,

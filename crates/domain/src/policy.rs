@@ -3,6 +3,7 @@
 //! Resources a principal may not see are answered as *not found*, never *forbidden*, so that
 //! ids leak nothing; *forbidden* is for an action refused on something the caller may see.
 
+use crate::claims::Claim;
 use crate::ids::{ClientId, DestinationId, OrchestratorId, OrganizationId};
 use crate::model::Client;
 use crate::payments::{Direction, PaymentRequest};
@@ -36,6 +37,10 @@ pub enum Action {
     ManageClients,
     /// Read a client ID.
     ReadClient,
+    /// Read a claim.
+    ReadClaim,
+    /// Approve, reject or revoke a claim.
+    DecideClaim,
     /// Create a payment request of a direction for a destination.
     CreateRequest(Direction),
     /// Read a payment request.
@@ -70,6 +75,8 @@ pub enum Resource<'a> {
     Orchestrator(&'a OrchestratorId),
     /// A client ID.
     Client(&'a Client),
+    /// A claim.
+    Claim(&'a Claim),
     /// A payment request.
     Request(&'a PaymentRequest),
 }
@@ -92,6 +99,35 @@ enum Reach {
 }
 
 /// Decides whether `principal` may perform `action` on `resource`.
+///
+/// ```
+/// use mandate_domain::ids::{DestinationId, KeyId, OrganizationId};
+/// use mandate_domain::policy::{Action, Decision, Resource, authorize};
+/// use mandate_domain::principal::Principal;
+///
+/// let organization_id = OrganizationId::generate();
+/// let destination_id = DestinationId::generate();
+/// let shop = Resource::Destination {
+///     id: &destination_id,
+///     organization_id: &organization_id,
+/// };
+///
+/// // The destination's own key may read it.
+/// let owner = Principal::Destination {
+///     organization_id: organization_id.clone(),
+///     destination_id: destination_id.clone(),
+///     key_id: KeyId::generate(),
+/// };
+/// assert_eq!(authorize(&owner, Action::ReadDestination, shop), Decision::Allow);
+///
+/// // Another organization's platform key may not even learn that it exists.
+/// let stranger = Principal::Platform {
+///     organization_id: OrganizationId::generate(),
+///     key_id: KeyId::generate(),
+///     acting_for: None,
+/// };
+/// assert_eq!(authorize(&stranger, Action::ReadDestination, shop), Decision::NotFound);
+/// ```
 pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) -> Decision {
     use Action::*;
     match (action, resource) {
@@ -143,6 +179,20 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                 Decision::Allow
             } else {
                 outsider(principal)
+            }
+        }
+        (ReadClaim | DecideClaim, Resource::Claim(claim)) => {
+            match destination_reach(principal, &claim.destination_id, &claim.organization_id) {
+                Reach::Owner => Decision::Allow,
+                // The submitting orchestrator follows its claims but does not decide them.
+                Reach::Outsider if is_orchestrator(principal, &claim.orchestrator_id) => {
+                    if action == ReadClaim {
+                        Decision::Allow
+                    } else {
+                        Decision::Forbidden
+                    }
+                }
+                Reach::Outsider => outsider(principal),
             }
         }
         (ManageClients, Resource::Client(client)) => {
@@ -254,8 +304,12 @@ fn destination_reach(
 }
 
 fn is_orchestrator_of(principal: &Principal, client: &Client) -> bool {
+    is_orchestrator(principal, &client.orchestrator_id)
+}
+
+fn is_orchestrator(principal: &Principal, id: &OrchestratorId) -> bool {
     matches!(principal,
-        Principal::Orchestrator { orchestrator_id, .. } if orchestrator_id == &client.orchestrator_id)
+        Principal::Orchestrator { orchestrator_id, .. } if orchestrator_id == id)
 }
 
 /// Whether `principal` may see `request` at all (SPEC §4): owners see their destinations'
@@ -362,7 +416,26 @@ pub enum ClientScope {
     Nothing,
 }
 
-/// The list-query form of [`Action::ReadClient`].
+impl ClientScope {
+    /// Whether a client ID (or a claim) of this organization, destination and orchestrator is
+    /// in the scope: the Rust twin of the store's SQL.
+    pub fn contains(
+        &self,
+        organization_id: &OrganizationId,
+        destination_id: &DestinationId,
+        orchestrator_id: &OrchestratorId,
+    ) -> bool {
+        match self {
+            ClientScope::Organization(id) => id == organization_id,
+            ClientScope::Destination(id) => id == destination_id,
+            ClientScope::Orchestrator(id) => id == orchestrator_id,
+            ClientScope::Nothing => false,
+        }
+    }
+}
+
+/// The list-query form of [`Action::ReadClient`], and of [`Action::ReadClaim`]: claims and
+/// client IDs are seen by the same principals.
 pub fn client_scope(principal: &Principal) -> ClientScope {
     match principal {
         Principal::Platform {
@@ -381,6 +454,24 @@ pub fn client_scope(principal: &Principal) -> ClientScope {
             orchestrator_id, ..
         } => ClientScope::Orchestrator(orchestrator_id.clone()),
         Principal::Admin | Principal::Client(_) => ClientScope::Nothing,
+    }
+}
+
+/// Which ledger entries a principal may read: its organization's chain, narrowed to one
+/// destination for a destination key or a platform key acting for one; `None` for others.
+pub fn ledger_scope(principal: &Principal) -> Option<(OrganizationId, Option<DestinationId>)> {
+    match principal {
+        Principal::Platform {
+            organization_id,
+            acting_for,
+            ..
+        } => Some((organization_id.clone(), acting_for.clone())),
+        Principal::Destination {
+            organization_id,
+            destination_id,
+            ..
+        } => Some((organization_id.clone(), Some(destination_id.clone()))),
+        Principal::Admin | Principal::Orchestrator { .. } | Principal::Client(_) => None,
     }
 }
 

@@ -15,11 +15,13 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use crate::agents::AgentKey;
+use crate::claims::{ChainVerifier, Claim, ClaimStatus, Grant, LedgerAction, LedgerStatus};
 use crate::customers::{Customer, Email};
 use crate::events::{Audience, Event, EventType};
 use crate::ids::{
-    ClientId, CustomerId, DeliveryId, DestinationId, EndpointId, EventId, KeyId, OrchestratorId,
-    OrganizationId, PaymentId, PaymentLinkId, RequestId,
+    ClaimId, ClientId, CustomerId, DeliveryId, DestinationId, EndpointId, EventId, KeyId,
+    OrchestratorId, OrganizationId, PaymentId, PaymentLinkId, RequestId,
 };
 use crate::model::{
     ApiKey, Client, ClientStatus, Destination, KeyOwner, Orchestrator, Organization,
@@ -30,7 +32,8 @@ use crate::policy::{
     request_scope,
 };
 use crate::ports::{
-    ClaimedDelivery, IdempotencyStart, Page, PageRequest, RequestFilter, Store, StoreError,
+    ClaimApproval, ClaimSubmission, ClaimedDelivery, IdempotencyStart, Page, PageRequest,
+    RequestFilter, Store, StoreError,
 };
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
@@ -439,6 +442,7 @@ pub fn client(
         orchestrator_id: orchestrator_id.clone(),
         label: Some("checkout bot".into()),
         permissions,
+        agent_key: None,
         version: 1,
         status: ClientStatus::Active,
         created_at: now(),
@@ -656,16 +660,6 @@ pub async fn client_ids_round_trip_with_their_events(store: Arc<dyn Store>) {
     assert_eq!(all_events(&*store).await, vec![bare_created, created]);
 }
 
-/// The Rust twin of a client-ID list's scope.
-fn client_in_scope(scope: &ClientScope, client: &Client) -> bool {
-    match scope {
-        ClientScope::Organization(id) => &client.organization_id == id,
-        ClientScope::Destination(id) => &client.destination_id == id,
-        ClientScope::Orchestrator(id) => &client.orchestrator_id == id,
-        ClientScope::Nothing => false,
-    }
-}
-
 pub async fn client_id_lists_follow_the_scope_and_status(store: Arc<dyn Store>) {
     let (mine, my_destinations) = seed_organization(&*store, 2).await;
     let (theirs, their_destinations) = seed_organization(&*store, 1).await;
@@ -714,8 +708,11 @@ pub async fn client_id_lists_follow_the_scope_and_status(store: Arc<dyn Store>) 
             let expected: Vec<Client> = clients
                 .iter()
                 .filter(|client| {
-                    client_in_scope(scope, client)
-                        && status.is_none_or(|status| client.status == status)
+                    scope.contains(
+                        &client.organization_id,
+                        &client.destination_id,
+                        &client.orchestrator_id,
+                    ) && status.is_none_or(|status| client.status == status)
                 })
                 .cloned()
                 .collect();
@@ -3040,6 +3037,472 @@ pub async fn event_feed_matches_can_see_event(store: Arc<dyn Store>) {
     );
 }
 
+// ---- Claims, signature nonces and the ledger ------------------------------------------
+
+/// An agent key unique to this call.
+pub fn agent_key() -> AgentKey {
+    loop {
+        let bytes: [u8; 32] = rand::thread_rng().r#gen();
+        // Not every 32 bytes are a point on the curve.
+        if let Ok(key) = AgentKey::from_bytes(&bytes) {
+            return key;
+        }
+    }
+}
+
+/// A pending claim of `destination` submitted by `orchestrator`.
+pub fn pending_claim(destination: &Destination, orchestrator: &Orchestrator) -> Claim {
+    Claim {
+        id: ClaimId::generate(),
+        organization_id: destination.organization_id.clone(),
+        destination_id: destination.id.clone(),
+        namespace: destination.slug.clone(),
+        orchestrator_id: orchestrator.id.clone(),
+        service: orchestrator.slug.clone(),
+        public_key: agent_key(),
+        agent_id: format!("agent-{}", ClaimId::generate()),
+        agent_name: "Checkout agent".into(),
+        subject: Some("customer 42".into()),
+        ip_address: "2001:db8::7".parse().unwrap(),
+        permissions: PermissionSet::default_for_new_client(),
+        status: ClaimStatus::Pending,
+        client_id: None,
+        pending_expires_at: now() + Duration::hours(1),
+        expires_at: None,
+        ledger_status: None,
+        version: 1,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+pub fn claim_event(event_type: EventType, claim: &Claim) -> Event {
+    let audience = Audience {
+        organization_id: Some(claim.organization_id.clone()),
+        destination_id: Some(claim.destination_id.clone()),
+        orchestrator_id: Some(claim.orchestrator_id.clone()),
+        client_id: claim.client_id.clone(),
+        direction: None,
+        endpoint_id: None,
+    };
+    Event::new(event_type, audience, claim, now())
+}
+
+fn nonce() -> String {
+    format!("nonce-{}", ClaimId::generate())
+}
+
+async fn submit(store: &dyn Store, claim: &Claim) {
+    let event = claim_event(EventType::ClaimSubmitted, claim);
+    let outcome = store.submit_claim(claim, &nonce(), &event).await.unwrap();
+    assert_eq!(outcome, ClaimSubmission::Created);
+}
+
+/// Approves a stored pending claim through the port; returns the claim, its client ID and
+/// the outcome.
+async fn approve(
+    store: &dyn Store,
+    claim: &Claim,
+    max_agents: u32,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> (Claim, Client, ClaimApproval) {
+    let destination = store
+        .destination(&claim.destination_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut agent = client(
+        &destination,
+        &claim.orchestrator_id,
+        claim.permissions.clone(),
+    );
+    agent.agent_key = Some(claim.public_key.clone());
+    let mut approved = claim.clone();
+    approved
+        .approve(
+            Grant {
+                client_id: agent.id.clone(),
+                permissions: claim.permissions.clone(),
+                expires_at,
+            },
+            now(),
+        )
+        .unwrap();
+    let events = [
+        claim_event(EventType::ClaimApproved, &approved),
+        client_event(EventType::ClientIdCreated, &agent),
+    ];
+    let outcome = store
+        .approve_claim(&approved, claim.version, &agent, max_agents, &events)
+        .await
+        .unwrap();
+    (approved, agent, outcome)
+}
+
+pub async fn claims_are_submitted_once_per_nonce_and_live_key(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let claim = pending_claim(&destinations[0], &orchestrator);
+    let event = claim_event(EventType::ClaimSubmitted, &claim);
+    let used = nonce();
+    assert_eq!(
+        store.submit_claim(&claim, &used, &event).await.unwrap(),
+        ClaimSubmission::Created
+    );
+    assert_eq!(store.claim(&claim.id).await.unwrap(), Some(claim.clone()));
+    assert_eq!(all_events(&*store).await, vec![event]);
+
+    // The nonce is spent, whatever the body.
+    let other = pending_claim(&destinations[0], &orchestrator);
+    let other_event = claim_event(EventType::ClaimSubmitted, &other);
+    assert_eq!(
+        store
+            .submit_claim(&other, &used, &other_event)
+            .await
+            .unwrap(),
+        ClaimSubmission::NonceReused
+    );
+    // The same key again: the live claim, nothing new.
+    let mut again = pending_claim(&destinations[0], &orchestrator);
+    again.public_key = claim.public_key.clone();
+    let again_event = claim_event(EventType::ClaimSubmitted, &again);
+    assert_eq!(
+        store
+            .submit_claim(&again, &nonce(), &again_event)
+            .await
+            .unwrap(),
+        ClaimSubmission::Existing(Box::new(claim.clone()))
+    );
+    // The same agent id with another key: a conflict.
+    let mut impostor = pending_claim(&destinations[0], &orchestrator);
+    impostor.agent_id = claim.agent_id.clone();
+    let impostor_event = claim_event(EventType::ClaimSubmitted, &impostor);
+    assert_eq!(
+        store
+            .submit_claim(&impostor, &nonce(), &impostor_event)
+            .await
+            .unwrap(),
+        ClaimSubmission::AgentIdTaken
+    );
+    assert_eq!(store.claim(&other.id).await.unwrap(), None);
+    assert_eq!(store.claim(&again.id).await.unwrap(), None);
+    assert_eq!(store.claim(&impostor.id).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await.len(), 1);
+    // Nonces are per orchestrator.
+    let elsewhere = pending_claim(&destinations[0], &seed_orchestrator(&*store).await);
+    let elsewhere_event = claim_event(EventType::ClaimSubmitted, &elsewhere);
+    assert_eq!(
+        store
+            .submit_claim(&elsewhere, &used, &elsewhere_event)
+            .await
+            .unwrap(),
+        ClaimSubmission::Created
+    );
+}
+
+pub async fn claim_approvals_respect_max_agents_and_versions(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let first = pending_claim(&destinations[0], &orchestrator);
+    let second = pending_claim(&destinations[0], &orchestrator);
+    submit(&*store, &first).await;
+    submit(&*store, &second).await;
+
+    let (approved, agent, outcome) = approve(&*store, &first, 1, None).await;
+    assert_eq!(outcome, ClaimApproval::Approved { approved_agents: 1 });
+    assert_eq!(
+        store.claim(&first.id).await.unwrap(),
+        Some(approved.clone())
+    );
+    assert_eq!(store.client(&agent.id).await.unwrap(), Some(agent.clone()));
+
+    // The destination is full: nothing of the second approval is written.
+    let events_before = all_events(&*store).await;
+    let (_, refused_agent, outcome) = approve(&*store, &second, 1, None).await;
+    assert_eq!(outcome, ClaimApproval::Full { approved_agents: 1 });
+    assert_eq!(store.claim(&second.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(store.client(&refused_agent.id).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await, events_before);
+
+    // A stale version writes nothing either.
+    let (_, stale_agent, outcome) = approve(&*store, &first, 10, None).await;
+    assert_eq!(outcome, ClaimApproval::Stale);
+    assert_eq!(store.client(&stale_agent.id).await.unwrap(), None);
+    let (_, _, outcome) = approve(&*store, &second, 2, None).await;
+    assert_eq!(outcome, ClaimApproval::Approved { approved_agents: 2 });
+}
+
+pub async fn ending_a_claim_revokes_its_client_and_queues_the_ledger(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let claim = pending_claim(&destinations[0], &orchestrator);
+    submit(&*store, &claim).await;
+    let (approved, agent, _) = approve(&*store, &claim, 10, None).await;
+
+    let mut revoked = approved.clone();
+    revoked.revoke(now()).unwrap();
+    let mut revoked_agent = agent.clone();
+    assert!(revoked_agent.revoke(now()));
+    let events = [
+        claim_event(EventType::ClaimRevoked, &revoked),
+        client_event(EventType::ClientIdRevoked, &revoked_agent),
+    ];
+    // A stale claim version writes nothing, not even the client ID.
+    assert!(
+        !store
+            .update_claim(
+                &revoked,
+                claim.version,
+                Some((&revoked_agent, agent.version)),
+                &events
+            )
+            .await
+            .unwrap()
+    );
+    // Nor does a stale client version.
+    assert!(
+        !store
+            .update_claim(
+                &revoked,
+                approved.version,
+                Some((&revoked_agent, agent.version + 7)),
+                &events
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.claim(&claim.id).await.unwrap(),
+        Some(approved.clone())
+    );
+    assert_eq!(store.client(&agent.id).await.unwrap(), Some(agent.clone()));
+    assert!(
+        store
+            .update_claim(
+                &revoked,
+                approved.version,
+                Some((&revoked_agent, agent.version)),
+                &events
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.claim(&claim.id).await.unwrap(), Some(revoked.clone()));
+    assert_eq!(store.client(&agent.id).await.unwrap(), Some(revoked_agent));
+
+    // Approval, then revocation: two entries of one valid chain, in that order.
+    let entries = store.append_queued(100).await.unwrap();
+    let actions: Vec<LedgerAction> = entries.iter().map(|entry| entry.action).collect();
+    assert_eq!(actions, [LedgerAction::Approved, LedgerAction::Revoked]);
+    assert!(store.append_queued(100).await.unwrap().is_empty());
+    let chain = store.ledger_chain(&organization.id, 0, 100).await.unwrap();
+    assert_eq!(chain, entries);
+    let mut verifier = ChainVerifier::default();
+    chain.iter().for_each(|entry| verifier.push(entry));
+    let check = verifier.finish();
+    assert!(check.valid);
+    assert_eq!(check.entries, 2);
+    assert_eq!(
+        store.claim(&claim.id).await.unwrap().unwrap().ledger_status,
+        Some(LedgerStatus::Recorded)
+    );
+}
+
+pub async fn ledger_chains_are_per_organization_and_page_newest_first(store: Arc<dyn Store>) {
+    let orchestrator = seed_orchestrator(&*store).await;
+    let (first_organization, first) = seed_organization(&*store, 2).await;
+    let (second_organization, second) = seed_organization(&*store, 1).await;
+    for destination in [&first[0], &first[1], &first[0], &second[0]] {
+        let claim = pending_claim(destination, &orchestrator);
+        submit(&*store, &claim).await;
+        approve(&*store, &claim, 10, None).await;
+    }
+    assert_eq!(store.append_queued(2).await.unwrap().len(), 2);
+    assert_eq!(store.append_queued(100).await.unwrap().len(), 2);
+
+    let all = store
+        .ledger_entries(&first_organization.id, None, &first_page(100))
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = all.data.iter().map(|entry| entry.seq).collect();
+    assert_eq!(seqs, [3, 2, 1]);
+    let page = store
+        .ledger_entries(&first_organization.id, None, &first_page(2))
+        .await
+        .unwrap();
+    assert!(page.has_more);
+    let rest = store
+        .ledger_entries(
+            &first_organization.id,
+            None,
+            &PageRequest {
+                limit: 2,
+                starting_after: Some("2".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.data, vec![all.data[2].clone()]);
+    let one_destination = store
+        .ledger_entries(&first_organization.id, Some(&first[0].id), &first_page(100))
+        .await
+        .unwrap();
+    assert_eq!(one_destination.data.len(), 2);
+    assert!(
+        one_destination
+            .data
+            .iter()
+            .all(|entry| entry.destination_id == first[0].id)
+    );
+    let other = store
+        .ledger_chain(&second_organization.id, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    assert_eq!(other[0].seq, 1);
+    assert_eq!(other[0].prev_hash, crate::claims::GENESIS_HASH);
+}
+
+pub async fn claims_due_for_expiry_are_pending_past_their_ttl_or_approved_past_expiry(
+    store: Arc<dyn Store>,
+) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let mut overdue = pending_claim(&destinations[0], &orchestrator);
+    overdue.pending_expires_at = now() - Duration::seconds(1);
+    let fresh = pending_claim(&destinations[0], &orchestrator);
+    let limited = pending_claim(&destinations[0], &orchestrator);
+    let unlimited = pending_claim(&destinations[0], &orchestrator);
+    for claim in [&overdue, &fresh, &limited, &unlimited] {
+        submit(&*store, claim).await;
+    }
+    let (limited, _, _) = approve(&*store, &limited, 10, Some(now() + Duration::seconds(30))).await;
+    approve(&*store, &unlimited, 10, None).await;
+    let due: Vec<ClaimId> = store
+        .claims_due_for_expiry(now() + Duration::seconds(31), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| claim.id)
+        .collect();
+    // `fresh` waits an hour for its decision; `unlimited` never ends by itself.
+    assert_eq!(due.len(), 2, "{due:?}");
+    assert!(due.contains(&overdue.id) && due.contains(&limited.id));
+    assert!(!due.contains(&fresh.id));
+    let due_now: Vec<ClaimId> = store
+        .claims_due_for_expiry(now(), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|claim| claim.id)
+        .collect();
+    assert_eq!(due_now, vec![overdue.id]);
+}
+
+pub async fn claim_lists_follow_the_scope_and_status(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 2).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let other_orchestrator = seed_orchestrator(&*store).await;
+    let first = pending_claim(&destinations[0], &orchestrator);
+    let second = pending_claim(&destinations[1], &orchestrator);
+    let third = pending_claim(&destinations[0], &other_orchestrator);
+    for claim in [&first, &second, &third] {
+        submit(&*store, claim).await;
+    }
+    approve(&*store, &second, 10, None).await;
+    let ids = |page: Page<Claim>| {
+        page.data
+            .into_iter()
+            .map(|claim| claim.id)
+            .collect::<Vec<_>>()
+    };
+    let list = |scope: ClientScope, status: Option<ClaimStatus>| {
+        let store = store.clone();
+        async move {
+            store
+                .list_claims(&scope, status, &first_page(100))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        ids(list(ClientScope::Organization(organization.id.clone()), None).await),
+        vec![third.id.clone(), second.id.clone(), first.id.clone()]
+    );
+    assert_eq!(
+        ids(list(ClientScope::Destination(destinations[0].id.clone()), None).await),
+        vec![third.id.clone(), first.id.clone()]
+    );
+    assert_eq!(
+        ids(list(ClientScope::Orchestrator(orchestrator.id.clone()), None).await),
+        vec![second.id.clone(), first.id.clone()]
+    );
+    assert_eq!(
+        ids(list(
+            ClientScope::Organization(organization.id.clone()),
+            Some(ClaimStatus::Approved)
+        )
+        .await),
+        vec![second.id.clone()]
+    );
+    assert!(list(ClientScope::Nothing, None).await.data.is_empty());
+    let page = store
+        .list_claims(
+            &ClientScope::Organization(organization.id.clone()),
+            None,
+            &PageRequest {
+                limit: 1,
+                starting_after: Some(third.id.to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ids(page.clone()), vec![second.id]);
+    assert!(page.has_more);
+}
+
+pub async fn signature_nonces_are_accepted_once_per_key_and_purged(store: Arc<dyn Store>) {
+    let key = agent_key();
+    let other = agent_key();
+    let earlier = now() - Duration::minutes(10);
+    assert!(
+        store
+            .record_signature_nonce(&key, "n-1", earlier)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_signature_nonce(&key, "n-1", now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_signature_nonce(&other, "n-1", now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_signature_nonce(&key, "n-2", now())
+            .await
+            .unwrap()
+    );
+    let purged = store
+        .purge_signature_nonces(now() - Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    // Once forgotten (the signature is too old to be accepted anyway) it is new again.
+    assert!(
+        store
+            .record_signature_nonce(&key, "n-1", now())
+            .await
+            .unwrap()
+    );
+}
+
 /// Expands to one `#[tokio::test]` per contract case, each on a fresh store from `$factory`:
 /// an async expression yielding `(Arc<dyn Store>, guard)`; the guard is dropped at the end.
 #[macro_export]
@@ -3085,7 +3548,14 @@ macro_rules! store_contract_tests {
             concurrent_delivery_claims_take_each_attempt_once,
             attempts_are_recorded_with_their_successor,
             direct_events_are_not_fanned_out_again,
-            event_feed_matches_can_see_event
+            event_feed_matches_can_see_event,
+            claims_are_submitted_once_per_nonce_and_live_key,
+            claim_approvals_respect_max_agents_and_versions,
+            ending_a_claim_revokes_its_client_and_queues_the_ledger,
+            ledger_chains_are_per_organization_and_page_newest_first,
+            claims_due_for_expiry_are_pending_past_their_ttl_or_approved_past_expiry,
+            claim_lists_follow_the_scope_and_status,
+            signature_nonces_are_accepted_once_per_key_and_purged
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -1,6 +1,7 @@
 //! The use cases: each checks `authorize`, validates its input, and calls the ports.
 //! Each has its own error enum, which the HTTP layer maps to status codes.
 
+mod claims;
 mod clients;
 mod customers;
 mod requests;
@@ -28,6 +29,10 @@ pub struct InvalidField {
     pub reason: &'static str,
 }
 
+pub use claims::{
+    Approved, ClaimApprovalInput, ClaimDecisionError, NewClaim, SubmitClaimError, Submitted,
+    parse_agent_key,
+};
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
 pub use customers::{CustomerChanges, CustomerError, NewCustomer};
 pub use requests::{
@@ -35,7 +40,7 @@ pub use requests::{
     request_audience,
 };
 pub use webhooks::{
-    AfterFailure, AttemptOutcome, EndpointInput, ROTATION_GRACE_HOURS, WebhookError,
+    AfterFailure, AttemptOutcome, ClaimedBatch, EndpointInput, ROTATION_GRACE_HOURS, WebhookError,
 };
 
 /// The id recorded as `created_by`.

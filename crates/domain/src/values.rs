@@ -18,6 +18,15 @@ pub struct Slug(String);
 
 impl Slug {
     /// Validates a slug.
+    ///
+    /// ```
+    /// use mandate_domain::values::Slug;
+    ///
+    /// assert_eq!(Slug::parse("acme-shop").unwrap().as_str(), "acme-shop");
+    /// assert!(Slug::parse("Acme").is_err()); // upper case
+    /// assert!(Slug::parse("-shop").is_err()); // starts with '-'
+    /// assert!(Slug::parse("ab").is_err()); // too short
+    /// ```
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         const RULE: InvalidValue = InvalidValue(
             "must be 3-64 characters of a-z, 0-9 and '-', starting and ending with a letter or digit",
@@ -117,6 +126,20 @@ impl Amount {
     const SCALE: u128 = 10u128.pow(Self::FRACTION_DIGITS);
 
     /// Parses a decimal string; refuses signs, exponents, zero and excess digits.
+    ///
+    /// ```
+    /// use mandate_domain::values::Amount;
+    ///
+    /// // Exact, and displayed in its canonical spelling.
+    /// assert_eq!(Amount::parse("0012.500").unwrap().to_string(), "12.5");
+    /// assert_eq!(
+    ///     Amount::parse("0.000000000000000001").unwrap().to_string(),
+    ///     "0.000000000000000001"
+    /// );
+    /// for refused in ["0", "-1", "1e3", "1.", ".5", "1.0000000000000000001"] {
+    ///     assert!(Amount::parse(refused).is_err(), "{refused}");
+    /// }
+    /// ```
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         const RULE: InvalidValue = InvalidValue(
             "must be a decimal string greater than 0 with at most 20 integer and 18 fractional digits",

@@ -142,7 +142,7 @@ fn families_for(kind: PrincipalKind) -> &'static [&'static str] {
     }
 }
 
-/// Every family of event types, including those of features that emit later (claims).
+/// Every family of event types.
 const FAMILIES: [&str; 6] = [
     "payment_request",
     "client_id",
@@ -169,6 +169,27 @@ pub enum FilterError {
 impl EventTypeFilter {
     /// Validates patterns for a principal of `kind`; `customer.*` for a client also needs
     /// `customers:read`.
+    ///
+    /// ```
+    /// use mandate_domain::events::EventType;
+    /// use mandate_domain::ids::{KeyId, OrchestratorId};
+    /// use mandate_domain::principal::Principal;
+    /// use mandate_domain::webhooks::{EventTypeFilter, FilterError};
+    ///
+    /// let orchestrator = Principal::Orchestrator {
+    ///     orchestrator_id: OrchestratorId::generate(),
+    ///     key_id: KeyId::generate(),
+    /// };
+    /// let filter = EventTypeFilter::parse(&["payment_request.*".into()], &orchestrator).unwrap();
+    /// assert!(filter.matches(EventType::PaymentRequestPaid));
+    /// assert!(!filter.matches(EventType::ClaimSubmitted));
+    ///
+    /// // Endpoint events go to platforms and destinations only.
+    /// assert_eq!(
+    ///     EventTypeFilter::parse(&["webhook_endpoint.*".into()], &orchestrator),
+    ///     Err(FilterError::NeverReadable("webhook_endpoint.*".into()))
+    /// );
+    /// ```
     pub fn parse(patterns: &[String], principal: &Principal) -> Result<Self, FilterError> {
         if patterns.is_empty() {
             return Err(FilterError::Empty);
@@ -183,15 +204,9 @@ impl EventTypeFilter {
                 }
                 family
             } else {
-                let known = EventType::parse(pattern).map(EventType::family);
-                let claim = pattern.strip_prefix("claim.").filter(|rest| {
-                    ["submitted", "approved", "rejected", "revoked", "expired"].contains(rest)
-                });
-                match (known, claim) {
-                    (Some(family), _) => family,
-                    (None, Some(_)) => "claim",
-                    (None, None) => return Err(FilterError::Unknown(pattern.clone())),
-                }
+                EventType::parse(pattern)
+                    .map(EventType::family)
+                    .ok_or_else(|| FilterError::Unknown(pattern.clone()))?
             };
             let customers_barred = family == "customer"
                 && matches!(principal, Principal::Client(client) if !client.permissions.contains(Permission::CustomersRead));

@@ -8,9 +8,10 @@ use mandate_domain::auth::AuthError;
 use mandate_domain::ports::StoreError;
 use mandate_domain::principal::PrincipalKind;
 use mandate_domain::usecases::{
-    ClientChangeError, CreateDestinationError, CreateOrchestratorError, CreateOrganizationError,
-    CreateRequestError, CustomerError, InvalidField, IssueClientError, KeyError, PaymentPageError,
-    ReadError, RequestActionError, UpdateDestinationError, WebhookError,
+    ClaimDecisionError, ClientChangeError, CreateDestinationError, CreateOrchestratorError,
+    CreateOrganizationError, CreateRequestError, CustomerError, InvalidField, IssueClientError,
+    KeyError, PaymentPageError, ReadError, RequestActionError, SubmitClaimError,
+    UpdateDestinationError, WebhookError,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -26,6 +27,8 @@ pub struct ApiError {
     message: String,
     details: Option<Value>,
     retry_after: Option<u64>,
+    /// Why the authentication pipeline refused the credential, as a stable metrics label.
+    auth_reason: Option<&'static str>,
 }
 
 /// The envelope, as documented in the OpenAPI document.
@@ -57,7 +60,18 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after: None,
+            auth_reason: None,
         }
+    }
+
+    pub(crate) fn with_auth_reason(mut self, reason: &'static str) -> Self {
+        self.auth_reason = Some(reason);
+        self
+    }
+
+    /// Why the authentication pipeline refused the credential, when it did and knew why.
+    pub(crate) fn auth_reason(&self) -> Option<&'static str> {
+        self.auth_reason
     }
 
     /// 400 `INVALID_REQUEST` about one field.
@@ -77,6 +91,11 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", message)
     }
 
+    /// 401 `SIGNATURE_INVALID`: an agent signature or a body digest does not hold.
+    pub fn signature_invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "SIGNATURE_INVALID", message)
+    }
+
     /// 403 `FORBIDDEN`.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
@@ -89,12 +108,17 @@ impl ApiError {
             Self::forbidden(format!("this endpoint does not accept a {kind} credential"));
         let admitted: Vec<&str> = admitted.iter().map(|kind| kind.as_str()).collect();
         error.details = Some(serde_json::json!({ "principal": kind.as_str(), "admits": admitted }));
-        error
+        error.with_auth_reason("wrong_principal_kind")
     }
 
     /// 404 `NOT_FOUND`.
     pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource")
+        Self::not_found_because("no such resource")
+    }
+
+    /// 404 `NOT_FOUND`, saying what was not found (when naming it leaks nothing).
+    pub fn not_found_because(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
     }
 
     /// 409 `CONFLICT`.
@@ -124,7 +148,7 @@ impl ApiError {
             "too many requests for this credential: retry later",
         );
         error.retry_after = Some(retry_after_seconds);
-        error
+        error.with_auth_reason("rate_limited")
     }
 
     /// 500 `INTERNAL`; the cause is logged, never sent.
@@ -214,10 +238,14 @@ impl From<InvalidField> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Unauthenticated(_) => {
-                ApiError::unauthenticated("a valid credential is required")
+            AuthError::Unauthenticated(reason) => {
+                ApiError::unauthenticated("a valid credential is required").with_auth_reason(reason)
             }
-            AuthError::Forbidden(message) => ApiError::forbidden(message),
+            AuthError::Forbidden(message) => {
+                ApiError::forbidden(message).with_auth_reason("forbidden_header")
+            }
+            AuthError::ReplayedNonce => ApiError::conflict("this signature nonce was already used")
+                .with_auth_reason("replayed_nonce"),
             AuthError::Store(error) => error.into(),
         }
     }
@@ -368,6 +396,43 @@ impl From<WebhookError> for ApiError {
             WebhookError::Forbidden(message) => ApiError::forbidden(message),
             WebhookError::Invalid(invalid) => invalid.into(),
             WebhookError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<SubmitClaimError> for ApiError {
+    fn from(error: SubmitClaimError) -> Self {
+        match error {
+            SubmitClaimError::Forbidden(message) => ApiError::forbidden(message),
+            SubmitClaimError::Invalid(invalid) => invalid.into(),
+            SubmitClaimError::UnknownNamespace => ApiError::not_found_because(error.to_string()),
+            SubmitClaimError::NonceReused | SubmitClaimError::AgentIdTaken => {
+                ApiError::conflict(error.to_string())
+            }
+            SubmitClaimError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<ClaimDecisionError> for ApiError {
+    fn from(error: ClaimDecisionError) -> Self {
+        match error {
+            ClaimDecisionError::NotFound => ApiError::not_found(),
+            ClaimDecisionError::Forbidden => ApiError::forbidden(error.to_string()),
+            ClaimDecisionError::Invalid(invalid) => invalid.into(),
+            ClaimDecisionError::Status(_) => ApiError::conflict(error.to_string()),
+            ClaimDecisionError::Full {
+                approved_agents,
+                max_agents,
+            } => {
+                let mut conflict = ApiError::conflict(error.to_string());
+                conflict.details = Some(serde_json::json!({
+                    "approved_agents": approved_agents,
+                    "max_agents": max_agents,
+                }));
+                conflict
+            }
+            ClaimDecisionError::Store(error) => error.into(),
         }
     }
 }

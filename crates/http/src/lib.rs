@@ -5,11 +5,13 @@ mod error;
 mod handlers;
 mod idempotency;
 mod input;
+pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 mod rate_limit;
 mod request_id;
 pub mod routes;
+pub mod signatures;
 mod state;
 pub mod tokens;
 mod views;
@@ -21,6 +23,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, web};
 
 pub use error::ApiError;
+pub use metrics::MetricsRenderer;
 pub use rate_limit::RateLimit;
 pub use state::AppState;
 
@@ -54,7 +57,7 @@ async fn unknown_route() -> Result<actix_web::HttpResponse, ApiError> {
 }
 
 /// The whole application over `state`: every route behind the authentication pipeline, the
-/// error envelope everywhere, request ids on every response.
+/// error envelope everywhere, request ids on every response, every request counted and timed.
 pub fn app(
     state: AppState,
 ) -> App<
@@ -79,5 +82,6 @@ pub fn app(
         .app_data(web::PathConfig::default().error_handler(path_error))
         .configure(routes::register)
         .default_service(web::to(unknown_route))
+        .wrap(from_fn(metrics::middleware))
         .wrap(from_fn(request_id::middleware))
 }

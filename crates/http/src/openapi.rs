@@ -30,10 +30,13 @@ pub fn document() -> utoipa::openapi::OpenApi {
     for route in ROUTES {
         let principals: Vec<&str> = match route.admits {
             crate::pipeline::Admits::Public => vec!["public"],
-            crate::pipeline::Admits::Kinds(kinds) => {
+            crate::pipeline::Admits::Kinds(kinds)
+            | crate::pipeline::Admits::KindsSignedByAgent(kinds) => {
                 kinds.iter().map(|kind| kind.as_str()).collect()
             }
         };
+        let agent_signature =
+            matches!(route.admits, crate::pipeline::Admits::KindsSignedByAgent(_));
         if let Some(operation) = document
             .paths
             .paths
@@ -41,11 +44,12 @@ pub fn document() -> utoipa::openapi::OpenApi {
             .and_then(|item| operation_mut(item, route.method))
         {
             let extensions = operation.extensions.get_or_insert_with(Default::default);
-            extensions.merge(
-                utoipa::openapi::extensions::ExtensionsBuilder::new()
-                    .add("x-principals", serde_json::json!(principals))
-                    .build(),
-            );
+            let mut builder = utoipa::openapi::extensions::ExtensionsBuilder::new()
+                .add("x-principals", serde_json::json!(principals));
+            if agent_signature {
+                builder = builder.add("x-agent-signature", serde_json::json!("required"));
+            }
+            extensions.merge(builder.build());
         }
     }
     document
@@ -65,13 +69,28 @@ fn operation_mut<'a>(
     }
 }
 
-static JSON: LazyLock<String> = LazyLock::new(|| {
-    document()
-        .to_pretty_json()
+/// utoipa keeps an operation's extensions in a `HashMap`, whose order changes from one run to
+/// the next; going through `serde_json::Value` (sorted maps) makes the text reproducible.
+fn render() -> String {
+    serde_json::to_value(document())
+        .and_then(|value| serde_json::to_string_pretty(&value))
         .unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
-});
+}
+
+static JSON: LazyLock<String> = LazyLock::new(render);
 
 /// The document as pretty JSON, rendered once.
 pub fn json() -> &'static str {
     &JSON
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_renders_to_the_same_text_every_time() {
+        let first = super::render();
+        for _ in 0..20 {
+            assert_eq!(super::render(), first);
+        }
+    }
 }

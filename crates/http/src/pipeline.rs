@@ -14,6 +14,7 @@ use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
 use crate::idempotency;
+use crate::signatures::{self, SignedMessage, VerifiedSignature};
 use crate::state::AppState;
 
 /// `X-Destination-Id`.
@@ -28,6 +29,10 @@ pub enum Admits {
     Public,
     /// Authenticated principals of these kinds.
     Kinds(&'static [PrincipalKind]),
+    /// Principals of these kinds (by their Bearer credential) on a request that an agent has
+    /// also signed: the agent's proof that it holds its key (`POST /v1/claims`). The handler
+    /// gets the verified signature as [`AgentSignature`].
+    KindsSignedByAgent(&'static [PrincipalKind]),
 }
 
 impl Admits {
@@ -35,17 +40,17 @@ impl Admits {
     pub fn admits(self, kind: PrincipalKind) -> bool {
         match self {
             Admits::Public => true,
-            Admits::Kinds(kinds) => kinds.contains(&kind),
+            Admits::Kinds(kinds) | Admits::KindsSignedByAgent(kinds) => kinds.contains(&kind),
         }
     }
 }
 
-/// The credential a request presents (step 1).
-fn bearer_token(request: &ServiceRequest) -> Result<&str, ApiError> {
+/// The Bearer credential a request presents (step 1), if it sends an Authorization header.
+fn bearer_token(request: &ServiceRequest) -> Result<Option<&str>, ApiError> {
     let mut values = request.headers().get_all(AUTHORIZATION);
-    let value = values
-        .next()
-        .ok_or_else(|| ApiError::unauthenticated("an Authorization header is required"))?;
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
     if values.next().is_some() {
         return Err(ApiError::unauthenticated("send exactly one credential"));
     }
@@ -56,7 +61,7 @@ fn bearer_token(request: &ServiceRequest) -> Result<&str, ApiError> {
         Some((scheme, token))
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
         {
-            Ok(token.trim())
+            Ok(Some(token.trim()))
         }
         _ => Err(ApiError::unauthenticated(
             "use Authorization: Bearer <key or token>",
@@ -81,9 +86,39 @@ fn single_header<'a>(
         .map_err(|_| ApiError::invalid(format!("malformed {name}")))
 }
 
-async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal, ApiError> {
+/// Step 1 and 2: exactly one credential — a Bearer token, or an agent's signature — resolved
+/// now. A route that wants an agent's proof of key possession takes both.
+async fn resolve(
+    admits: Admits,
+    state: &AppState,
+    request: &ServiceRequest,
+    signature: Option<&VerifiedSignature>,
+) -> Result<Principal, ApiError> {
     let token = bearer_token(request)?;
     let store = state.mandate.store().as_ref();
+    let signed_by_agent = matches!(admits, Admits::KindsSignedByAgent(_));
+    let token = match (token, signature) {
+        (Some(token), None) => token,
+        (Some(token), Some(_)) if signed_by_agent => token,
+        (Some(_), Some(_)) => {
+            return Err(ApiError::unauthenticated(
+                "send exactly one credential: a Bearer token or an agent signature",
+            ));
+        }
+        (None, Some(signature)) => {
+            let client = single_header(request, &CLIENT_HEADER)?;
+            let principal = state
+                .authenticator
+                .agent_client(store, &signature.key, client)
+                .await?;
+            return apply_destination(state, request, principal).await;
+        }
+        (None, None) => {
+            return Err(ApiError::unauthenticated(
+                "an Authorization header is required",
+            ));
+        }
+    };
     let mut principal = if crate::tokens::looks_like_jwt(token) {
         let claims = state.tokens.verify(token).map_err(|error| {
             tracing::info!(reason = error.0, "access token refused");
@@ -105,13 +140,71 @@ async fn resolve(state: &AppState, request: &ServiceRequest) -> Result<Principal
             .act_as_client(store, principal, client)
             .await?;
     }
-    if let Some(destination) = single_header(request, &DESTINATION_HEADER)? {
-        principal = state
+    apply_destination(state, request, principal).await
+}
+
+/// Step 3's `X-Destination-Id`.
+async fn apply_destination(
+    state: &AppState,
+    request: &ServiceRequest,
+    principal: Principal,
+) -> Result<Principal, ApiError> {
+    match single_header(request, &DESTINATION_HEADER)? {
+        Some(destination) => Ok(state
             .authenticator
-            .act_for_destination(store, principal, destination)
-            .await?;
+            .act_for_destination(state.mandate.store().as_ref(), principal, destination)
+            .await?),
+        None => Ok(principal),
     }
-    Ok(principal)
+}
+
+/// Verifies an agent's signature over the request, body included (the body is read here and
+/// put back for the handler), and accepts its nonce once per key.
+async fn verify_agent_signature(
+    state: &AppState,
+    request: &mut ServiceRequest,
+) -> Result<VerifiedSignature, ApiError> {
+    let body = request
+        .extract::<web::Bytes>()
+        .await
+        .map_err(|_| ApiError::payload_too_large())?;
+    request.set_payload(Payload::from(body.clone()));
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |path| path.as_str());
+    let target_uri = format!("{}{path}", origin(&state.public_url));
+    let message = SignedMessage {
+        method: request.method().as_str(),
+        target_uri: &target_uri,
+        headers: request.headers(),
+        body: &body,
+    };
+    let now = mandate_domain::now();
+    let verified = signatures::verify(&message, now).map_err(|error| {
+        tracing::info!(reason = error.reason(), "agent signature refused");
+        ApiError::signature_invalid(error.to_string()).with_auth_reason(error.reason())
+    })?;
+    state
+        .authenticator
+        .accept_signature_nonce(
+            state.mandate.store().as_ref(),
+            &verified.key,
+            &verified.nonce,
+            now,
+        )
+        .await?;
+    Ok(verified)
+}
+
+/// The scheme and authority of the public URL: signatures cover the URL the agent called,
+/// which a TLS-terminating proxy does not show the server.
+fn origin(public_url: &str) -> &str {
+    let authority_start = public_url.find("://").map_or(0, |index| index + 3);
+    match public_url[authority_start..].find('/') {
+        Some(path_start) => &public_url[..authority_start + path_start],
+        None => public_url,
+    }
 }
 
 /// Runs the pipeline for a route that admits `admits`, then the handler — at most once per
@@ -121,13 +214,22 @@ pub async fn authenticate(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Admits::Kinds(kinds) = admits else {
+    let (Admits::Kinds(kinds) | Admits::KindsSignedByAgent(kinds)) = admits else {
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(refuse(request, ApiError::internal(&MissingState)));
     };
-    let admitted = match admit(kinds, &state, &request).await {
+    let mut request = request;
+    let signature = if signatures::is_signed(request.headers()) {
+        match verify_agent_signature(&state, &mut request).await {
+            Ok(signature) => Some(signature),
+            Err(error) => return Ok(refuse(request, error)),
+        }
+    } else {
+        None
+    };
+    let admitted = match admit(admits, kinds, &state, &request, signature.as_ref()).await {
         Ok(principal) => idempotency::key_of(&request).map(|key| (principal, key)),
         Err(error) => Err(error),
     };
@@ -136,6 +238,9 @@ pub async fn authenticate(
             request
                 .extensions_mut()
                 .insert(Authenticated(principal.clone()));
+            if let Some(signature) = signature {
+                request.extensions_mut().insert(AgentSignature(signature));
+            }
             match key {
                 Some(key) => idempotency::run_once(&state, &principal, key, request, next).await,
                 None => Ok(next.call(request).await?.map_into_boxed_body()),
@@ -143,6 +248,7 @@ pub async fn authenticate(
         }
         Err(error) => {
             tracing::info!(code = error.code(), "request refused");
+            crate::metrics::record_auth_failure(&request, &error);
             Ok(refuse(request, error))
         }
     }
@@ -157,19 +263,25 @@ fn refuse(request: ServiceRequest, error: ApiError) -> ServiceResponse<BoxBody> 
 
 /// Steps 1–4 for a route that admits `kinds`.
 async fn admit(
+    admits: Admits,
     kinds: &[PrincipalKind],
     state: &AppState,
     request: &ServiceRequest,
+    signature: Option<&VerifiedSignature>,
 ) -> Result<Principal, ApiError> {
-    let principal = resolve(state, request).await?;
+    let principal = resolve(admits, state, request, signature).await?;
     if let Some(limit) = &state.rate_limit {
         limit.check(&principal).map_err(ApiError::rate_limited)?;
     }
-    if kinds.contains(&principal.kind()) {
-        Ok(principal)
-    } else {
-        Err(ApiError::wrong_principal_kind(principal.kind(), kinds))
+    if !kinds.contains(&principal.kind()) {
+        return Err(ApiError::wrong_principal_kind(principal.kind(), kinds));
     }
+    if matches!(admits, Admits::KindsSignedByAgent(_)) && signature.is_none() {
+        return Err(ApiError::signature_invalid(
+            "this endpoint also needs the agent's signature (Signature-Input, Signature)",
+        ));
+    }
+    Ok(principal)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,3 +311,41 @@ impl FromRequest for Authenticated {
 #[derive(Debug, thiserror::Error)]
 #[error("a public route's handler asked for a principal")]
 struct PublicRouteAskedForPrincipal;
+
+/// The agent signature the pipeline verified, for handlers of routes that need one.
+#[derive(Debug, Clone)]
+pub struct AgentSignature(pub VerifiedSignature);
+
+impl FromRequest for AgentSignature {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            request
+                .extensions()
+                .get::<AgentSignature>()
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::signature_invalid(
+                        "this endpoint needs the agent's signature (Signature-Input, Signature)",
+                    )
+                }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin;
+
+    #[test]
+    fn the_origin_is_the_public_url_without_its_path() {
+        assert_eq!(origin("https://pay.example.com"), "https://pay.example.com");
+        assert_eq!(
+            origin("https://pay.example.com/api/"),
+            "https://pay.example.com"
+        );
+        assert_eq!(origin("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+    }
+}

@@ -10,8 +10,8 @@ use mandate_domain::principal::PrincipalKind::{
 };
 
 use crate::handlers::{
-    admin, clients, customers, destinations, health, oauth, orchestrator, organization, pay,
-    requests, webhooks,
+    admin, claims, clients, customers, destinations, health, oauth, orchestrator, organization,
+    pay, requests, webhooks,
 };
 use crate::pipeline::{self, Admits};
 
@@ -28,6 +28,10 @@ pub struct RouteSpec {
 
 const fn kinds(kinds: &'static [PrincipalKind]) -> Admits {
     Admits::Kinds(kinds)
+}
+
+const fn signed_by_agent(kinds: &'static [PrincipalKind]) -> Admits {
+    Admits::KindsSignedByAgent(kinds)
 }
 
 const PUBLIC: Admits = Admits::Public;
@@ -61,6 +65,7 @@ macro_rules! route_table {
 route_table! {
     GET "/healthz" => PUBLIC => health::healthz;
     GET "/readyz" => PUBLIC => health::readyz;
+    GET "/metrics" => PUBLIC => health::metrics;
     GET "/openapi.json" => PUBLIC => health::openapi;
     GET "/pay/{token}" => PUBLIC => pay::page;
     POST "/v1/oauth/token" => PUBLIC => oauth::token;
@@ -92,6 +97,15 @@ route_table! {
     POST "/v1/client-ids/{id}/permissions" => kinds(&[Platform, Destination]) => clients::grant;
     DELETE "/v1/client-ids/{id}/permissions/{permission}" => kinds(&[Platform, Destination]) => clients::withdraw;
     POST "/v1/client-ids/{id}/revoke" => kinds(&[Platform, Destination]) => clients::revoke;
+
+    POST "/v1/claims" => signed_by_agent(&[Orchestrator]) => claims::submit;
+    GET "/v1/claims" => kinds(&[Platform, Destination, Orchestrator]) => claims::list;
+    GET "/v1/claims/{id}" => kinds(&[Platform, Destination, Orchestrator]) => claims::get;
+    POST "/v1/claims/{id}/approve" => kinds(&[Platform, Destination]) => claims::approve;
+    POST "/v1/claims/{id}/reject" => kinds(&[Platform, Destination]) => claims::reject;
+    POST "/v1/claims/{id}/revoke" => kinds(&[Platform, Destination]) => claims::revoke;
+    GET "/v1/ledger" => kinds(&[Platform, Destination]) => claims::ledger;
+    GET "/v1/ledger/verify" => kinds(&[Platform, Destination]) => claims::verify_ledger;
 
     POST "/v1/customers" => kinds(&[Platform, Destination, Client]) => customers::create;
     GET "/v1/customers" => kinds(&[Platform, Destination, Client]) => customers::list;

@@ -26,4 +26,6 @@ pub struct AppState {
     pub target_guard: Arc<dyn TargetGuard>,
     /// Whether `http://` webhook targets are allowed.
     pub allow_http: bool,
+    /// Renders the process's metrics at `GET /metrics`; `None` answers 404 there.
+    pub metrics: Option<crate::MetricsRenderer>,
 }

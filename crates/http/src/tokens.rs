@@ -12,6 +12,8 @@ use mandate_domain::model::Client;
 use mandate_domain::values::{Permission, PermissionSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use utoipa::ToSchema;
 
 /// How long an access token lives (SPEC: at most 15 minutes).
@@ -28,6 +30,10 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
+/// How many verified tokens are remembered at most; beyond it, expired ones are dropped, and
+/// if that is not enough, all of them (they are verified again on their next use).
+const VERIFIED_CAPACITY: usize = 16_384;
+
 /// Signs and verifies access tokens. Built once at start: the keys are parsed here and kept.
 pub struct TokenService {
     issuer: String,
@@ -36,6 +42,10 @@ pub struct TokenService {
     decoding: DecodingKey,
     validation: Validation,
     jwks: serde_json::Value,
+    /// Tokens whose signature and claims were verified, by the SHA-256 of their text, until
+    /// they expire. A token's verdict depends only on its bytes and the time, so the same text
+    /// needs its Ed25519 signature checked once, not on every request.
+    verified: Mutex<HashMap<[u8; 32], TokenClaims>>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -201,6 +211,7 @@ impl TokenService {
             validation,
             jwks: serde_json::to_value(jwks).unwrap_or_default(),
             kid,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -266,7 +277,48 @@ impl TokenService {
 
     /// Verifies a token's signature (EdDSA with our key only), `exp`, `iss` and `aud`, and
     /// parses its claims. Whether its client ID is still active is the caller's next step.
+    ///
+    /// A token verified before is recognised by the hash of its text and only its expiry is
+    /// checked again: the signature check (tens of microseconds) is done once per token, not
+    /// once per request.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, InvalidToken> {
+        self.verify_at(token, Utc::now())
+    }
+
+    fn verify_at(&self, token: &str, now: DateTime<Utc>) -> Result<TokenClaims, InvalidToken> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // The same rule as the full check: expired once `exp` is more than the leeway ago.
+        let live = |claims: &TokenClaims| {
+            now.timestamp()
+                <= claims
+                    .exp
+                    .timestamp()
+                    .saturating_add_unsigned(LEEWAY_SECONDS)
+        };
+        {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(claims) = verified.get(&digest) {
+                if live(claims) {
+                    return Ok(claims.clone());
+                }
+                verified.remove(&digest);
+                return Err(InvalidToken("expired"));
+            }
+        }
+        let claims = self.verify_signed(token)?;
+        let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, claims| live(claims));
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    /// The full check: signature, header and claims.
+    fn verify_signed(&self, token: &str) -> Result<TokenClaims, InvalidToken> {
         use jsonwebtoken::errors::ErrorKind;
         let data = jsonwebtoken::decode::<WireClaims>(token, &self.decoding, &self.validation)
             .map_err(|error| {
@@ -343,6 +395,7 @@ mod tests {
             orchestrator_id: OrchestratorId::generate(),
             label: None,
             permissions: PermissionSet::default_for_new_client(),
+            agent_key: None,
             version: 3,
             status: ClientStatus::Active,
             created_at: now,
@@ -428,6 +481,40 @@ mod tests {
             .issue(&client(), &PermissionSet::default(), Utc::now())
             .unwrap();
         assert!(two.verify(&issued.access_token).is_ok());
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_other_texts_are_checked_in_full() {
+        let service = service(7);
+        let now = Utc::now();
+        let issued = service
+            .issue(&client(), &PermissionSet::default(), now)
+            .unwrap();
+        let first = service.verify_at(&issued.access_token, now).unwrap();
+        // Served from memory now, with the same claims.
+        assert_eq!(service.verify_at(&issued.access_token, now).unwrap(), first);
+        // Within the leeway after `exp` it is still good; past it, refused.
+        let exp = first.exp;
+        assert!(
+            service
+                .verify_at(&issued.access_token, exp + Duration::seconds(5))
+                .is_ok()
+        );
+        assert_eq!(
+            service.verify_at(&issued.access_token, exp + Duration::seconds(6)),
+            Err(InvalidToken("expired"))
+        );
+        // A changed text is not the remembered token: its signature is checked.
+        let mut tampered = issued.access_token.clone();
+        let last = tampered.pop().unwrap();
+        tampered.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(service.verify_at(&tampered, now).is_err());
+        // Another service (another key) never sees this one's memory.
+        assert!(
+            self::service(8)
+                .verify_at(&issued.access_token, now)
+                .is_err()
+        );
     }
 
     #[test]

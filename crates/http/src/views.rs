@@ -245,6 +245,9 @@ pub struct ClientView {
     pub label: Option<String>,
     /// Its permissions, sorted.
     pub permissions: Vec<String>,
+    /// For an agent's client ID (created by approving a claim): the agent's key, its only
+    /// credential; `null` otherwise.
+    pub agent_public_key: Option<String>,
     /// Bumped by every change.
     pub version: u64,
     /// `active` or `revoked` (permanent).
@@ -369,4 +372,97 @@ pub struct PaymentLinkCreated {
     pub url: String,
     /// When the link stops working.
     pub expires_at: DateTime<Utc>,
+}
+
+/// A claim (documentation of the shape `mandate_domain::claims::Claim` serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimView {
+    /// `clm_…`
+    pub id: String,
+    /// Always `claim`.
+    pub object: String,
+    /// The destination the agent wants to act for.
+    pub destination_id: String,
+    /// The destination's slug, as submitted.
+    pub namespace: String,
+    /// The submitting orchestrator.
+    pub orchestrator_id: String,
+    /// The submitting orchestrator's slug.
+    pub service: String,
+    /// `ed25519:<base64>`: the agent's key.
+    pub public_key: String,
+    /// The agent's id within the service.
+    pub agent_id: String,
+    /// The agent's display name.
+    pub agent_name: String,
+    /// Whom the agent acts for, if the service says.
+    pub subject: Option<String>,
+    /// The agent's address, as the service reports it.
+    pub ip_address: String,
+    /// Requested permissions; after approval, the granted ones.
+    pub permissions: Vec<String>,
+    /// `pending`, `approved`, `rejected`, `revoked` or `expired`.
+    pub status: String,
+    /// The agent's client ID, once approved.
+    pub client_id: Option<String>,
+    /// When a pending claim expires undecided.
+    pub pending_expires_at: DateTime<Utc>,
+    /// When an approval ends, if limited.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `queued` or `recorded`: whether the last approval or revocation is in the ledger.
+    pub ledger_status: Option<String>,
+    /// RFC 3339, UTC.
+    pub created_at: DateTime<Utc>,
+    /// RFC 3339, UTC.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of claims, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimList {
+    /// Always `list`.
+    pub object: String,
+    /// The claims.
+    pub data: Vec<ClaimView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A ledger entry (documentation of the shape `mandate_domain::claims::LedgerEntry`
+/// serializes to).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerEntryView {
+    /// 1, 2, 3… within the organization.
+    pub seq: u64,
+    /// The organization whose chain this is.
+    pub organization_id: String,
+    /// The claim's destination.
+    pub destination_id: String,
+    /// The claim.
+    pub claim_id: String,
+    /// `approved`, `revoked` or `expired`.
+    pub action: String,
+    /// The agent's key.
+    pub public_key: String,
+    /// RFC 3339, UTC.
+    pub at: DateTime<Utc>,
+    /// The previous entry's hash (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 of `prev_hash` followed by the canonical entry, hex.
+    pub hash: String,
+}
+
+/// A page of ledger entries, newest first; the cursor is a `seq`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerList {
+    /// Always `list`.
+    pub object: String,
+    /// The entries.
+    pub data: Vec<LedgerEntryView>,
+    /// Whether older entries follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
 }

@@ -2,7 +2,10 @@
 
 mod secrets;
 mod settings;
+mod shutdown;
+mod telemetry;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use mandate_domain::auth::Authenticator;
 use mandate_domain::keys::KeyHasher;
 use mandate_domain::principal::Principal;
 use mandate_domain::usecases::Mandate;
-use mandate_http::{AppState, RateLimit};
+use mandate_http::{AppState, MetricsRenderer, RateLimit};
 use mandate_store::{DbStore, StoreOptions};
 use mandate_webhooks::{
     NetworkPolicy, RetrySchedule, Sender, SsrfGuard, WorkerConfig, parse_cidrs,
@@ -22,6 +25,7 @@ use mandate_webhooks::{
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, Settings};
+use crate::shutdown::StopSignal;
 
 /// Scoped, revocable access to payment destinations for orchestrators and their agents.
 #[derive(Debug, Parser)]
@@ -140,13 +144,22 @@ fn use_cases(settings: &Settings, store: DbStore) -> anyhow::Result<Mandate> {
         &settings.data.dir,
         "key_hash_secret",
     )?;
+    // The same server secret keys the API-key hashes and seals webhook secrets at rest
+    // (each use with its own derived key).
+    let store = store.with_webhook_secret_sealing(&secret);
     Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret)))
 }
 
 async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
+    // Listening starts before anything else, so that a stop signal during start-up is honoured
+    // like any other.
+    let mut stop = StopSignal::listen().context("cannot listen for stop signals")?;
+    let metrics = telemetry::install()?;
     let store = open_store(&settings).await?;
     let backend = store.backend();
+    let pool_view = store.clone();
     let mandate = use_cases(&settings, store)?;
+    let shutdown_timeout = Duration::from_secs(settings.server.shutdown_timeout_seconds);
     let hooks = &settings.webhooks;
     let policy = NetworkPolicy {
         allow_http: hooks.allow_http,
@@ -154,7 +167,10 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
         allowed_cidrs: parse_cidrs(&hooks.allowed_cidrs)
             .context("invalid webhooks.allowed_cidrs")?,
     };
-    if role != Role::Api {
+    let (stop_worker, worker_stop_asked) = tokio::sync::watch::channel(false);
+    let worker = if role == Role::Api {
+        None
+    } else {
         let sender = Sender::new(policy.clone(), Duration::from_secs(hooks.timeout_seconds))
             .context("cannot build the webhook client")?;
         let config = WorkerConfig {
@@ -163,64 +179,164 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
             disable_after: Duration::from_secs(hooks.disable_after_hours * 3600),
             concurrency: hooks.concurrency,
             lease: Duration::from_secs(hooks.lease_seconds),
+            shutdown_timeout,
             ..WorkerConfig::default()
         };
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
+        let mut asked = worker_stop_asked;
+        let shutdown = async move {
+            // A dropped sender means the server is going away: stop as well.
+            let _ = asked.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(mandate_webhooks::run(
+        tracing::info!(database = ?backend, "webhook worker starting");
+        Some(tokio::spawn(mandate_webhooks::run(
             mandate.clone(),
             sender,
             config,
             shutdown,
-        ));
-        tracing::info!(database = ?backend, "webhook worker started");
-    }
-    let housekeeping_limit =
-        RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst);
-    if role == Role::Worker {
-        housekeeping(mandate, None).await;
-        return Ok(());
-    }
-    let authenticator = Authenticator::new(mandate.hasher().clone(), settings.admin.token.clone());
-    let signing_secret = secrets::load_or_generate(
-        settings.secrets.token_signing_key.as_deref(),
-        &settings.data.dir,
-        "token_signing_key",
-    )?;
-    let tokens = Arc::new(mandate_http::tokens::TokenService::from_secret(
-        &signing_secret,
-        settings.public_url(),
-    ));
-    let state = AppState {
-        mandate,
-        authenticator,
-        public_url: settings.public_url(),
-        rate_limit: housekeeping_limit,
-        tokens,
-        target_guard: Arc::new(SsrfGuard::new(policy)),
-        allow_http: hooks.allow_http,
+        )))
     };
-    tokio::spawn(housekeeping(
-        state.mandate.clone(),
-        state.rate_limit.clone(),
+    let renderer = telemetry::renderer(metrics.clone(), pool_view.clone());
+    let refresher = tokio::spawn(telemetry::refresh(mandate.clone(), pool_view, metrics));
+    let rate_limit = RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst);
+    let housekeeping = tokio::spawn(housekeeping(
+        mandate.clone(),
+        rate_limit.clone().filter(|_| role != Role::Worker),
     ));
-    let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
-    if settings.server.workers > 0 {
-        server = server.workers(settings.server.workers);
+    let grace_seconds = settings.server.shutdown_timeout_seconds;
+    let bind_failed = || format!("cannot listen on {}", settings.server.bind);
+    let (running, addresses) = if role == Role::Worker {
+        // No API here, but probes and scrapes still need an answer.
+        let server = actix_web::HttpServer::new(move || operations_app(renderer.clone()))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(grace_seconds)
+            .bind(&settings.server.bind)
+            .with_context(bind_failed)?;
+        let addresses = server.addrs();
+        (server.run(), addresses)
+    } else {
+        let authenticator =
+            Authenticator::new(mandate.hasher().clone(), settings.admin.token.clone());
+        let signing_secret = secrets::load_or_generate(
+            settings.secrets.token_signing_key.as_deref(),
+            &settings.data.dir,
+            "token_signing_key",
+        )?;
+        let tokens = Arc::new(mandate_http::tokens::TokenService::from_secret(
+            &signing_secret,
+            settings.public_url(),
+        ));
+        let state = AppState {
+            mandate,
+            authenticator,
+            public_url: settings.public_url(),
+            rate_limit,
+            tokens,
+            target_guard: Arc::new(SsrfGuard::new(policy)),
+            allow_http: hooks.allow_http,
+            metrics: Some(renderer),
+        };
+        let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server
+            .disable_signals()
+            .shutdown_timeout(grace_seconds)
+            .bind(&settings.server.bind)
+            .with_context(bind_failed)?;
+        let addresses = server.addrs();
+        (server.run(), addresses)
+    };
+    for address in addresses {
+        tracing::info!(%address, public_url = %settings.public_url(), database = ?backend, role = ?role, admin_api = settings.admin.token.is_some(), "mandate is serving");
     }
-    let server = server
-        .bind(&settings.server.bind)
-        .with_context(|| format!("cannot listen on {}", settings.server.bind))?;
-    for address in server.addrs() {
-        tracing::info!(%address, public_url = %settings.public_url(), database = ?backend, admin_api = settings.admin.token.is_some(), "mandate is serving");
+    let http = running.handle();
+    let mut running = tokio::spawn(running);
+    let signal = tokio::select! {
+        served = &mut running => {
+            return match served {
+                Ok(result) => result.context("the HTTP server failed"),
+                Err(failed) => Err(failed).context("the HTTP server task failed"),
+            };
+        }
+        signal = stop.received() => signal,
+    };
+    tracing::info!(
+        signal,
+        timeout_s = grace_seconds,
+        "shutting down: no new connections; finishing requests and webhook sends in flight"
+    );
+    let _ = stop_worker.send(true);
+    let http_stopped = async {
+        http.stop(true).await;
+        let _ = running.await;
+    };
+    let worker_stopped = async {
+        if let Some(worker) = worker {
+            let _ = worker.await;
+        }
+    };
+    let stopped = tokio::time::timeout(
+        shutdown_timeout + SHUTDOWN_MARGIN,
+        futures_join(http_stopped, worker_stopped),
+    )
+    .await;
+    housekeeping.abort();
+    refresher.abort();
+    match stopped {
+        Ok(()) => tracing::info!("mandate stopped"),
+        Err(_) => tracing::warn!(
+            "mandate stopped with work unfinished after the shutdown timeout; unsent webhook attempts are sent again when their lease ends"
+        ),
     }
-    server.run().await.context("the HTTP server failed")
+    Ok(())
+}
+
+/// Beyond the shutdown timeout, the time allowed to hand unsent webhook attempts back and
+/// close the listeners.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
+
+/// Waits for both.
+async fn futures_join(first: impl Future<Output = ()>, second: impl Future<Output = ()>) {
+    tokio::join!(first, second);
+}
+
+/// What a worker-only process serves: liveness and metrics, nothing of the API.
+fn operations_app(
+    renderer: MetricsRenderer,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    use actix_web::{HttpResponse, web};
+    actix_web::App::new()
+        .route(
+            "/healthz",
+            web::get()
+                .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/metrics",
+            web::get().to(move || {
+                let body = renderer.render();
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/plain; version=0.0.4; charset=utf-8")
+                        .body(body)
+                }
+            }),
+        )
 }
 
 /// How often background housekeeping runs: expiring requests past their `expires_at`.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
-/// Requests expired per round, so one round stays short.
+/// Requests, claims or ledger records handled per round, so one round stays short.
 const EXPIRY_BATCH: u32 = 500;
 
 /// Idempotency records are kept this long (the API promises at least 24 hours).
@@ -228,9 +344,16 @@ const IDEMPOTENCY_RETENTION_HOURS: i64 = 48;
 /// Purging old idempotency records is cheap but needs no second-level precision.
 const PURGE_EVERY_ROUNDS: u64 = 600;
 
+/// Signature nonces are kept past the 300 s a signature stays acceptable (plus the 60 s it
+/// may run ahead), then forgotten.
+const SIGNATURE_NONCE_RETENTION_SECONDS: i64 = 420;
+/// Forgetting signature nonces every minute keeps the table small.
+const NONCE_PURGE_EVERY_ROUNDS: u64 = 60;
+
 /// Expires due requests (reads expire them too, so this bounds how long a due request can
-/// linger unread), purges old idempotency records, and lets the rate limiter forget idle
-/// credentials.
+/// linger unread) and due claims, appends queued approvals and revocations to the ledger,
+/// purges old idempotency records and signature nonces, and lets the rate limiter forget
+/// idle credentials.
 async fn housekeeping(mandate: Mandate, rate_limit: Option<RateLimit>) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -241,6 +364,28 @@ async fn housekeeping(mandate: Mandate, rate_limit: Option<RateLimit>) {
                 mandate_domain::now() - chrono::Duration::hours(IDEMPOTENCY_RETENTION_HOURS);
             if let Err(error) = mandate.store().purge_idempotency(before).await {
                 tracing::warn!(error = %error, "purging idempotency records failed; retrying later");
+            }
+        }
+        if round % NONCE_PURGE_EVERY_ROUNDS == 0 {
+            let before = mandate_domain::now()
+                - chrono::Duration::seconds(SIGNATURE_NONCE_RETENTION_SECONDS);
+            if let Err(error) = mandate.store().purge_signature_nonces(before).await {
+                tracing::warn!(error = %error, "purging signature nonces failed; retrying later");
+            }
+        }
+        match mandate
+            .expire_due_claims(mandate_domain::now(), EXPIRY_BATCH)
+            .await
+        {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "expired claims"),
+            Err(error) => tracing::warn!(error = %error, "expiring claims failed; retrying"),
+        }
+        match mandate.record_ledger(EXPIRY_BATCH).await {
+            Ok(0) => {}
+            Ok(recorded) => tracing::info!(recorded, "appended ledger entries"),
+            Err(error) => {
+                tracing::warn!(error = %error, "appending to the ledger failed; retrying")
             }
         }
         match mandate

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the server reads at start.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `[server]`
@@ -29,7 +29,7 @@ pub struct Settings {
 }
 
 /// `[webhooks]`: delivery and the network policy for targets.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
     /// Allow `http://` targets (tests, private networks).
@@ -67,7 +67,7 @@ impl Default for WebhookSettings {
 }
 
 /// `[rate_limit]`: a token bucket per credential.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
     /// Sustained requests per second per credential; 0 turns the limit off.
@@ -86,7 +86,7 @@ impl Default for RateLimitSettings {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to listen on.
@@ -96,6 +96,9 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// HTTP worker threads; 0 = one per core.
     pub workers: usize,
+    /// After SIGTERM or SIGINT, how long requests and webhook sends in flight may take to
+    /// finish; webhook attempts still unsent then are handed back for another process.
+    pub shutdown_timeout_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -104,12 +107,14 @@ impl Default for ServerSettings {
             bind: "127.0.0.1:8080".into(),
             public_url: None,
             workers: 0,
+            // Under the 30 s most orchestrators (Kubernetes, systemd, ECS) wait before SIGKILL.
+            shutdown_timeout_seconds: 25,
         }
     }
 }
 
 /// `[database]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// `postgres://…` or `sqlite://PATH`; defaults to an SQLite file in the data directory.
@@ -131,7 +136,7 @@ impl Default for DatabaseSettings {
 }
 
 /// `[data]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DataSettings {
     /// Where the SQLite database and generated secrets live.
@@ -147,7 +152,7 @@ impl Default for DataSettings {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
     /// The operator's bearer token; the admin API is off when unset.
@@ -155,7 +160,7 @@ pub struct AdminSettings {
 }
 
 /// `[secrets]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecretSettings {
     /// Key for the keyed hash of API keys (≥ 32 characters). Generated into the data
@@ -167,7 +172,7 @@ pub struct SecretSettings {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `text` or `json`.
@@ -186,7 +191,7 @@ impl Default for LogSettings {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable.
@@ -267,5 +272,82 @@ mod tests {
         std::fs::write(&bad, "[server]\nbindd = \"typo\"\n").unwrap();
         assert!(Settings::load(Some(&bad)).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The rows of the configuration table in `docs/operations.md`: key → (environment, default).
+    fn documented_settings() -> std::collections::BTreeMap<String, (String, String)> {
+        let guide = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md"),
+        )
+        .unwrap();
+        let section = guide
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .unwrap();
+        section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .map(|line| {
+                let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+                (
+                    cells[0].trim_matches('`').to_owned(),
+                    (cells[1].to_owned(), cells[2].to_owned()),
+                )
+            })
+            .collect()
+    }
+
+    /// Every key of the configuration with its default, flattened to `section.key`.
+    fn configured_settings() -> std::collections::BTreeMap<String, serde_json::Value> {
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let mut keys = std::collections::BTreeMap::new();
+        for (section, values) in defaults.as_object().unwrap() {
+            for (key, value) in values.as_object().unwrap() {
+                keys.insert(format!("{section}.{key}"), value.clone());
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn the_operations_guide_lists_every_setting_with_its_environment_name_and_default() {
+        let documented = documented_settings();
+        let configured = configured_settings();
+        let undocumented: Vec<&String> = configured
+            .keys()
+            .filter(|key| !documented.contains_key(*key))
+            .collect();
+        let unknown: Vec<&String> = documented
+            .keys()
+            .filter(|key| !configured.contains_key(*key))
+            .collect();
+        assert!(
+            undocumented.is_empty(),
+            "missing from docs/operations.md: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "documented but not a setting: {unknown:?}"
+        );
+        for (key, default) in &configured {
+            let (environment, documented_default) = &documented[key];
+            let variable = format!("`MANDATE__{}`", key.replace('.', "__").to_uppercase());
+            assert!(
+                environment.starts_with(&variable),
+                "{key}: environment {environment}, expected {variable}"
+            );
+            // Unset defaults (null) are explained in words; every other default is shown as it is.
+            let shown = match default {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(text) if text.is_empty() => "empty".to_owned(),
+                serde_json::Value::String(text) => format!("`{text}`"),
+                other => format!("`{other}`"),
+            };
+            assert!(
+                documented_default.starts_with(&shown),
+                "{key}: documented default {documented_default}, configured {shown}"
+            );
+        }
     }
 }

@@ -82,6 +82,9 @@ impl Caller {
 enum Admission {
     Public,
     Kinds(Vec<String>),
+    /// These kinds, on a request an agent has also signed (`x-agent-signature: required`):
+    /// the matrix sends no signature, so an admitted caller gets 401 `SIGNATURE_INVALID`.
+    KindsSignedByAgent(Vec<String>),
 }
 
 impl Admission {
@@ -103,14 +106,19 @@ impl Admission {
                 "unknown principal kind {unknown:?} in x-principals"
             ));
         }
+        if operation["x-agent-signature"] == "required" {
+            return Ok(Admission::KindsSignedByAgent(listed));
+        }
         Ok(Admission::Kinds(listed))
     }
 
     fn admits(&self, caller: Caller) -> bool {
         match (self, caller.kind()) {
             (Admission::Public, _) => true,
-            (Admission::Kinds(kinds), Some(kind)) => kinds.iter().any(|admitted| admitted == kind),
-            (Admission::Kinds(_), None) => false,
+            (Admission::Kinds(kinds) | Admission::KindsSignedByAgent(kinds), Some(kind)) => {
+                kinds.iter().any(|admitted| admitted == kind)
+            }
+            (Admission::Kinds(_) | Admission::KindsSignedByAgent(_), None) => false,
         }
     }
 }
@@ -426,15 +434,19 @@ fn mismatch(admission: &Admission, caller: Caller, reply: &Reply) -> Option<Stri
             (unauthenticated || refused_kind(reply).is_some())
                 .then(|| "a public route: no 401, no step-4 403".to_owned())
         }
-        (Admission::Kinds(_), None) => {
+        (Admission::Kinds(_) | Admission::KindsSignedByAgent(_), None) => {
             let refused = reply.status == 401 && reply.code() == "UNAUTHENTICATED";
             (!refused).then(|| "401 UNAUTHENTICATED".to_owned())
+        }
+        (Admission::KindsSignedByAgent(_), Some(kind)) if admission.admits(caller) => {
+            let refused = reply.status == 401 && reply.code() == "SIGNATURE_INVALID";
+            (!refused).then(|| format!("admitted ({kind}) but unsigned: 401 SIGNATURE_INVALID"))
         }
         (Admission::Kinds(_), Some(kind)) if admission.admits(caller) => {
             let refused = reply.status == 401 || refused_kind(reply).is_some();
             refused.then(|| format!("admitted ({kind}): not 401, no step-4 403"))
         }
-        (Admission::Kinds(kinds), Some(kind)) => {
+        (Admission::Kinds(kinds) | Admission::KindsSignedByAgent(kinds), Some(kind)) => {
             let details = &reply.body["error"]["details"];
             let named_admits: Option<Vec<&str>> = details["admits"]
                 .as_array()

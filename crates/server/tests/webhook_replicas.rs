@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
-use support::{Api, Database, FreshPostgres, Server, TempDir, Tenant, tenant};
+use support::{Api, Database, FreshPostgres, Server, TempDir, Tenant, list_all, tenant};
 
 /// Payment requests created per burst.
 const BURST: usize = 1_000;
@@ -215,25 +215,6 @@ async fn create_request(http: &reqwest::Client, base: &str, key: &str) -> Result
     match body["id"].as_str() {
         Some(id) if status == 201 => Ok(id.to_owned()),
         _ => Err(format!("{status}: {body}")),
-    }
-}
-
-/// Every item of a paginated list.
-async fn list_all(api: &Api, path: &str, key: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page_path = match &cursor {
-            Some(after) => format!("{path}?limit=100&starting_after={after}"),
-            None => format!("{path}?limit=100"),
-        };
-        let page = api.get(&page_path, key).await;
-        assert_eq!(page.status, 200, "{page_path}: {}", page.body);
-        items.extend(page.body["data"].as_array().unwrap().iter().cloned());
-        match page.body["next_cursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return items,
-        }
     }
 }
 

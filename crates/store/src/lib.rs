@@ -8,17 +8,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod claims;
 mod feed;
 mod idempotency;
 mod migrations;
+mod operations;
 mod pool;
 mod ports;
 mod rows;
 mod schema;
+mod sealing;
 mod url;
 mod webhooks;
 mod work;
 
+pub use crate::operations::PoolStatus;
 use crate::pool::Pools;
 use crate::url::Target;
 use crate::work::Work;
@@ -99,6 +103,8 @@ pub struct DbStore {
     acquire_timeout: Duration,
     /// Wakes the webhook workers; shared by clones, and stops listening with the last one.
     work: Arc<Work>,
+    /// Seals webhook secrets at rest; `None` stores them as given.
+    sealer: Option<sealing::Sealer>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -131,7 +137,16 @@ impl DbStore {
             pools,
             acquire_timeout: options.acquire_timeout,
             work: Arc::new(work),
+            sealer: None,
         })
+    }
+
+    /// This store, keeping webhook signing secrets sealed at rest under a key derived from
+    /// `server_secret`, so that the database alone reveals none of them. Every replica must
+    /// be given the same secret.
+    pub fn with_webhook_secret_sealing(mut self, server_secret: &[u8]) -> Self {
+        self.sealer = Some(sealing::Sealer::new(server_secret));
+        self
     }
 
     /// The database behind this store.

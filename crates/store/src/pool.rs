@@ -19,7 +19,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::StoreError;
 
-use crate::schema::{destinations, events, orchestrators, organizations, webhook_deliveries};
+use crate::schema::{
+    destinations, events, ledger_queue, orchestrators, organizations, webhook_deliveries,
+};
 use crate::{OpenError, StoreOptions};
 
 /// SQLite through diesel-async: each query runs on a blocking thread.
@@ -288,6 +290,17 @@ pub(crate) trait Dialect {
     /// insertions for one owner run one after the other.
     fn lock_owner(&mut self, owner: &KeyOwner) -> impl Future<Output = QueryResult<()>> + Send;
 
+    /// Locks a destination's row until the transaction ends, so that concurrent approvals
+    /// of its claims count one after the other.
+    fn lock_destination(&mut self, id: &str) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Locks up to `limit` queued ledger records, oldest first, until the transaction ends;
+    /// a concurrent transaction waits for them (the chains are appended in order).
+    fn lock_ledger_queue(
+        &mut self,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
     /// Locks the events [`fanout_queue!`] names until the transaction ends; concurrent
     /// transactions lock disjoint sets.
     fn lock_fanout_queue(
@@ -318,12 +331,7 @@ impl Dialect for AsyncPgConnection {
                     .await?;
             }
             KeyOwner::Destination { destination_id, .. } => {
-                destinations::table
-                    .find(destination_id.as_str())
-                    .select(destinations::id)
-                    .for_update()
-                    .load::<String>(self)
-                    .await?;
+                self.lock_destination(destination_id.as_str()).await?;
             }
             KeyOwner::Orchestrator { orchestrator_id } => {
                 orchestrators::table
@@ -335,6 +343,26 @@ impl Dialect for AsyncPgConnection {
             }
         }
         Ok(())
+    }
+
+    async fn lock_destination(&mut self, id: &str) -> QueryResult<()> {
+        destinations::table
+            .find(id)
+            .select(destinations::id)
+            .for_update()
+            .load::<String>(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_ledger_queue(&mut self, limit: i64) -> QueryResult<Vec<String>> {
+        ledger_queue::table
+            .select(ledger_queue::event_id)
+            .order(ledger_queue::event_id.asc())
+            .limit(limit)
+            .for_update()
+            .load(self)
+            .await
     }
 
     async fn lock_fanout_queue(
@@ -367,6 +395,19 @@ impl Dialect for AsyncPgConnection {
 impl Dialect for SqliteConn {
     async fn lock_owner(&mut self, _owner: &KeyOwner) -> QueryResult<()> {
         Ok(())
+    }
+
+    async fn lock_destination(&mut self, _id: &str) -> QueryResult<()> {
+        Ok(())
+    }
+
+    async fn lock_ledger_queue(&mut self, limit: i64) -> QueryResult<Vec<String>> {
+        ledger_queue::table
+            .select(ledger_queue::event_id)
+            .order(ledger_queue::event_id.asc())
+            .limit(limit)
+            .load(self)
+            .await
     }
 
     async fn lock_fanout_queue(

@@ -218,6 +218,19 @@ impl DestinationStore for DbStore {
         })
     }
 
+    async fn destination_by_slug(&self, slug: &Slug) -> Result<Option<Destination>, StoreError> {
+        let slug = slug.to_string();
+        db_run!(self, |conn| {
+            let row = destinations::table
+                .filter(destinations::slug.eq(&slug))
+                .select(DestinationRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Destination::try_from).transpose()
+        })
+    }
+
     async fn list_destinations(
         &self,
         scope: &DestinationScope,
@@ -390,11 +403,24 @@ impl KeyStore for DbStore {
     }
 }
 
-/// The SQL form of a [`ClientScope`] that can match something.
-enum ClientFilter {
+/// The SQL form of a [`ClientScope`] that can match something (client IDs and claims are
+/// seen by the same principals).
+pub(crate) enum ClientFilter {
     Organization(String),
     Destination(String),
     Orchestrator(String),
+}
+
+impl ClientFilter {
+    /// `None` for a scope that matches nothing: it needs no query.
+    pub(crate) fn of(scope: &ClientScope) -> Option<Self> {
+        match scope {
+            ClientScope::Organization(id) => Some(Self::Organization(id.to_string())),
+            ClientScope::Destination(id) => Some(Self::Destination(id.to_string())),
+            ClientScope::Orchestrator(id) => Some(Self::Orchestrator(id.to_string())),
+            ClientScope::Nothing => None,
+        }
+    }
 }
 
 #[async_trait]
@@ -435,11 +461,8 @@ impl ClientStore for DbStore {
         status: Option<ClientStatus>,
         page: &PageRequest,
     ) -> Result<Page<Client>, StoreError> {
-        let filter = match scope {
-            ClientScope::Organization(id) => ClientFilter::Organization(id.to_string()),
-            ClientScope::Destination(id) => ClientFilter::Destination(id.to_string()),
-            ClientScope::Orchestrator(id) => ClientFilter::Orchestrator(id.to_string()),
-            ClientScope::Nothing => return Ok(empty_page()),
+        let Some(filter) = ClientFilter::of(scope) else {
+            return Ok(empty_page());
         };
         let status = status.map(client_status_str);
         let limit = page_limit(page);

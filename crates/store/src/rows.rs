@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
+use mandate_domain::agents::AgentKey;
 use mandate_domain::customers::{Customer, Email};
 use mandate_domain::events::{Audience, Event, EventType};
 use mandate_domain::ids::{
@@ -36,11 +37,11 @@ pub(crate) fn to_naive(at: DateTime<Utc>) -> NaiveDateTime {
     at.naive_utc().trunc_subsecs(6)
 }
 
-fn to_utc(at: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn to_utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
-fn parsed<T, E: std::fmt::Display>(
+pub(crate) fn parsed<T, E: std::fmt::Display>(
     what: &str,
     value: &str,
     parse: impl FnOnce(&str) -> Result<T, E>,
@@ -57,15 +58,15 @@ fn to_u32(what: &str, value: i32) -> Result<u32, Error> {
     u32::try_from(value).map_err(|_| Error::Data(format!("stored {what} {value} is out of range")))
 }
 
-fn to_i64(what: &str, value: u64) -> Result<i64, Error> {
+pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64, Error> {
     i64::try_from(value).map_err(|_| Error::Data(format!("{what} {value} is out of range")))
 }
 
-fn to_u64(what: &str, value: i64) -> Result<u64, Error> {
+pub(crate) fn to_u64(what: &str, value: i64) -> Result<u64, Error> {
     u64::try_from(value).map_err(|_| Error::Data(format!("stored {what} {value} is out of range")))
 }
 
-fn optional<T, E: std::fmt::Display>(
+pub(crate) fn optional<T, E: std::fmt::Display>(
     what: &str,
     value: Option<&str>,
     parse: impl FnOnce(&str) -> Result<T, E>,
@@ -74,7 +75,11 @@ fn optional<T, E: std::fmt::Display>(
 }
 
 /// Enum columns: parsing returns `None` for an unknown spelling.
-fn known<T>(what: &str, value: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, Error> {
+pub(crate) fn known<T>(
+    what: &str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, Error> {
     parse(value).ok_or_else(|| Error::Data(format!("stored {what} {value:?} is unknown")))
 }
 
@@ -358,13 +363,13 @@ fn client_status(value: &str) -> Option<ClientStatus> {
 }
 
 /// Sorted and space-separated, so that equal sets are equal text.
-fn permissions_text(permissions: &PermissionSet) -> String {
+pub(crate) fn permissions_text(permissions: &PermissionSet) -> String {
     let mut names: Vec<&str> = permissions.iter().map(Permission::as_str).collect();
     names.sort_unstable();
     names.join(" ")
 }
 
-fn permission_set(value: &str) -> Result<PermissionSet, Error> {
+pub(crate) fn permission_set(value: &str) -> Result<PermissionSet, Error> {
     value
         .split_whitespace()
         .map(|name| parsed("permission", name, Permission::parse))
@@ -384,6 +389,7 @@ pub(crate) struct ClientRow {
     status: String,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    agent_public_key: Option<String>,
 }
 
 impl TryFrom<&Client> for ClientRow {
@@ -400,6 +406,7 @@ impl TryFrom<&Client> for ClientRow {
             status: client_status_str(client.status).to_owned(),
             created_at: to_naive(client.created_at),
             updated_at: to_naive(client.updated_at),
+            agent_public_key: client.agent_key.as_ref().map(|key| key.to_string()),
         })
     }
 }
@@ -422,6 +429,11 @@ impl TryFrom<ClientRow> for Client {
             )?,
             label: row.label,
             permissions: permission_set(&row.permissions)?,
+            agent_key: optional(
+                "agent public key",
+                row.agent_public_key.as_deref(),
+                AgentKey::parse,
+            )?,
             version: to_u64("client version", row.version)?,
             status: known("client status", &row.status, client_status)?,
             created_at: to_utc(row.created_at),
@@ -1209,6 +1221,7 @@ mod tests {
             status: "active".into(),
             created_at: at,
             updated_at: at,
+            agent_public_key: None,
         };
         assert!(matches!(Client::try_from(client), Err(Error::Data(_))));
         let event = EventRow {

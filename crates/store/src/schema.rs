@@ -59,6 +59,74 @@ diesel::table! {
         status -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        agent_public_key -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    claims (id) {
+        id -> Text,
+        organization_id -> Text,
+        destination_id -> Text,
+        namespace -> Text,
+        orchestrator_id -> Text,
+        service -> Text,
+        public_key -> Text,
+        agent_id -> Text,
+        agent_name -> Text,
+        subject -> Nullable<Text>,
+        ip_address -> Text,
+        permissions -> Text,
+        status -> Text,
+        client_id -> Nullable<Text>,
+        pending_expires_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        ledger_status -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    claim_nonces (orchestrator_id, nonce) {
+        orchestrator_id -> Text,
+        nonce -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    signature_nonces (public_key, nonce) {
+        public_key -> Text,
+        nonce -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_queue (event_id) {
+        event_id -> Text,
+        organization_id -> Text,
+        destination_id -> Text,
+        claim_id -> Text,
+        action -> Text,
+        public_key -> Text,
+        at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_entries (organization_id, seq) {
+        organization_id -> Text,
+        seq -> BigInt,
+        destination_id -> Text,
+        claim_id -> Text,
+        action -> Text,
+        public_key -> Text,
+        at -> Timestamp,
+        prev_hash -> Text,
+        hash -> Text,
     }
 }
 
@@ -203,6 +271,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     destinations,
     api_keys,
     client_ids,
+    claims,
+    claim_nonces,
+    signature_nonces,
+    ledger_queue,
+    ledger_entries,
     payment_requests,
     payments,
     payment_links,

@@ -2,6 +2,8 @@
 //! rows are leased (`lease_until`), and on PostgreSQL selected `FOR UPDATE SKIP LOCKED` in the
 //! claiming transaction so that concurrent workers take disjoint sets.
 
+use std::borrow::Cow;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -46,7 +48,7 @@ fn lease_end(now: DateTime<Utc>, lease: chrono::Duration) -> chrono::NaiveDateTi
 #[async_trait]
 impl WebhookStore for DbStore {
     async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        let row = EndpointRow::try_from(endpoint)?;
+        let row = EndpointRow::try_from(self.sealed(endpoint)?.as_ref())?;
         db_run!(self, |conn| {
             insert_into(webhook_endpoints::table)
                 .values(&row)
@@ -58,7 +60,7 @@ impl WebhookStore for DbStore {
 
     async fn endpoint(&self, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
+        let found = db_run!(self, |conn| {
             let row = webhook_endpoints::table
                 .find(&id)
                 .select(EndpointRow::as_select())
@@ -66,7 +68,8 @@ impl WebhookStore for DbStore {
                 .await
                 .optional()?;
             row.map(WebhookEndpoint::try_from).transpose()
-        })
+        })?;
+        self.opened(found)
     }
 
     async fn endpoints_of(
@@ -92,7 +95,7 @@ impl WebhookStore for DbStore {
         };
         let limit = page_limit(page);
         let cursor = page_cursor(page, EndpointId::parse);
-        db_run!(self, |conn| {
+        let found = db_run!(self, |conn| {
             let mut query = webhook_endpoints::table
                 .select(EndpointRow::as_select())
                 .order(webhook_endpoints::id.desc())
@@ -120,7 +123,8 @@ impl WebhookStore for DbStore {
                 query = query.filter(webhook_endpoints::id.lt(cursor.as_str()));
             }
             into_page(query.load(conn).await?, limit)
-        })
+        })?;
+        self.opened(found)
     }
 
     async fn endpoints_of_organization(
@@ -131,7 +135,7 @@ impl WebhookStore for DbStore {
         let organization_id = organization_id.to_string();
         let limit = page_limit(page);
         let cursor = page_cursor(page, EndpointId::parse);
-        db_run!(self, |conn| {
+        let found = db_run!(self, |conn| {
             let mut query = webhook_endpoints::table
                 .filter(webhook_endpoints::organization_id.eq(organization_id.as_str()))
                 .filter(webhook_endpoints::owner_kind.eq_any([PLATFORM, DESTINATION]))
@@ -143,12 +147,13 @@ impl WebhookStore for DbStore {
                 query = query.filter(webhook_endpoints::id.lt(cursor.as_str()));
             }
             into_page(query.load(conn).await?, limit)
-        })
+        })?;
+        self.opened(found)
     }
 
     async fn update_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
         let id = endpoint.id.to_string();
-        let changes = EndpointChanges::try_from(endpoint)?;
+        let changes = EndpointChanges::try_from(self.sealed(endpoint)?.as_ref())?;
         db_run!(self, |conn| {
             // An endpoint deleted meanwhile stays deleted: there is nothing left to change.
             update(webhook_endpoints::table.find(&id))
@@ -180,7 +185,7 @@ impl WebhookStore for DbStore {
         let organization_wide =
             destination_id.is_none() || event.event_type.family() == CUSTOMER_FAMILY;
         let created_at = to_naive(event.created_at);
-        db_run!(self, |conn| {
+        let found = db_run!(self, |conn| {
             // Orchestrators holding a client ID there, active or not: the caller decides.
             let mut linked = client_ids::table
                 .select(client_ids::orchestrator_id)
@@ -221,7 +226,8 @@ impl WebhookStore for DbStore {
             rows.into_iter()
                 .map(WebhookEndpoint::try_from)
                 .collect::<Result<Vec<_>, Error>>()
-        })
+        })?;
+        self.opened(found)
     }
 
     async fn claim_events_for_fanout(
@@ -299,7 +305,7 @@ impl WebhookStore for DbStore {
         let until = lease_end(now, lease);
         let now = to_naive(now);
         let limit = i64::from(limit);
-        db_transaction!(self, |conn| {
+        let found = db_transaction!(self, |conn| {
             let ids = conn.lock_delivery_queue(now, limit).await?;
             if ids.is_empty() {
                 return Ok(Vec::new());
@@ -332,7 +338,8 @@ impl WebhookStore for DbStore {
                     })
                 })
                 .collect::<Result<Vec<_>, Error>>()
-        })
+        })?;
+        self.opened(found)
     }
 
     async fn record_attempt(
@@ -432,5 +439,59 @@ impl WebhookStore for DbStore {
 
     async fn wait_for_work(&self, timeout: std::time::Duration) {
         self.work.wait(timeout).await;
+    }
+}
+
+/// What the store reads endpoints into: their secrets are opened before they leave it.
+trait WithEndpoints {
+    fn endpoints(&mut self) -> Vec<&mut WebhookEndpoint>;
+}
+
+impl WithEndpoints for Option<WebhookEndpoint> {
+    fn endpoints(&mut self) -> Vec<&mut WebhookEndpoint> {
+        self.iter_mut().collect()
+    }
+}
+
+impl WithEndpoints for Vec<WebhookEndpoint> {
+    fn endpoints(&mut self) -> Vec<&mut WebhookEndpoint> {
+        self.iter_mut().collect()
+    }
+}
+
+impl WithEndpoints for Page<WebhookEndpoint> {
+    fn endpoints(&mut self) -> Vec<&mut WebhookEndpoint> {
+        self.data.iter_mut().collect()
+    }
+}
+
+impl WithEndpoints for Vec<ClaimedDelivery> {
+    fn endpoints(&mut self) -> Vec<&mut WebhookEndpoint> {
+        self.iter_mut()
+            .map(|claimed| &mut claimed.endpoint)
+            .collect()
+    }
+}
+
+impl DbStore {
+    /// `endpoint` as it is written: with its secrets sealed when this store seals them.
+    fn sealed<'a>(
+        &self,
+        endpoint: &'a WebhookEndpoint,
+    ) -> Result<Cow<'a, WebhookEndpoint>, StoreError> {
+        match &self.sealer {
+            Some(sealer) => sealer.sealed(endpoint).map(Cow::Owned),
+            None => Ok(Cow::Borrowed(endpoint)),
+        }
+    }
+
+    /// What was read, with the endpoints' secrets opened.
+    fn opened<T: WithEndpoints>(&self, mut found: T) -> Result<T, StoreError> {
+        if let Some(sealer) = &self.sealer {
+            for endpoint in found.endpoints() {
+                sealer.open_endpoint(endpoint)?;
+            }
+        }
+        Ok(found)
     }
 }

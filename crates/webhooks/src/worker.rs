@@ -2,16 +2,20 @@
 //! parallel, and records each outcome with what follows it (a retry, giving up, or disabling
 //! the endpoint). Any number of workers, in any number of replicas, share one store.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use mandate_domain::ids::DeliveryId;
 use mandate_domain::ports::{ClaimedDelivery, StoreError};
-use mandate_domain::usecases::{AfterFailure, AttemptOutcome, Mandate};
+use mandate_domain::usecases::{AfterFailure, AttemptOutcome, ClaimedBatch, Mandate};
 use rand::Rng;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::retry::{RetrySchedule, next_attempt_delay};
 use crate::sender::{SendResult, Sender};
@@ -35,6 +39,11 @@ pub struct WorkerConfig {
     /// The longest wait between rounds when there is no work (default 1 s): new work normally
     /// wakes the worker at once.
     pub idle_wait: Duration,
+    /// Once shutdown is asked for, how long sends in flight may take to finish (default 25 s).
+    /// Claimed attempts not yet started are handed back at once; those still in flight at the
+    /// end are abandoned and handed back too, so another worker sends them without waiting
+    /// for their lease to end.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -46,6 +55,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(60),
             concurrency: 32,
             idle_wait: Duration::from_secs(1),
+            shutdown_timeout: Duration::from_secs(25),
         }
     }
 }
@@ -98,9 +108,10 @@ pub fn after_failure(
     }
 }
 
-/// Runs the worker until `shutdown` completes. Sends in flight then are finished and
-/// recorded before it returns. Store errors are logged and retried after a short pause; the
-/// worker never gives up.
+/// Runs the worker until `shutdown` completes. Claimed attempts not yet sent are then handed
+/// back at once; sends in flight are finished and recorded, for at most
+/// [`WorkerConfig::shutdown_timeout`], after which the rest are handed back too. Store errors
+/// are logged and retried after a short pause; the worker never gives up.
 pub async fn run(
     mandate: Mandate,
     sender: Sender,
@@ -126,7 +137,9 @@ trait Queue: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
         lease: chrono::Duration,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+    ) -> Result<ClaimedBatch, StoreError>;
+
+    async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError>;
 
     async fn record_outcome(
         &self,
@@ -155,8 +168,12 @@ impl Queue for Mandate {
         now: DateTime<Utc>,
         limit: u32,
         lease: chrono::Duration,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        Mandate::claim_sendable(self, now, limit, lease).await
+    ) -> Result<ClaimedBatch, StoreError> {
+        Mandate::claim_deliveries(self, now, limit, lease).await
+    }
+
+    async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
+        self.store().release_deliveries(ids).await
     }
 
     async fn record_outcome(
@@ -200,19 +217,20 @@ async fn run_on(
         concurrency = worker.config.concurrency,
         "webhook worker started"
     );
-    let mut shutdown = std::pin::pin!(shutdown);
+    let signal = std::pin::pin!(shutdown);
+    let mut shutdown = Shutdown::new(signal);
     let mut backoff = MIN_BACKOFF;
     loop {
-        if is_done(shutdown.as_mut()).await {
+        if shutdown.asked().await {
             break;
         }
-        match worker.round(shutdown.as_mut()).await {
+        match worker.round(&mut shutdown).await {
             Ok(Round::Stop) => break,
             Ok(Round::Worked) => backoff = MIN_BACKOFF,
             Ok(Round::Idle) => {
                 backoff = MIN_BACKOFF;
                 tokio::select! {
-                    () = &mut shutdown => break,
+                    () = shutdown.wait() => break,
                     () = worker.queue.wait_for_work(worker.config.idle_wait) => {}
                 }
             }
@@ -223,7 +241,7 @@ async fn run_on(
                     "webhook worker: store error"
                 );
                 tokio::select! {
-                    () = &mut shutdown => break,
+                    () = shutdown.wait() => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -248,13 +266,61 @@ fn chain(error: &dyn std::error::Error) -> String {
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Whether `shutdown` has completed, without waiting for it. (It is never polled again once
-/// it has: the caller stops.)
-async fn is_done(shutdown: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
-    tokio::select! {
-        biased;
-        () = shutdown => true,
-        () = std::future::ready(()) => false,
+/// The shutdown signal, remembered once it has fired: a future may not be polled again after
+/// it completed, and the moment it fired starts the deadline for sends in flight.
+struct Shutdown<'a, F> {
+    signal: Pin<&'a mut F>,
+    asked_at: Option<Instant>,
+}
+
+impl<'a, F: Future<Output = ()>> Shutdown<'a, F> {
+    fn new(signal: Pin<&'a mut F>) -> Self {
+        Self {
+            signal,
+            asked_at: None,
+        }
+    }
+
+    /// Whether shutdown has been asked for, without waiting for it.
+    async fn asked(&mut self) -> bool {
+        if self.asked_at.is_none() {
+            let fired = tokio::select! {
+                biased;
+                () = self.signal.as_mut() => true,
+                () = std::future::ready(()) => false,
+            };
+            if fired {
+                self.asked_at = Some(Instant::now());
+            }
+        }
+        self.asked_at.is_some()
+    }
+
+    /// Completes once shutdown is asked for (at once if it was). Dropping it before then
+    /// loses nothing.
+    async fn wait(&mut self) {
+        if self.asked_at.is_none() {
+            self.signal.as_mut().await;
+            self.asked_at = Some(Instant::now());
+        }
+    }
+}
+
+/// The label of `mandate_webhook_deliveries_total` for a recorded attempt.
+fn outcome_label(succeeded: bool, after: &AfterFailure) -> &'static str {
+    match (succeeded, after) {
+        (true, _) => "succeeded",
+        (false, AfterFailure::RetryAt(_)) => "retrying",
+        (false, AfterFailure::GiveUp) => "gave_up",
+        (false, AfterFailure::Disable) => "disabled",
+    }
+}
+
+/// Counts attempts by what became of them.
+fn count_deliveries(outcome: &'static str, how_many: u64) {
+    if how_many > 0 {
+        metrics::counter!("mandate_webhook_deliveries_total", "outcome" => outcome)
+            .increment(how_many);
     }
 }
 
@@ -277,7 +343,7 @@ struct Worker<Q> {
 impl<Q: Queue> Worker<Q> {
     async fn round(
         &self,
-        mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+        shutdown: &mut Shutdown<'_, impl Future<Output = ()>>,
     ) -> Result<Round, StoreError> {
         let batch = self.config.batch.max(1);
         // One batch of fan-out per round, then sending: under a steady stream of new events,
@@ -290,45 +356,123 @@ impl<Q: Queue> Worker<Q> {
         if worked {
             tracing::debug!(events = fanned, "webhook events fanned out");
         }
-        if is_done(shutdown.as_mut()).await {
+        if shutdown.asked().await {
             return Ok(Round::Stop);
         }
-        let claimed = self
+        let ClaimedBatch { sendable, skipped } = self
             .queue
             .claim_sendable(mandate_domain::now(), batch, self.lease)
             .await?;
-        if claimed.is_empty() {
-            return Ok(if worked { Round::Worked } else { Round::Idle });
+        count_deliveries("skipped", u64::try_from(skipped).unwrap_or(u64::MAX));
+        if sendable.is_empty() {
+            return Ok(if worked || skipped > 0 {
+                Round::Worked
+            } else {
+                Round::Idle
+            });
         }
-        tracing::debug!(deliveries = claimed.len(), "webhook deliveries claimed");
-        self.send_all(claimed).await;
+        tracing::debug!(deliveries = sendable.len(), "webhook deliveries claimed");
+        self.send_all(sendable, shutdown).await;
         Ok(Round::Worked)
     }
 
-    /// Sends every claimed attempt, at most `concurrency` at once, and waits for all of them.
-    async fn send_all(&self, claimed: Vec<ClaimedDelivery>) {
+    /// Sends the claimed attempts, at most `concurrency` at once, and waits for all of them —
+    /// unless shutdown is asked for: then the attempts not started are handed back at once,
+    /// and those in flight get until the shutdown deadline before they are abandoned and
+    /// handed back too.
+    async fn send_all(
+        &self,
+        claimed: Vec<ClaimedDelivery>,
+        shutdown: &mut Shutdown<'_, impl Future<Output = ()>>,
+    ) {
         let concurrency = self.config.concurrency.max(1);
+        let mut waiting = claimed.into_iter();
         let mut running = JoinSet::new();
-        for delivery in claimed {
-            while running.len() >= concurrency {
-                log_join(running.join_next().await);
+        let mut in_flight = HashMap::new();
+        loop {
+            if shutdown.asked().await {
+                break;
             }
-            running.spawn(deliver(
-                self.queue.clone(),
-                Arc::clone(&self.sender),
-                Arc::clone(&self.config),
-                delivery,
-            ));
+            if running.len() < concurrency {
+                if let Some(claimed) = waiting.next() {
+                    let id = claimed.delivery.id.clone();
+                    let task = running.spawn(deliver(
+                        self.queue.clone(),
+                        Arc::clone(&self.sender),
+                        Arc::clone(&self.config),
+                        claimed,
+                    ));
+                    in_flight.insert(task.id(), id);
+                    continue;
+                }
+            }
+            if running.is_empty() {
+                return;
+            }
+            tokio::select! {
+                joined = running.join_next_with_id() => finished(joined, &mut in_flight),
+                () = shutdown.wait() => {}
+            }
         }
-        while let Some(joined) = running.join_next().await {
-            log_join(Some(joined));
+        let not_started: Vec<DeliveryId> = waiting.map(|claimed| claimed.delivery.id).collect();
+        self.release(&not_started, "not started").await;
+        let deadline =
+            shutdown.asked_at.unwrap_or_else(Instant::now) + self.config.shutdown_timeout;
+        loop {
+            tokio::select! {
+                joined = running.join_next_with_id() => match joined {
+                    Some(joined) => finished(Some(joined), &mut in_flight),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        running.abort_all();
+        while let Some(joined) = running.join_next_with_id().await {
+            finished(Some(joined), &mut in_flight);
+        }
+        let abandoned: Vec<DeliveryId> = in_flight.into_values().collect();
+        self.release(&abandoned, "in flight at the shutdown deadline")
+            .await;
+    }
+
+    /// Hands claimed attempts back to the queue. A failure only delays them: their lease
+    /// ends as usual.
+    async fn release(&self, ids: &[DeliveryId], why: &'static str) {
+        if ids.is_empty() {
+            return;
+        }
+        match self.queue.release(ids).await {
+            Ok(released) => {
+                count_deliveries("released", released);
+                tracing::info!(released, why, "webhook worker handed claimed attempts back");
+            }
+            Err(error) => tracing::warn!(
+                attempts = ids.len(),
+                why,
+                error = %chain(&error),
+                "webhook worker could not hand attempts back; they are sent again when their lease ends"
+            ),
         }
     }
 }
 
-fn log_join(joined: Option<Result<(), tokio::task::JoinError>>) {
-    if let Some(Err(error)) = joined {
-        tracing::error!(error = %error, "webhook send task failed");
+/// Forgets a send that ended: recorded, or failed (logged). A send aborted at the shutdown
+/// deadline stays in `in_flight`, to be handed back.
+fn finished(
+    joined: Option<Result<(tokio::task::Id, ()), tokio::task::JoinError>>,
+    in_flight: &mut HashMap<tokio::task::Id, DeliveryId>,
+) {
+    match joined {
+        Some(Ok((task, ()))) => {
+            in_flight.remove(&task);
+        }
+        Some(Err(error)) if error.is_cancelled() => {}
+        Some(Err(error)) => {
+            in_flight.remove(&error.id());
+            tracing::error!(error = %error, "webhook send task failed");
+        }
+        None => {}
     }
 }
 
@@ -373,16 +517,20 @@ async fn deliver(
             );
         }
     }
+    let outcome = outcome_label(result.outcome.succeeded, &after);
     if let Err(error) = queue
         .record_outcome(&claimed, result.outcome, after, now)
         .await
     {
+        count_deliveries("unrecorded", 1);
         // The lease runs out and the attempt is made again: at-least-once.
         tracing::warn!(
             delivery_id = %delivery.id,
             error = %chain(&error),
             "webhook outcome not recorded; the attempt will be repeated"
         );
+    } else {
+        count_deliveries(outcome, 1);
     }
 }
 
@@ -601,6 +749,8 @@ mod tests {
         claim_calls: usize,
         waits: usize,
         records: Vec<Recorded>,
+        /// Attempts handed back.
+        released: Vec<DeliveryId>,
     }
 
     #[derive(Clone, Default)]
@@ -661,7 +811,7 @@ mod tests {
             _: DateTime<Utc>,
             _: u32,
             _: chrono::Duration,
-        ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        ) -> Result<ClaimedBatch, StoreError> {
             let next = self.with(|script| {
                 script.claim_calls += 1;
                 script
@@ -670,7 +820,16 @@ mod tests {
                 script.claims.pop_front().unwrap_or_default()
             });
             self.changed.notify_waiters();
-            Ok(next)
+            Ok(ClaimedBatch {
+                sendable: next,
+                skipped: 0,
+            })
+        }
+
+        async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
+            self.with(|script| script.released.extend_from_slice(ids));
+            self.changed.notify_waiters();
+            Ok(ids.len() as u64)
         }
 
         async fn record_outcome(
@@ -852,6 +1011,39 @@ mod tests {
         queue.with(|script| {
             assert_eq!(script.records.len(), 1, "the send in flight was recorded");
             assert!(script.records[0].1.succeeded);
+        });
+    }
+
+    #[tokio::test]
+    async fn shutdown_hands_back_what_was_not_sent_by_the_deadline() {
+        // A receiver slower than the deadline: the two sends in flight are abandoned, the
+        // three never started are handed back at once.
+        let receiver = receiver(Duration::from_secs(30)).await;
+        let now = mandate_domain::now();
+        let batch: Vec<ClaimedDelivery> =
+            (0..5).map(|_| claimed_to(&receiver.url, 1, now)).collect();
+        let mut all: Vec<DeliveryId> = batch.iter().map(|c| c.delivery.id.clone()).collect();
+        let queue = FakeQueue::new(Vec::new(), vec![batch]);
+        let config = WorkerConfig {
+            concurrency: 2,
+            shutdown_timeout: Duration::from_millis(300),
+            ..quick()
+        };
+        let accepted = Arc::clone(&receiver.accepted);
+        let worker = run_on(queue.clone(), loopback_sender(), config, async move {
+            accepted.notified().await;
+        });
+        let started = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), worker)
+            .await
+            .expect("the worker stops by the deadline");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        queue.with(|script| {
+            assert!(script.records.is_empty(), "nothing was answered in time");
+            let mut released = script.released.clone();
+            released.sort_by_key(ToString::to_string);
+            all.sort_by_key(ToString::to_string);
+            assert_eq!(released, all, "every claimed attempt was handed back once");
         });
     }
 

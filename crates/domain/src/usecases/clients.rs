@@ -80,6 +80,11 @@ pub fn parse_permission(field: &'static str, value: &str) -> Result<Permission, 
     })
 }
 
+/// A client-ID event: to the orchestrator and the destination's owners.
+pub(crate) fn client_event(event_type: EventType, client: &Client, now: DateTime<Utc>) -> Event {
+    Event::new(event_type, audience(client), client, now)
+}
+
 fn audience(client: &Client) -> Audience {
     Audience {
         organization_id: Some(client.organization_id.clone()),
@@ -174,12 +179,13 @@ impl Mandate {
             orchestrator_id: orchestrator.id,
             label,
             permissions,
+            agent_key: None,
             version: 1,
             status: ClientStatus::Active,
             created_at: now,
             updated_at: now,
         };
-        let event = Event::new(EventType::ClientIdCreated, audience(&client), &client, now);
+        let event = client_event(EventType::ClientIdCreated, &client, now);
         self.store.insert_client(&client, &event).await?;
         Ok(client)
     }
@@ -245,7 +251,7 @@ impl Mandate {
             if !changed {
                 return Ok(client);
             }
-            let event = Event::new(event_type, audience(&client), &client, now);
+            let event = client_event(event_type, &client, now);
             if self
                 .store
                 .update_client(&client, expected_version, &event)

@@ -76,6 +76,16 @@ pub struct AttemptOutcome {
     pub duration_ms: u64,
 }
 
+/// What a worker claimed in one round: the attempts to send, and how many it recorded as
+/// skipped because their receiver may no longer see the event.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimedBatch {
+    /// Attempts to send now.
+    pub sendable: Vec<ClaimedDelivery>,
+    /// Attempts recorded as skipped.
+    pub skipped: usize,
+}
+
 /// What to do after a failed attempt, decided by the worker's retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {
@@ -480,7 +490,19 @@ impl Mandate {
         limit: u32,
         lease: Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        Ok(self.claim_deliveries(now, limit, lease).await?.sendable)
+    }
+
+    /// [`Mandate::claim_sendable`], also counting the attempts recorded as skipped (for the
+    /// worker's metrics).
+    pub async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<ClaimedBatch, StoreError> {
         let mut sendable = Vec::new();
+        let mut skipped = 0;
         let mut viewers = HashMap::new();
         for claimed in self.store.claim_due_deliveries(limit, now, lease).await? {
             let direct = claimed.event.audience.endpoint_id.as_ref() == Some(&claimed.endpoint.id);
@@ -494,15 +516,16 @@ impl Mandate {
             if allowed {
                 sendable.push(claimed);
             } else {
-                let skipped = Delivery {
+                let skipped_attempt = Delivery {
                     status: DeliveryStatus::Skipped,
                     next_attempt_at: None,
                     ..claimed.delivery
                 };
-                self.store.record_attempt(&skipped, None).await?;
+                self.store.record_attempt(&skipped_attempt, None).await?;
+                skipped += 1;
             }
         }
-        Ok(sendable)
+        Ok(ClaimedBatch { sendable, skipped })
     }
 
     /// Records an attempt's outcome and what follows it; disabling an endpoint emits

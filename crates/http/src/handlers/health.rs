@@ -1,4 +1,4 @@
-//! Liveness, readiness and the OpenAPI document.
+//! Liveness, readiness, metrics and the OpenAPI document.
 
 use std::time::Duration;
 
@@ -45,4 +45,15 @@ pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(crate::openapi::json())
+}
+
+/// The process's metrics, in the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
+              (status = 404, body = ErrorEnvelope, description = "metrics are not enabled")))]
+pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let renderer = state.metrics.as_ref().ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(renderer.render()))
 }

@@ -1,6 +1,7 @@
 //! Route handlers: thin adapters from HTTP to the use cases.
 
 pub mod admin;
+pub mod claims;
 pub mod clients;
 pub mod customers;
 pub mod destinations;

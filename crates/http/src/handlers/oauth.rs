@@ -360,6 +360,7 @@ async fn grant(
         .await
         .map_err(|error| match error {
             TokenGrantError::InvalidClient => {
+                crate::metrics::record_refused_client_credentials();
                 GrantFailure::OAuth(OAuthError::invalid_client("client authentication failed"))
             }
             TokenGrantError::InvalidScope => GrantFailure::OAuth(OAuthError::new(

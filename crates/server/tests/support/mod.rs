@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod agent_signing;
+pub mod proxy;
 pub mod receiver;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough";
@@ -158,13 +160,24 @@ impl Server {
         Self::start_with(mandate_command(data_dir, database), data_dir).await
     }
 
-    pub async fn start_with(mut command: Command, data_dir: &Path) -> Self {
+    pub async fn start_with(command: Command, data_dir: &Path) -> Self {
+        Self::start_with_output(command, data_dir, Stdio::null(), Stdio::inherit()).await
+    }
+
+    /// Like [`Server::start_with`], with the server's standard output and error sent where
+    /// the caller says (a file, to read the logs afterwards).
+    pub async fn start_with_output(
+        mut command: Command,
+        data_dir: &Path,
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Self {
         let port = free_port();
         let child = command
             .env("MANDATE__SERVER__BIND", format!("127.0.0.1:{port}"))
             .arg("serve")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut server = Self {
@@ -241,6 +254,14 @@ impl Reply {
 }
 
 impl Api {
+    /// A client of the server at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
     pub fn base(&self) -> &str {
         &self.base
     }
@@ -333,6 +354,25 @@ pub async fn tenant(api: &Api) -> Tenant {
         platform_key,
         destination_id,
         destination_key: key.body["key"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Every item of a paginated list.
+pub async fn list_all(api: &Api, path: &str, key: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page_path = match &cursor {
+            Some(after) => format!("{path}?limit=100&starting_after={after}"),
+            None => format!("{path}?limit=100"),
+        };
+        let page = api.get(&page_path, key).await;
+        assert_eq!(page.status, 200, "{page_path}: {}", page.body);
+        items.extend(page.body["data"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return items,
+        }
     }
 }
 

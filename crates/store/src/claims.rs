@@ -1,0 +1,717 @@
+//! Claims, the nonces of submissions and agent signatures, and the ledger: the queue written
+//! with each approval or revocation, and the per-organization hash chains appended from it.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::dsl::{count_star, sql};
+use diesel::prelude::*;
+use diesel::sql_types::Bool;
+use diesel::{delete, insert_into, update};
+use diesel_async::RunQueryDsl;
+use mandate_domain::agents::AgentKey;
+use mandate_domain::claims::{
+    Claim, ClaimStatus, LedgerAction, LedgerEntry, LedgerRecord, LedgerStatus,
+};
+use mandate_domain::events::Event;
+use mandate_domain::ids::{ClaimId, ClientId, DestinationId, OrchestratorId, OrganizationId};
+use mandate_domain::model::Client;
+use mandate_domain::policy::ClientScope;
+use mandate_domain::ports::{
+    ClaimApproval, ClaimStore, ClaimSubmission, Ledger, Page, PageRequest, StoreError,
+};
+use mandate_domain::values::Slug;
+
+use crate::DbStore;
+use crate::pool::{Dialect, Error, db_run, db_transaction};
+use crate::ports::{ClientFilter, empty_page, into_page, page_limit, sql_limit};
+use crate::rows::{
+    ClientChanges, ClientRow, EventRow, known, optional, parsed, permission_set, permissions_text,
+    to_i64, to_naive, to_u64, to_utc,
+};
+use crate::schema::{
+    claim_nonces, claims, client_ids, events, ledger_entries, ledger_queue, signature_nonces,
+};
+
+/// The live claims, spelled as in the partial unique indexes' predicate.
+const LIVE: &str = "status IN ('pending', 'approved')";
+/// The expiry queues, spelled as in the partial indexes' predicates.
+const PENDING: &str = "status = 'pending'";
+const APPROVED: &str = "status = 'approved'";
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = claims, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub(crate) struct ClaimRow {
+    id: String,
+    organization_id: String,
+    destination_id: String,
+    namespace: String,
+    orchestrator_id: String,
+    service: String,
+    public_key: String,
+    agent_id: String,
+    agent_name: String,
+    subject: Option<String>,
+    ip_address: String,
+    permissions: String,
+    status: String,
+    client_id: Option<String>,
+    pending_expires_at: NaiveDateTime,
+    expires_at: Option<NaiveDateTime>,
+    ledger_status: Option<String>,
+    version: i64,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+}
+
+impl TryFrom<&Claim> for ClaimRow {
+    type Error = Error;
+    fn try_from(claim: &Claim) -> Result<Self, Error> {
+        Ok(Self {
+            id: claim.id.to_string(),
+            organization_id: claim.organization_id.to_string(),
+            destination_id: claim.destination_id.to_string(),
+            namespace: claim.namespace.to_string(),
+            orchestrator_id: claim.orchestrator_id.to_string(),
+            service: claim.service.to_string(),
+            public_key: claim.public_key.to_string(),
+            agent_id: claim.agent_id.clone(),
+            agent_name: claim.agent_name.clone(),
+            subject: claim.subject.clone(),
+            ip_address: claim.ip_address.to_string(),
+            permissions: permissions_text(&claim.permissions),
+            status: claim.status.as_str().to_owned(),
+            client_id: claim.client_id.as_ref().map(ToString::to_string),
+            pending_expires_at: to_naive(claim.pending_expires_at),
+            expires_at: claim.expires_at.map(to_naive),
+            ledger_status: claim.ledger_status.map(|status| status.as_str().to_owned()),
+            version: to_i64("claim version", claim.version)?,
+            created_at: to_naive(claim.created_at),
+            updated_at: to_naive(claim.updated_at),
+        })
+    }
+}
+
+impl TryFrom<ClaimRow> for Claim {
+    type Error = Error;
+    fn try_from(row: ClaimRow) -> Result<Self, Error> {
+        Ok(Claim {
+            id: parsed("claim id", &row.id, ClaimId::parse)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            namespace: parsed("namespace", &row.namespace, Slug::parse)?,
+            orchestrator_id: parsed(
+                "orchestrator id",
+                &row.orchestrator_id,
+                OrchestratorId::parse,
+            )?,
+            service: parsed("service", &row.service, Slug::parse)?,
+            public_key: parsed("public key", &row.public_key, AgentKey::parse)?,
+            agent_id: row.agent_id,
+            agent_name: row.agent_name,
+            subject: row.subject,
+            ip_address: parsed("ip address", &row.ip_address, str::parse)?,
+            permissions: permission_set(&row.permissions)?,
+            status: known("claim status", &row.status, ClaimStatus::parse)?,
+            client_id: optional("client id", row.client_id.as_deref(), ClientId::parse)?,
+            pending_expires_at: to_utc(row.pending_expires_at),
+            expires_at: row.expires_at.map(to_utc),
+            ledger_status: row
+                .ledger_status
+                .as_deref()
+                .map(|status| known("ledger status", status, LedgerStatus::parse))
+                .transpose()?,
+            version: to_u64("claim version", row.version)?,
+            created_at: to_utc(row.created_at),
+            updated_at: to_utc(row.updated_at),
+        })
+    }
+}
+
+/// The changeable fields of a claim.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = claims, treat_none_as_null = true)]
+struct ClaimChanges {
+    permissions: String,
+    status: String,
+    client_id: Option<String>,
+    expires_at: Option<NaiveDateTime>,
+    ledger_status: Option<String>,
+    version: i64,
+    updated_at: NaiveDateTime,
+}
+
+impl From<&ClaimRow> for ClaimChanges {
+    fn from(row: &ClaimRow) -> Self {
+        Self {
+            permissions: row.permissions.clone(),
+            status: row.status.clone(),
+            client_id: row.client_id.clone(),
+            expires_at: row.expires_at,
+            ledger_status: row.ledger_status.clone(),
+            version: row.version,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_queue, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+struct LedgerQueueRow {
+    event_id: String,
+    organization_id: String,
+    destination_id: String,
+    claim_id: String,
+    action: String,
+    public_key: String,
+    at: NaiveDateTime,
+}
+
+impl LedgerQueueRow {
+    /// The queue row of `claim`'s current state, keyed by the id of its claim event.
+    fn of(claim: &Claim, events: &[Event]) -> Result<Option<Self>, Error> {
+        let Some(record) = claim.ledger_record() else {
+            return Ok(None);
+        };
+        let event = events
+            .first()
+            .ok_or_else(|| Error::Data("a ledger record needs its claim event".into()))?;
+        Ok(Some(Self {
+            event_id: event.id.to_string(),
+            organization_id: record.organization_id.to_string(),
+            destination_id: record.destination_id.to_string(),
+            claim_id: record.claim_id.to_string(),
+            action: record.action.as_str().to_owned(),
+            public_key: record.public_key.to_string(),
+            at: to_naive(record.at),
+        }))
+    }
+}
+
+impl TryFrom<LedgerQueueRow> for LedgerRecord {
+    type Error = Error;
+    fn try_from(row: LedgerQueueRow) -> Result<Self, Error> {
+        Ok(LedgerRecord {
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            claim_id: parsed("claim id", &row.claim_id, ClaimId::parse)?,
+            action: known("ledger action", &row.action, LedgerAction::parse)?,
+            public_key: parsed("public key", &row.public_key, AgentKey::parse)?,
+            at: to_utc(row.at),
+        })
+    }
+}
+
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+struct LedgerEntryRow {
+    organization_id: String,
+    seq: i64,
+    destination_id: String,
+    claim_id: String,
+    action: String,
+    public_key: String,
+    at: NaiveDateTime,
+    prev_hash: String,
+    hash: String,
+}
+
+impl TryFrom<&LedgerEntry> for LedgerEntryRow {
+    type Error = Error;
+    fn try_from(entry: &LedgerEntry) -> Result<Self, Error> {
+        Ok(Self {
+            organization_id: entry.organization_id.to_string(),
+            seq: to_i64("ledger seq", entry.seq)?,
+            destination_id: entry.destination_id.to_string(),
+            claim_id: entry.claim_id.to_string(),
+            action: entry.action.as_str().to_owned(),
+            public_key: entry.public_key.to_string(),
+            at: to_naive(entry.at),
+            prev_hash: entry.prev_hash.clone(),
+            hash: entry.hash.clone(),
+        })
+    }
+}
+
+impl TryFrom<LedgerEntryRow> for LedgerEntry {
+    type Error = Error;
+    fn try_from(row: LedgerEntryRow) -> Result<Self, Error> {
+        Ok(LedgerEntry {
+            seq: to_u64("ledger seq", row.seq)?,
+            organization_id: parsed(
+                "organization id",
+                &row.organization_id,
+                OrganizationId::parse,
+            )?,
+            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
+            claim_id: parsed("claim id", &row.claim_id, ClaimId::parse)?,
+            action: known("ledger action", &row.action, LedgerAction::parse)?,
+            public_key: parsed("public key", &row.public_key, AgentKey::parse)?,
+            at: to_utc(row.at),
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        })
+    }
+}
+
+/// A transaction's body asked for a rollback: another change came first.
+fn stale() -> Error {
+    Error::Query(diesel::result::Error::RollbackTransaction)
+}
+
+/// Whether a transaction was rolled back by [`stale`].
+fn is_stale(error: &StoreError) -> bool {
+    matches!(error, StoreError::Other(cause) if matches!(
+        cause.downcast_ref::<Error>(),
+        Some(Error::Query(diesel::result::Error::RollbackTransaction))
+    ))
+}
+
+#[async_trait]
+impl ClaimStore for DbStore {
+    async fn submit_claim(
+        &self,
+        claim: &Claim,
+        nonce: &str,
+        event: &Event,
+    ) -> Result<ClaimSubmission, StoreError> {
+        // A concurrent submission of the same key can pass the check below and lose the race
+        // at the unique index: the second try then finds the winner.
+        let mut attempts = 2;
+        loop {
+            attempts -= 1;
+            match self.try_submit_claim(claim, nonce, event).await {
+                Err(StoreError::Duplicate) if attempts > 0 => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn claim(&self, id: &ClaimId) -> Result<Option<Claim>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            let row = claims::table
+                .find(&id)
+                .select(ClaimRow::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(Claim::try_from).transpose()
+        })
+    }
+
+    async fn list_claims(
+        &self,
+        scope: &ClientScope,
+        status: Option<ClaimStatus>,
+        page: &PageRequest,
+    ) -> Result<Page<Claim>, StoreError> {
+        let Some(filter) = ClientFilter::of(scope) else {
+            return Ok(empty_page());
+        };
+        let status = status.map(ClaimStatus::as_str);
+        let limit = page_limit(page);
+        let cursor = crate::ports::page_cursor(page, ClaimId::parse);
+        db_run!(self, |conn| {
+            let mut query = claims::table
+                .select(ClaimRow::as_select())
+                .order(claims::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            query = match &filter {
+                ClientFilter::Organization(id) => query.filter(claims::organization_id.eq(id)),
+                ClientFilter::Destination(id) => query.filter(claims::destination_id.eq(id)),
+                ClientFilter::Orchestrator(id) => query.filter(claims::orchestrator_id.eq(id)),
+            };
+            if let Some(status) = status {
+                query = query.filter(claims::status.eq(status));
+            }
+            if let Some(cursor) = &cursor {
+                query = query.filter(claims::id.lt(cursor));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn approve_claim(
+        &self,
+        claim: &Claim,
+        expected_version: u64,
+        client: &Client,
+        max_agents: u32,
+        events: &[Event],
+    ) -> Result<ClaimApproval, StoreError> {
+        let row = ClaimRow::try_from(claim)?;
+        let changes = ClaimChanges::from(&row);
+        let expected = to_i64("claim version", expected_version)?;
+        let client = ClientRow::try_from(client)?;
+        let queued = LedgerQueueRow::of(claim, events)?;
+        let events = events
+            .iter()
+            .map(EventRow::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_agents = i64::from(max_agents);
+        let result = db_transaction!(self, |conn| {
+            // Held until commit: concurrent approvals on this destination count after us.
+            conn.lock_destination(&row.destination_id).await?;
+            let approved: i64 = claims::table
+                .select(count_star())
+                .filter(claims::destination_id.eq(&row.destination_id))
+                .filter(sql::<Bool>(APPROVED))
+                .get_result(conn)
+                .await?;
+            let approved_agents = u32::try_from(approved).unwrap_or(u32::MAX);
+            if approved >= max_agents {
+                return Ok(ClaimApproval::Full { approved_agents });
+            }
+            // The claim references its client ID: the client ID goes first.
+            insert_into(client_ids::table)
+                .values(&client)
+                .execute(conn)
+                .await?;
+            let updated = update(claims::table.find(&row.id))
+                .filter(claims::version.eq(expected))
+                .set(&changes)
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                return Err(stale());
+            }
+            for event in &events {
+                insert_into(events::table)
+                    .values(event)
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(queued) = &queued {
+                insert_into(ledger_queue::table)
+                    .values(queued)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(ClaimApproval::Approved {
+                approved_agents: approved_agents.saturating_add(1),
+            })
+        });
+        match result {
+            Err(error) if is_stale(&error) => Ok(ClaimApproval::Stale),
+            other => other.inspect(|_| self.work.committed()),
+        }
+    }
+
+    async fn update_claim(
+        &self,
+        claim: &Claim,
+        expected_version: u64,
+        client: Option<(&Client, u64)>,
+        events: &[Event],
+    ) -> Result<bool, StoreError> {
+        let row = ClaimRow::try_from(claim)?;
+        let changes = ClaimChanges::from(&row);
+        let expected = to_i64("claim version", expected_version)?;
+        let client = client
+            .map(|(client, version)| {
+                Ok::<_, Error>((
+                    client.id.to_string(),
+                    ClientChanges::try_from(client)?,
+                    to_i64("client version", version)?,
+                ))
+            })
+            .transpose()?;
+        let event_rows = events
+            .iter()
+            .map(EventRow::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let queued = LedgerQueueRow::of(claim, events)?;
+        let result = db_transaction!(self, |conn| {
+            let updated = update(claims::table.find(&row.id))
+                .filter(claims::version.eq(expected))
+                .set(&changes)
+                .execute(conn)
+                .await?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            if let Some((id, changes, version)) = &client {
+                let updated = update(client_ids::table.find(id))
+                    .filter(client_ids::version.eq(version))
+                    .set(changes)
+                    .execute(conn)
+                    .await?;
+                if updated == 0 {
+                    return Err(stale());
+                }
+            }
+            for event in &event_rows {
+                insert_into(events::table)
+                    .values(event)
+                    .execute(conn)
+                    .await?;
+            }
+            if let Some(queued) = &queued {
+                insert_into(ledger_queue::table)
+                    .values(queued)
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(true)
+        });
+        match result {
+            Err(error) if is_stale(&error) => Ok(false),
+            other => other.inspect(|_| self.work.committed()),
+        }
+    }
+
+    async fn claims_due_for_expiry(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let now = to_naive(now);
+        let limit = i64::from(limit);
+        db_run!(self, |conn| {
+            let mut rows = claims::table
+                .filter(sql::<Bool>(PENDING))
+                .filter(claims::pending_expires_at.le(now))
+                .order(claims::pending_expires_at.asc())
+                .limit(limit)
+                .select(ClaimRow::as_select())
+                .load(conn)
+                .await?;
+            rows.extend(
+                claims::table
+                    .filter(sql::<Bool>(APPROVED))
+                    .filter(claims::expires_at.le(now))
+                    .order(claims::expires_at.asc())
+                    .limit(limit)
+                    .select(ClaimRow::as_select())
+                    .load(conn)
+                    .await?,
+            );
+            rows.into_iter()
+                .map(Claim::try_from)
+                .collect::<Result<Vec<_>, Error>>()
+        })
+    }
+
+    async fn record_signature_nonce(
+        &self,
+        key: &AgentKey,
+        nonce: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let nonce = nonce.to_owned();
+        let now = to_naive(now);
+        db_run!(self, |conn| {
+            let inserted = insert_into(signature_nonces::table)
+                .values((
+                    signature_nonces::public_key.eq(&key),
+                    signature_nonces::nonce.eq(&nonce),
+                    signature_nonces::created_at.eq(now),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            Ok(inserted == 1)
+        })
+    }
+
+    async fn purge_signature_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = to_naive(before);
+        db_run!(self, |conn| {
+            let purged = delete(signature_nonces::table)
+                .filter(signature_nonces::created_at.lt(before))
+                .execute(conn)
+                .await?;
+            Ok(u64::try_from(purged).unwrap_or(u64::MAX))
+        })
+    }
+}
+
+impl DbStore {
+    async fn try_submit_claim(
+        &self,
+        claim: &Claim,
+        nonce: &str,
+        event: &Event,
+    ) -> Result<ClaimSubmission, StoreError> {
+        let row = ClaimRow::try_from(claim)?;
+        let event = EventRow::try_from(event)?;
+        let nonce = nonce.to_owned();
+        db_transaction!(self, |conn| {
+            let recorded = insert_into(claim_nonces::table)
+                .values((
+                    claim_nonces::orchestrator_id.eq(&row.orchestrator_id),
+                    claim_nonces::nonce.eq(&nonce),
+                    claim_nonces::created_at.eq(row.created_at),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if recorded == 0 {
+                return Ok(ClaimSubmission::NonceReused);
+            }
+            let mut live = claims::table
+                .select(ClaimRow::as_select())
+                .filter(claims::destination_id.eq(&row.destination_id))
+                .filter(claims::orchestrator_id.eq(&row.orchestrator_id))
+                .filter(
+                    claims::public_key
+                        .eq(&row.public_key)
+                        .or(claims::agent_id.eq(&row.agent_id)),
+                )
+                .filter(sql::<Bool>(LIVE))
+                .load(conn)
+                .await?;
+            if let Some(same_key) = live
+                .iter()
+                .position(|found| found.public_key == row.public_key)
+            {
+                let existing = Claim::try_from(live.swap_remove(same_key))?;
+                return Ok(ClaimSubmission::Existing(Box::new(existing)));
+            }
+            if !live.is_empty() {
+                return Ok(ClaimSubmission::AgentIdTaken);
+            }
+            insert_into(claims::table)
+                .values(&row)
+                .execute(conn)
+                .await?;
+            insert_into(events::table)
+                .values(&event)
+                .execute(conn)
+                .await?;
+            Ok(ClaimSubmission::Created)
+        })
+        .inspect(|_| self.work.committed())
+    }
+}
+
+#[async_trait]
+impl Ledger for DbStore {
+    async fn append_queued(&self, limit: u32) -> Result<Vec<LedgerEntry>, StoreError> {
+        let limit = i64::from(limit);
+        db_transaction!(self, |conn| {
+            // Held until commit: a concurrent step waits, then finds these gone.
+            let ids = conn.lock_ledger_queue(limit).await?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let queued: Vec<LedgerQueueRow> = ledger_queue::table
+                .filter(ledger_queue::event_id.eq_any(&ids))
+                .order(ledger_queue::event_id.asc())
+                .select(LedgerQueueRow::as_select())
+                .load(conn)
+                .await?;
+            let mut heads: BTreeMap<String, Option<LedgerEntry>> = BTreeMap::new();
+            let mut appended = Vec::with_capacity(queued.len());
+            let mut claim_ids = Vec::with_capacity(queued.len());
+            for row in queued {
+                if !heads.contains_key(&row.organization_id) {
+                    let head = ledger_entries::table
+                        .filter(ledger_entries::organization_id.eq(&row.organization_id))
+                        .order(ledger_entries::seq.desc())
+                        .select(LedgerEntryRow::as_select())
+                        .first(conn)
+                        .await
+                        .optional()?
+                        .map(LedgerEntry::try_from)
+                        .transpose()?;
+                    heads.insert(row.organization_id.clone(), head);
+                }
+                let organization_id = row.organization_id.clone();
+                claim_ids.push(row.claim_id.clone());
+                let record = LedgerRecord::try_from(row)?;
+                let previous = heads.get(&organization_id).and_then(Option::as_ref);
+                let entry = LedgerEntry::append(record, previous);
+                insert_into(ledger_entries::table)
+                    .values(&LedgerEntryRow::try_from(&entry)?)
+                    .execute(conn)
+                    .await?;
+                heads.insert(organization_id, Some(entry.clone()));
+                appended.push(entry);
+            }
+            delete(ledger_queue::table.filter(ledger_queue::event_id.eq_any(&ids)))
+                .execute(conn)
+                .await?;
+            // A claim whose later change is still queued stays `queued`.
+            let still_queued: Vec<String> = ledger_queue::table
+                .filter(ledger_queue::claim_id.eq_any(&claim_ids))
+                .select(ledger_queue::claim_id)
+                .load(conn)
+                .await?;
+            claim_ids.retain(|id| !still_queued.contains(id));
+            update(claims::table.filter(claims::id.eq_any(&claim_ids)))
+                .set(claims::ledger_status.eq(LedgerStatus::Recorded.as_str()))
+                .execute(conn)
+                .await?;
+            Ok(appended)
+        })
+    }
+
+    async fn ledger_entries(
+        &self,
+        organization_id: &OrganizationId,
+        destination_id: Option<&DestinationId>,
+        page: &PageRequest,
+    ) -> Result<Page<LedgerEntry>, StoreError> {
+        let organization_id = organization_id.to_string();
+        let destination_id = destination_id.map(ToString::to_string);
+        let limit = page_limit(page);
+        // The cursor is a seq; one that is not a number starts nowhere.
+        let cursor = match page.starting_after.as_deref().map(str::parse::<i64>) {
+            Some(Ok(seq)) => Some(seq),
+            Some(Err(_)) => return Ok(empty_page()),
+            None => None,
+        };
+        db_run!(self, |conn| {
+            let mut query = ledger_entries::table
+                .filter(ledger_entries::organization_id.eq(&organization_id))
+                .select(LedgerEntryRow::as_select())
+                .order(ledger_entries::seq.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(destination_id) = &destination_id {
+                query = query.filter(ledger_entries::destination_id.eq(destination_id));
+            }
+            if let Some(cursor) = cursor {
+                query = query.filter(ledger_entries::seq.lt(cursor));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
+
+    async fn ledger_chain(
+        &self,
+        organization_id: &OrganizationId,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let organization_id = organization_id.to_string();
+        let after = to_i64("ledger seq", after)?;
+        let limit = i64::from(limit);
+        db_run!(self, |conn| {
+            let rows: Vec<LedgerEntryRow> = ledger_entries::table
+                .filter(ledger_entries::organization_id.eq(&organization_id))
+                .filter(ledger_entries::seq.gt(after))
+                .order(ledger_entries::seq.asc())
+                .limit(limit)
+                .select(LedgerEntryRow::as_select())
+                .load(conn)
+                .await?;
+            rows.into_iter()
+                .map(LedgerEntry::try_from)
+                .collect::<Result<Vec<_>, Error>>()
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! The operators' port: queue statistics for metrics, and the early release of claimed
+//! attempts at shutdown. Also the connection pool's state, which only the binary reads.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::update;
+use diesel_async::RunQueryDsl;
+use mandate_domain::ids::DeliveryId;
+use mandate_domain::operations::{DeliveryQueueStats, DeliveryQueueStore};
+use mandate_domain::ports::StoreError;
+
+use crate::DbStore;
+use crate::pool::{NOT_FANNED_OUT, PENDING_DELIVERY, Pools, db_run};
+use crate::rows::to_naive;
+use crate::schema::{events, webhook_deliveries};
+
+/// The connection pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool holds.
+    pub max_size: usize,
+    /// Connections open now, idle or in use.
+    pub size: usize,
+    /// Open connections that are idle.
+    pub idle: usize,
+    /// Operations waiting for a connection.
+    pub waiting: usize,
+}
+
+impl DbStore {
+    /// The state of the connection pool, for metrics.
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = match &self.pools {
+            Pools::Postgres(pool) => pool.status(),
+            Pools::Sqlite(pool) => pool.status(),
+        };
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        }
+    }
+}
+
+/// A count as the unsigned number the statistics report.
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[async_trait]
+impl DeliveryQueueStore for DbStore {
+    async fn delivery_queue_stats(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryQueueStats, StoreError> {
+        let now = to_naive(now);
+        db_run!(self, |conn| {
+            // Both filters are spelled as the partial indexes' predicates, so that each
+            // count reads only the small index of what is still to do.
+            let pending = || {
+                webhook_deliveries::table.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                    PENDING_DELIVERY,
+                ))
+            };
+            let due: i64 = pending()
+                .filter(webhook_deliveries::next_attempt_at.le(now))
+                .count()
+                .get_result(conn)
+                .await?;
+            let scheduled: i64 = pending()
+                .filter(webhook_deliveries::next_attempt_at.gt(now))
+                .count()
+                .get_result(conn)
+                .await?;
+            let oldest_due_at: Option<chrono::NaiveDateTime> = pending()
+                .filter(webhook_deliveries::next_attempt_at.le(now))
+                .select(diesel::dsl::min(webhook_deliveries::next_attempt_at))
+                .first(conn)
+                .await?;
+            let awaiting: i64 = events::table
+                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(NOT_FANNED_OUT))
+                .count()
+                .get_result(conn)
+                .await?;
+            Ok(DeliveryQueueStats {
+                due: count(due),
+                scheduled: count(scheduled),
+                oldest_due_at: oldest_due_at.map(|at| at.and_utc()),
+                events_awaiting_fanout: count(awaiting),
+            })
+        })
+    }
+
+    async fn release_deliveries(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let released = db_run!(self, |conn| {
+            let released = update(
+                webhook_deliveries::table
+                    .filter(webhook_deliveries::id.eq_any(&ids))
+                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                        PENDING_DELIVERY,
+                    )),
+            )
+            .set(webhook_deliveries::lease_until.eq(None::<chrono::NaiveDateTime>))
+            .execute(conn)
+            .await?;
+            Ok(u64::try_from(released).unwrap_or(u64::MAX))
+        })?;
+        // Released attempts are due: on SQLite this wakes the process's workers; on PostgreSQL
+        // other replicas' workers find them when their idle wait ends (about a second).
+        self.work.committed();
+        Ok(released)
+    }
+}
