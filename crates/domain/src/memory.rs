@@ -49,9 +49,9 @@ use crate::payments::{Payment, PaymentLink, PaymentRequest};
 use crate::policy::{ClientScope, DestinationScope, RequestScope};
 use crate::ports::{
     ClaimApproval, ClaimStore, ClaimSubmission, ClaimedDelivery, ClientStore, CustomerStore,
-    DestinationStore, EventStore, Health, IdempotencyStart, IdempotencyStore, KeyStore, Ledger,
-    OrchestratorStore, OrganizationStore, Page, PageRequest, RequestFilter, RequestStore,
-    StoreError, WebhookStore,
+    DestinationStore, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore, KeyStore,
+    Ledger, OrchestratorStore, OrganizationStore, Page, PageRequest, RecordedAttempt,
+    RequestFilter, RequestStore, StoreError, WebhookStore,
 };
 use crate::values::Slug;
 use crate::webhooks::{Delivery, DeliveryStatus, EndpointOwner, EventScope, WebhookEndpoint};
@@ -825,35 +825,43 @@ impl WebhookStore for MemoryStore {
 
     async fn record_fanout(
         &self,
-        event_id: &EventId,
-        deliveries: &[Delivery],
-    ) -> Result<(), StoreError> {
+        fanouts: &[Fanout],
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let until = lease_end(now, lease);
         let mut state = self.state();
-        match state.events.get(event_id.as_str()) {
-            Some(stored) if !stored.fanned_out => {}
-            // Only the first worker to finish fans an event out.
-            _ => return Ok(()),
-        }
-        deliveries_are_stored_whole(&state, &deliveries.iter().collect::<Vec<_>>(), None)?;
-        match state.events.get_mut(event_id.as_str()) {
-            Some(stored) => {
+        // Only the first worker to finish fans an event out.
+        let open: Vec<&Fanout> = fanouts
+            .iter()
+            .filter(|fanout| {
+                state
+                    .events
+                    .get(fanout.event_id.as_str())
+                    .is_some_and(|stored| !stored.fanned_out)
+            })
+            .collect();
+        let attempts: Vec<&Delivery> = open.iter().flat_map(|fanout| &fanout.deliveries).collect();
+        deliveries_are_stored_whole(&state, &attempts, None)?;
+        let mut marked = Vec::with_capacity(open.len());
+        for fanout in open {
+            if let Some(stored) = state.events.get_mut(fanout.event_id.as_str()) {
                 stored.fanned_out = true;
                 stored.lease_until = None;
+                marked.push(fanout.event_id.clone());
             }
-            _ => return Ok(()),
         }
-        for delivery in deliveries {
+        for delivery in attempts {
             state.deliveries.insert(
                 delivery.id.to_string(),
                 StoredDelivery {
                     delivery: delivery.clone(),
-                    lease_until: None,
+                    lease_until: Some(until),
                 },
             );
         }
-        drop(state);
-        self.committed();
-        Ok(())
+        // The attempts are leased to the caller, so no other worker needs waking.
+        Ok(marked)
     }
 
     async fn claim_due_deliveries(
@@ -899,28 +907,26 @@ impl WebhookStore for MemoryStore {
         Ok(claimed)
     }
 
-    async fn record_attempt(
-        &self,
-        attempt: &Delivery,
-        next: Option<&Delivery>,
-    ) -> Result<(), StoreError> {
+    async fn record_attempts(&self, recorded: &[RecordedAttempt]) -> Result<(), StoreError> {
         let mut state = self.state();
-        if let Some(next) = next
-            && state.deliveries.contains_key(attempt.id.as_str())
-        {
-            deliveries_are_stored_whole(&state, &[next], None)?;
-        }
         // An attempt gone with its endpoint (deleted meanwhile) has no successor.
-        let Some(stored) = state.deliveries.get_mut(attempt.id.as_str()) else {
-            return Ok(());
-        };
-        stored.delivery.status = attempt.status;
-        stored.delivery.response_status = attempt.response_status;
-        stored.delivery.response_body = attempt.response_body.clone();
-        stored.delivery.duration_ms = attempt.duration_ms;
-        stored.delivery.next_attempt_at = attempt.next_attempt_at;
-        stored.lease_until = None;
-        if let Some(next) = next {
+        let successors: Vec<&Delivery> = recorded
+            .iter()
+            .filter(|recorded| state.deliveries.contains_key(recorded.attempt.id.as_str()))
+            .filter_map(|recorded| recorded.next.as_ref())
+            .collect();
+        deliveries_are_stored_whole(&state, &successors, None)?;
+        for RecordedAttempt { attempt, .. } in recorded {
+            if let Some(stored) = state.deliveries.get_mut(attempt.id.as_str()) {
+                stored.delivery.status = attempt.status;
+                stored.delivery.response_status = attempt.response_status;
+                stored.delivery.response_body = attempt.response_body.clone();
+                stored.delivery.duration_ms = attempt.duration_ms;
+                stored.delivery.next_attempt_at = attempt.next_attempt_at;
+                stored.lease_until = None;
+            }
+        }
+        for next in successors {
             state.deliveries.insert(
                 next.id.to_string(),
                 StoredDelivery {

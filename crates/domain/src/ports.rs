@@ -288,6 +288,24 @@ pub struct ClaimedDelivery {
     pub endpoint: WebhookEndpoint,
 }
 
+/// An event's first attempts, as the fan-out decided them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fanout {
+    /// The event.
+    pub event_id: EventId,
+    /// One first attempt per endpoint that receives it (none when nobody does).
+    pub deliveries: Vec<Delivery>,
+}
+
+/// An attempt's outcome, and the attempt that follows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedAttempt {
+    /// The attempt, with its final status and the receiver's answer.
+    pub attempt: Delivery,
+    /// The retry, when there is one.
+    pub next: Option<Delivery>,
+}
+
 /// Webhook endpoints and deliveries, claimed by any number of workers.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
@@ -333,12 +351,18 @@ pub trait WebhookStore: Send + Sync {
         lease: chrono::Duration,
     ) -> Result<Vec<Event>, StoreError>;
 
-    /// Stores an event's first attempts and marks it fanned out, in one transaction.
+    /// Stores the first attempts of a batch of events and marks those events fanned out, in
+    /// one transaction. Only the first worker to finish an event fans it out: an event already
+    /// fanned out is left alone and its attempts here are not stored. The stored attempts are
+    /// leased to the caller for `lease` from `now`: it sends them itself, without claiming
+    /// them, and other workers take them only once the lease ends. Returns the events this
+    /// call fanned out.
     async fn record_fanout(
         &self,
-        event_id: &EventId,
-        deliveries: &[Delivery],
-    ) -> Result<(), StoreError>;
+        fanouts: &[Fanout],
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<EventId>, StoreError>;
 
     /// Claims up to `limit` pending attempts due at `now`, soonest first, for `lease`
     /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL: each attempt goes to exactly one worker).
@@ -349,12 +373,9 @@ pub trait WebhookStore: Send + Sync {
         lease: chrono::Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError>;
 
-    /// Records an attempt's outcome and, in the same transaction, the next attempt if any.
-    async fn record_attempt(
-        &self,
-        attempt: &Delivery,
-        next: Option<&Delivery>,
-    ) -> Result<(), StoreError>;
+    /// Records attempts' outcomes and the next attempt of each, if any, in one transaction.
+    /// An attempt gone with its endpoint (deleted meanwhile) gets no successor.
+    async fn record_attempts(&self, recorded: &[RecordedAttempt]) -> Result<(), StoreError>;
 
     /// Stores a new pending attempt (a manual retry).
     async fn insert_delivery(&self, delivery: &Delivery) -> Result<(), StoreError>;

@@ -32,8 +32,8 @@ use crate::policy::{
     request_scope,
 };
 use crate::ports::{
-    ClaimApproval, ClaimSubmission, ClaimedDelivery, IdempotencyStart, Page, PageRequest,
-    RequestFilter, Store, StoreError,
+    ClaimApproval, ClaimSubmission, ClaimedDelivery, Fanout, IdempotencyStart, Page, PageRequest,
+    RecordedAttempt, RequestFilter, Store, StoreError,
 };
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
@@ -2460,15 +2460,33 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
         vec![]
     );
 
+    // One call records a batch; its attempts are leased to the caller, who sends them.
     let first_attempt = Delivery::first(&events[0].id, &endpoint.id, at);
-    store
-        .record_fanout(&events[0].id, std::slice::from_ref(&first_attempt))
-        .await
-        .unwrap();
-    store.record_fanout(&events[1].id, &[]).await.unwrap();
+    assert_eq!(
+        store
+            .record_fanout(
+                &[
+                    fanout(&events[0], std::slice::from_ref(&first_attempt)),
+                    fanout(&events[1], &[]),
+                ],
+                at,
+                lease(),
+            )
+            .await
+            .unwrap(),
+        event_ids(&events[..2])
+    );
     assert_eq!(
         store.delivery(&first_attempt.id).await.unwrap(),
         Some(first_attempt.clone())
+    );
+    assert!(
+        store
+            .claim_due_deliveries(10, at + lease() - Duration::seconds(1), lease())
+            .await
+            .unwrap()
+            .is_empty(),
+        "an attempt leased to the worker that fanned it out is not claimed by another"
     );
 
     // The workers of the others died: once their leases end, the events are claimed again.
@@ -2486,21 +2504,45 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
         vec![]
     );
 
-    // A second worker finishing the same event stores nothing twice.
+    // A second worker finishing the same event stores nothing twice, and is told so.
     let by_first_worker = Delivery::first(&events[2].id, &endpoint.id, after);
     let by_second_worker = Delivery::first(&events[2].id, &endpoint.id, after);
-    store
-        .record_fanout(&events[2].id, std::slice::from_ref(&by_first_worker))
-        .await
-        .unwrap();
-    store
-        .record_fanout(&events[2].id, std::slice::from_ref(&by_second_worker))
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .record_fanout(
+                &[fanout(&events[2], std::slice::from_ref(&by_first_worker))],
+                after,
+                lease(),
+            )
+            .await
+            .unwrap(),
+        event_ids(&events[2..3])
+    );
+    assert_eq!(
+        store
+            .record_fanout(
+                &[fanout(&events[2], std::slice::from_ref(&by_second_worker))],
+                after,
+                lease(),
+            )
+            .await
+            .unwrap(),
+        vec![]
+    );
     assert_eq!(store.delivery(&by_second_worker.id).await.unwrap(), None);
     assert_eq!(
         delivery_ids(&all_deliveries(&*store, &endpoint.id, 100).await),
         vec![by_first_worker.id.clone(), first_attempt.id.clone()]
+    );
+    // The first attempt's lease has ended (its worker died): it is claimed like any other.
+    assert_eq!(
+        claimed_ids(
+            &store
+                .claim_due_deliveries(10, after, lease())
+                .await
+                .unwrap()
+        ),
+        vec![first_attempt.id.clone()]
     );
 
     let much_later = at + Duration::days(1);
@@ -2511,9 +2553,11 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
             .unwrap(),
         events[3..].to_vec()
     );
-    for event in &events[3..] {
-        store.record_fanout(&event.id, &[]).await.unwrap();
-    }
+    let nobody: Vec<Fanout> = events[3..].iter().map(|event| fanout(event, &[])).collect();
+    store
+        .record_fanout(&nobody, much_later, lease())
+        .await
+        .unwrap();
     assert_eq!(
         store
             .claim_events_for_fanout(10, much_later + Duration::days(1), lease())
@@ -2521,6 +2565,20 @@ pub async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
             .unwrap(),
         vec![]
     );
+}
+
+fn fanout(event: &Event, deliveries: &[Delivery]) -> Fanout {
+    Fanout {
+        event_id: event.id.clone(),
+        deliveries: deliveries.to_vec(),
+    }
+}
+
+fn recorded(attempt: &Delivery, next: Option<&Delivery>) -> RecordedAttempt {
+    RecordedAttempt {
+        attempt: attempt.clone(),
+        next: next.cloned(),
+    }
 }
 
 pub async fn concurrent_fanout_claims_take_each_event_once(store: Arc<dyn Store>) {
@@ -2693,7 +2751,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     };
     let retry_at = at + Duration::seconds(5);
     let next = first.next(retry_at, at + Duration::seconds(1));
-    store.record_attempt(&failed, Some(&next)).await.unwrap();
+    store
+        .record_attempts(&[recorded(&failed, Some(&next))])
+        .await
+        .unwrap();
     assert_eq!(
         store.delivery(&first.id).await.unwrap(),
         Some(failed.clone())
@@ -2724,7 +2785,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
         next_attempt_at: None,
         ..next.clone()
     };
-    store.record_attempt(&succeeded, None).await.unwrap();
+    store
+        .record_attempts(&[recorded(&succeeded, None)])
+        .await
+        .unwrap();
     assert_eq!(
         store.delivery(&next.id).await.unwrap(),
         Some(succeeded.clone())
@@ -2771,7 +2835,10 @@ pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
         ..manual.clone()
     };
     let orphan = manual.next(manual_at + Duration::seconds(5), manual_at);
-    store.record_attempt(&lost, Some(&orphan)).await.unwrap();
+    store
+        .record_attempts(&[recorded(&lost, Some(&orphan))])
+        .await
+        .unwrap();
     assert_eq!(store.delivery(&manual.id).await.unwrap(), None);
     assert_eq!(store.delivery(&orphan.id).await.unwrap(), None);
     assert!(all_deliveries(&*store, &endpoint.id, 10).await.is_empty());

@@ -40,7 +40,8 @@ pub use requests::{
     request_audience,
 };
 pub use webhooks::{
-    AfterFailure, AttemptOutcome, ClaimedBatch, EndpointInput, ROTATION_GRACE_HOURS, WebhookError,
+    AfterFailure, AttemptOutcome, ClaimedBatch, EndpointInput, FannedOut, FinishedAttempt,
+    ROTATION_GRACE_HOURS, WebhookError,
 };
 
 /// The id recorded as `created_by`.

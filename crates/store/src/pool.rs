@@ -19,6 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::StoreError;
 
+use crate::rows::DeliveryRow;
 use crate::schema::{
     destinations, events, ledger_queue, orchestrators, organizations, webhook_deliveries,
 };
@@ -316,7 +317,17 @@ pub(crate) trait Dialect {
         now: NaiveDateTime,
         limit: i64,
     ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Inserts attempts: in a few multi-row statements on PostgreSQL, one statement per row
+    /// on SQLite (diesel-async has no batch insert there).
+    fn insert_deliveries(
+        &mut self,
+        rows: &[DeliveryRow],
+    ) -> impl Future<Output = QueryResult<()>> + Send;
 }
+
+/// Rows per multi-row insert: 12 columns each stays far below PostgreSQL's 65,535 parameters.
+const INSERT_CHUNK: usize = 1000;
 
 impl Dialect for AsyncPgConnection {
     async fn lock_owner(&mut self, owner: &KeyOwner) -> QueryResult<()> {
@@ -389,6 +400,16 @@ impl Dialect for AsyncPgConnection {
             .load(self)
             .await
     }
+
+    async fn insert_deliveries(&mut self, rows: &[DeliveryRow]) -> QueryResult<()> {
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            diesel::insert_into(webhook_deliveries::table)
+                .values(chunk)
+                .execute(self)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 // The immediate transaction already holds the database's only write lock.
@@ -424,6 +445,16 @@ impl Dialect for SqliteConn {
         limit: i64,
     ) -> QueryResult<Vec<String>> {
         delivery_queue!(now, limit).load(self).await
+    }
+
+    async fn insert_deliveries(&mut self, rows: &[DeliveryRow]) -> QueryResult<()> {
+        for row in rows {
+            diesel::insert_into(webhook_deliveries::table)
+                .values(row)
+                .execute(self)
+                .await?;
+        }
+        Ok(())
     }
 }
 

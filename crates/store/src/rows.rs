@@ -1045,7 +1045,7 @@ impl TryFrom<&WebhookEndpoint> for EndpointChanges {
     }
 }
 
-#[derive(Debug, Queryable, Selectable, Insertable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub(crate) struct DeliveryRow {
     id: String,
@@ -1059,6 +1059,18 @@ pub(crate) struct DeliveryRow {
     next_attempt_at: Option<NaiveDateTime>,
     first_attempt_at: NaiveDateTime,
     created_at: NaiveDateTime,
+    /// Which worker holds it is not part of the attempt: only new attempts set it here.
+    lease_until: Option<NaiveDateTime>,
+}
+
+impl DeliveryRow {
+    /// A new attempt reserved until `until` for the worker that creates it.
+    pub(crate) fn leased(delivery: &Delivery, until: NaiveDateTime) -> Result<Self, Error> {
+        Ok(Self {
+            lease_until: Some(until),
+            ..Self::try_from(delivery)?
+        })
+    }
 }
 
 impl TryFrom<&Delivery> for DeliveryRow {
@@ -1079,6 +1091,7 @@ impl TryFrom<&Delivery> for DeliveryRow {
             next_attempt_at: delivery.next_attempt_at.map(to_naive),
             first_attempt_at: to_naive(delivery.first_attempt_at),
             created_at: to_naive(delivery.created_at),
+            lease_until: None,
         })
     }
 }

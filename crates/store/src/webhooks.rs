@@ -3,6 +3,7 @@
 //! claiming transaction so that concurrent workers take disjoint sets.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,7 +12,9 @@ use diesel::{delete, insert_into, update};
 use diesel_async::RunQueryDsl;
 use mandate_domain::events::Event;
 use mandate_domain::ids::{DeliveryId, EndpointId, EventId, OrganizationId};
-use mandate_domain::ports::{ClaimedDelivery, Page, PageRequest, StoreError, WebhookStore};
+use mandate_domain::ports::{
+    ClaimedDelivery, Fanout, Page, PageRequest, RecordedAttempt, StoreError, WebhookStore,
+};
 use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
 
 use crate::DbStore;
@@ -19,7 +22,7 @@ use crate::pool::{Dialect, Error, db_run, db_transaction};
 use crate::ports::{into_page, page_cursor, page_limit, sql_limit};
 use crate::rows::{
     CLIENT, DESTINATION, DeliveryOutcome, DeliveryRow, EndpointChanges, EndpointRow, EventRow,
-    ORCHESTRATOR, PLATFORM, to_naive,
+    ORCHESTRATOR, PLATFORM, parsed, to_naive,
 };
 use crate::schema::{client_ids, events, webhook_deliveries, webhook_endpoints};
 
@@ -261,18 +264,31 @@ impl WebhookStore for DbStore {
 
     async fn record_fanout(
         &self,
-        event_id: &EventId,
-        deliveries: &[Delivery],
-    ) -> Result<(), StoreError> {
-        let event_id = event_id.to_string();
-        let rows = deliveries
+        fanouts: &[Fanout],
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Vec<EventId>, StoreError> {
+        if fanouts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let until = lease_end(now, lease);
+        let event_ids: Vec<String> = fanouts
             .iter()
-            .map(DeliveryRow::try_from)
-            .collect::<Result<Vec<_>, Error>>()?;
-        db_transaction!(self, |conn| {
+            .map(|fanout| fanout.event_id.to_string())
+            .collect();
+        let mut attempts: HashMap<String, Vec<DeliveryRow>> = HashMap::new();
+        for fanout in fanouts {
+            let rows = fanout
+                .deliveries
+                .iter()
+                .map(|delivery| DeliveryRow::leased(delivery, until))
+                .collect::<Result<Vec<_>, Error>>()?;
+            attempts.insert(fanout.event_id.to_string(), rows);
+        }
+        let marked = db_transaction!(self, |conn| {
             // Only the first worker to finish fans an event out: one whose lease ran out
             // while it worked finds the event done, and stores nothing twice.
-            let marked = update(events::table.find(&event_id))
+            let marked: Vec<String> = update(events::table.filter(events::id.eq_any(&event_ids)))
                 .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
                     crate::pool::NOT_FANNED_OUT,
                 ))
@@ -280,20 +296,22 @@ impl WebhookStore for DbStore {
                     events::fanned_out.eq(true),
                     events::fanout_lease_until.eq(None::<chrono::NaiveDateTime>),
                 ))
-                .execute(conn)
+                .returning(events::id)
+                .get_results(conn)
                 .await?;
-            if marked > 0 {
-                // One statement per row: diesel-async inserts no batch on SQLite.
-                for row in &rows {
-                    insert_into(webhook_deliveries::table)
-                        .values(row)
-                        .execute(conn)
-                        .await?;
-                }
-            }
-            Ok(())
-        })
-        .inspect(|()| self.work.committed())
+            let rows: Vec<DeliveryRow> = marked
+                .iter()
+                .filter_map(|id| attempts.remove(id))
+                .flatten()
+                .collect();
+            conn.insert_deliveries(&rows).await?;
+            Ok(marked)
+        })?;
+        // The attempts are leased to the caller, so no other worker needs waking.
+        marked
+            .iter()
+            .map(|id| Ok(parsed("event id", id, EventId::parse)?))
+            .collect()
     }
 
     async fn claim_due_deliveries(
@@ -342,26 +360,37 @@ impl WebhookStore for DbStore {
         self.opened(found)
     }
 
-    async fn record_attempt(
-        &self,
-        attempt: &Delivery,
-        next: Option<&Delivery>,
-    ) -> Result<(), StoreError> {
-        let id = attempt.id.to_string();
-        let outcome = DeliveryOutcome::try_from(attempt)?;
-        let next = next.map(DeliveryRow::try_from).transpose()?;
+    async fn record_attempts(&self, recorded: &[RecordedAttempt]) -> Result<(), StoreError> {
+        if recorded.is_empty() {
+            return Ok(());
+        }
+        let outcomes = recorded
+            .iter()
+            .map(|recorded| {
+                Ok((
+                    recorded.attempt.id.to_string(),
+                    DeliveryOutcome::try_from(&recorded.attempt)?,
+                    recorded
+                        .next
+                        .as_ref()
+                        .map(DeliveryRow::try_from)
+                        .transpose()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         db_transaction!(self, |conn| {
-            let updated = update(webhook_deliveries::table.find(&id))
-                .set(&outcome)
-                .execute(conn)
-                .await?;
-            // An attempt gone with its endpoint (deleted meanwhile) has no successor.
-            if let Some(next) = next.as_ref().filter(|_| updated > 0) {
-                insert_into(webhook_deliveries::table)
-                    .values(next)
+            let mut successors = Vec::new();
+            for (id, outcome, next) in &outcomes {
+                let updated = update(webhook_deliveries::table.find(id))
+                    .set(outcome)
                     .execute(conn)
                     .await?;
+                // An attempt gone with its endpoint (deleted meanwhile) has no successor.
+                if let Some(next) = next.as_ref().filter(|_| updated > 0) {
+                    successors.push(next.clone());
+                }
             }
+            conn.insert_deliveries(&successors).await?;
             Ok(())
         })
         .inspect(|()| self.work.committed())

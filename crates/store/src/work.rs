@@ -35,8 +35,10 @@ pub(crate) struct Signal {
 struct SignalState {
     /// How many waits are in progress.
     waiters: usize,
-    /// News arrived while nobody waited.
+    /// News arrived that no wait has returned for.
     pending: bool,
+    /// How many wakes there have been.
+    wakes: u64,
 }
 
 impl Signal {
@@ -49,6 +51,7 @@ impl Signal {
     pub(crate) fn wake(&self) {
         {
             let mut state = self.state();
+            state.wakes = state.wakes.wrapping_add(1);
             if state.waiters == 0 {
                 state.pending = true;
             }
@@ -62,26 +65,42 @@ impl Signal {
         let mut notified = pin!(self.notify.notified());
         // Registered before the state is looked at: a wake after this point reaches us.
         notified.as_mut().enable();
-        {
+        let seen = {
             let mut state = self.state();
             if std::mem::take(&mut state.pending) {
                 return;
             }
             state.waiters += 1;
-        }
-        let _waiting = Waiting(self);
+            state.wakes
+        };
+        let mut waiting = Waiting {
+            signal: self,
+            seen,
+            returned: false,
+        };
         // Elapsing is the fallback, not an error.
         let _ = tokio::time::timeout(timeout, notified).await;
+        waiting.returned = true;
     }
 }
 
-/// Counts a wait in progress until it ends, however it ends (a caller may drop the future).
-struct Waiting<'a>(&'a Signal);
+/// Counts a wait in progress until it ends, however it ends: a caller may drop the future
+/// (one branch of a `select!`) after a wake reached it but before it returned, and that news
+/// is then kept for the next wait.
+struct Waiting<'a> {
+    signal: &'a Signal,
+    /// The wake count when the wait began.
+    seen: u64,
+    returned: bool,
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.state();
+        let mut state = self.signal.state();
         state.waiters = state.waiters.saturating_sub(1);
+        if !self.returned && state.wakes != self.seen {
+            state.pending = true;
+        }
     }
 }
 
@@ -281,5 +300,24 @@ mod tests {
         signal.wait(Duration::from_millis(100)).await;
         assert!(started.elapsed() >= Duration::from_millis(100));
         assert_eq!(signal.state().waiters, 0);
+    }
+
+    #[tokio::test]
+    async fn a_wait_dropped_after_a_wake_leaves_the_news_for_the_next() {
+        let signal = Signal::default();
+        {
+            // Waiting, then woken, then dropped before it returned: one branch of a
+            // `select!` that another branch beat.
+            let mut waiting = pin!(signal.wait(Duration::from_secs(30)));
+            tokio::select! {
+                biased;
+                () = waiting.as_mut() => panic!("nothing woke it yet"),
+                () = std::future::ready(()) => {}
+            }
+            signal.wake();
+        }
+        let started = Instant::now();
+        signal.wait(Duration::from_secs(5)).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

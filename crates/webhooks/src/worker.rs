@@ -2,7 +2,7 @@
 //! parallel, and records each outcome with what follows it (a retry, giving up, or disabling
 //! the endpoint). Any number of workers, in any number of replicas, share one store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mandate_domain::ids::DeliveryId;
 use mandate_domain::ports::{ClaimedDelivery, StoreError};
-use mandate_domain::usecases::{AfterFailure, AttemptOutcome, ClaimedBatch, Mandate};
+use mandate_domain::usecases::{AfterFailure, ClaimedBatch, FannedOut, FinishedAttempt, Mandate};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -61,12 +61,13 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The lease actually taken: at least long enough to send a whole batch when every
-    /// receiver uses its full `send_timeout`, plus a margin for recording the outcomes, so that
-    /// no other worker claims an attempt still in flight.
+    /// The lease actually taken: at least long enough to send a whole batch, behind the
+    /// sends already running when it was taken, when every receiver uses its full
+    /// `send_timeout`, plus a margin for recording the outcomes, so that no other worker
+    /// claims an attempt still in flight.
     pub fn effective_lease(&self, send_timeout: Duration) -> Duration {
         let concurrency = u32::try_from(self.concurrency.max(1)).unwrap_or(u32::MAX);
-        let waves = self.batch.max(1).div_ceil(concurrency);
+        let waves = self.batch.max(1).div_ceil(concurrency) + 1;
         let needed = (send_timeout + Duration::from_secs(5)).saturating_mul(waves);
         self.lease.max(needed)
     }
@@ -130,7 +131,7 @@ trait Queue: Clone + Send + Sync + 'static {
         now: DateTime<Utc>,
         limit: u32,
         lease: chrono::Duration,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<FannedOut, StoreError>;
 
     async fn claim_sendable(
         &self,
@@ -141,13 +142,7 @@ trait Queue: Clone + Send + Sync + 'static {
 
     async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError>;
 
-    async fn record_outcome(
-        &self,
-        claimed: &ClaimedDelivery,
-        outcome: AttemptOutcome,
-        after_failure: AfterFailure,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError>;
 
     async fn wait_for_work(&self, timeout: Duration);
 }
@@ -159,7 +154,7 @@ impl Queue for Mandate {
         now: DateTime<Utc>,
         limit: u32,
         lease: chrono::Duration,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<FannedOut, StoreError> {
         Mandate::fan_out(self, now, limit, lease).await
     }
 
@@ -176,14 +171,8 @@ impl Queue for Mandate {
         self.store().release_deliveries(ids).await
     }
 
-    async fn record_outcome(
-        &self,
-        claimed: &ClaimedDelivery,
-        outcome: AttemptOutcome,
-        after_failure: AfterFailure,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        Mandate::record_outcome(self, claimed, outcome, after_failure, now).await
+    async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError> {
+        Mandate::record_outcomes(self, finished).await
     }
 
     async fn wait_for_work(&self, timeout: Duration) {
@@ -206,11 +195,14 @@ async fn run_on(
         );
     }
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-    let worker = Worker {
+    let mut worker = Worker {
         queue,
         sender: Arc::new(sender),
         config: Arc::new(config),
         lease,
+        waiting: VecDeque::new(),
+        running: JoinSet::new(),
+        in_flight: HashMap::new(),
     };
     tracing::info!(
         attempts = worker.config.schedule.attempts(),
@@ -220,34 +212,57 @@ async fn run_on(
     let signal = std::pin::pin!(shutdown);
     let mut shutdown = Shutdown::new(signal);
     let mut backoff = MIN_BACKOFF;
+    // The queue had nothing at the last look (or failed): look again only once news arrives,
+    // the idle wait ends, or the pause after a failure ends.
+    let mut drained = false;
+    let mut pause = None;
     loop {
         if shutdown.asked().await {
             break;
         }
-        match worker.round(&mut shutdown).await {
-            Ok(Round::Stop) => break,
-            Ok(Round::Worked) => backoff = MIN_BACKOFF,
-            Ok(Round::Idle) => {
-                backoff = MIN_BACKOFF;
-                tokio::select! {
-                    () = shutdown.wait() => break,
-                    () = worker.queue.wait_for_work(worker.config.idle_wait) => {}
+        // More work is taken while earlier sends are still running, so that the fan-out and
+        // the sends overlap.
+        if !drained && worker.waiting.is_empty() {
+            match worker.take_work().await {
+                Ok(found) => {
+                    backoff = MIN_BACKOFF;
+                    drained = !found;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        error = %chain(&error),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "webhook worker: store error"
+                    );
+                    pause = Some(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    drained = true;
                 }
             }
-            Err(error) => {
-                tracing::warn!(
-                    error = %chain(&error),
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "webhook worker: store error"
-                );
+        }
+        worker.start_sends();
+        let may_take_more = drained && worker.waiting.is_empty();
+        if worker.running.is_empty() {
+            if may_take_more {
                 tokio::select! {
                     () = shutdown.wait() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = news_or_pause(&worker.queue, worker.config.idle_wait, pause.take()) => {
+                        drained = false;
+                    }
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            continue;
+        }
+        tokio::select! {
+            joined = worker.running.join_next_with_id() => worker.finished(joined).await,
+            () = shutdown.wait() => {}
+            () = news_or_pause(&worker.queue, worker.config.idle_wait, pause), if may_take_more => {
+                pause = None;
+                drained = false;
             }
         }
     }
+    worker.stop(&mut shutdown).await;
     tracing::info!("webhook worker stopped");
 }
 
@@ -324,114 +339,153 @@ fn count_deliveries(outcome: &'static str, how_many: u64) {
     }
 }
 
-enum Round {
-    /// Something was fanned out or sent: look for more at once.
-    Worked,
-    /// Nothing to do: wait for work.
-    Idle,
-    /// Shutdown was asked for between two steps.
-    Stop,
-}
-
 struct Worker<Q> {
     queue: Q,
     sender: Arc<Sender>,
     config: Arc<WorkerConfig>,
     lease: chrono::Duration,
+    /// Attempts this worker holds (leased) and has not started sending.
+    waiting: VecDeque<ClaimedDelivery>,
+    /// Sends in progress, each ending with its attempt's outcome.
+    running: JoinSet<FinishedAttempt>,
+    /// The attempt of each send in progress, to hand back if it is abandoned.
+    in_flight: HashMap<tokio::task::Id, DeliveryId>,
 }
 
 impl<Q: Queue> Worker<Q> {
-    async fn round(
-        &self,
-        shutdown: &mut Shutdown<'_, impl Future<Output = ()>>,
-    ) -> Result<Round, StoreError> {
+    /// Fans out one batch of new events (their first attempts come back leased to us) and
+    /// claims due attempts (retries, and attempts whose worker died). Returns whether there
+    /// was anything.
+    async fn take_work(&mut self) -> Result<bool, StoreError> {
         let batch = self.config.batch.max(1);
-        // One batch of fan-out per round, then sending: under a steady stream of new events,
-        // fanning out until the queue is empty would hold every send back.
         let fanned = self
             .queue
             .fan_out(mandate_domain::now(), batch, self.lease)
             .await?;
-        let worked = fanned > 0;
-        if worked {
-            tracing::debug!(events = fanned, "webhook events fanned out");
+        if fanned.events > 0 {
+            tracing::debug!(events = fanned.events, "webhook events fanned out");
         }
-        if shutdown.asked().await {
-            return Ok(Round::Stop);
+        self.waiting.extend(fanned.sendable);
+        // Events with many endpoints can make more attempts than the lease covers: hand the
+        // excess back for any worker to claim.
+        let batch_size = usize::try_from(batch).unwrap_or(usize::MAX);
+        if self.waiting.len() > batch_size {
+            let excess: Vec<DeliveryId> = self
+                .waiting
+                .split_off(batch_size)
+                .into_iter()
+                .map(|claimed| claimed.delivery.id)
+                .collect();
+            self.release(&excess, "more than a batch").await;
+        }
+        let room = batch.saturating_sub(u32::try_from(self.waiting.len()).unwrap_or(batch));
+        if room == 0 {
+            return Ok(true);
         }
         let ClaimedBatch { sendable, skipped } = self
             .queue
-            .claim_sendable(mandate_domain::now(), batch, self.lease)
+            .claim_sendable(mandate_domain::now(), room, self.lease)
             .await?;
         count_deliveries("skipped", u64::try_from(skipped).unwrap_or(u64::MAX));
-        if sendable.is_empty() {
-            return Ok(if worked || skipped > 0 {
-                Round::Worked
-            } else {
-                Round::Idle
-            });
+        if !sendable.is_empty() {
+            tracing::debug!(deliveries = sendable.len(), "webhook deliveries claimed");
         }
-        tracing::debug!(deliveries = sendable.len(), "webhook deliveries claimed");
-        self.send_all(sendable, shutdown).await;
-        Ok(Round::Worked)
+        let found = fanned.events > 0 || !sendable.is_empty() || skipped > 0;
+        self.waiting.extend(sendable);
+        Ok(found)
     }
 
-    /// Sends the claimed attempts, at most `concurrency` at once, and waits for all of them —
-    /// unless shutdown is asked for: then the attempts not started are handed back at once,
-    /// and those in flight get until the shutdown deadline before they are abandoned and
-    /// handed back too.
-    async fn send_all(
-        &self,
-        claimed: Vec<ClaimedDelivery>,
-        shutdown: &mut Shutdown<'_, impl Future<Output = ()>>,
-    ) {
+    /// Starts waiting attempts, up to `concurrency` sends at once.
+    fn start_sends(&mut self) {
         let concurrency = self.config.concurrency.max(1);
-        let mut waiting = claimed.into_iter();
-        let mut running = JoinSet::new();
-        let mut in_flight = HashMap::new();
-        loop {
-            if shutdown.asked().await {
-                break;
-            }
-            if running.len() < concurrency {
-                if let Some(claimed) = waiting.next() {
-                    let id = claimed.delivery.id.clone();
-                    let task = running.spawn(deliver(
-                        self.queue.clone(),
-                        Arc::clone(&self.sender),
-                        Arc::clone(&self.config),
-                        claimed,
-                    ));
-                    in_flight.insert(task.id(), id);
-                    continue;
+        while self.running.len() < concurrency {
+            let Some(claimed) = self.waiting.pop_front() else {
+                return;
+            };
+            let id = claimed.delivery.id.clone();
+            let task = self.running.spawn(deliver(
+                Arc::clone(&self.sender),
+                Arc::clone(&self.config),
+                claimed,
+            ));
+            self.in_flight.insert(task.id(), id);
+        }
+    }
+
+    /// Records a send that ended, together with every other send that has ended meanwhile
+    /// (one transaction for all of them).
+    async fn finished(&mut self, joined: Option<Joined>) {
+        let mut finished = Vec::new();
+        let mut next = joined;
+        while let Some(joined) = next {
+            match joined {
+                Ok((task, attempt)) => {
+                    self.in_flight.remove(&task);
+                    finished.push(attempt);
+                }
+                // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
+                Err(error) if error.is_cancelled() => {}
+                Err(error) => {
+                    self.in_flight.remove(&error.id());
+                    tracing::error!(error = %error, "webhook send task failed");
                 }
             }
-            if running.is_empty() {
-                return;
+            next = self.running.try_join_next_with_id();
+        }
+        self.record(&finished).await;
+    }
+
+    async fn record(&self, finished: &[FinishedAttempt]) {
+        if finished.is_empty() {
+            return;
+        }
+        match self.queue.record_outcomes(finished).await {
+            Ok(()) => {
+                for attempt in finished {
+                    count_deliveries(
+                        outcome_label(attempt.outcome.succeeded, &attempt.after_failure),
+                        1,
+                    );
+                }
             }
-            tokio::select! {
-                joined = running.join_next_with_id() => finished(joined, &mut in_flight),
-                () = shutdown.wait() => {}
+            Err(error) => {
+                count_deliveries(
+                    "unrecorded",
+                    u64::try_from(finished.len()).unwrap_or(u64::MAX),
+                );
+                // Their leases run out and the attempts are made again: at-least-once.
+                tracing::warn!(
+                    attempts = finished.len(),
+                    error = %chain(&error),
+                    "webhook outcomes not recorded; the attempts will be repeated"
+                );
             }
         }
-        let not_started: Vec<DeliveryId> = waiting.map(|claimed| claimed.delivery.id).collect();
+    }
+
+    /// Shutdown: attempts not started are handed back at once; sends in flight get until the
+    /// shutdown deadline, and are recorded as they end; those still running then are
+    /// abandoned and handed back too.
+    async fn stop(&mut self, shutdown: &mut Shutdown<'_, impl Future<Output = ()>>) {
+        let not_started: Vec<DeliveryId> = self
+            .waiting
+            .drain(..)
+            .map(|claimed| claimed.delivery.id)
+            .collect();
         self.release(&not_started, "not started").await;
         let deadline =
             shutdown.asked_at.unwrap_or_else(Instant::now) + self.config.shutdown_timeout;
-        loop {
+        while !self.running.is_empty() {
             tokio::select! {
-                joined = running.join_next_with_id() => match joined {
-                    Some(joined) => finished(Some(joined), &mut in_flight),
-                    None => return,
-                },
+                joined = self.running.join_next_with_id() => self.finished(joined).await,
                 () = tokio::time::sleep_until(deadline) => break,
             }
         }
-        running.abort_all();
-        while let Some(joined) = running.join_next_with_id().await {
-            finished(Some(joined), &mut in_flight);
+        self.running.abort_all();
+        while let Some(joined) = self.running.join_next_with_id().await {
+            self.finished(Some(joined)).await;
         }
-        let abandoned: Vec<DeliveryId> = in_flight.into_values().collect();
+        let abandoned: Vec<DeliveryId> = self.in_flight.drain().map(|(_, id)| id).collect();
         self.release(&abandoned, "in flight at the shutdown deadline")
             .await;
     }
@@ -457,32 +511,23 @@ impl<Q: Queue> Worker<Q> {
     }
 }
 
-/// Forgets a send that ended: recorded, or failed (logged). A send aborted at the shutdown
-/// deadline stays in `in_flight`, to be handed back.
-fn finished(
-    joined: Option<Result<(tokio::task::Id, ()), tokio::task::JoinError>>,
-    in_flight: &mut HashMap<tokio::task::Id, DeliveryId>,
-) {
-    match joined {
-        Some(Ok((task, ()))) => {
-            in_flight.remove(&task);
-        }
-        Some(Err(error)) if error.is_cancelled() => {}
-        Some(Err(error)) => {
-            in_flight.remove(&error.id());
-            tracing::error!(error = %error, "webhook send task failed");
-        }
-        None => {}
+/// Waits for news of work, at most the idle wait — or, after a store failure, for the pause
+/// before looking again.
+async fn news_or_pause(queue: &impl Queue, idle_wait: Duration, pause: Option<Duration>) {
+    match pause {
+        Some(pause) => tokio::time::sleep(pause).await,
+        None => queue.wait_for_work(idle_wait).await,
     }
 }
 
-/// Sends one attempt and records its outcome.
+type Joined = Result<(tokio::task::Id, FinishedAttempt), tokio::task::JoinError>;
+
+/// Sends one attempt and decides what follows it.
 async fn deliver(
-    queue: impl Queue,
     sender: Arc<Sender>,
     config: Arc<WorkerConfig>,
     claimed: ClaimedDelivery,
-) {
+) -> FinishedAttempt {
     let result = sender.send(&claimed, mandate_domain::now()).await;
     let now = mandate_domain::now();
     let jitter = rand::thread_rng().gen_range(-1.0..=1.0);
@@ -517,20 +562,11 @@ async fn deliver(
             );
         }
     }
-    let outcome = outcome_label(result.outcome.succeeded, &after);
-    if let Err(error) = queue
-        .record_outcome(&claimed, result.outcome, after, now)
-        .await
-    {
-        count_deliveries("unrecorded", 1);
-        // The lease runs out and the attempt is made again: at-least-once.
-        tracing::warn!(
-            delivery_id = %delivery.id,
-            error = %chain(&error),
-            "webhook outcome not recorded; the attempt will be repeated"
-        );
-    } else {
-        count_deliveries(outcome, 1);
+    FinishedAttempt {
+        claimed,
+        outcome: result.outcome,
+        after_failure: after,
+        finished_at: now,
     }
 }
 
@@ -541,6 +577,7 @@ mod tests {
     use mandate_domain::events::{Audience, Event, EventType};
     use mandate_domain::ids::{EndpointId, OrganizationId};
     use mandate_domain::principal::Principal;
+    use mandate_domain::usecases::AttemptOutcome;
     use mandate_domain::webhooks::{Delivery, EndpointOwner, EventTypeFilter, WebhookEndpoint};
 
     fn at(seconds: i64) -> DateTime<Utc> {
@@ -704,10 +741,10 @@ mod tests {
     #[test]
     fn the_lease_covers_a_full_batch() {
         let config = WorkerConfig::default();
-        // 100 attempts, 32 at once: 4 waves of at most 15 s + 5 s.
+        // 100 attempts, 32 at once, behind 32 running: 5 waves of at most 15 s + 5 s.
         assert_eq!(
             config.effective_lease(Duration::from_secs(15)),
-            Duration::from_secs(80)
+            Duration::from_secs(100)
         );
         assert_eq!(
             config.effective_lease(Duration::from_secs(1)),
@@ -720,7 +757,7 @@ mod tests {
         };
         assert_eq!(
             odd.effective_lease(Duration::from_secs(100)),
-            Duration::from_secs(105)
+            Duration::from_secs(210)
         );
     }
 
@@ -739,8 +776,9 @@ mod tests {
 
     #[derive(Default)]
     struct Script {
-        /// What successive `fan_out` calls return (`Err(())` = the store is down); then 0.
-        fan_outs: VecDeque<Result<usize, ()>>,
+        /// What successive `fan_out` calls return (`Err(())` = the store is down); then
+        /// nothing.
+        fan_outs: VecDeque<Result<FannedOut, ()>>,
         /// What successive `claim_sendable` calls return; then nothing.
         claims: VecDeque<Vec<ClaimedDelivery>>,
         fan_out_calls: usize,
@@ -760,7 +798,7 @@ mod tests {
     }
 
     impl FakeQueue {
-        fn new(fan_outs: Vec<Result<usize, ()>>, claims: Vec<Vec<ClaimedDelivery>>) -> Self {
+        fn new(fan_outs: Vec<Result<FannedOut, ()>>, claims: Vec<Vec<ClaimedDelivery>>) -> Self {
             let queue = Self::default();
             {
                 let mut script = queue.script.lock().unwrap();
@@ -797,10 +835,13 @@ mod tests {
             _: DateTime<Utc>,
             _: u32,
             _: chrono::Duration,
-        ) -> Result<usize, StoreError> {
+        ) -> Result<FannedOut, StoreError> {
             let next = self.with(|script| {
                 script.fan_out_calls += 1;
-                script.fan_outs.pop_front().unwrap_or(Ok(0))
+                script
+                    .fan_outs
+                    .pop_front()
+                    .unwrap_or(Ok(FannedOut::default()))
             });
             self.changed.notify_waiters();
             next.map_err(|()| down())
@@ -832,17 +873,16 @@ mod tests {
             Ok(ids.len() as u64)
         }
 
-        async fn record_outcome(
-            &self,
-            claimed: &ClaimedDelivery,
-            outcome: AttemptOutcome,
-            after_failure: AfterFailure,
-            now: DateTime<Utc>,
-        ) -> Result<(), StoreError> {
+        async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError> {
             self.with(|script| {
-                script
-                    .records
-                    .push((claimed.clone(), outcome, after_failure, now));
+                script.records.extend(finished.iter().map(|finished| {
+                    (
+                        finished.claimed.clone(),
+                        finished.outcome.clone(),
+                        finished.after_failure,
+                        finished.finished_at,
+                    )
+                }));
             });
             self.changed.notify_waiters();
             Ok(())
@@ -947,9 +987,19 @@ mod tests {
         let good = claimed_to(&receiver.url, 1, now);
         // Outside the policy: refused at send time without any traffic.
         let refused = claimed_to("http://10.0.0.1/hook", 1, now);
+        // The fan-out hands its first attempt over leased; the retry is claimed.
         let queue = FakeQueue::new(
-            vec![Ok(2), Ok(1)],
-            vec![vec![good.clone(), refused.clone()]],
+            vec![
+                Ok(FannedOut {
+                    events: 2,
+                    sendable: vec![good.clone()],
+                }),
+                Ok(FannedOut {
+                    events: 1,
+                    sendable: Vec::new(),
+                }),
+            ],
+            vec![vec![refused.clone()]],
         );
         run_until(&queue, quick(), |script| script.records.len() == 2).await;
 

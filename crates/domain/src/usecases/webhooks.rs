@@ -1,17 +1,17 @@
 //! Webhook endpoints, the event feed, and the delivery steps a worker drives. The feed and
 //! the deliveries use one rule: `can_see_event`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 
 use super::{InvalidField, Mandate};
 use crate::events::{Audience, Event, EventType};
-use crate::ids::{DeliveryId, EndpointId, EventId, OrchestratorId};
+use crate::ids::{DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId};
 use crate::model::ClientStatus;
 use crate::policy::ClientScope;
-use crate::ports::{ClaimedDelivery, Page, PageRequest, StoreError};
+use crate::ports::{ClaimedDelivery, Fanout, Page, PageRequest, RecordedAttempt, StoreError};
 use crate::principal::{ClientPrincipal, Principal};
 use crate::webhooks::{
     Delivery, DeliveryStatus, EndpointOwner, EventTypeFilter, FilterError, Viewer, WebhookEndpoint,
@@ -84,6 +84,50 @@ pub struct ClaimedBatch {
     pub sendable: Vec<ClaimedDelivery>,
     /// Attempts recorded as skipped.
     pub skipped: usize,
+}
+
+/// What one fan-out did: how many events it took, and their first attempts, leased to the
+/// worker that fanned them out.
+#[derive(Debug, Clone, Default)]
+pub struct FannedOut {
+    /// Events claimed and fanned out.
+    pub events: usize,
+    /// Their first attempts, to be sent now by the caller.
+    pub sendable: Vec<ClaimedDelivery>,
+}
+
+/// Everything [`crate::ports::WebhookStore::candidate_endpoints`] looks at besides the
+/// event's time: events that agree on it have the same candidates.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct CandidateKey {
+    organization_id: Option<OrganizationId>,
+    destination_id: Option<DestinationId>,
+    orchestrator_id: Option<OrchestratorId>,
+    family: &'static str,
+}
+
+impl CandidateKey {
+    fn of(event: &Event) -> Self {
+        Self {
+            organization_id: event.audience.organization_id.clone(),
+            destination_id: event.audience.destination_id.clone(),
+            orchestrator_id: event.audience.orchestrator_id.clone(),
+            family: event.event_type.family(),
+        }
+    }
+}
+
+/// An attempt the worker made: what it sent, how it went, and what follows.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    /// The attempt as claimed.
+    pub claimed: ClaimedDelivery,
+    /// How it went.
+    pub outcome: AttemptOutcome,
+    /// What follows a failure (ignored after a success).
+    pub after_failure: AfterFailure,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
 }
 
 /// What to do after a failed attempt, decided by the worker's retry policy.
@@ -450,35 +494,92 @@ impl Mandate {
     }
 
     /// Turns up to `limit` new events into first attempts for every endpoint whose owner may
-    /// see them and subscribes to their type. Returns how many events were fanned out.
+    /// see them and subscribes to their type. The attempts come back leased to the caller, to
+    /// be sent at once: the event's path from commit to receiver takes no separate claim.
     pub async fn fan_out(
         &self,
         now: DateTime<Utc>,
         limit: u32,
         lease: Duration,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<FannedOut, StoreError> {
         let events = self
             .store
             .claim_events_for_fanout(limit, now, lease)
             .await?;
-        // Owners are looked up once per batch; sending re-checks each receiver anyway.
+        if events.is_empty() {
+            return Ok(FannedOut::default());
+        }
+        let candidates = self.candidates_by_audience(&events).await?;
+        // Owners are looked up once per batch; a retry re-checks its receiver anyway.
         let mut viewers = HashMap::new();
+        let mut fanouts = Vec::with_capacity(events.len());
+        let mut sendable = Vec::new();
         for event in &events {
             let mut deliveries = Vec::new();
-            for endpoint in self.store.candidate_endpoints(event).await? {
-                if endpoint.enabled
+            let endpoints = candidates
+                .get(&CandidateKey::of(event))
+                .map_or(&[][..], Vec::as_slice);
+            for endpoint in endpoints {
+                // The group's endpoints were asked for with its newest event.
+                if endpoint.created_at <= event.created_at
+                    && endpoint.enabled
                     && endpoint.event_types.matches(event.event_type)
                     && can_see_event(
                         self.cached_viewer(&mut viewers, &endpoint.owner).await?,
                         event,
                     )
                 {
-                    deliveries.push(Delivery::first(&event.id, &endpoint.id, now));
+                    let delivery = Delivery::first(&event.id, &endpoint.id, now);
+                    sendable.push(ClaimedDelivery {
+                        delivery: delivery.clone(),
+                        event: event.clone(),
+                        endpoint: endpoint.clone(),
+                    });
+                    deliveries.push(delivery);
                 }
             }
-            self.store.record_fanout(&event.id, &deliveries).await?;
+            fanouts.push(Fanout {
+                event_id: event.id.clone(),
+                deliveries,
+            });
         }
-        Ok(events.len())
+        let recorded: HashSet<EventId> = self
+            .store
+            .record_fanout(&fanouts, now, lease)
+            .await?
+            .into_iter()
+            .collect();
+        // Another worker whose lease ran out may have finished some first: theirs stand.
+        sendable.retain(|claimed| recorded.contains(&claimed.delivery.event_id));
+        Ok(FannedOut {
+            events: events.len(),
+            sendable,
+        })
+    }
+
+    /// The candidate endpoints of a batch of events, asked for once per distinct audience
+    /// (with the audience's newest event, so that no endpoint older than one of them is
+    /// missed) instead of once per event.
+    async fn candidates_by_audience(
+        &self,
+        events: &[Event],
+    ) -> Result<HashMap<CandidateKey, Vec<WebhookEndpoint>>, StoreError> {
+        let mut newest: HashMap<CandidateKey, &Event> = HashMap::new();
+        for event in events {
+            newest
+                .entry(CandidateKey::of(event))
+                .and_modify(|known| {
+                    if event.created_at > known.created_at {
+                        *known = event;
+                    }
+                })
+                .or_insert(event);
+        }
+        let mut candidates = HashMap::with_capacity(newest.len());
+        for (key, event) in newest {
+            candidates.insert(key, self.store.candidate_endpoints(event).await?);
+        }
+        Ok(candidates)
     }
 
     /// Claims due attempts and re-authorizes each receiver *now*: attempts whose receiver may
@@ -502,7 +603,7 @@ impl Mandate {
         lease: Duration,
     ) -> Result<ClaimedBatch, StoreError> {
         let mut sendable = Vec::new();
-        let mut skipped = 0;
+        let mut skipped = Vec::new();
         let mut viewers = HashMap::new();
         for claimed in self.store.claim_due_deliveries(limit, now, lease).await? {
             let direct = claimed.event.audience.endpoint_id.as_ref() == Some(&claimed.endpoint.id);
@@ -516,71 +617,100 @@ impl Mandate {
             if allowed {
                 sendable.push(claimed);
             } else {
-                let skipped_attempt = Delivery {
-                    status: DeliveryStatus::Skipped,
-                    next_attempt_at: None,
-                    ..claimed.delivery
-                };
-                self.store.record_attempt(&skipped_attempt, None).await?;
-                skipped += 1;
+                skipped.push(RecordedAttempt {
+                    attempt: Delivery {
+                        status: DeliveryStatus::Skipped,
+                        next_attempt_at: None,
+                        ..claimed.delivery
+                    },
+                    next: None,
+                });
             }
         }
-        Ok(ClaimedBatch { sendable, skipped })
+        if !skipped.is_empty() {
+            self.store.record_attempts(&skipped).await?;
+        }
+        Ok(ClaimedBatch {
+            sendable,
+            skipped: skipped.len(),
+        })
     }
 
-    /// Records an attempt's outcome and what follows it; disabling an endpoint emits
-    /// `webhook_endpoint.disabled` to its owner.
-    pub async fn record_outcome(
-        &self,
-        claimed: &ClaimedDelivery,
-        outcome: AttemptOutcome,
-        after_failure: AfterFailure,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let attempt = Delivery {
-            status: if outcome.succeeded {
-                DeliveryStatus::Succeeded
-            } else {
-                DeliveryStatus::Failed
-            },
-            response_status: outcome.response_status,
-            response_body: outcome.response_body,
-            duration_ms: Some(outcome.duration_ms),
-            next_attempt_at: None,
-            ..claimed.delivery.clone()
-        };
-        let next = match (outcome.succeeded, after_failure) {
-            (false, AfterFailure::RetryAt(at)) => Some(claimed.delivery.next(at, now)),
-            _ => None,
-        };
-        self.store.record_attempt(&attempt, next.as_ref()).await?;
-        if !outcome.succeeded && after_failure == AfterFailure::Disable {
-            let mut endpoint = claimed.endpoint.clone();
-            if endpoint.enabled {
-                endpoint.enabled = false;
-                endpoint.updated_at = now;
-                self.store.update_endpoint(&endpoint).await?;
-                let audience = Audience {
-                    organization_id: endpoint.organization_id.clone(),
-                    destination_id: endpoint.destination_id.clone(),
-                    endpoint_id: Some(endpoint.id.clone()),
-                    ..Audience::default()
-                };
-                let event =
-                    Event::new(EventType::WebhookEndpointDisabled, audience, &endpoint, now);
-                // Recorded for the owner's log and feed; the disabled endpoint is not called.
-                self.store
-                    .insert_direct_event(
-                        &event,
-                        &Delivery {
-                            status: DeliveryStatus::Skipped,
-                            next_attempt_at: None,
-                            ..Delivery::first(&event.id, &endpoint.id, now)
+    /// Records the outcomes of finished attempts and what follows each, in one transaction;
+    /// disabling an endpoint emits `webhook_endpoint.disabled` to its owner.
+    pub async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError> {
+        let recorded: Vec<RecordedAttempt> = finished
+            .iter()
+            .map(|finished| {
+                let FinishedAttempt {
+                    claimed,
+                    outcome,
+                    after_failure,
+                    finished_at,
+                } = finished;
+                RecordedAttempt {
+                    attempt: Delivery {
+                        status: if outcome.succeeded {
+                            DeliveryStatus::Succeeded
+                        } else {
+                            DeliveryStatus::Failed
                         },
-                    )
+                        response_status: outcome.response_status,
+                        response_body: outcome.response_body.clone(),
+                        duration_ms: Some(outcome.duration_ms),
+                        next_attempt_at: None,
+                        ..claimed.delivery.clone()
+                    },
+                    next: match (outcome.succeeded, after_failure) {
+                        (false, AfterFailure::RetryAt(at)) => {
+                            Some(claimed.delivery.next(*at, *finished_at))
+                        }
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        self.store.record_attempts(&recorded).await?;
+        for finished in finished {
+            if !finished.outcome.succeeded && finished.after_failure == AfterFailure::Disable {
+                self.disable_endpoint(&finished.claimed.endpoint, finished.finished_at)
                     .await?;
             }
         }
         Ok(())
+    }
+
+    async fn disable_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !endpoint.enabled {
+            return Ok(());
+        }
+        let endpoint = WebhookEndpoint {
+            enabled: false,
+            updated_at: now,
+            ..endpoint.clone()
+        };
+        self.store.update_endpoint(&endpoint).await?;
+        let audience = Audience {
+            organization_id: endpoint.organization_id.clone(),
+            destination_id: endpoint.destination_id.clone(),
+            endpoint_id: Some(endpoint.id.clone()),
+            ..Audience::default()
+        };
+        let event = Event::new(EventType::WebhookEndpointDisabled, audience, &endpoint, now);
+        // Recorded for the owner's log and feed; the disabled endpoint is not called.
+        self.store
+            .insert_direct_event(
+                &event,
+                &Delivery {
+                    status: DeliveryStatus::Skipped,
+                    next_attempt_at: None,
+                    ..Delivery::first(&event.id, &endpoint.id, now)
+                },
+            )
+            .await
     }
 }
