@@ -4,9 +4,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::agents::AgentKey;
-use crate::ids::{ClientId, DestinationId};
+use crate::ids::{ClientId, DestinationId, OrchestratorId};
 use crate::keys::{KeyHasher, KeyKind};
-use crate::model::{Client, ClientStatus, KeyOwner};
+use crate::model::{ApiKey, Client, ClientStatus, KeyOwner};
 use crate::ports::{Store, StoreError};
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Permission, PermissionSet};
@@ -68,41 +68,32 @@ impl Authenticator {
                 _ => Err(AuthError::Unauthenticated("unknown_token")),
             };
         }
-        let key = store
-            .key_by_hash(&self.hasher.hash(token))
+        let key = store.key_by_hash(&self.hasher.hash(token)).await?;
+        key_principal(store, key, now).await
+    }
+
+    /// `bearer` followed by `act_as_client` for a request that sends `X-Client-Id`, with the
+    /// same checks and reasons, but reading an API key and the client ID it names in one
+    /// store round trip instead of two.
+    pub async fn bearer_as_client(
+        &self,
+        store: &dyn Store,
+        token: &str,
+        client_header: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
+        let (Some(_), Ok(client_id)) = (KeyKind::of(token), ClientId::parse(client_header)) else {
+            // Nothing to read together: the admin token needs no query, and a header that is
+            // no client ID is refused without one.
+            let principal = self.bearer(store, token, now).await?;
+            return self.act_as_client(store, principal, client_header).await;
+        };
+        let (key, client) = store
+            .key_with_client(&self.hasher.hash(token), &client_id)
             .await?
-            .ok_or(AuthError::Unauthenticated("unknown_key"))?;
-        if key.revoked_at.is_some() {
-            return Err(AuthError::Unauthenticated("revoked_key"));
-        }
-        if !key.is_active(now) {
-            return Err(AuthError::Unauthenticated("expired_key"));
-        }
-        if key
-            .last_used_at
-            .is_none_or(|used| now - used >= Duration::seconds(TOUCH_INTERVAL_SECONDS))
-        {
-            store.touch_key(&key.id, now).await?;
-        }
-        Ok(match key.owner {
-            KeyOwner::Platform { organization_id } => Principal::Platform {
-                organization_id,
-                key_id: key.id,
-                acting_for: None,
-            },
-            KeyOwner::Destination {
-                organization_id,
-                destination_id,
-            } => Principal::Destination {
-                organization_id,
-                destination_id,
-                key_id: key.id,
-            },
-            KeyOwner::Orchestrator { orchestrator_id } => Principal::Orchestrator {
-                orchestrator_id,
-                key_id: key.id,
-            },
-        })
+            .unzip();
+        let principal = key_principal(store, key, now).await?;
+        acting_client(orchestrator_of(&principal)?, client.flatten())
     }
 
     /// Applies `X-Destination-Id`: a platform key then acts as that destination's owner; a
@@ -152,6 +143,47 @@ impl Authenticator {
     }
 }
 
+/// The principal of the API key found for a presented secret, if it may still be used;
+/// records the use at most once per [`TOUCH_INTERVAL_SECONDS`].
+async fn key_principal(
+    store: &dyn Store,
+    key: Option<ApiKey>,
+    now: DateTime<Utc>,
+) -> Result<Principal, AuthError> {
+    let key = key.ok_or(AuthError::Unauthenticated("unknown_key"))?;
+    if key.revoked_at.is_some() {
+        return Err(AuthError::Unauthenticated("revoked_key"));
+    }
+    if !key.is_active(now) {
+        return Err(AuthError::Unauthenticated("expired_key"));
+    }
+    if key
+        .last_used_at
+        .is_none_or(|used| now - used >= Duration::seconds(TOUCH_INTERVAL_SECONDS))
+    {
+        store.touch_key(&key.id, now).await?;
+    }
+    Ok(match key.owner {
+        KeyOwner::Platform { organization_id } => Principal::Platform {
+            organization_id,
+            key_id: key.id,
+            acting_for: None,
+        },
+        KeyOwner::Destination {
+            organization_id,
+            destination_id,
+        } => Principal::Destination {
+            organization_id,
+            destination_id,
+            key_id: key.id,
+        },
+        KeyOwner::Orchestrator { orchestrator_id } => Principal::Orchestrator {
+            orchestrator_id,
+            key_id: key.id,
+        },
+    })
+}
+
 /// Errors of the OAuth client-credentials grant, as RFC 6749 §5.2 names them.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenGrantError {
@@ -175,32 +207,9 @@ impl Authenticator {
         principal: Principal,
         header: &str,
     ) -> Result<Principal, AuthError> {
-        const NOT_YOURS: &str = "X-Client-Id does not name a client ID of this orchestrator";
-        let Principal::Orchestrator {
-            orchestrator_id, ..
-        } = principal
-        else {
-            return Err(AuthError::Forbidden(
-                "only an orchestrator key may send X-Client-Id",
-            ));
-        };
+        let orchestrator_id = orchestrator_of(&principal)?;
         let id = ClientId::parse(header).map_err(|_| AuthError::Forbidden(NOT_YOURS))?;
-        let client = store
-            .client(&id)
-            .await?
-            .ok_or(AuthError::Forbidden(NOT_YOURS))?;
-        if client.orchestrator_id != orchestrator_id {
-            return Err(AuthError::Forbidden(NOT_YOURS));
-        }
-        if client.status != ClientStatus::Active {
-            return Err(AuthError::Forbidden("this client ID is revoked"));
-        }
-        if client.agent_key.is_some() {
-            return Err(AuthError::Forbidden(
-                "this client ID belongs to an agent: only the agent's signature acts as it",
-            ));
-        }
-        Ok(client_principal(client, None))
+        acting_client(orchestrator_id, store.client(&id).await?)
     }
 
     /// Resolves an agent's verified signature: `X-Client-Id` must name an active client ID
@@ -309,6 +318,41 @@ impl Authenticator {
     }
 }
 
+const NOT_YOURS: &str = "X-Client-Id does not name a client ID of this orchestrator";
+
+/// The orchestrator behind a principal that sends `X-Client-Id`: nobody else may send it.
+fn orchestrator_of(principal: &Principal) -> Result<&OrchestratorId, AuthError> {
+    match principal {
+        Principal::Orchestrator {
+            orchestrator_id, ..
+        } => Ok(orchestrator_id),
+        _ => Err(AuthError::Forbidden(
+            "only an orchestrator key may send X-Client-Id",
+        )),
+    }
+}
+
+/// The client ID named by `X-Client-Id` (`None` when it does not exist) acting for its
+/// orchestrator: it must be that orchestrator's, active, and not an agent's.
+fn acting_client(
+    orchestrator_id: &OrchestratorId,
+    client: Option<Client>,
+) -> Result<Principal, AuthError> {
+    let client = client.ok_or(AuthError::Forbidden(NOT_YOURS))?;
+    if &client.orchestrator_id != orchestrator_id {
+        return Err(AuthError::Forbidden(NOT_YOURS));
+    }
+    if client.status != ClientStatus::Active {
+        return Err(AuthError::Forbidden("this client ID is revoked"));
+    }
+    if client.agent_key.is_some() {
+        return Err(AuthError::Forbidden(
+            "this client ID belongs to an agent: only the agent's signature acts as it",
+        ));
+    }
+    Ok(client_principal(client, None))
+}
+
 /// A client ID acting, with its permissions narrowed to `scope` when a token carries one.
 fn client_principal(client: Client, scope: Option<&PermissionSet>) -> Principal {
     let mut acting = ClientPrincipal::of(client);
@@ -320,4 +364,141 @@ fn client_principal(client: Client, scope: Option<&PermissionSet>) -> Principal 
             .collect();
     }
     Principal::Client(acting)
+}
+
+#[cfg(all(test, feature = "memory", feature = "testing"))]
+mod tests {
+    // Assertions are how a test reports.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::events::EventType;
+    use crate::memory::MemoryStore;
+    use crate::ports::{ClientStore, KeyStore};
+    use crate::testing;
+
+    /// A stored key whose plain text is `plain`.
+    async fn stored_key(
+        store: &MemoryStore,
+        hasher: &KeyHasher,
+        plain: &str,
+        owner: KeyOwner,
+        change: impl FnOnce(&mut ApiKey),
+    ) {
+        let mut key = ApiKey {
+            hash: hasher.hash(plain),
+            ..testing::key(owner)
+        };
+        change(&mut key);
+        assert!(store.insert_key(&key, None, crate::now()).await.unwrap());
+    }
+
+    async fn stored_client(store: &MemoryStore, client: Client) -> String {
+        let created = testing::client_event(EventType::ClientIdCreated, &client);
+        store.insert_client(&client, &created).await.unwrap();
+        client.id.to_string()
+    }
+
+    /// Reading the key and the client ID together changes the round trips and nothing else:
+    /// every credential with every `X-Client-Id` meets the outcome of `bearer` followed by
+    /// `act_as_client`.
+    #[tokio::test]
+    async fn reading_key_and_client_together_decides_like_bearer_then_act_as_client() {
+        let hasher = KeyHasher::new(b"0123456789abcdef0123456789abcdef");
+        let authenticator = Authenticator::new(hasher.clone(), Some("admin-secret".into()));
+        let store = MemoryStore::new();
+        let now = crate::now();
+
+        let (organization, destinations) = testing::seed_organization(&store, 1).await;
+        let destination = &destinations[0];
+        let mine = testing::seed_orchestrator(&store).await;
+        let theirs = testing::seed_orchestrator(&store).await;
+        let orchestrator = || KeyOwner::Orchestrator {
+            orchestrator_id: mine.id.clone(),
+        };
+        let platform = KeyOwner::Platform {
+            organization_id: organization.id.clone(),
+        };
+        let destination_owner = KeyOwner::Destination {
+            organization_id: organization.id.clone(),
+            destination_id: destination.id.clone(),
+        };
+        stored_key(&store, &hasher, "mnd_plat_p", platform, |_| {}).await;
+        stored_key(&store, &hasher, "mnd_dest_d", destination_owner, |_| {}).await;
+        stored_key(&store, &hasher, "mnd_orch_mine", orchestrator(), |_| {}).await;
+        stored_key(&store, &hasher, "mnd_orch_used", orchestrator(), |key| {
+            key.last_used_at = Some(now);
+        })
+        .await;
+        stored_key(&store, &hasher, "mnd_orch_revoked", orchestrator(), |key| {
+            key.revoked_at = Some(now - Duration::hours(1));
+        })
+        .await;
+        stored_key(&store, &hasher, "mnd_orch_expired", orchestrator(), |key| {
+            key.expires_at = Some(now - Duration::hours(1));
+        })
+        .await;
+
+        let active = testing::client(destination, &mine.id, PermissionSet::default());
+        let active_id = stored_client(&store, active.clone()).await;
+        let headers = [
+            active_id.clone(),
+            stored_client(
+                &store,
+                Client {
+                    status: ClientStatus::Revoked,
+                    ..testing::client(destination, &mine.id, PermissionSet::default())
+                },
+            )
+            .await,
+            stored_client(
+                &store,
+                Client {
+                    agent_key: Some(testing::agent_key()),
+                    ..testing::client(destination, &mine.id, PermissionSet::default())
+                },
+            )
+            .await,
+            stored_client(
+                &store,
+                testing::client(destination, &theirs.id, PermissionSet::default()),
+            )
+            .await,
+            ClientId::generate().to_string(),
+            "not-a-client-id".to_owned(),
+        ];
+        let tokens = [
+            "admin-secret",
+            "not-a-key",
+            "mnd_orch_unknown",
+            "mnd_plat_p",
+            "mnd_dest_d",
+            "mnd_orch_mine",
+            "mnd_orch_used",
+            "mnd_orch_revoked",
+            "mnd_orch_expired",
+        ];
+
+        for token in tokens {
+            for header in &headers {
+                let together = authenticator
+                    .bearer_as_client(&store, token, header, now)
+                    .await;
+                let apart = match authenticator.bearer(&store, token, now).await {
+                    Ok(principal) => authenticator.act_as_client(&store, principal, header).await,
+                    Err(error) => Err(error),
+                };
+                assert_eq!(
+                    format!("{together:?}"),
+                    format!("{apart:?}"),
+                    "token {token}, X-Client-Id {header}"
+                );
+            }
+        }
+        let acting = authenticator
+            .bearer_as_client(&store, "mnd_orch_mine", &active_id, now)
+            .await
+            .unwrap();
+        assert_eq!(acting, client_principal(active, None));
+    }
 }

@@ -408,6 +408,20 @@ impl KeyStore for MemoryStore {
             .cloned())
     }
 
+    async fn key_with_client(
+        &self,
+        key_hash: &str,
+        client_id: &ClientId,
+    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
+        // One lock for both reads, as the database reads both in one statement.
+        let state = self.state();
+        Ok(state
+            .keys
+            .values()
+            .find(|key| key.hash == key_hash)
+            .map(|key| (key.clone(), state.clients.get(client_id.as_str()).cloned())))
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,

@@ -124,6 +124,16 @@ pub trait KeyStore: Send + Sync {
     /// The key with this keyed hash, active or not.
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
 
+    /// The key with this keyed hash, active or not, together with the client ID `client_id`
+    /// (revoked or not, whoever holds it) read in the same round trip: what a request
+    /// authenticated by a key and naming `X-Client-Id` needs. `None` when no key has this
+    /// hash; the client ID is `None` when it does not exist.
+    async fn key_with_client(
+        &self,
+        key_hash: &str,
+        client_id: &ClientId,
+    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError>;
+
     /// Stores a key unless its owner already holds `max_active` keys active at `now`, in which
     /// case nothing is stored and `false` comes back. Concurrent calls never exceed the limit.
     async fn insert_key(

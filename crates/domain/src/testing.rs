@@ -391,6 +391,61 @@ pub async fn keys_are_revoked_only_by_their_owner_and_touched(store: Arc<dyn Sto
     );
 }
 
+pub async fn keys_are_read_with_the_client_id_they_name(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let orchestrator_key = seed_orchestrator_key(&*store, &orchestrator).await;
+    let named = client(
+        &destinations[0],
+        &orchestrator.id,
+        permissions(&[Permission::ReadOutgoing]),
+    );
+    let created = client_event(EventType::ClientIdCreated, &named);
+    store.insert_client(&named, &created).await.unwrap();
+
+    // The key found with its client ID.
+    assert_eq!(
+        store
+            .key_with_client(&orchestrator_key.hash, &named.id)
+            .await
+            .unwrap(),
+        Some((orchestrator_key.clone(), Some(named.clone())))
+    );
+    // The key found, the client ID missing.
+    assert_eq!(
+        store
+            .key_with_client(&orchestrator_key.hash, &ClientId::generate())
+            .await
+            .unwrap(),
+        Some((orchestrator_key.clone(), None))
+    );
+    // The key missing, though the client ID exists.
+    assert_eq!(
+        store
+            .key_with_client("hash-of-no-key", &named.id)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Whether the key may be used, and whether the client ID is its orchestrator's, is the
+    // caller's to decide: a revoked key and another orchestrator's client ID come back too.
+    let other = seed_orchestrator(&*store).await;
+    let other_key = seed_orchestrator_key(&*store, &other).await;
+    let revoked = store
+        .revoke_key(&other_key.owner, &other_key.id, now())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .key_with_client(&other_key.hash, &named.id)
+            .await
+            .unwrap(),
+        Some((revoked, Some(named)))
+    );
+}
+
 pub async fn health_answers(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
@@ -428,6 +483,20 @@ pub async fn seed_orchestrator(store: &dyn Store) -> Orchestrator {
         .await
         .unwrap();
     orchestrator
+}
+
+/// Another key of a stored orchestrator, stored.
+async fn seed_orchestrator_key(store: &dyn Store, orchestrator: &Orchestrator) -> ApiKey {
+    let orchestrator_key = key(KeyOwner::Orchestrator {
+        orchestrator_id: orchestrator.id.clone(),
+    });
+    assert!(
+        store
+            .insert_key(&orchestrator_key, None, now())
+            .await
+            .unwrap()
+    );
+    orchestrator_key
 }
 
 pub fn client(
@@ -3584,6 +3653,7 @@ macro_rules! store_contract_tests {
             key_limit_counts_only_active_keys,
             concurrent_key_creation_never_exceeds_the_limit,
             keys_are_revoked_only_by_their_owner_and_touched,
+            keys_are_read_with_the_client_id_they_name,
             health_answers,
             orchestrators_are_found_by_slug,
             client_ids_round_trip_with_their_events,

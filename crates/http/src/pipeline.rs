@@ -119,27 +119,42 @@ async fn resolve(
             ));
         }
     };
-    let mut principal = if crate::tokens::looks_like_jwt(token) {
-        let claims = state.tokens.verify(token).map_err(|error| {
-            tracing::info!(reason = error.0, "access token refused");
-            ApiError::unauthenticated("a valid credential is required")
-        })?;
+    let is_token = crate::tokens::looks_like_jwt(token);
+    // Its errors wait until the credential is resolved: a bad credential answers 401 whatever
+    // the header.
+    let client_header = single_header(request, &CLIENT_HEADER);
+    let principal = if let (false, Ok(Some(client))) = (is_token, &client_header) {
+        // The key and the client ID it names, in one round trip.
         state
             .authenticator
-            .token_client(store, &claims.sub, &claims.orc, &claims.scope)
+            .bearer_as_client(store, token, client, mandate_domain::now())
             .await?
     } else {
-        state
-            .authenticator
-            .bearer(store, token, mandate_domain::now())
-            .await?
+        let principal = if is_token {
+            let claims = state.tokens.verify(token).map_err(|error| {
+                tracing::info!(reason = error.0, "access token refused");
+                ApiError::unauthenticated("a valid credential is required")
+            })?;
+            state
+                .authenticator
+                .token_client(store, &claims.sub, &claims.orc, &claims.scope)
+                .await?
+        } else {
+            state
+                .authenticator
+                .bearer(store, token, mandate_domain::now())
+                .await?
+        };
+        match client_header? {
+            Some(client) => {
+                state
+                    .authenticator
+                    .act_as_client(store, principal, client)
+                    .await?
+            }
+            None => principal,
+        }
     };
-    if let Some(client) = single_header(request, &CLIENT_HEADER)? {
-        principal = state
-            .authenticator
-            .act_as_client(store, principal, client)
-            .await?;
-    }
     apply_destination(state, request, principal).await
 }
 

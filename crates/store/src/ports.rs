@@ -299,6 +299,33 @@ impl KeyStore for DbStore {
         })
     }
 
+    async fn key_with_client(
+        &self,
+        key_hash: &str,
+        client_id: &ClientId,
+    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
+        let hash = key_hash.to_owned();
+        let client_id = client_id.to_string();
+        db_run!(self, |conn| {
+            // The join's condition names the client ID alone, so a key comes back even when
+            // no such client ID exists.
+            let row = api_keys::table
+                .left_join(client_ids::table.on(client_ids::id.eq(&client_id)))
+                .filter(api_keys::key_hash.eq(&hash))
+                .select((KeyRow::as_select(), Option::<ClientRow>::as_select()))
+                .first::<(KeyRow, Option<ClientRow>)>(conn)
+                .await
+                .optional()?;
+            row.map(|(key, client)| {
+                Ok((
+                    ApiKey::try_from(key)?,
+                    client.map(Client::try_from).transpose()?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,
