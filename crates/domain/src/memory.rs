@@ -874,7 +874,7 @@ impl WebhookStore for MemoryStore {
                 },
             );
         }
-        // The attempts are leased to the caller, so no other worker needs waking.
+        // No wake-up: the attempts are leased to the caller, who sends them.
         Ok(marked)
     }
 

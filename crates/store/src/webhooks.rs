@@ -286,6 +286,7 @@ impl WebhookStore for DbStore {
             attempts.insert(fanout.event_id.to_string(), rows);
         }
         let marked = db_transaction!(self, |conn| {
+            conn.commit_without_flush().await?;
             // Only the first worker to finish fans an event out: one whose lease ran out
             // while it worked finds the event done, and stores nothing twice.
             let marked: Vec<String> = update(events::table.filter(events::id.eq_any(&event_ids)))
@@ -307,7 +308,7 @@ impl WebhookStore for DbStore {
             conn.insert_deliveries(&rows).await?;
             Ok(marked)
         })?;
-        // The attempts are leased to the caller, so no other worker needs waking.
+        // No wake-up: the attempts are leased to the caller, who sends them.
         marked
             .iter()
             .map(|id| Ok(parsed("event id", id, EventId::parse)?))
@@ -379,6 +380,7 @@ impl WebhookStore for DbStore {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         db_transaction!(self, |conn| {
+            conn.commit_without_flush().await?;
             let mut successors = Vec::new();
             for (id, outcome, next) in &outcomes {
                 let updated = update(webhook_deliveries::table.find(id))

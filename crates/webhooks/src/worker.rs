@@ -203,6 +203,7 @@ async fn run_on(
         waiting: VecDeque::new(),
         running: JoinSet::new(),
         in_flight: HashMap::new(),
+        next_claim: Instant::now(),
     };
     tracing::info!(
         attempts = worker.config.schedule.attempts(),
@@ -224,9 +225,10 @@ async fn run_on(
         // the sends overlap.
         if !drained && worker.waiting.is_empty() {
             match worker.take_work().await {
-                Ok(found) => {
+                Ok(more) => {
                     backoff = MIN_BACKOFF;
-                    drained = !found;
+                    // Anything that arrives meanwhile comes with news, which is never lost.
+                    drained = !more;
                 }
                 Err(error) => {
                     tracing::warn!(
@@ -279,6 +281,8 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// The most often due attempts are looked for while new events keep coming.
+const CLAIM_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The shutdown signal, remembered once it has fired: a future may not be polled again after
@@ -350,14 +354,17 @@ struct Worker<Q> {
     running: JoinSet<FinishedAttempt>,
     /// The attempt of each send in progress, to hand back if it is abandoned.
     in_flight: HashMap<tokio::task::Id, DeliveryId>,
+    /// When due attempts are next looked for.
+    next_claim: Instant,
 }
 
 impl<Q: Queue> Worker<Q> {
-    /// Fans out one batch of new events (their first attempts come back leased to us) and
-    /// claims due attempts (retries, and attempts whose worker died). Returns whether there
-    /// was anything.
+    /// Fans out one batch of new events, whose first attempts come back leased to us and are
+    /// started at once, then claims due attempts (retries, and attempts whose worker died) if
+    /// it is time to look for them. Returns whether there may be more work right away.
     async fn take_work(&mut self) -> Result<bool, StoreError> {
         let batch = self.config.batch.max(1);
+        let batch_size = usize::try_from(batch).unwrap_or(usize::MAX);
         let fanned = self
             .queue
             .fan_out(mandate_domain::now(), batch, self.lease)
@@ -368,7 +375,6 @@ impl<Q: Queue> Worker<Q> {
         self.waiting.extend(fanned.sendable);
         // Events with many endpoints can make more attempts than the lease covers: hand the
         // excess back for any worker to claim.
-        let batch_size = usize::try_from(batch).unwrap_or(usize::MAX);
         if self.waiting.len() > batch_size {
             let excess: Vec<DeliveryId> = self
                 .waiting
@@ -378,21 +384,31 @@ impl<Q: Queue> Worker<Q> {
                 .collect();
             self.release(&excess, "more than a batch").await;
         }
+        self.start_sends();
+        let mut more = fanned.events >= batch_size;
         let room = batch.saturating_sub(u32::try_from(self.waiting.len()).unwrap_or(batch));
-        if room == 0 {
-            return Ok(true);
+        if room > 0 && Instant::now() >= self.next_claim {
+            let ClaimedBatch { sendable, skipped } = self
+                .queue
+                .claim_sendable(mandate_domain::now(), room, self.lease)
+                .await?;
+            count_deliveries("skipped", u64::try_from(skipped).unwrap_or(u64::MAX));
+            if !sendable.is_empty() {
+                tracing::debug!(deliveries = sendable.len(), "webhook deliveries claimed");
+            }
+            let full = sendable.len() + skipped >= usize::try_from(room).unwrap_or(usize::MAX);
+            // New events come with news; due attempts mostly come with time (a retry's
+            // schedule, a lease that ended), so looking for them after every event would cost
+            // a transaction each for nothing.
+            self.next_claim = if full {
+                Instant::now()
+            } else {
+                Instant::now() + self.config.idle_wait.min(CLAIM_INTERVAL)
+            };
+            more |= full;
+            self.waiting.extend(sendable);
         }
-        let ClaimedBatch { sendable, skipped } = self
-            .queue
-            .claim_sendable(mandate_domain::now(), room, self.lease)
-            .await?;
-        count_deliveries("skipped", u64::try_from(skipped).unwrap_or(u64::MAX));
-        if !sendable.is_empty() {
-            tracing::debug!(deliveries = sendable.len(), "webhook deliveries claimed");
-        }
-        let found = fanned.events > 0 || !sendable.is_empty() || skipped > 0;
-        self.waiting.extend(sendable);
-        Ok(found)
+        Ok(more)
     }
 
     /// Starts waiting attempts, up to `concurrency` sends at once.
