@@ -126,6 +126,22 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A new record and its event, as one transaction: nothing is stored when the event is
+    /// not new or `insert` refuses.
+    fn insert_with_event(
+        &self,
+        event: &Event,
+        insert: impl FnOnce(&mut State) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        events_are_new(&state, &[event])?;
+        insert(&mut state)?;
+        store_event(&mut state, event, false);
+        drop(state);
+        self.committed();
+        Ok(())
+    }
+
     /// Wakes every [`WebhookStore::wait_for_work`] in progress: work may be ready.
     fn committed(&self) {
         let waiters =
@@ -493,17 +509,14 @@ impl KeyStore for MemoryStore {
 #[async_trait]
 impl ClientStore for MemoryStore {
     async fn insert_client(&self, client: &Client, event: &Event) -> Result<(), StoreError> {
-        let mut state = self.state();
-        let id = client.id.to_string();
-        if state.clients.contains_key(&id) {
-            return Err(StoreError::Duplicate);
-        }
-        events_are_new(&state, &[event])?;
-        state.clients.insert(id, client.clone());
-        store_event(&mut state, event, false);
-        drop(state);
-        self.committed();
-        Ok(())
+        self.insert_with_event(event, |state| {
+            let id = client.id.to_string();
+            if state.clients.contains_key(&id) {
+                return Err(StoreError::Duplicate);
+            }
+            state.clients.insert(id, client.clone());
+            Ok(())
+        })
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
@@ -553,17 +566,14 @@ impl RequestStore for MemoryStore {
         request: &PaymentRequest,
         event: &Event,
     ) -> Result<(), StoreError> {
-        let mut state = self.state();
-        let id = request.id.to_string();
-        if state.requests.contains_key(&id) {
-            return Err(StoreError::Duplicate);
-        }
-        events_are_new(&state, &[event])?;
-        state.requests.insert(id, request.clone());
-        store_event(&mut state, event, false);
-        drop(state);
-        self.committed();
-        Ok(())
+        self.insert_with_event(event, |state| {
+            let id = request.id.to_string();
+            if state.requests.contains_key(&id) {
+                return Err(StoreError::Duplicate);
+            }
+            state.requests.insert(id, request.clone());
+            Ok(())
+        })
     }
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
@@ -1072,17 +1082,14 @@ impl Future for Wait {
 #[async_trait]
 impl CustomerStore for MemoryStore {
     async fn insert_customer(&self, customer: &Customer, event: &Event) -> Result<(), StoreError> {
-        let mut state = self.state();
-        let id = customer.id.to_string();
-        if state.customers.contains_key(&id) || email_taken(&state, customer) {
-            return Err(StoreError::Duplicate);
-        }
-        events_are_new(&state, &[event])?;
-        state.customers.insert(id, customer.clone());
-        store_event(&mut state, event, false);
-        drop(state);
-        self.committed();
-        Ok(())
+        self.insert_with_event(event, |state| {
+            let id = customer.id.to_string();
+            if state.customers.contains_key(&id) || email_taken(state, customer) {
+                return Err(StoreError::Duplicate);
+            }
+            state.customers.insert(id, customer.clone());
+            Ok(())
+        })
     }
 
     async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
