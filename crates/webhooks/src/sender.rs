@@ -47,6 +47,9 @@ pub struct Sender {
     timeout: Duration,
 }
 
+/// How long an idle connection to a receiver is kept for the next send.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(4);
+
 impl Sender {
     /// A sender enforcing `policy` at every send, giving each receiver `timeout` (connection,
     /// request and the part of the answer that is read) — [`DEFAULT_TIMEOUT`] normally.
@@ -58,6 +61,10 @@ impl Sender {
             .no_proxy()
             .timeout(timeout)
             .connect_timeout(timeout)
+            // Many receivers close a keep-alive connection after 5 s idle (actix-web, Node.js)
+            // and some answer 408 as they do: a connection is never reused that close to it,
+            // so a send does not race the receiver closing it and fail for nothing.
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .user_agent(USER_AGENT)
             .https_only(!policy.allow_http)
             .build()
