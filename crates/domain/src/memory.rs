@@ -49,9 +49,9 @@ use crate::payments::{Payment, PaymentLink, PaymentRequest};
 use crate::policy::{ClientScope, DestinationScope, RequestScope};
 use crate::ports::{
     ClaimApproval, ClaimStore, ClaimSubmission, ClaimedDelivery, ClientStore, CustomerStore,
-    DestinationStore, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore, KeyStore,
-    Ledger, OrchestratorStore, OrganizationStore, Page, PageRequest, RecordedAttempt,
-    RequestFilter, RequestStore, StoreError, WebhookStore,
+    DestinationStore, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore,
+    IdempotentAnswer, KeyStore, Ledger, OrchestratorStore, OrganizationStore, Page, PageRequest,
+    RecordedAttempt, RequestFilter, RequestStore, StoreError, WebhookStore,
 };
 use crate::values::Slug;
 use crate::webhooks::{Delivery, DeliveryStatus, EndpointOwner, EventScope, WebhookEndpoint};
@@ -112,6 +112,16 @@ struct IdempotencyRecord {
     fingerprint: String,
     response: Option<(u16, String)>,
     created_at: DateTime<Utc>,
+}
+
+impl IdempotencyRecord {
+    fn answered(answer: &IdempotentAnswer) -> Self {
+        Self {
+            fingerprint: answer.fingerprint.clone(),
+            response: Some((answer.status, answer.body.clone())),
+            created_at: answer.created_at,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -574,6 +584,32 @@ impl RequestStore for MemoryStore {
             state.requests.insert(id, request.clone());
             Ok(())
         })
+    }
+
+    async fn insert_request_answering(
+        &self,
+        request: &PaymentRequest,
+        event: &Event,
+        answer: &IdempotentAnswer,
+    ) -> Result<bool, StoreError> {
+        let entry = (answer.scope.clone(), answer.key.clone());
+        let mut key_taken = false;
+        let inserted = self.insert_with_event(event, |state| {
+            let id = request.id.to_string();
+            key_taken = state.idempotency.contains_key(&entry);
+            if key_taken || state.requests.contains_key(&id) {
+                return Err(StoreError::Duplicate);
+            }
+            state.requests.insert(id, request.clone());
+            state
+                .idempotency
+                .insert(entry, IdempotencyRecord::answered(answer));
+            Ok(())
+        });
+        match inserted {
+            Err(StoreError::Duplicate) if key_taken => Ok(false),
+            other => other.map(|()| true),
+        }
     }
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
@@ -1490,6 +1526,40 @@ impl Ledger for MemoryStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
+    async fn lookup_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<IdempotencyStart>, StoreError> {
+        let state = self.state();
+        let Some(record) = state.idempotency.get(&(scope.to_owned(), key.to_owned())) else {
+            return Ok(None);
+        };
+        Ok(Some(if record.fingerprint != fingerprint {
+            IdempotencyStart::Mismatch
+        } else if let Some((status, body)) = &record.response {
+            IdempotencyStart::Replay {
+                status: *status,
+                body: body.clone(),
+            }
+        } else {
+            IdempotencyStart::InFlight
+        }))
+    }
+
+    async fn record_idempotent(&self, answer: &IdempotentAnswer) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        let entry = (answer.scope.clone(), answer.key.clone());
+        if state.idempotency.contains_key(&entry) {
+            return Ok(false);
+        }
+        state
+            .idempotency
+            .insert(entry, IdempotencyRecord::answered(answer));
+        Ok(true)
+    }
+
     async fn begin_idempotent(
         &self,
         scope: &str,

@@ -227,6 +227,16 @@ pub trait RequestStore: Send + Sync {
         event: &Event,
     ) -> Result<(), StoreError>;
 
+    /// Like [`RequestStore::insert_request`], storing `answer` for its `Idempotency-Key` in
+    /// the same transaction. `false` (and nothing stored) when the key already has a record:
+    /// a concurrent request with the same key waits for the first to commit, then gets `false`.
+    async fn insert_request_answering(
+        &self,
+        request: &PaymentRequest,
+        event: &Event,
+        answer: &IdempotentAnswer,
+    ) -> Result<bool, StoreError>;
+
     /// One request.
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError>;
 
@@ -595,9 +605,40 @@ pub enum IdempotencyStart {
     Mismatch,
 }
 
+/// The answer to an `Idempotency-Key`, recorded in one step (in the transaction of the write
+/// it answers for, or after a request that wrote nothing) rather than claimed first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentAnswer {
+    /// The credential the key belongs to.
+    pub scope: String,
+    /// The key.
+    pub key: String,
+    /// What makes two requests the same.
+    pub fingerprint: String,
+    /// The response's status.
+    pub status: u16,
+    /// The response's body.
+    pub body: String,
+    /// When the request arrived.
+    pub created_at: DateTime<Utc>,
+}
+
 /// Idempotency keys: the first response to each (credential, key), kept for replays.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
+    /// What `key` of `scope` holds, read without claiming it: `None` when it is unused;
+    /// `InFlight` when it is claimed without an answer (the claim may be abandoned:
+    /// [`IdempotencyStore::begin_idempotent`] decides); never `Started`.
+    async fn lookup_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<IdempotencyStart>, StoreError>;
+
+    /// Stores a complete answer unless the key already has a record; `true` when stored.
+    async fn record_idempotent(&self, answer: &IdempotentAnswer) -> Result<bool, StoreError>;
+
     /// Claims `key` for the credential `scope` and a request with this `fingerprint`, unless a
     /// record exists. A claim left without a response for longer than `abandoned_after` (its
     /// request died) is taken over. Concurrent claims of one key: exactly one starts.

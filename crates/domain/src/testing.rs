@@ -32,8 +32,8 @@ use crate::policy::{
     request_scope,
 };
 use crate::ports::{
-    ClaimApproval, ClaimSubmission, ClaimedDelivery, Fanout, IdempotencyStart, Page, PageRequest,
-    RecordedAttempt, RequestFilter, Store, StoreError,
+    ClaimApproval, ClaimSubmission, ClaimedDelivery, Fanout, IdempotencyStart, IdempotentAnswer,
+    Page, PageRequest, RecordedAttempt, RequestFilter, Store, StoreError,
 };
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
@@ -1753,6 +1753,159 @@ pub async fn concurrent_idempotent_begins_start_once(store: Arc<dyn Store>) {
                 IdempotencyStart::Started | IdempotencyStart::InFlight
             )),
             "{results:?}"
+        );
+    }
+}
+
+pub async fn idempotent_answers_are_stored_with_their_write(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let answer = |key: &str, body: &str| IdempotentAnswer {
+        scope: "key_a".into(),
+        key: key.into(),
+        fingerprint: "fp-1".into(),
+        status: 201,
+        body: body.into(),
+        created_at: now(),
+    };
+    let unused = store
+        .lookup_idempotent("key_a", "order-1", "fp-1")
+        .await
+        .unwrap();
+    assert_eq!(unused, None);
+
+    let first = payment_request(&destinations[0], Direction::Incoming, None);
+    let first_created = request_event(EventType::PaymentRequestCreated, &first);
+    let first_answer = answer("order-1", r#"{"id":"first"}"#);
+    assert!(
+        store
+            .insert_request_answering(&first, &first_created, &first_answer)
+            .await
+            .unwrap()
+    );
+    let replay = Some(IdempotencyStart::Replay {
+        status: 201,
+        body: first_answer.body.clone(),
+    });
+    let lookup = |key: &'static str, fingerprint: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .lookup_idempotent("key_a", key, fingerprint)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(lookup("order-1", "fp-1").await, replay);
+    assert_eq!(
+        lookup("order-1", "fp-2").await,
+        Some(IdempotencyStart::Mismatch)
+    );
+    // The claiming path sees the same record.
+    assert_eq!(
+        store
+            .begin_idempotent("key_a", "order-1", "fp-1", now(), abandoned_after())
+            .await
+            .unwrap(),
+        replay.clone().unwrap()
+    );
+
+    // A second write with the key stores nothing: neither its request nor its event.
+    let events = all_events(&*store).await;
+    let second = payment_request(&destinations[0], Direction::Incoming, None);
+    let second_created = request_event(EventType::PaymentRequestCreated, &second);
+    assert!(
+        !store
+            .insert_request_answering(&second, &second_created, &answer("order-1", "{}"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.request(&second.id).await.unwrap(), None);
+    assert_eq!(all_events(&*store).await, events);
+    assert_eq!(lookup("order-1", "fp-1").await, replay);
+
+    // An answer recorded on its own (a refusal) is kept once.
+    let refusal = IdempotentAnswer {
+        status: 400,
+        ..answer("order-2", r#"{"error":{}}"#)
+    };
+    assert!(store.record_idempotent(&refusal).await.unwrap());
+    assert!(
+        !store
+            .record_idempotent(&answer("order-2", "{}"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        lookup("order-2", "fp-1").await,
+        Some(IdempotencyStart::Replay {
+            status: 400,
+            body: refusal.body.clone(),
+        })
+    );
+    // A claim without an answer is looked up as in flight, and blocks a write with its key.
+    assert_eq!(
+        store
+            .begin_idempotent("key_a", "order-3", "fp-1", now(), abandoned_after())
+            .await
+            .unwrap(),
+        IdempotencyStart::Started
+    );
+    assert_eq!(
+        lookup("order-3", "fp-1").await,
+        Some(IdempotencyStart::InFlight)
+    );
+    assert!(
+        !store
+            .insert_request_answering(&second, &second_created, &answer("order-3", "{}"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.request(&second.id).await.unwrap(), None);
+}
+
+pub async fn concurrent_writes_with_one_idempotency_key_store_one(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    // Warm the pool first, so that the attempts below really overlap.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    for round in 0..5 {
+        let key = format!("order-{round}");
+        let attempts = (0..8).map(|_| {
+            let store = store.clone();
+            let request = payment_request(&destinations[0], Direction::Incoming, None);
+            let answer = IdempotentAnswer {
+                scope: "key_a".into(),
+                key: key.clone(),
+                fingerprint: "fp-1".into(),
+                status: 201,
+                body: format!(r#"{{"id":"{}"}}"#, request.id),
+                created_at: now(),
+            };
+            async move {
+                let event = request_event(EventType::PaymentRequestCreated, &request);
+                let stored = store
+                    .insert_request_answering(&request, &event, &answer)
+                    .await
+                    .unwrap();
+                (stored, request.id, answer.body)
+            }
+        });
+        let results = futures_util::future::join_all(attempts).await;
+        let winners: Vec<_> = results.iter().filter(|(stored, ..)| *stored).collect();
+        assert_eq!(winners.len(), 1, "one write per key");
+        let (_, winner, body) = winners[0];
+        for (stored, id, _) in &results {
+            assert_eq!(store.request(id).await.unwrap().is_some(), *stored);
+        }
+        assert_eq!(
+            store
+                .lookup_idempotent("key_a", &key, "fp-1")
+                .await
+                .unwrap(),
+            Some(IdempotencyStart::Replay {
+                status: 201,
+                body: body.clone(),
+            }),
+            "the answer is the winner's ({winner})"
         );
     }
 }
@@ -3675,6 +3828,8 @@ macro_rules! store_contract_tests {
             released_idempotency_keys_start_again,
             abandoned_idempotency_claims_are_taken_over_once,
             concurrent_idempotent_begins_start_once,
+            idempotent_answers_are_stored_with_their_write,
+            concurrent_writes_with_one_idempotency_key_store_one,
             idempotency_purge_deletes_only_older_records,
             webhook_endpoints_round_trip_per_owner_kind,
             webhook_endpoint_lists_follow_the_owner,

@@ -36,8 +36,8 @@ pub use claims::{
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
 pub use customers::{CustomerChanges, CustomerError, NewCustomer};
 pub use requests::{
-    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
-    request_audience,
+    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, PreparedRequest,
+    RequestActionError, request_audience,
 };
 pub use webhooks::{
     AfterFailure, AttemptOutcome, ClaimedBatch, EndpointInput, FannedOut, FinishedAttempt,

@@ -1,14 +1,26 @@
 //! `Idempotency-Key` on `POST`: the same key and body get the first response again; the same
 //! key with another request gets 409; a duplicate arriving while the first is still running
 //! gets 409 and may retry. Responses with status ≥ 500 are not kept.
+//!
+//! Most routes claim the key before the handler and store the response after it (two commits
+//! besides the handler's own). A route declared [`KeyRecording::InWrite`] instead stores its
+//! answer in the transaction of its write, through [`InWriteKey`]: one commit in all, and a
+//! concurrent duplicate waits until the first commits, then gets 409 having written nothing.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::rc::Rc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
-use mandate_domain::ports::{IdempotencyStart, Store};
+use actix_web::web::Bytes;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use mandate_domain::ports::{IdempotencyStart, IdempotentAnswer, Store};
 use mandate_domain::principal::Principal;
 use sha2::{Digest, Sha256};
 
@@ -23,6 +35,81 @@ const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// A claim without an answer for this long belongs to a request that died.
 const ABANDONED_AFTER_SECONDS: i64 = 60;
+
+const IN_FLIGHT: &str = "a request with this Idempotency-Key is still in progress: retry later";
+
+/// How a route keeps the answers to its `Idempotency-Key`s; declared in the route table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRecording {
+    /// The key is claimed before the handler runs, and its response stored after it.
+    AroundHandler,
+    /// The handler stores its answer in the transaction of its write, through [`InWriteKey`].
+    InWrite,
+}
+
+/// The `Idempotency-Key` of a request to a [`KeyRecording::InWrite`] route: the handler builds
+/// the answer to store with its write, and says whether it stored it.
+#[derive(Debug, Clone)]
+pub struct InWriteKey(Rc<InWriteState>);
+
+#[derive(Debug)]
+struct InWriteState {
+    scope: String,
+    key: String,
+    fingerprint: String,
+    received_at: DateTime<Utc>,
+    outcome: Cell<InWriteOutcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InWriteOutcome {
+    /// The handler stored nothing with the key (it refused the request).
+    Unused,
+    /// The answer was stored with the write.
+    Stored,
+    /// A concurrent request with the key committed first; nothing was written.
+    Taken,
+}
+
+impl InWriteKey {
+    /// The answer to store with the write: `status` and the JSON `body` the handler will send.
+    pub fn answer(&self, status: StatusCode, body: &str) -> IdempotentAnswer {
+        IdempotentAnswer {
+            scope: self.0.scope.clone(),
+            key: self.0.key.clone(),
+            fingerprint: self.0.fingerprint.clone(),
+            status: status.as_u16(),
+            body: body.to_owned(),
+            created_at: self.0.received_at,
+        }
+    }
+
+    /// The answer was stored with the write.
+    pub fn stored(&self) {
+        self.0.outcome.set(InWriteOutcome::Stored);
+    }
+
+    /// A concurrent request took the key first (it was in flight when this one looked): the
+    /// handler wrote nothing and answers 409, as for any duplicate in flight.
+    pub fn taken(&self) -> ApiError {
+        self.0.outcome.set(InWriteOutcome::Taken);
+        ApiError::conflict(IN_FLIGHT)
+    }
+}
+
+/// The [`InWriteKey`] of the request, if it carries an `Idempotency-Key` and its route is
+/// declared [`KeyRecording::InWrite`].
+#[derive(Debug)]
+pub struct WriteIdempotency(pub Option<InWriteKey>);
+
+impl FromRequest for WriteIdempotency {
+    type Error = Infallible;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(Self(request.extensions().get::<InWriteKey>().cloned())))
+    }
+}
 
 /// The idempotency key of a `POST`, validated; `None` when the request carries none.
 pub fn key_of(request: &ServiceRequest) -> Result<Option<String>, ApiError> {
@@ -89,11 +176,26 @@ fn replay(status: u16, body: String) -> HttpResponse {
         .body(body)
 }
 
+/// What an earlier request with the key decided for this one: its response again, or a
+/// refusal; `None` when this request may run.
+fn earlier_answer(found: IdempotencyStart) -> Option<HttpResponse> {
+    let refusal = match found {
+        IdempotencyStart::Started => return None,
+        IdempotencyStart::Replay { status, body } => return Some(replay(status, body)),
+        IdempotencyStart::InFlight => ApiError::conflict(IN_FLIGHT),
+        IdempotencyStart::Mismatch => {
+            ApiError::conflict("this Idempotency-Key was used with a different request")
+        }
+    };
+    Some(actix_web::ResponseError::error_response(&refusal))
+}
+
 /// Runs `next` at most once per (credential, key); replays, refuses or records as needed.
 pub async fn run_once(
     state: &AppState,
     principal: &Principal,
     key: String,
+    recording: KeyRecording,
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -105,30 +207,43 @@ pub async fn run_once(
     request.set_payload(Payload::from(body));
     let store = state.mandate.store();
     let scope = scope(principal);
+    let now = mandate_domain::now();
+    if recording == KeyRecording::InWrite {
+        match store
+            .lookup_idempotent(&scope, &key, &fingerprint)
+            .await
+            .map_err(ApiError::from)?
+        {
+            None => {
+                let key = InWriteKey(Rc::new(InWriteState {
+                    scope,
+                    key,
+                    fingerprint,
+                    received_at: now,
+                    outcome: Cell::new(InWriteOutcome::Unused),
+                }));
+                return run_in_write(store.as_ref(), key, request, next).await;
+            }
+            // A claim without an answer: the claim below tells whether it was abandoned.
+            Some(IdempotencyStart::InFlight) => {}
+            Some(found) => {
+                if let Some(response) = earlier_answer(found) {
+                    return Ok(request.into_response(response));
+                }
+            }
+        }
+    }
     let started = store
         .begin_idempotent(
             &scope,
             &key,
             &fingerprint,
-            mandate_domain::now(),
+            now,
             chrono::Duration::seconds(ABANDONED_AFTER_SECONDS),
         )
         .await
         .map_err(ApiError::from)?;
-    let refusal = match started {
-        IdempotencyStart::Started => None,
-        IdempotencyStart::Replay { status, body } => {
-            return Ok(request.into_response(replay(status, body)));
-        }
-        IdempotencyStart::InFlight => Some(ApiError::conflict(
-            "a request with this Idempotency-Key is still in progress: retry later",
-        )),
-        IdempotencyStart::Mismatch => Some(ApiError::conflict(
-            "this Idempotency-Key was used with a different request",
-        )),
-    };
-    if let Some(error) = refusal {
-        let response = actix_web::ResponseError::error_response(&error);
+    if let Some(response) = earlier_answer(started) {
         return Ok(request.into_response(response));
     }
     let response = match next.call(request).await {
@@ -138,24 +253,68 @@ pub async fn run_once(
             return Err(error);
         }
     };
+    let (http_request, status, response) = buffered(response).await?;
+    if status.is_server_error() {
+        release(store.as_ref(), &scope, &key).await;
+    } else {
+        let text = String::from_utf8_lossy(&response.body);
+        store
+            .complete_idempotent(&scope, &key, status.as_u16(), &text)
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(ServiceResponse::new(http_request, response.rebuild()))
+}
+
+/// Runs the handler of an [`KeyRecording::InWrite`] route with the key unused when looked up.
+async fn run_in_write(
+    store: &dyn Store,
+    key: InWriteKey,
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    request.extensions_mut().insert(key.clone());
+    let response = next.call(request).await?;
+    match key.0.outcome.get() {
+        InWriteOutcome::Stored | InWriteOutcome::Taken => Ok(response.map_into_boxed_body()),
+        InWriteOutcome::Unused => {
+            // The handler refused the request before writing: its answer is kept like any
+            // other below 500, in a record of its own.
+            let (http_request, status, response) = buffered(response).await?;
+            if !status.is_server_error() {
+                let text = String::from_utf8_lossy(&response.body);
+                store
+                    .record_idempotent(&key.answer(status, &text))
+                    .await
+                    .map_err(ApiError::from)?;
+            }
+            Ok(ServiceResponse::new(http_request, response.rebuild()))
+        }
+    }
+}
+
+/// A response whose body has been read, to be stored and sent.
+struct BufferedResponse {
+    head: HttpResponse<()>,
+    body: Bytes,
+}
+
+impl BufferedResponse {
+    fn rebuild(self) -> HttpResponse {
+        self.head.set_body(self.body).map_into_boxed_body()
+    }
+}
+
+async fn buffered(
+    response: ServiceResponse<impl MessageBody>,
+) -> Result<(HttpRequest, StatusCode, BufferedResponse), ApiError> {
     let (http_request, http_response) = response.into_parts();
+    let status = http_response.status();
     let (head, body) = http_response.into_parts();
     let bytes = actix_web::body::to_bytes(body)
         .await
         .map_err(|_| ApiError::internal(&UnreadableBody))?;
-    if head.status().is_server_error() {
-        release(store.as_ref(), &scope, &key).await;
-    } else {
-        let text = String::from_utf8_lossy(&bytes);
-        store
-            .complete_idempotent(&scope, &key, head.status().as_u16(), &text)
-            .await
-            .map_err(ApiError::from)?;
-    }
-    Ok(ServiceResponse::new(
-        http_request,
-        head.set_body(bytes).map_into_boxed_body(),
-    ))
+    Ok((http_request, status, BufferedResponse { head, body: bytes }))
 }
 
 async fn release(store: &dyn Store, scope: &str, key: &str) {

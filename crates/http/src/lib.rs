@@ -3,7 +3,7 @@
 
 mod error;
 mod handlers;
-mod idempotency;
+pub mod idempotency;
 mod input;
 pub mod metrics;
 pub mod openapi;

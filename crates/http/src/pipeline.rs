@@ -13,7 +13,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
-use crate::idempotency;
+use crate::idempotency::{self, KeyRecording};
 use crate::signatures::{self, SignedMessage, VerifiedSignature};
 use crate::state::AppState;
 
@@ -223,9 +223,10 @@ fn origin(public_url: &str) -> &str {
 }
 
 /// Runs the pipeline for a route that admits `admits`, then the handler — at most once per
-/// `Idempotency-Key`.
+/// `Idempotency-Key`, kept as the route's `recording` says.
 pub async fn authenticate(
     admits: Admits,
+    recording: KeyRecording,
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -257,7 +258,9 @@ pub async fn authenticate(
                 request.extensions_mut().insert(AgentSignature(signature));
             }
             match key {
-                Some(key) => idempotency::run_once(&state, &principal, key, request, next).await,
+                Some(key) => {
+                    idempotency::run_once(&state, &principal, key, recording, request, next).await
+                }
                 None => Ok(next.call(request).await?.map_into_boxed_body()),
             }
         }

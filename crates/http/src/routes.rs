@@ -13,6 +13,7 @@ use crate::handlers::{
     admin, claims, clients, customers, destinations, health, oauth, orchestrator, organization,
     pay, requests, webhooks,
 };
+use crate::idempotency::KeyRecording;
 use crate::pipeline::{self, Admits};
 
 /// One row of the route table.
@@ -36,8 +37,19 @@ const fn signed_by_agent(kinds: &'static [PrincipalKind]) -> Admits {
 
 const PUBLIC: Admits = Admits::Public;
 
+/// How a route keeps its `Idempotency-Key` answers: claimed around the handler unless the row
+/// names `InWrite`.
+macro_rules! key_recording {
+    () => {
+        KeyRecording::AroundHandler
+    };
+    ($recording:ident) => {
+        KeyRecording::$recording
+    };
+}
+
 macro_rules! route_table {
-    ($($method:ident $path:literal => $admits:expr => $handler:path;)*) => {
+    ($($method:ident $path:literal => $admits:expr => $handler:path $(, $recording:ident)?;)*) => {
         /// Every route of the API.
         pub const ROUTES: &[RouteSpec] = &[
             $(RouteSpec { method: stringify!($method), path: $path, admits: $admits },)*
@@ -50,7 +62,9 @@ macro_rules! route_table {
                     $path,
                     web::method(Method::$method)
                         .to($handler)
-                        .wrap(from_fn(|request, next| pipeline::authenticate($admits, request, next))),
+                        .wrap(from_fn(|request, next| {
+                            pipeline::authenticate($admits, key_recording!($($recording)?), request, next)
+                        })),
                 );
             )*
         }
@@ -125,7 +139,7 @@ route_table! {
     GET "/v1/events" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::events;
     GET "/v1/events/{id}" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::event;
 
-    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create;
+    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create, InWrite;
     GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;
     GET "/v1/requests/{id}" => kinds(&[Client, Platform, Destination]) => requests::get;
     POST "/v1/requests/{id}/cancel" => kinds(&[Client, Platform, Destination]) => requests::cancel;

@@ -576,6 +576,16 @@ async fn idempotency_keys_replay_refuse_and_deduplicate() {
     .await;
     assert_eq!((different.status, different.code()), (409, "CONFLICT"));
 
+    // A refusal is kept too: the same key and body get it again, another body gets 409.
+    let invalid = json!({"direction": "incoming", "amount": "-1", "currency": "USD"});
+    let refused = post("order-3", invalid.clone(), tenant.destination_key.clone()).await;
+    let refused_again = post("order-3", invalid, tenant.destination_key.clone()).await;
+    assert_eq!((refused.status, refused_again.status), (400, 400));
+    assert_eq!(refused.body, refused_again.body);
+    assert_eq!(refused_again.headers["idempotent-replayed"], "true");
+    let corrected = post("order-3", body.clone(), tenant.destination_key.clone()).await;
+    assert_eq!((corrected.status, corrected.code()), (409, "CONFLICT"));
+
     // Concurrent duplicates create one resource; the others replay it or are told to retry.
     let attempts = (0..8).map(|_| post("order-2", body.clone(), tenant.destination_key.clone()));
     let replies = futures_util::future::join_all(attempts).await;

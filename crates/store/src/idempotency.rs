@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel::{delete, insert_into, update};
 use diesel_async::RunQueryDsl;
-use mandate_domain::ports::{IdempotencyStart, IdempotencyStore, StoreError};
+use mandate_domain::ports::{IdempotencyStart, IdempotencyStore, IdempotentAnswer, StoreError};
 
 use crate::DbStore;
 use crate::pool::{Error, db_run, db_transaction};
@@ -16,8 +16,73 @@ use crate::schema::idempotency_keys;
 /// completed or purged by another session) before it answers `InFlight`.
 const CLAIM_ATTEMPTS: usize = 3;
 
+/// Inserts a complete answer unless `(scope, key)` has a record; evaluates to the number of
+/// rows inserted. A concurrent insert of the same key waits until the first commits.
+macro_rules! insert_answer {
+    ($conn:expr, $answer:expr) => {
+        ::diesel_async::RunQueryDsl::execute(
+            ::diesel::insert_into($crate::schema::idempotency_keys::table)
+                .values((
+                    $crate::schema::idempotency_keys::scope.eq(&$answer.scope),
+                    $crate::schema::idempotency_keys::key.eq(&$answer.key),
+                    $crate::schema::idempotency_keys::fingerprint.eq(&$answer.fingerprint),
+                    $crate::schema::idempotency_keys::status.eq(i32::from($answer.status)),
+                    $crate::schema::idempotency_keys::body.eq(&$answer.body),
+                    $crate::schema::idempotency_keys::created_at
+                        .eq($crate::rows::to_naive($answer.created_at)),
+                ))
+                .on_conflict_do_nothing(),
+            $conn,
+        )
+    };
+}
+pub(crate) use insert_answer;
+
 #[async_trait]
 impl IdempotencyStore for DbStore {
+    async fn lookup_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<Option<IdempotencyStart>, StoreError> {
+        let (scope, key, fingerprint) = (scope.to_owned(), key.to_owned(), fingerprint.to_owned());
+        db_run!(self, |conn| {
+            let found: Option<(String, Option<i32>, Option<String>)> = idempotency_keys::table
+                .filter(idempotency_keys::scope.eq(&scope))
+                .filter(idempotency_keys::key.eq(&key))
+                .select((
+                    idempotency_keys::fingerprint,
+                    idempotency_keys::status,
+                    idempotency_keys::body,
+                ))
+                .first(conn)
+                .await
+                .optional()?;
+            found
+                .map(|(stored_fingerprint, status, body)| {
+                    if stored_fingerprint != fingerprint {
+                        return Ok(IdempotencyStart::Mismatch);
+                    }
+                    match (status, body) {
+                        (Some(status), Some(body)) => Ok(IdempotencyStart::Replay {
+                            status: stored_status(status)?,
+                            body,
+                        }),
+                        _ => Ok(IdempotencyStart::InFlight),
+                    }
+                })
+                .transpose()
+        })
+    }
+
+    async fn record_idempotent(&self, answer: &IdempotentAnswer) -> Result<bool, StoreError> {
+        let answer = answer.clone();
+        db_run!(self, |conn| {
+            Ok(insert_answer!(conn, answer).await? == 1)
+        })
+    }
+
     async fn begin_idempotent(
         &self,
         scope: &str,
@@ -73,10 +138,10 @@ impl IdempotencyStore for DbStore {
                     return Ok(IdempotencyStart::Mismatch);
                 }
                 if let (Some(status), Some(body)) = (status, body) {
-                    let status = u16::try_from(status).map_err(|_| {
-                        Error::Data(format!("stored idempotent status {status} is out of range"))
-                    })?;
-                    return Ok(IdempotencyStart::Replay { status, body });
+                    return Ok(IdempotencyStart::Replay {
+                        status: stored_status(status)?,
+                        body,
+                    });
                 }
                 if created_at >= abandoned_before {
                     return Ok(IdempotencyStart::InFlight);
@@ -151,4 +216,9 @@ impl IdempotencyStore for DbStore {
             Ok(u64::try_from(purged).unwrap_or(u64::MAX))
         })
     }
+}
+
+fn stored_status(status: i32) -> Result<u16, Error> {
+    u16::try_from(status)
+        .map_err(|_| Error::Data(format!("stored idempotent status {status} is out of range")))
 }

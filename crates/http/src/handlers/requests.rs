@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use mandate_domain::ids::{DestinationId, RequestId};
@@ -12,6 +14,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::idempotency::WriteIdempotency;
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::AppState;
@@ -95,6 +98,7 @@ fn request_id(text: &str) -> Result<RequestId, ApiError> {
 pub async fn create(
     state: web::Data<AppState>,
     Authenticated(principal): Authenticated,
+    WriteIdempotency(key): WriteIdempotency,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -109,11 +113,31 @@ pub async fn create(
         metadata: body.metadata,
         customer_id: body.customer_id,
     };
-    let request = state
+    let now = mandate_domain::now();
+    let Some(key) = key else {
+        let request = state.mandate.create_request(&principal, input, now).await?;
+        return Ok(HttpResponse::Created().json(&request));
+    };
+    // The response is rendered before the write, so that it is stored in the same transaction.
+    let prepared = state
         .mandate
-        .create_request(&principal, input, mandate_domain::now())
+        .prepare_request(&principal, input, now)
         .await?;
-    Ok(HttpResponse::Created().json(&request))
+    let body =
+        serde_json::to_string(prepared.request()).map_err(|error| ApiError::internal(&error))?;
+    let answer = key.answer(StatusCode::CREATED, &body);
+    if state
+        .mandate
+        .create_prepared_request(prepared, &answer)
+        .await?
+        .is_none()
+    {
+        return Err(key.taken());
+    }
+    key.stored();
+    Ok(HttpResponse::Created()
+        .content_type(ContentType::json())
+        .body(body))
 }
 
 /// Lists the requests the caller may read, newest first.
