@@ -55,7 +55,7 @@ diesel::table! {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, Serialize)]
-#[diesel(table_name = payment_requests)]
+#[diesel(table_name = payment_requests, treat_none_as_default_value = false)]
 struct RequestRow {
     id: String,
     organization_id: String,
@@ -79,7 +79,7 @@ struct RequestRow {
 }
 
 #[derive(Insertable)]
-#[diesel(table_name = events)]
+#[diesel(table_name = events, treat_none_as_default_value = false)]
 struct EventRow {
     id: String,
     organization_id: Option<String>,
@@ -206,14 +206,17 @@ async fn create_request(state: web::Data<State>, body: web::Json<NewRequest>) ->
     };
     let inserted = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
-            diesel::insert_into(payment_requests::table)
+            // The two statements travel together (pipelined), as Mandate's do.
+            let conn: &AsyncPgConnection = conn;
+            let request = diesel::insert_into(payment_requests::table)
                 .values(&row)
-                .execute(conn)
-                .await?;
-            diesel::insert_into(events::table)
+                .execute(&mut &*conn);
+            let event = diesel::insert_into(events::table)
                 .values(&event)
-                .execute(conn)
-                .await?;
+                .execute(&mut &*conn);
+            let (request, event) = tokio::join!(request, event);
+            request?;
+            event?;
             Ok(())
         })
         .await;

@@ -4,8 +4,9 @@
 //!
 //! Most routes claim the key before the handler and store the response after it (two commits
 //! besides the handler's own). A route declared [`KeyRecording::InWrite`] instead stores its
-//! answer in the transaction of its write, through [`InWriteKey`]: one commit in all, and a
-//! concurrent duplicate waits until the first commits, then gets 409 having written nothing.
+//! answer in the transaction of its write, through [`InWriteKey`]: one commit in all, and no
+//! statement for the key unless the write finds it taken. A concurrent duplicate waits until
+//! the first commits and then gets its response, having written nothing.
 
 use std::cell::Cell;
 use std::convert::Infallible;
@@ -89,8 +90,9 @@ impl InWriteKey {
         self.0.outcome.set(InWriteOutcome::Stored);
     }
 
-    /// A concurrent request took the key first (it was in flight when this one looked): the
-    /// handler wrote nothing and answers 409, as for any duplicate in flight.
+    /// The key already had a record (an earlier request's, or a concurrent one's that
+    /// committed first): the handler wrote nothing and answers 409, which the pipeline
+    /// replaces by the earlier response when there is one.
     pub fn taken(&self) -> ApiError {
         self.0.outcome.set(InWriteOutcome::Taken);
         ApiError::conflict(IN_FLIGHT)
@@ -209,29 +211,14 @@ pub async fn run_once(
     let scope = scope(principal);
     let now = mandate_domain::now();
     if recording == KeyRecording::InWrite {
-        match store
-            .lookup_idempotent(&scope, &key, &fingerprint)
-            .await
-            .map_err(ApiError::from)?
-        {
-            None => {
-                let key = InWriteKey(Rc::new(InWriteState {
-                    scope,
-                    key,
-                    fingerprint,
-                    received_at: now,
-                    outcome: Cell::new(InWriteOutcome::Unused),
-                }));
-                return run_in_write(store.as_ref(), key, request, next).await;
-            }
-            // A claim without an answer: the claim below tells whether it was abandoned.
-            Some(IdempotencyStart::InFlight) => {}
-            Some(found) => {
-                if let Some(response) = earlier_answer(found) {
-                    return Ok(request.into_response(response));
-                }
-            }
-        }
+        let key = InWriteKey(Rc::new(InWriteState {
+            scope,
+            key,
+            fingerprint,
+            received_at: now,
+            outcome: Cell::new(InWriteOutcome::Unused),
+        }));
+        return run_in_write(store.as_ref(), key, request, next).await;
     }
     let started = store
         .begin_idempotent(
@@ -266,7 +253,9 @@ pub async fn run_once(
     Ok(ServiceResponse::new(http_request, response.rebuild()))
 }
 
-/// Runs the handler of an [`KeyRecording::InWrite`] route with the key unused when looked up.
+/// Runs the handler of an [`KeyRecording::InWrite`] route. The key is looked up only when
+/// the handler did not store its answer: on a request's first run (the common case) the key
+/// costs no statement of its own.
 async fn run_in_write(
     store: &dyn Store,
     key: InWriteKey,
@@ -275,22 +264,34 @@ async fn run_in_write(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     request.extensions_mut().insert(key.clone());
     let response = next.call(request).await?;
-    match key.0.outcome.get() {
-        InWriteOutcome::Stored | InWriteOutcome::Taken => Ok(response.map_into_boxed_body()),
-        InWriteOutcome::Unused => {
-            // The handler refused the request before writing: its answer is kept like any
-            // other below 500, in a record of its own.
-            let (http_request, status, response) = buffered(response).await?;
-            if !status.is_server_error() {
-                let text = String::from_utf8_lossy(&response.body);
-                store
-                    .record_idempotent(&key.answer(status, &text))
-                    .await
-                    .map_err(ApiError::from)?;
-            }
-            Ok(ServiceResponse::new(http_request, response.rebuild()))
-        }
+    let outcome = key.0.outcome.get();
+    if outcome == InWriteOutcome::Stored {
+        return Ok(response.map_into_boxed_body());
     }
+    // The key was taken, or the handler refused the request before writing: an earlier
+    // request's record decides what this one gets (its response again, or 409).
+    let state = key.0.as_ref();
+    let found = store
+        .lookup_idempotent(&state.scope, &state.key, &state.fingerprint)
+        .await
+        .map_err(ApiError::from)?;
+    if let Some(answer) = found.and_then(earlier_answer) {
+        let (http_request, _) = response.into_parts();
+        return Ok(ServiceResponse::new(http_request, answer));
+    }
+    if outcome == InWriteOutcome::Taken {
+        return Ok(response.map_into_boxed_body());
+    }
+    // A first refusal is kept like any answer below 500.
+    let (http_request, status, response) = buffered(response).await?;
+    if !status.is_server_error() {
+        let text = String::from_utf8_lossy(&response.body);
+        store
+            .record_idempotent(&key.answer(status, &text))
+            .await
+            .map_err(ApiError::from)?;
+    }
+    Ok(ServiceResponse::new(http_request, response.rebuild()))
 }
 
 /// A response whose body has been read, to be stored and sent.

@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::dsl::{count_star, sql};
+use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
 use diesel::{delete, insert_into, update};
 use diesel_async::RunQueryDsl;
 use mandate_domain::agents::AgentKey;
@@ -24,7 +23,7 @@ use mandate_domain::ports::{
 use mandate_domain::values::Slug;
 
 use crate::DbStore;
-use crate::pool::{Dialect, Error, db_run, db_transaction};
+use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
 use crate::ports::{ClientFilter, empty_page, into_page, page_limit, sql_limit};
 use crate::rows::{
     ClientChanges, ClientRow, EventRow, known, optional, parsed, permission_set, permissions_text,
@@ -35,13 +34,14 @@ use crate::schema::{
 };
 
 /// The live claims, spelled as in the partial unique indexes' predicate.
-const LIVE: &str = "status IN ('pending', 'approved')";
+const LIVE: IndexPredicate = IndexPredicate("status IN ('pending', 'approved')");
 /// The expiry queues, spelled as in the partial indexes' predicates.
-const PENDING: &str = "status = 'pending'";
-const APPROVED: &str = "status = 'approved'";
+const PENDING: IndexPredicate = IndexPredicate("status = 'pending'");
+const APPROVED: IndexPredicate = IndexPredicate("status = 'approved'");
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claims, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct ClaimRow {
     id: String,
     organization_id: String,
@@ -162,6 +162,7 @@ impl From<&ClaimRow> for ClaimChanges {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = ledger_queue, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 struct LedgerQueueRow {
     event_id: String,
     organization_id: String,
@@ -213,6 +214,7 @@ impl TryFrom<LedgerQueueRow> for LedgerRecord {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 struct LedgerEntryRow {
     organization_id: String,
     seq: i64,
@@ -366,7 +368,7 @@ impl ClaimStore for DbStore {
             let approved: i64 = claims::table
                 .select(count_star())
                 .filter(claims::destination_id.eq(&row.destination_id))
-                .filter(sql::<Bool>(APPROVED))
+                .filter(APPROVED)
                 .get_result(conn)
                 .await?;
             let approved_agents = u32::try_from(approved).unwrap_or(u32::MAX);
@@ -480,7 +482,7 @@ impl ClaimStore for DbStore {
         let limit = i64::from(limit);
         db_run!(self, |conn| {
             let mut rows = claims::table
-                .filter(sql::<Bool>(PENDING))
+                .filter(PENDING)
                 .filter(claims::pending_expires_at.le(now))
                 .order(claims::pending_expires_at.asc())
                 .limit(limit)
@@ -489,7 +491,7 @@ impl ClaimStore for DbStore {
                 .await?;
             rows.extend(
                 claims::table
-                    .filter(sql::<Bool>(APPROVED))
+                    .filter(APPROVED)
                     .filter(claims::expires_at.le(now))
                     .order(claims::expires_at.asc())
                     .limit(limit)
@@ -570,7 +572,7 @@ impl DbStore {
                         .eq(&row.public_key)
                         .or(claims::agent_id.eq(&row.agent_id)),
                 )
-                .filter(sql::<Bool>(LIVE))
+                .filter(LIVE)
                 .load(conn)
                 .await?;
             if let Some(same_key) = live

@@ -59,11 +59,7 @@ impl DeliveryQueueStore for DbStore {
         db_run!(self, |conn| {
             // Both filters are spelled as the partial indexes' predicates, so that each
             // count reads only the small index of what is still to do.
-            let pending = || {
-                webhook_deliveries::table.filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    PENDING_DELIVERY,
-                ))
-            };
+            let pending = || webhook_deliveries::table.filter(PENDING_DELIVERY);
             let due: i64 = pending()
                 .filter(webhook_deliveries::next_attempt_at.le(now))
                 .count()
@@ -80,7 +76,7 @@ impl DeliveryQueueStore for DbStore {
                 .first(conn)
                 .await?;
             let awaiting: i64 = events::table
-                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(NOT_FANNED_OUT))
+                .filter(NOT_FANNED_OUT)
                 .count()
                 .get_result(conn)
                 .await?;
@@ -102,9 +98,7 @@ impl DeliveryQueueStore for DbStore {
             let released = update(
                 webhook_deliveries::table
                     .filter(webhook_deliveries::id.eq_any(&ids))
-                    .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                        PENDING_DELIVERY,
-                    )),
+                    .filter(PENDING_DELIVERY),
             )
             .set(webhook_deliveries::lease_until.eq(None::<chrono::NaiveDateTime>))
             .execute(conn)

@@ -3,9 +3,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::dsl::{count_star, sql};
+use diesel::dsl::count_star;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
 use diesel::{delete, insert_into, update};
 use diesel_async::RunQueryDsl;
 use mandate_domain::customers::{Customer, Email};
@@ -29,7 +28,7 @@ use mandate_domain::webhooks::EventScope;
 use crate::DbStore;
 use crate::feed::{FeedFilter, FeedPredicate};
 use crate::idempotency::insert_answer;
-use crate::pool::{Dialect, Error, db_run, db_transaction};
+use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
 use crate::rows::{
     ClientChanges, ClientRow, CustomerChanges, CustomerRow, DESTINATION, DestinationChanges,
     DestinationRow, EventRow, KeyRow, ORCHESTRATOR, OrchestratorRow, OrganizationRow, PLATFORM,
@@ -572,9 +571,8 @@ enum RequestScopeFilter {
 const INCOMING: &str = "incoming";
 const OUTGOING: &str = "outgoing";
 
-/// The pending statuses, spelled exactly as in the partial index's predicate, so that the
-/// planners of both backends can prove the index applies (a bound parameter would not do).
-const PENDING: &str = "status IN ('open', 'partially_paid')";
+/// The pending statuses, spelled exactly as in the partial index's predicate.
+const PENDING: IndexPredicate = IndexPredicate("status IN ('open', 'partially_paid')");
 
 #[async_trait]
 impl RequestStore for DbStore {
@@ -586,14 +584,7 @@ impl RequestStore for DbStore {
         let row = RequestRow::try_from(request)?;
         let event = EventRow::try_from(event)?;
         db_transaction!(self, |conn| {
-            insert_into(payment_requests::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            conn.insert_request_rows(&row, &event).await?;
             Ok(())
         })
         .inspect(|_| self.work.committed())
@@ -613,14 +604,7 @@ impl RequestStore for DbStore {
             if insert_answer!(conn, answer).await? == 0 {
                 return Ok(false);
             }
-            insert_into(payment_requests::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            conn.insert_request_rows(&row, &event).await?;
             Ok(true)
         })
         .inspect(|&inserted| {
@@ -772,7 +756,7 @@ impl RequestStore for DbStore {
         let limit = i64::from(limit);
         db_run!(self, |conn| {
             let rows = payment_requests::table
-                .filter(sql::<Bool>(PENDING))
+                .filter(PENDING)
                 .filter(payment_requests::expires_at.le(now))
                 .order((
                     payment_requests::expires_at.asc(),

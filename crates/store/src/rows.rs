@@ -85,6 +85,7 @@ pub(crate) fn known<T>(
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = organizations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct OrganizationRow {
     id: String,
     name: String,
@@ -114,6 +115,7 @@ impl TryFrom<OrganizationRow> for Organization {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = orchestrators, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct OrchestratorRow {
     id: String,
     slug: String,
@@ -146,6 +148,7 @@ impl TryFrom<OrchestratorRow> for Orchestrator {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = destinations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct DestinationRow {
     id: String,
     organization_id: String,
@@ -231,6 +234,7 @@ impl TryFrom<&Destination> for DestinationChanges {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct KeyRow {
     id: String,
     kind: String,
@@ -378,6 +382,7 @@ pub(crate) fn permission_set(value: &str) -> Result<PermissionSet, Error> {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = client_ids, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct ClientRow {
     id: String,
     organization_id: String,
@@ -471,6 +476,7 @@ fn metadata_text(metadata: &BTreeMap<String, String>) -> Result<String, Error> {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payment_requests, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct RequestRow {
     id: String,
     organization_id: String,
@@ -581,6 +587,7 @@ impl TryFrom<&PaymentRequest> for RequestChanges {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct PaymentRow {
     id: String,
     organization_id: String,
@@ -632,6 +639,7 @@ impl TryFrom<PaymentRow> for Payment {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payment_links, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct PaymentLinkRow {
     id: String,
     organization_id: String,
@@ -677,6 +685,7 @@ impl TryFrom<PaymentLinkRow> for PaymentLink {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = events, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct EventRow {
     id: String,
     organization_id: Option<String>,
@@ -768,6 +777,7 @@ impl TryFrom<EventRow> for Event {
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = customers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct CustomerRow {
     id: String,
     organization_id: String,
@@ -856,6 +866,7 @@ pub(crate) const CLIENT: &str = "client";
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_endpoints, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct EndpointRow {
     id: String,
     owner_kind: String,
@@ -1047,6 +1058,7 @@ impl TryFrom<&WebhookEndpoint> for EndpointChanges {
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = webhook_deliveries, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct DeliveryRow {
     id: String,
     event_id: String,

@@ -286,20 +286,7 @@ impl WebhookStore for DbStore {
             attempts.insert(fanout.event_id.to_string(), rows);
         }
         let marked = db_transaction!(self, |conn| {
-            conn.commit_without_flush().await?;
-            // Only the first worker to finish fans an event out: one whose lease ran out
-            // while it worked finds the event done, and stores nothing twice.
-            let marked: Vec<String> = update(events::table.filter(events::id.eq_any(&event_ids)))
-                .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                    crate::pool::NOT_FANNED_OUT,
-                ))
-                .set((
-                    events::fanned_out.eq(true),
-                    events::fanout_lease_until.eq(None::<chrono::NaiveDateTime>),
-                ))
-                .returning(events::id)
-                .get_results(conn)
-                .await?;
+            let marked = conn.mark_fanned_out(&event_ids).await?;
             let rows: Vec<DeliveryRow> = marked
                 .iter()
                 .filter_map(|id| attempts.remove(id))
