@@ -11,7 +11,7 @@ use diesel::SqliteConnection;
 use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, ValidGrouping, is_aggregate};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::Bool;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
@@ -274,6 +274,36 @@ impl<DB: Backend> QueryFragment<DB> for IndexPredicate {
     }
 }
 
+/// An `UPDATE` on the way of every event, which PostgreSQL may keep prepared. Diesel never
+/// caches an `UPDATE` (a changeset skipping `None` fields changes its SQL), so each would be
+/// prepared again, a second round trip, every time; these statements' SQL does not change
+/// with their values, and they are cached by their text.
+#[derive(Debug)]
+pub(crate) struct StableUpdate<Q>(pub(crate) Q);
+
+impl<Q: Query> Query for StableUpdate<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, DB> QueryFragment<DB> for StableUpdate<Q>
+where
+    DB: Backend,
+    Q: QueryFragment<DB>,
+{
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+impl<Q> QueryId for StableUpdate<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
 /// The events waiting for fan-out, spelled as in the partial index's predicate so that the
 /// planners of both backends can prove the index applies.
 pub(crate) const NOT_FANNED_OUT: IndexPredicate = IndexPredicate("NOT fanned_out");
@@ -303,13 +333,15 @@ macro_rules! fanout_queue {
 /// while it worked finds the event done, and stores nothing twice.
 macro_rules! mark_fanned_out {
     ($ids:expr) => {
-        ::diesel::update(events::table.filter(events::id.eq_any($ids)))
-            .filter(NOT_FANNED_OUT)
-            .set((
-                events::fanned_out.eq(true),
-                events::fanout_lease_until.eq(None::<NaiveDateTime>),
-            ))
-            .returning(events::id)
+        StableUpdate(
+            ::diesel::update(events::table.filter(events::id.eq_any($ids)))
+                .filter(NOT_FANNED_OUT)
+                .set((
+                    events::fanned_out.eq(true),
+                    events::fanout_lease_until.eq(None::<NaiveDateTime>),
+                ))
+                .returning(events::id),
+        )
     };
 }
 

@@ -18,7 +18,7 @@ use mandate_domain::ports::{
 use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
 
 use crate::DbStore;
-use crate::pool::{Dialect, Error, db_run, db_transaction};
+use crate::pool::{Dialect, Error, StableUpdate, db_run, db_transaction};
 use crate::ports::{into_page, page_cursor, page_limit, sql_limit};
 use crate::rows::{
     CLIENT, DESTINATION, DeliveryOutcome, DeliveryRow, EndpointChanges, EndpointRow, EventRow,
@@ -247,11 +247,13 @@ impl WebhookStore for DbStore {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            let rows = update(events::table.filter(events::id.eq_any(&ids)))
-                .set(events::fanout_lease_until.eq(until))
-                .returning(EventRow::as_returning())
-                .get_results(conn)
-                .await?;
+            let rows = StableUpdate(
+                update(events::table.filter(events::id.eq_any(&ids)))
+                    .set(events::fanout_lease_until.eq(until))
+                    .returning(EventRow::as_returning()),
+            )
+            .get_results(conn)
+            .await?;
             let mut claimed = rows
                 .into_iter()
                 .map(Event::try_from)
@@ -316,10 +318,12 @@ impl WebhookStore for DbStore {
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
-            update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
-                .set(webhook_deliveries::lease_until.eq(until))
-                .execute(conn)
-                .await?;
+            StableUpdate(
+                update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
+                    .set(webhook_deliveries::lease_until.eq(until)),
+            )
+            .execute(conn)
+            .await?;
             let rows: Vec<(DeliveryRow, EventRow, EndpointRow)> = webhook_deliveries::table
                 .inner_join(events::table)
                 .inner_join(webhook_endpoints::table)
@@ -370,8 +374,7 @@ impl WebhookStore for DbStore {
             conn.commit_without_flush().await?;
             let mut successors = Vec::new();
             for (id, outcome, next) in &outcomes {
-                let updated = update(webhook_deliveries::table.find(id))
-                    .set(outcome)
+                let updated = StableUpdate(update(webhook_deliveries::table.find(id)).set(outcome))
                     .execute(conn)
                     .await?;
                 // An attempt gone with its endpoint (deleted meanwhile) has no successor.
