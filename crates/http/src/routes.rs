@@ -85,6 +85,15 @@ route_table! {
     POST "/v1/oauth/token" => PUBLIC => oauth::token;
     GET "/.well-known/jwks.json" => PUBLIC => oauth::jwks;
 
+    // The payment requests first: actix matches routes in this order, one pattern after the
+    // other, and these are the busiest.
+    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create, InWrite;
+    GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;
+    GET "/v1/requests/{id}" => kinds(&[Client, Platform, Destination]) => requests::get;
+    POST "/v1/requests/{id}/cancel" => kinds(&[Client, Platform, Destination]) => requests::cancel;
+    POST "/v1/requests/{id}/payment-links" => kinds(&[Client, Platform, Destination]) => requests::create_payment_link;
+    POST "/v1/requests/{id}/payments" => kinds(&[Client, Platform, Destination]) => requests::report_payment;
+
     POST "/v1/admin/organizations" => kinds(&[Admin]) => admin::create_organization;
     POST "/v1/admin/orchestrators" => kinds(&[Admin]) => admin::create_orchestrator;
 
@@ -138,11 +147,4 @@ route_table! {
     POST "/v1/webhook-deliveries/{id}/retry" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::retry;
     GET "/v1/events" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::events;
     GET "/v1/events/{id}" => kinds(&[Client, Orchestrator, Platform, Destination]) => webhooks::event;
-
-    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create, InWrite;
-    GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;
-    GET "/v1/requests/{id}" => kinds(&[Client, Platform, Destination]) => requests::get;
-    POST "/v1/requests/{id}/cancel" => kinds(&[Client, Platform, Destination]) => requests::cancel;
-    POST "/v1/requests/{id}/payment-links" => kinds(&[Client, Platform, Destination]) => requests::create_payment_link;
-    POST "/v1/requests/{id}/payments" => kinds(&[Client, Platform, Destination]) => requests::report_payment;
 }
