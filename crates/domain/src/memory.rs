@@ -1532,20 +1532,17 @@ impl IdempotencyStore for MemoryStore {
         key: &str,
         fingerprint: &str,
     ) -> Result<Option<IdempotencyStart>, StoreError> {
-        let state = self.state();
-        let Some(record) = state.idempotency.get(&(scope.to_owned(), key.to_owned())) else {
-            return Ok(None);
-        };
-        Ok(Some(if record.fingerprint != fingerprint {
-            IdempotencyStart::Mismatch
-        } else if let Some((status, body)) = &record.response {
-            IdempotencyStart::Replay {
-                status: *status,
-                body: body.clone(),
-            }
-        } else {
-            IdempotencyStart::InFlight
-        }))
+        Ok(self
+            .state()
+            .idempotency
+            .get(&(scope.to_owned(), key.to_owned()))
+            .map(|record| {
+                IdempotencyStart::of_record(
+                    &record.fingerprint,
+                    fingerprint,
+                    record.response.clone(),
+                )
+            }))
     }
 
     async fn record_idempotent(&self, answer: &IdempotentAnswer) -> Result<bool, StoreError> {

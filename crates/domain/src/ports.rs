@@ -605,6 +605,22 @@ pub enum IdempotencyStart {
     Mismatch,
 }
 
+impl IdempotencyStart {
+    /// What a stored record (its request's `stored_fingerprint`, its `response` if answered)
+    /// means for a request with `fingerprint`, without claiming the key: never `Started`.
+    pub fn of_record(
+        stored_fingerprint: &str,
+        fingerprint: &str,
+        response: Option<(u16, String)>,
+    ) -> Self {
+        match response {
+            _ if stored_fingerprint != fingerprint => Self::Mismatch,
+            Some((status, body)) => Self::Replay { status, body },
+            None => Self::InFlight,
+        }
+    }
+}
+
 /// The answer to an `Idempotency-Key`, recorded in one step (in the transaction of the write
 /// it answers for, or after a request that wrote nothing) rather than claimed first.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -61,16 +61,15 @@ impl IdempotencyStore for DbStore {
                 .optional()?;
             found
                 .map(|(stored_fingerprint, status, body)| {
-                    if stored_fingerprint != fingerprint {
-                        return Ok(IdempotencyStart::Mismatch);
-                    }
-                    match (status, body) {
-                        (Some(status), Some(body)) => Ok(IdempotencyStart::Replay {
-                            status: stored_status(status)?,
-                            body,
-                        }),
-                        _ => Ok(IdempotencyStart::InFlight),
-                    }
+                    let response = match (status, body) {
+                        (Some(status), Some(body)) => Some((stored_status(status)?, body)),
+                        _ => None,
+                    };
+                    Ok(IdempotencyStart::of_record(
+                        &stored_fingerprint,
+                        &fingerprint,
+                        response,
+                    ))
                 })
                 .transpose()
         })
