@@ -68,7 +68,8 @@ enum InWriteOutcome {
     Unused,
     /// The answer was stored with the write.
     Stored,
-    /// A concurrent request with the key committed first; nothing was written.
+    /// The key already had a record (an earlier or concurrent request's); nothing was
+    /// written.
     Taken,
 }
 

@@ -277,7 +277,8 @@ impl<DB: Backend> QueryFragment<DB> for IndexPredicate {
 /// An `UPDATE` on the way of every event, which PostgreSQL may keep prepared. Diesel never
 /// caches an `UPDATE` (a changeset skipping `None` fields changes its SQL), so each would be
 /// prepared again, a second round trip, every time; these statements' SQL does not change
-/// with their values, and they are cached by their text.
+/// with their values, and they are cached by their text. (On SQLite an `IN` list has one text
+/// per length, bounded by the worker's batch size.)
 #[derive(Debug)]
 pub(crate) struct StableUpdate<Q>(pub(crate) Q);
 
