@@ -1578,21 +1578,14 @@ impl IdempotencyStore for MemoryStore {
             );
             return Ok(IdempotencyStart::Started);
         };
-        if record.fingerprint != fingerprint {
-            return Ok(IdempotencyStart::Mismatch);
-        }
-        if let Some((status, body)) = &record.response {
-            return Ok(IdempotencyStart::Replay {
-                status: *status,
-                body: body.clone(),
-            });
-        }
+        let found =
+            IdempotencyStart::of_record(&record.fingerprint, fingerprint, record.response.clone());
         // An absurdly long `abandoned_after` means never abandoned.
         let abandoned = now
             .checked_sub_signed(abandoned_after)
             .is_some_and(|before| record.created_at < before);
-        if !abandoned {
-            return Ok(IdempotencyStart::InFlight);
+        if found != IdempotencyStart::InFlight || !abandoned {
+            return Ok(found);
         }
         // The first attempt died without an answer: this one takes the key over.
         record.created_at = now;

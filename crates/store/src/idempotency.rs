@@ -61,14 +61,10 @@ impl IdempotencyStore for DbStore {
                 .optional()?;
             found
                 .map(|(stored_fingerprint, status, body)| {
-                    let response = match (status, body) {
-                        (Some(status), Some(body)) => Some((stored_status(status)?, body)),
-                        _ => None,
-                    };
                     Ok(IdempotencyStart::of_record(
                         &stored_fingerprint,
                         &fingerprint,
-                        response,
+                        stored_response(status, body)?,
                     ))
                 })
                 .transpose()
@@ -133,17 +129,13 @@ impl IdempotencyStore for DbStore {
                 let Some((stored_fingerprint, status, body, created_at)) = found else {
                     continue;
                 };
-                if stored_fingerprint != fingerprint {
-                    return Ok(IdempotencyStart::Mismatch);
-                }
-                if let (Some(status), Some(body)) = (status, body) {
-                    return Ok(IdempotencyStart::Replay {
-                        status: stored_status(status)?,
-                        body,
-                    });
-                }
-                if created_at >= abandoned_before {
-                    return Ok(IdempotencyStart::InFlight);
+                let found = IdempotencyStart::of_record(
+                    &stored_fingerprint,
+                    &fingerprint,
+                    stored_response(status, body)?,
+                );
+                if found != IdempotencyStart::InFlight || created_at >= abandoned_before {
+                    return Ok(found);
                 }
                 // The first attempt died without an answer: this one takes the key over, unless
                 // another claim took it over or the first attempt completed meanwhile (both
@@ -217,7 +209,15 @@ impl IdempotencyStore for DbStore {
     }
 }
 
-fn stored_status(status: i32) -> Result<u16, Error> {
-    u16::try_from(status)
-        .map_err(|_| Error::Data(format!("stored idempotent status {status} is out of range")))
+/// The stored response of a record, if it was answered.
+fn stored_response(
+    status: Option<i32>,
+    body: Option<String>,
+) -> Result<Option<(u16, String)>, Error> {
+    let (Some(status), Some(body)) = (status, body) else {
+        return Ok(None);
+    };
+    let status = u16::try_from(status)
+        .map_err(|_| Error::Data(format!("stored idempotent status {status} is out of range")))?;
+    Ok(Some((status, body)))
 }

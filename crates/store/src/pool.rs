@@ -488,21 +488,17 @@ impl Dialect for AsyncPgConnection {
         limit: i64,
     ) -> QueryResult<Vec<String>> {
         let conn: &AsyncPgConnection = self;
-        // Rows another worker holds are skipped, not waited for: it is leasing them. Both
-        // statements travel together (pipelined): a round trip less on every event's way.
+        // Rows another worker holds are skipped, not waited for: it is leasing them.
         let locked = fanout_queue!(now, limit)
             .for_update()
             .skip_locked()
             .load(&mut &*conn);
-        let ((), ids) = tokio::try_join!(without_flush(conn), locked)?;
-        Ok(ids)
+        without_flush_with(conn, locked).await
     }
 
     async fn mark_fanned_out(&mut self, ids: &[String]) -> QueryResult<Vec<String>> {
         let conn: &AsyncPgConnection = self;
-        let mark = mark_fanned_out!(ids).get_results(&mut &*conn);
-        let ((), marked) = tokio::try_join!(without_flush(conn), mark)?;
-        Ok(marked)
+        without_flush_with(conn, mark_fanned_out!(ids).get_results(&mut &*conn)).await
     }
 
     async fn lock_delivery_queue(
@@ -515,8 +511,7 @@ impl Dialect for AsyncPgConnection {
             .for_update()
             .skip_locked()
             .load(&mut &*conn);
-        let ((), ids) = tokio::try_join!(without_flush(conn), locked)?;
-        Ok(ids)
+        without_flush_with(conn, locked).await
     }
 
     async fn commit_without_flush(&mut self) -> QueryResult<()> {
@@ -567,6 +562,16 @@ impl Dialect for AsyncPgConnection {
 /// with the transaction's next statement.
 async fn without_flush(mut conn: &AsyncPgConnection) -> QueryResult<()> {
     SimpleAsyncConnection::batch_execute(&mut conn, "SET LOCAL synchronous_commit TO OFF").await
+}
+
+/// Runs `statement` (made on `conn`) with [`without_flush`]: both travel together
+/// (pipelined), a round trip less on every event's way.
+async fn without_flush_with<T>(
+    conn: &AsyncPgConnection,
+    statement: impl Future<Output = QueryResult<T>>,
+) -> QueryResult<T> {
+    let ((), result) = tokio::try_join!(without_flush(conn), statement)?;
+    Ok(result)
 }
 
 // The immediate transaction already holds the database's only write lock.

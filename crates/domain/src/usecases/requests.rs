@@ -187,8 +187,8 @@ impl Mandate {
     }
 
     /// Stores a request made by [`Mandate::prepare_request`] and the answer to its
-    /// `Idempotency-Key` in one transaction; `None` (nothing stored) when a concurrent request
-    /// took the key first.
+    /// `Idempotency-Key` in one transaction; `None` (nothing stored) when the key already has
+    /// a record (an earlier request's, or a concurrent one's that committed first).
     pub async fn create_prepared_request(
         &self,
         prepared: PreparedRequest,
