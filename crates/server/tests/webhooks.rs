@@ -255,7 +255,9 @@ async fn each_party_receives_exactly_what_its_feed_shows() {
         "B never sees outgoing requests it did not create"
     );
 
-    // After A's client ID is revoked, nothing more reaches A.
+    // After A's client ID is revoked, nothing more reaches A. Everything A may see so far
+    // (the cancellation too, which can still be on its way) has arrived before counting.
+    agree(&api, &a.0, &a.1, &a.2, "").await;
     let a_client = a.0.client_id.clone().unwrap();
     let before = a.1.received().len();
     api.post(
