@@ -50,8 +50,9 @@ use crate::policy::{ClientScope, DestinationScope, RequestScope};
 use crate::ports::{
     ClaimApproval, ClaimStore, ClaimSubmission, ClaimedDelivery, ClientStore, CustomerStore,
     DestinationStore, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore,
-    IdempotentAnswer, KeyStore, Ledger, OrchestratorStore, OrganizationStore, Page, PageRequest,
-    RecordedAttempt, RequestFilter, RequestStore, StoreError, WebhookStore,
+    IdempotentAnswer, KeyStore, KeyedCall, KeyedStart, KeyedWrite, Ledger, OrchestratorStore,
+    OrganizationStore, Page, PageRequest, RecordedAttempt, RequestFilter, RequestStore, Store,
+    StoreError, WebhookStore,
 };
 use crate::values::Slug;
 use crate::webhooks::{Delivery, DeliveryStatus, EndpointOwner, EventScope, WebhookEndpoint};
@@ -95,6 +96,8 @@ struct State {
     ledger: BTreeMap<String, Vec<LedgerEntry>>,
     /// (scope, key) → record.
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
+    /// The keys of keyed calls that have begun and not ended.
+    keyed_calls: BTreeSet<(String, String)>,
 }
 
 struct StoredEvent {
@@ -110,7 +113,7 @@ struct StoredDelivery {
 
 struct IdempotencyRecord {
     fingerprint: String,
-    response: Option<(u16, String)>,
+    response: (u16, String),
     created_at: DateTime<Utc>,
 }
 
@@ -118,9 +121,43 @@ impl IdempotencyRecord {
     fn answered(answer: &IdempotentAnswer) -> Self {
         Self {
             fingerprint: answer.fingerprint.clone(),
-            response: Some((answer.status, answer.body.clone())),
+            response: (answer.status, answer.body.clone()),
             created_at: answer.created_at,
         }
+    }
+}
+
+/// A keyed call on the in-memory store. This store has no transactions: it keeps the key
+/// taken while the call runs (a concurrent call with it is `InFlight`) and records the answer
+/// at commit, but a rolled-back call's writes stay (only refusals roll back, and they write
+/// nothing).
+struct MemoryKeyedWrite {
+    store: Arc<MemoryStore>,
+    entry: (String, String),
+}
+
+impl Drop for MemoryKeyedWrite {
+    fn drop(&mut self) {
+        self.store.state().keyed_calls.remove(&self.entry);
+    }
+}
+
+#[async_trait]
+impl KeyedWrite for MemoryKeyedWrite {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    async fn commit(self: Box<Self>, answer: IdempotentAnswer) -> Result<(), StoreError> {
+        let mut state = self.store.state();
+        state
+            .idempotency
+            .insert(self.entry.clone(), IdempotencyRecord::answered(&answer));
+        Ok(())
+    }
+
+    async fn roll_back(self: Box<Self>) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 
@@ -584,32 +621,6 @@ impl RequestStore for MemoryStore {
             state.requests.insert(id, request.clone());
             Ok(())
         })
-    }
-
-    async fn insert_request_answering(
-        &self,
-        request: &PaymentRequest,
-        event: &Event,
-        answer: &IdempotentAnswer,
-    ) -> Result<bool, StoreError> {
-        let entry = (answer.scope.clone(), answer.key.clone());
-        let mut key_taken = false;
-        let inserted = self.insert_with_event(event, |state| {
-            let id = request.id.to_string();
-            key_taken = state.idempotency.contains_key(&entry);
-            if key_taken || state.requests.contains_key(&id) {
-                return Err(StoreError::Duplicate);
-            }
-            state.requests.insert(id, request.clone());
-            state
-                .idempotency
-                .insert(entry, IdempotencyRecord::answered(answer));
-            Ok(())
-        });
-        match inserted {
-            Err(StoreError::Duplicate) if key_taken => Ok(false),
-            other => other.map(|()| true),
-        }
     }
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
@@ -1526,6 +1537,27 @@ impl Ledger for MemoryStore {
 
 #[async_trait]
 impl IdempotencyStore for MemoryStore {
+    async fn begin_keyed(self: Arc<Self>, call: &KeyedCall) -> Result<KeyedStart, StoreError> {
+        let entry = (call.scope.clone(), call.key.clone());
+        {
+            let mut state = self.state();
+            if let Some(record) = state.idempotency.get(&entry) {
+                return Ok(KeyedStart::Answered(IdempotencyStart::of_record(
+                    &record.fingerprint,
+                    &call.fingerprint,
+                    record.response.clone(),
+                )));
+            }
+            if !state.keyed_calls.insert(entry.clone()) {
+                return Ok(KeyedStart::Answered(IdempotencyStart::InFlight));
+            }
+        }
+        Ok(KeyedStart::Run(Box::new(MemoryKeyedWrite {
+            store: self,
+            entry,
+        })))
+    }
+
     async fn lookup_idempotent(
         &self,
         scope: &str,
@@ -1555,73 +1587,6 @@ impl IdempotencyStore for MemoryStore {
             .idempotency
             .insert(entry, IdempotencyRecord::answered(answer));
         Ok(true)
-    }
-
-    async fn begin_idempotent(
-        &self,
-        scope: &str,
-        key: &str,
-        fingerprint: &str,
-        now: DateTime<Utc>,
-        abandoned_after: chrono::Duration,
-    ) -> Result<IdempotencyStart, StoreError> {
-        let mut state = self.state();
-        let entry = (scope.to_owned(), key.to_owned());
-        let Some(record) = state.idempotency.get_mut(&entry) else {
-            state.idempotency.insert(
-                entry,
-                IdempotencyRecord {
-                    fingerprint: fingerprint.to_owned(),
-                    response: None,
-                    created_at: now,
-                },
-            );
-            return Ok(IdempotencyStart::Started);
-        };
-        let found =
-            IdempotencyStart::of_record(&record.fingerprint, fingerprint, record.response.clone());
-        // An absurdly long `abandoned_after` means never abandoned.
-        let abandoned = now
-            .checked_sub_signed(abandoned_after)
-            .is_some_and(|before| record.created_at < before);
-        if found != IdempotencyStart::InFlight || !abandoned {
-            return Ok(found);
-        }
-        // The first attempt died without an answer: this one takes the key over.
-        record.created_at = now;
-        Ok(IdempotencyStart::Started)
-    }
-
-    async fn complete_idempotent(
-        &self,
-        scope: &str,
-        key: &str,
-        status: u16,
-        body: &str,
-    ) -> Result<(), StoreError> {
-        let mut state = self.state();
-        // The first response is the one replayed.
-        if let Some(record) = state
-            .idempotency
-            .get_mut(&(scope.to_owned(), key.to_owned()))
-            .filter(|record| record.response.is_none())
-        {
-            record.response = Some((status, body.to_owned()));
-        }
-        Ok(())
-    }
-
-    async fn release_idempotent(&self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let mut state = self.state();
-        let entry = (scope.to_owned(), key.to_owned());
-        if state
-            .idempotency
-            .get(&entry)
-            .is_some_and(|record| record.response.is_none())
-        {
-            state.idempotency.remove(&entry);
-        }
-        Ok(())
     }
 
     async fn purge_idempotency(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

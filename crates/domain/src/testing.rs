@@ -33,7 +33,8 @@ use crate::policy::{
 };
 use crate::ports::{
     ClaimApproval, ClaimSubmission, ClaimedDelivery, Fanout, IdempotencyStart, IdempotentAnswer,
-    Page, PageRequest, RecordedAttempt, RequestFilter, Store, StoreError,
+    KeyedCall, KeyedStart, KeyedWrite, Page, PageRequest, RecordedAttempt, RequestFilter, Store,
+    StoreError,
 };
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
@@ -1564,397 +1565,232 @@ pub async fn customer_deletion_stores_its_event_once(store: Arc<dyn Store>) {
     seed_customer(&*store, &organization.id, Some("Ada@Example.com")).await;
 }
 
-/// How long a claim may go without a response in the idempotency cases.
-fn abandoned_after() -> Duration {
-    Duration::seconds(60)
-}
-
-pub async fn idempotency_keys_replay_the_first_response(store: Arc<dyn Store>) {
-    let at = now();
-    let begin = |scope: &'static str, key: &'static str, fingerprint: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .begin_idempotent(scope, key, fingerprint, at, abandoned_after())
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(
-        begin("key_a", "order-1", "fp-1").await,
-        IdempotencyStart::Started
-    );
-    // Claimed but not completed: the first request is still running.
-    assert_eq!(
-        begin("key_a", "order-1", "fp-1").await,
-        IdempotencyStart::InFlight
-    );
-    assert_eq!(
-        begin("key_a", "order-1", "fp-2").await,
-        IdempotencyStart::Mismatch
-    );
-    // Keys belong to their scope.
-    assert_eq!(
-        begin("key_b", "order-1", "fp-2").await,
-        IdempotencyStart::Started
-    );
-
-    let body = r#"{"id":"preq_1","object":"payment_request"}"#;
-    store
-        .complete_idempotent("key_a", "order-1", 201, body)
-        .await
-        .unwrap();
-    let replay = IdempotencyStart::Replay {
-        status: 201,
-        body: body.into(),
-    };
-    assert_eq!(begin("key_a", "order-1", "fp-1").await, replay);
-    assert_eq!(
-        begin("key_a", "order-1", "fp-2").await,
-        IdempotencyStart::Mismatch
-    );
-    // A completed record outlives `abandoned_after`, and is neither released nor overwritten.
-    let later = at + Duration::hours(1);
-    assert_eq!(
-        store
-            .begin_idempotent("key_a", "order-1", "fp-1", later, abandoned_after())
-            .await
-            .unwrap(),
-        replay
-    );
-    store.release_idempotent("key_a", "order-1").await.unwrap();
-    store
-        .complete_idempotent("key_a", "order-1", 200, "{}")
-        .await
-        .unwrap();
-    assert_eq!(begin("key_a", "order-1", "fp-1").await, replay);
-    // The other scope's claim is untouched by all of it.
-    assert_eq!(
-        begin("key_b", "order-1", "fp-2").await,
-        IdempotencyStart::InFlight
-    );
-}
-
-pub async fn released_idempotency_keys_start_again(store: Arc<dyn Store>) {
-    let at = now();
-    let begin = || {
-        let store = store.clone();
-        async move {
-            store
-                .begin_idempotent("key_a", "order-1", "fp-1", at, abandoned_after())
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(begin().await, IdempotencyStart::Started);
-    store.release_idempotent("key_a", "order-1").await.unwrap();
-    assert_eq!(begin().await, IdempotencyStart::Started);
-    assert_eq!(begin().await, IdempotencyStart::InFlight);
-    // Releasing an unknown key is a no-op.
-    store.release_idempotent("key_a", "unknown").await.unwrap();
-    store.release_idempotent("key_z", "order-1").await.unwrap();
-    assert_eq!(begin().await, IdempotencyStart::InFlight);
-}
-
-pub async fn abandoned_idempotency_claims_are_taken_over_once(store: Arc<dyn Store>) {
-    let claimed_at = now();
-    let begin = |key: &'static str, fingerprint: &'static str, at| {
-        let store = store.clone();
-        async move {
-            store
-                .begin_idempotent("key_a", key, fingerprint, at, abandoned_after())
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(
-        begin("order-1", "fp-1", claimed_at).await,
-        IdempotencyStart::Started
-    );
-    let within = claimed_at + abandoned_after();
-    assert_eq!(
-        begin("order-1", "fp-1", within).await,
-        IdempotencyStart::InFlight
-    );
-    let past = claimed_at + abandoned_after() + Duration::seconds(1);
-    assert_eq!(
-        begin("order-1", "fp-2", past).await,
-        IdempotencyStart::Mismatch
-    );
-    assert_eq!(
-        begin("order-1", "fp-1", past).await,
-        IdempotencyStart::Started
-    );
-    // The new claim is fresh: it is in flight, not abandoned again.
-    assert_eq!(
-        begin("order-1", "fp-1", past).await,
-        IdempotencyStart::InFlight
-    );
-    store
-        .complete_idempotent("key_a", "order-1", 200, "{}")
-        .await
-        .unwrap();
-    let much_later = past + Duration::days(1);
-    assert_eq!(
-        begin("order-1", "fp-1", much_later).await,
-        IdempotencyStart::Replay {
-            status: 200,
-            body: "{}".into()
-        }
-    );
-
-    // Concurrent takeovers of one abandoned claim: exactly one starts.
-    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
-    assert_eq!(
-        begin("order-2", "fp-1", claimed_at).await,
-        IdempotencyStart::Started
-    );
-    let attempts = (0..8).map(|_| begin("order-2", "fp-1", past));
-    let results = futures_util::future::join_all(attempts).await;
-    let started = results
-        .iter()
-        .filter(|result| **result == IdempotencyStart::Started)
-        .count();
-    assert_eq!(started, 1, "{results:?}");
-    assert!(
-        results.iter().all(|result| matches!(
-            result,
-            IdempotencyStart::Started | IdempotencyStart::InFlight
-        )),
-        "{results:?}"
-    );
-}
-
-pub async fn concurrent_idempotent_begins_start_once(store: Arc<dyn Store>) {
-    // Warm the pool first, so that the attempts below really overlap.
-    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
-    for round in 0..5 {
-        let key = format!("order-{round}");
-        let at = now();
-        let attempts = (0..8).map(|_| {
-            let store = store.clone();
-            let key = key.clone();
-            async move {
-                store
-                    .begin_idempotent("key_a", &key, "fp-1", at, abandoned_after())
-                    .await
-                    .unwrap()
-            }
-        });
-        let results = futures_util::future::join_all(attempts).await;
-        let started = results
-            .iter()
-            .filter(|result| **result == IdempotencyStart::Started)
-            .count();
-        assert_eq!(started, 1, "{results:?}");
-        assert!(
-            results.iter().all(|result| matches!(
-                result,
-                IdempotencyStart::Started | IdempotencyStart::InFlight
-            )),
-            "{results:?}"
-        );
+/// A call with `key` of the credential `key_a`, made now.
+fn keyed_call(key: &str, fingerprint: &str) -> KeyedCall {
+    KeyedCall {
+        scope: "key_a".into(),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+        received_at: now(),
     }
 }
 
-pub async fn idempotent_answers_are_stored_with_their_write(store: Arc<dyn Store>) {
-    let (_, destinations) = seed_organization(&*store, 1).await;
-    let answer = |key: &str, body: &str| IdempotentAnswer {
-        scope: "key_a".into(),
-        key: key.into(),
-        fingerprint: "fp-1".into(),
-        status: 201,
-        body: body.into(),
-        created_at: now(),
-    };
-    let unused = store
-        .lookup_idempotent("key_a", "order-1", "fp-1")
-        .await
-        .unwrap();
-    assert_eq!(unused, None);
-
-    let first = payment_request(&destinations[0], Direction::Incoming, None);
-    let first_created = request_event(EventType::PaymentRequestCreated, &first);
-    let first_answer = answer("order-1", r#"{"id":"first"}"#);
-    assert!(
-        store
-            .insert_request_answering(&first, &first_created, &first_answer)
-            .await
-            .unwrap()
-    );
-    let replay = Some(IdempotencyStart::Replay {
-        status: 201,
-        body: first_answer.body.clone(),
-    });
-    let lookup = |key: &'static str, fingerprint: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .lookup_idempotent("key_a", key, fingerprint)
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(lookup("order-1", "fp-1").await, replay);
-    assert_eq!(
-        lookup("order-1", "fp-2").await,
-        Some(IdempotencyStart::Mismatch)
-    );
-    // The claiming path sees the same record.
-    assert_eq!(
-        store
-            .begin_idempotent("key_a", "order-1", "fp-1", now(), abandoned_after())
-            .await
-            .unwrap(),
-        replay.clone().unwrap()
-    );
-
-    // A second write with the key stores nothing: neither its request nor its event.
-    let events = all_events(&*store).await;
-    let second = payment_request(&destinations[0], Direction::Incoming, None);
-    let second_created = request_event(EventType::PaymentRequestCreated, &second);
-    assert!(
-        !store
-            .insert_request_answering(&second, &second_created, &answer("order-1", "{}"))
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.request(&second.id).await.unwrap(), None);
-    assert_eq!(all_events(&*store).await, events);
-    assert_eq!(lookup("order-1", "fp-1").await, replay);
-
-    // An answer recorded on its own (a refusal) is kept once.
-    let refusal = IdempotentAnswer {
-        status: 400,
-        ..answer("order-2", r#"{"error":{}}"#)
-    };
-    assert!(store.record_idempotent(&refusal).await.unwrap());
-    assert!(
-        !store
-            .record_idempotent(&answer("order-2", "{}"))
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        lookup("order-2", "fp-1").await,
-        Some(IdempotencyStart::Replay {
-            status: 400,
-            body: refusal.body.clone(),
-        })
-    );
-    // A claim without an answer is looked up as in flight, and blocks a write with its key.
-    assert_eq!(
-        store
-            .begin_idempotent("key_a", "order-3", "fp-1", now(), abandoned_after())
-            .await
-            .unwrap(),
-        IdempotencyStart::Started
-    );
-    assert_eq!(
-        lookup("order-3", "fp-1").await,
-        Some(IdempotencyStart::InFlight)
-    );
-    assert!(
-        !store
-            .insert_request_answering(&second, &second_created, &answer("order-3", "{}"))
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.request(&second.id).await.unwrap(), None);
+/// Begins `call`, expecting it to run.
+async fn run_keyed(store: &Arc<dyn Store>, call: &KeyedCall) -> Box<dyn KeyedWrite> {
+    match store.clone().begin_keyed(call).await.unwrap() {
+        KeyedStart::Run(write) => write,
+        KeyedStart::Answered(found) => panic!("{} was answered already: {found:?}", call.key),
+    }
 }
 
-pub async fn concurrent_writes_with_one_idempotency_key_store_one(store: Arc<dyn Store>) {
+/// Begins `call`, expecting an earlier call's answer.
+async fn answered_keyed(store: &Arc<dyn Store>, call: &KeyedCall) -> IdempotencyStart {
+    match store.clone().begin_keyed(call).await.unwrap() {
+        KeyedStart::Answered(found) => found,
+        KeyedStart::Run(write) => {
+            write.roll_back().await.unwrap();
+            panic!("{} ran again", call.key)
+        }
+    }
+}
+
+/// Creates a request inside a keyed call; the answer names it.
+async fn create_request_keyed(
+    write: &dyn KeyedWrite,
+    destination: &Destination,
+    call: &KeyedCall,
+) -> (PaymentRequest, IdempotentAnswer) {
+    let request = payment_request(destination, Direction::Incoming, None);
+    let event = request_event(EventType::PaymentRequestCreated, &request);
+    write
+        .store()
+        .insert_request(&request, &event)
+        .await
+        .unwrap();
+    let answer = call.answer(201, format!(r#"{{"id":"{}"}}"#, request.id));
+    (request, answer)
+}
+
+pub async fn keyed_calls_replay_their_committed_answer(store: Arc<dyn Store>) {
     let (_, destinations) = seed_organization(&*store, 1).await;
-    // Warm the pool first, so that the attempts below really overlap.
+    let call = keyed_call("order-1", "fp-1");
+    assert_eq!(
+        store
+            .lookup_idempotent("key_a", "order-1", "fp-1")
+            .await
+            .unwrap(),
+        None
+    );
+    let write = run_keyed(&store, &call).await;
+    let (request, answer) = create_request_keyed(write.as_ref(), &destinations[0], &call).await;
+    write.commit(answer.clone()).await.unwrap();
+    assert_eq!(store.request(&request.id).await.unwrap(), Some(request));
+
+    let replay = IdempotencyStart::Replay {
+        status: 201,
+        body: answer.body.clone(),
+    };
+    // The same call again: the committed answer, however much later.
+    assert_eq!(answered_keyed(&store, &call).await, replay);
+    let later = KeyedCall {
+        received_at: now() + Duration::hours(23),
+        ..call.clone()
+    };
+    assert_eq!(answered_keyed(&store, &later).await, replay);
+    assert_eq!(
+        store
+            .lookup_idempotent("key_a", "order-1", "fp-1")
+            .await
+            .unwrap(),
+        Some(replay)
+    );
+    // Another request with the key: refused, whatever it is.
+    assert_eq!(
+        answered_keyed(&store, &keyed_call("order-1", "fp-2")).await,
+        IdempotencyStart::Mismatch
+    );
+    assert_eq!(
+        store
+            .lookup_idempotent("key_a", "order-1", "fp-2")
+            .await
+            .unwrap(),
+        Some(IdempotencyStart::Mismatch)
+    );
+    // Keys belong to their credential.
+    let other_scope = KeyedCall {
+        scope: "key_b".into(),
+        ..call
+    };
+    run_keyed(&store, &other_scope)
+        .await
+        .roll_back()
+        .await
+        .unwrap();
+}
+
+pub async fn keyed_calls_that_never_commit_run_again(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let call = keyed_call("order-1", "fp-1");
+    // Rolled back (a server error): the key stays unused.
+    run_keyed(&store, &call).await.roll_back().await.unwrap();
+    // Dropped without an end (the process died, the connection broke): the same.
+    drop(run_keyed(&store, &call).await);
+    assert_eq!(
+        store
+            .lookup_idempotent("key_a", "order-1", "fp-1")
+            .await
+            .unwrap(),
+        None
+    );
+    // The retry runs once and its answer stands.
+    let write = run_keyed(&store, &call).await;
+    let (_, answer) = create_request_keyed(write.as_ref(), &destinations[0], &call).await;
+    write.commit(answer.clone()).await.unwrap();
+    assert_eq!(
+        answered_keyed(&store, &call).await,
+        IdempotencyStart::Replay {
+            status: 201,
+            body: answer.body
+        }
+    );
+}
+
+pub async fn refused_keyed_calls_replay_their_refusal(store: Arc<dyn Store>) {
+    let call = keyed_call("order-1", "fp-1");
+    let refusal = call.answer(400, r#"{"error":{"code":"INVALID_REQUEST"}}"#.into());
+    assert!(store.record_idempotent(&refusal).await.unwrap());
+    // Kept once: a second record does not replace it.
+    assert!(
+        !store
+            .record_idempotent(&call.answer(201, "{}".into()))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        answered_keyed(&store, &call).await,
+        IdempotencyStart::Replay {
+            status: 400,
+            body: refusal.body
+        }
+    );
+    assert_eq!(
+        answered_keyed(&store, &keyed_call("order-1", "fp-2")).await,
+        IdempotencyStart::Mismatch
+    );
+}
+
+pub async fn concurrent_keyed_calls_run_once(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    // Warm the pool first, so that the calls below really overlap.
     futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    let events_before = all_events(&*store).await.len();
     for round in 0..5 {
-        let key = format!("order-{round}");
-        let attempts = (0..8).map(|_| {
-            let store = store.clone();
-            let request = payment_request(&destinations[0], Direction::Incoming, None);
-            let answer = IdempotentAnswer {
-                scope: "key_a".into(),
-                key: key.clone(),
-                fingerprint: "fp-1".into(),
-                status: 201,
-                body: format!(r#"{{"id":"{}"}}"#, request.id),
-                created_at: now(),
-            };
+        let call = keyed_call(&format!("order-{round}"), "fp-1");
+        let calls = (0..8).map(|_| {
+            let (store, call, destination) = (store.clone(), call.clone(), &destinations[0]);
             async move {
-                let event = request_event(EventType::PaymentRequestCreated, &request);
-                let stored = store
-                    .insert_request_answering(&request, &event, &answer)
-                    .await
-                    .unwrap();
-                (stored, request.id, answer.body)
+                match store.clone().begin_keyed(&call).await.unwrap() {
+                    KeyedStart::Run(write) => {
+                        let (request, answer) =
+                            create_request_keyed(write.as_ref(), destination, &call).await;
+                        write.commit(answer.clone()).await.unwrap();
+                        (
+                            Some(request.id),
+                            IdempotencyStart::Replay {
+                                status: answer.status,
+                                body: answer.body,
+                            },
+                        )
+                    }
+                    KeyedStart::Answered(found) => (None, found),
+                }
             }
         });
-        let results = futures_util::future::join_all(attempts).await;
-        let winners: Vec<_> = results.iter().filter(|(stored, ..)| *stored).collect();
-        assert_eq!(winners.len(), 1, "one write per key");
-        let (_, winner, body) = winners[0];
-        for (stored, id, _) in &results {
-            assert_eq!(store.request(id).await.unwrap().is_some(), *stored);
+        let results = futures_util::future::join_all(calls).await;
+        let ran: Vec<_> = results.iter().filter(|(id, _)| id.is_some()).collect();
+        assert_eq!(ran.len(), 1, "one call runs per key: {results:?}");
+        let (_, winner) = ran[0];
+        // The others waited for it and got its answer, or (a store that does not wait) were
+        // told it is still running.
+        for (_, found) in &results {
+            assert!(
+                found == winner || *found == IdempotencyStart::InFlight,
+                "{results:?}"
+            );
         }
         assert_eq!(
-            store
-                .lookup_idempotent("key_a", &key, "fp-1")
-                .await
-                .unwrap(),
-            Some(IdempotencyStart::Replay {
-                status: 201,
-                body: body.clone(),
-            }),
-            "the answer is the winner's ({winner})"
+            all_events(&*store).await.len(),
+            events_before + round + 1,
+            "one request (and its event) per key"
         );
     }
 }
 
 pub async fn idempotency_purge_deletes_only_older_records(store: Arc<dyn Store>) {
     let at = now();
-    let old = at - Duration::hours(25);
-    for (key, created) in [
-        ("old-done", old),
-        ("old-open", old),
-        ("new-done", at),
-        ("new-open", at),
-    ] {
-        assert_eq!(
+    for (key, created) in [("old", at - Duration::hours(25)), ("new", at)] {
+        let call = KeyedCall {
+            received_at: created,
+            ..keyed_call(key, "fp-1")
+        };
+        assert!(
             store
-                .begin_idempotent("key_a", key, "fp-1", created, abandoned_after())
-                .await
-                .unwrap(),
-            IdempotencyStart::Started
-        );
-    }
-    for key in ["old-done", "new-done"] {
-        store
-            .complete_idempotent("key_a", key, 201, "{}")
-            .await
-            .unwrap();
-    }
-    let cutoff = at - Duration::hours(24);
-    assert_eq!(store.purge_idempotency(cutoff).await.unwrap(), 2);
-    assert_eq!(store.purge_idempotency(cutoff).await.unwrap(), 0);
-    let begin = |key: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .begin_idempotent("key_a", key, "fp-2", at, abandoned_after())
+                .record_idempotent(&call.answer(201, "{}".into()))
                 .await
                 .unwrap()
-        }
-    };
-    // The purged keys are new again; the recent ones are kept as they were.
-    assert_eq!(begin("old-done").await, IdempotencyStart::Started);
-    assert_eq!(begin("old-open").await, IdempotencyStart::Started);
-    assert_eq!(begin("new-done").await, IdempotencyStart::Mismatch);
-    assert_eq!(begin("new-open").await, IdempotencyStart::Mismatch);
+        );
+    }
+    let cutoff = at - Duration::hours(24);
+    assert_eq!(store.purge_idempotency(cutoff).await.unwrap(), 1);
+    assert_eq!(store.purge_idempotency(cutoff).await.unwrap(), 0);
+    // The purged key is new again; the recent one is kept as it was.
+    run_keyed(&store, &keyed_call("old", "fp-2"))
+        .await
+        .roll_back()
+        .await
+        .unwrap();
     assert_eq!(
-        store
-            .begin_idempotent("key_a", "new-done", "fp-1", at, abandoned_after())
-            .await
-            .unwrap(),
+        answered_keyed(&store, &keyed_call("new", "fp-1")).await,
         IdempotencyStart::Replay {
             status: 201,
             body: "{}".into()
@@ -3824,12 +3660,10 @@ macro_rules! store_contract_tests {
             customer_lists_follow_the_organization_and_email,
             customer_updates_keep_emails_unique,
             customer_deletion_stores_its_event_once,
-            idempotency_keys_replay_the_first_response,
-            released_idempotency_keys_start_again,
-            abandoned_idempotency_claims_are_taken_over_once,
-            concurrent_idempotent_begins_start_once,
-            idempotent_answers_are_stored_with_their_write,
-            concurrent_writes_with_one_idempotency_key_store_one,
+            keyed_calls_replay_their_committed_answer,
+            keyed_calls_that_never_commit_run_again,
+            refused_keyed_calls_replay_their_refusal,
+            concurrent_keyed_calls_run_once,
             idempotency_purge_deletes_only_older_records,
             webhook_endpoints_round_trip_per_owner_kind,
             webhook_endpoint_lists_follow_the_owner,

@@ -36,8 +36,8 @@ pub use claims::{
 pub use clients::{ClientChange, ClientChangeError, IssueClientError, NewClient, parse_permission};
 pub use customers::{CustomerChanges, CustomerError, NewCustomer};
 pub use requests::{
-    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, PreparedRequest,
-    RequestActionError, request_audience,
+    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
+    request_audience,
 };
 pub use webhooks::{
     AfterFailure, AttemptOutcome, ClaimedBatch, EndpointInput, FannedOut, FinishedAttempt,
@@ -279,6 +279,15 @@ impl Mandate {
     /// Wires the use cases to a store and the server's key-hashing secret.
     pub fn new(store: Arc<dyn Store>, hasher: KeyHasher) -> Self {
         Self { store, hasher }
+    }
+
+    /// The same use cases on another store: the transaction of a keyed call
+    /// ([`crate::ports::KeyedWrite::store`]).
+    pub fn on_store(&self, store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            hasher: self.hasher.clone(),
+        }
     }
 
     /// The store, for adapters that need its health.

@@ -1,118 +1,41 @@
-//! `Idempotency-Key` on `POST`: the same key and body get the first response again; the same
-//! key with another request gets 409; a duplicate arriving while the first is still running
-//! gets 409 and may retry. Responses with status ≥ 500 are not kept.
+//! `Idempotency-Key` on `POST`: a call runs at most once per (credential, key). The call runs
+//! in a transaction of the store that begins by taking the key and ends by storing the answer
+//! ([`KeyedWrite`]): the call's writes and its answer commit together, or neither does.
 //!
-//! Most routes claim the key before the handler and store the response after it (two commits
-//! besides the handler's own). A route declared [`KeyRecording::InWrite`] instead stores its
-//! answer in the transaction of its write, through [`InWriteKey`]: one commit in all, and no
-//! statement for the key unless the write finds it taken. A concurrent duplicate waits until
-//! the first commits and then gets its response, having written nothing.
-
-use std::cell::Cell;
-use std::convert::Infallible;
-use std::future::{Ready, ready};
-use std::rc::Rc;
+//! What a client sees (docs/api.md):
+//! - the same key and request after the first call committed: its answer again, with
+//!   `Idempotent-Replayed: true`, however the first response was lost (a crash, a cut
+//!   connection, a 503 after the commit);
+//! - while the first call runs: the second waits for it and then gets its answer; when the
+//!   wait outlasts the store's lock timeout, 409 with `Retry-After`;
+//! - the first call died before its commit (or answered ≥ 500): nothing of it stayed, and the
+//!   retry runs afresh;
+//! - the same key with another request: 409;
+//! - a refusal (4xx) changed nothing: it is rolled back and kept as the key's answer, and
+//!   replayed like any answer.
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
-use mandate_domain::ports::{IdempotencyStart, IdempotentAnswer, Store};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use mandate_domain::ports::{IdempotencyStart, KeyedCall, KeyedStart, KeyedWrite};
 use mandate_domain::principal::Principal;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::pipeline::{CLIENT_HEADER, DESTINATION_HEADER};
-use crate::state::AppState;
+use crate::state::{AppState, State};
 
 /// `Idempotency-Key`.
 pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set on a replayed response.
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-/// A claim without an answer for this long belongs to a request that died.
-const ABANDONED_AFTER_SECONDS: i64 = 60;
-
-const IN_FLIGHT: &str = "a request with this Idempotency-Key is still in progress: retry later";
-
-/// How a route keeps the answers to its `Idempotency-Key`s; declared in the route table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRecording {
-    /// The key is claimed before the handler runs, and its response stored after it.
-    AroundHandler,
-    /// The handler stores its answer in the transaction of its write, through [`InWriteKey`].
-    InWrite,
-}
-
-/// The `Idempotency-Key` of a request to a [`KeyRecording::InWrite`] route: the handler builds
-/// the answer to store with its write, and says whether it stored it.
-#[derive(Debug, Clone)]
-pub struct InWriteKey(Rc<InWriteState>);
-
-#[derive(Debug)]
-struct InWriteState {
-    scope: String,
-    key: String,
-    fingerprint: String,
-    received_at: DateTime<Utc>,
-    outcome: Cell<InWriteOutcome>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InWriteOutcome {
-    /// The handler stored nothing with the key (it refused the request).
-    Unused,
-    /// The answer was stored with the write.
-    Stored,
-    /// The key already had a record (an earlier or concurrent request's); nothing was
-    /// written.
-    Taken,
-}
-
-impl InWriteKey {
-    /// The answer to store with the write: `status` and the JSON `body` the handler will send.
-    pub fn answer(&self, status: StatusCode, body: &str) -> IdempotentAnswer {
-        IdempotentAnswer {
-            scope: self.0.scope.clone(),
-            key: self.0.key.clone(),
-            fingerprint: self.0.fingerprint.clone(),
-            status: status.as_u16(),
-            body: body.to_owned(),
-            created_at: self.0.received_at,
-        }
-    }
-
-    /// The answer was stored with the write.
-    pub fn stored(&self) {
-        self.0.outcome.set(InWriteOutcome::Stored);
-    }
-
-    /// The key already had a record (an earlier request's, or a concurrent one's that
-    /// committed first): the handler wrote nothing and answers 409, which the pipeline
-    /// replaces by the earlier response when there is one.
-    pub fn taken(&self) -> ApiError {
-        self.0.outcome.set(InWriteOutcome::Taken);
-        ApiError::conflict(IN_FLIGHT)
-    }
-}
-
-/// The [`InWriteKey`] of the request, if it carries an `Idempotency-Key` and its route is
-/// declared [`KeyRecording::InWrite`].
-#[derive(Debug)]
-pub struct WriteIdempotency(pub Option<InWriteKey>);
-
-impl FromRequest for WriteIdempotency {
-    type Error = Infallible;
-    type Future = Ready<Result<Self, Self::Error>>;
-
-    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(Self(request.extensions().get::<InWriteKey>().cloned())))
-    }
-}
+/// How long a client told that the first call is still running should wait, in seconds.
+const IN_FLIGHT_RETRY_AFTER: &str = "1";
 
 /// The idempotency key of a `POST`, validated; `None` when the request carries none.
 pub fn key_of(request: &ServiceRequest) -> Result<Option<String>, ApiError> {
@@ -179,26 +102,32 @@ fn replay(status: u16, body: String) -> HttpResponse {
         .body(body)
 }
 
-/// What an earlier request with the key decided for this one: its response again, or a
-/// refusal; `None` when this request may run.
-fn earlier_answer(found: IdempotencyStart) -> Option<HttpResponse> {
+/// What an earlier call with the key decided for this one: its answer again, or a refusal.
+fn earlier_answer(found: IdempotencyStart) -> HttpResponse {
     let refusal = match found {
-        IdempotencyStart::Started => return None,
-        IdempotencyStart::Replay { status, body } => return Some(replay(status, body)),
-        IdempotencyStart::InFlight => ApiError::conflict(IN_FLIGHT),
+        IdempotencyStart::Replay { status, body } => return replay(status, body),
+        IdempotencyStart::InFlight => {
+            let mut response = actix_web::ResponseError::error_response(&ApiError::conflict(
+                "a request with this Idempotency-Key is still in progress: retry later",
+            ));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(IN_FLIGHT_RETRY_AFTER));
+            return response;
+        }
         IdempotencyStart::Mismatch => {
             ApiError::conflict("this Idempotency-Key was used with a different request")
         }
     };
-    Some(actix_web::ResponseError::error_response(&refusal))
+    actix_web::ResponseError::error_response(&refusal)
 }
 
-/// Runs `next` at most once per (credential, key); replays, refuses or records as needed.
+/// Runs `next` at most once per (credential, key), in the key's transaction; replays or
+/// refuses as an earlier call with the key decided.
 pub async fn run_once(
     state: &AppState,
     principal: &Principal,
     key: String,
-    recording: KeyRecording,
     mut request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -206,93 +135,67 @@ pub async fn run_once(
         .extract::<web::Bytes>()
         .await
         .map_err(|_| ApiError::payload_too_large())?;
-    let fingerprint = fingerprint(&request, &body);
+    let call = KeyedCall {
+        scope: scope(principal),
+        key,
+        fingerprint: fingerprint(&request, &body),
+        received_at: mandate_domain::now(),
+    };
     request.set_payload(Payload::from(body));
-    let store = state.mandate.store();
-    let scope = scope(principal);
-    let now = mandate_domain::now();
-    if recording == KeyRecording::InWrite {
-        let key = InWriteKey(Rc::new(InWriteState {
-            scope,
-            key,
-            fingerprint,
-            received_at: now,
-            outcome: Cell::new(InWriteOutcome::Unused),
-        }));
-        return run_in_write(store.as_ref(), key, request, next).await;
-    }
-    let started = store
-        .begin_idempotent(
-            &scope,
-            &key,
-            &fingerprint,
-            now,
-            chrono::Duration::seconds(ABANDONED_AFTER_SECONDS),
-        )
+    let store = state.mandate.store().clone();
+    let write = match store
+        .clone()
+        .begin_keyed(&call)
         .await
-        .map_err(ApiError::from)?;
-    if let Some(response) = earlier_answer(started) {
-        return Ok(request.into_response(response));
-    }
+        .map_err(ApiError::from)?
+    {
+        KeyedStart::Run(write) => write,
+        KeyedStart::Answered(found) => return Ok(request.into_response(earlier_answer(found))),
+    };
+    let keyed = State::keyed(state, state.mandate.on_store(write.store()));
+    request.extensions_mut().insert(keyed);
     let response = match next.call(request).await {
         Ok(response) => response,
         Err(error) => {
-            release(store.as_ref(), &scope, &key).await;
+            roll_back(write).await;
             return Err(error);
         }
     };
-    let (http_request, status, response) = buffered(response).await?;
-    if status.is_server_error() {
-        release(store.as_ref(), &scope, &key).await;
+    let (http_request, status, response) = match buffered(response).await {
+        Ok(buffered) => buffered,
+        Err(error) => {
+            roll_back(write).await;
+            return Err(error.into());
+        }
+    };
+    let answer = call.answer(
+        status.as_u16(),
+        String::from_utf8_lossy(&response.body).into_owned(),
+    );
+    if status.is_success() || status.is_redirection() {
+        // Should the commit fail, the client sees the error and retries: a commit that did
+        // happen is then replayed, one that did not runs again.
+        write.commit(answer).await.map_err(ApiError::from)?;
     } else {
-        let text = String::from_utf8_lossy(&response.body);
-        store
-            .complete_idempotent(&scope, &key, status.as_u16(), &text)
-            .await
-            .map_err(ApiError::from)?;
+        // A refusal, or a server error, keeps nothing of what the call wrote.
+        roll_back(write).await;
+        if !status.is_server_error() {
+            // A refusal is the key's answer like any other; a call that took the key since
+            // the rollback keeps its own.
+            store
+                .record_idempotent(&answer)
+                .await
+                .map_err(ApiError::from)?;
+        }
     }
     Ok(ServiceResponse::new(http_request, response.rebuild()))
 }
 
-/// Runs the handler of an [`KeyRecording::InWrite`] route. The key is looked up only when
-/// the handler did not store its answer: on a request's first run (the common case) the key
-/// costs no statement of its own.
-async fn run_in_write(
-    store: &dyn Store,
-    key: InWriteKey,
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    request.extensions_mut().insert(key.clone());
-    let response = next.call(request).await?;
-    let outcome = key.0.outcome.get();
-    if outcome == InWriteOutcome::Stored {
-        return Ok(response.map_into_boxed_body());
+async fn roll_back(write: Box<dyn KeyedWrite>) {
+    if let Err(error) = write.roll_back().await {
+        // The transaction ends with its connection anyway.
+        tracing::warn!(error = %error, "could not roll back a keyed call");
     }
-    // The key was taken, or the handler refused the request before writing: an earlier
-    // request's record decides what this one gets (its response again, or 409).
-    let state = key.0.as_ref();
-    let found = store
-        .lookup_idempotent(&state.scope, &state.key, &state.fingerprint)
-        .await
-        .map_err(ApiError::from)?;
-    if let Some(answer) = found.and_then(earlier_answer) {
-        let (http_request, _) = response.into_parts();
-        return Ok(ServiceResponse::new(http_request, answer));
-    }
-    if outcome == InWriteOutcome::Taken {
-        return Ok(response.map_into_boxed_body());
-    }
-    // A first refusal is kept like any answer below 500.
-    let (http_request, status, response) = buffered(response).await?;
-    if !status.is_server_error() {
-        let text = String::from_utf8_lossy(&response.body);
-        store
-            .record_idempotent(&key.answer(status, &text))
-            .await
-            .map_err(ApiError::from)?;
-    }
-    Ok(ServiceResponse::new(http_request, response.rebuild()))
 }
 
 /// A response whose body has been read, to be stored and sent.
@@ -317,13 +220,6 @@ async fn buffered(
         .await
         .map_err(|_| ApiError::internal(&UnreadableBody))?;
     Ok((http_request, status, BufferedResponse { head, body: bytes }))
-}
-
-async fn release(store: &dyn Store, scope: &str, key: &str) {
-    if let Err(error) = store.release_idempotent(scope, key).await {
-        // The claim then lapses after ABANDONED_AFTER_SECONDS.
-        tracing::warn!(error = %error, "could not release an idempotency key");
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

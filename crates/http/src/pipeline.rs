@@ -13,7 +13,7 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
-use crate::idempotency::{self, KeyRecording};
+use crate::idempotency;
 use crate::signatures::{self, SignedMessage, VerifiedSignature};
 use crate::state::AppState;
 
@@ -223,10 +223,9 @@ fn origin(public_url: &str) -> &str {
 }
 
 /// Runs the pipeline for a route that admits `admits`, then the handler — at most once per
-/// `Idempotency-Key`, kept as the route's `recording` says.
+/// `Idempotency-Key` (every authenticated `POST`).
 pub async fn authenticate(
     admits: Admits,
-    recording: KeyRecording,
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -234,7 +233,10 @@ pub async fn authenticate(
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(refuse(request, ApiError::internal(&MissingState)));
+        return Ok(refuse(
+            request,
+            ApiError::internal(&crate::state::MissingState),
+        ));
     };
     let mut request = request;
     let signature = if signatures::is_signed(request.headers()) {
@@ -258,9 +260,7 @@ pub async fn authenticate(
                 request.extensions_mut().insert(AgentSignature(signature));
             }
             match key {
-                Some(key) => {
-                    idempotency::run_once(&state, &principal, key, recording, request, next).await
-                }
+                Some(key) => idempotency::run_once(&state, &principal, key, request, next).await,
                 None => Ok(next.call(request).await?.map_into_boxed_body()),
             }
         }
@@ -301,10 +301,6 @@ async fn admit(
     }
     Ok(principal)
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("the application state is not configured")]
-struct MissingState;
 
 /// The principal the pipeline resolved, for handlers.
 #[derive(Debug, Clone)]

@@ -13,7 +13,6 @@ use crate::handlers::{
     admin, claims, clients, customers, destinations, health, oauth, orchestrator, organization,
     pay, requests, webhooks,
 };
-use crate::idempotency::KeyRecording;
 use crate::pipeline::{self, Admits};
 
 /// One row of the route table.
@@ -37,19 +36,8 @@ const fn signed_by_agent(kinds: &'static [PrincipalKind]) -> Admits {
 
 const PUBLIC: Admits = Admits::Public;
 
-/// How a route keeps its `Idempotency-Key` answers: claimed around the handler unless the row
-/// names `InWrite`.
-macro_rules! key_recording {
-    () => {
-        KeyRecording::AroundHandler
-    };
-    ($recording:ident) => {
-        KeyRecording::$recording
-    };
-}
-
 macro_rules! route_table {
-    ($($method:ident $path:literal => $admits:expr => $handler:path $(, $recording:ident)?;)*) => {
+    ($($method:ident $path:literal => $admits:expr => $handler:path;)*) => {
         /// Every route of the API.
         pub const ROUTES: &[RouteSpec] = &[
             $(RouteSpec { method: stringify!($method), path: $path, admits: $admits },)*
@@ -63,7 +51,7 @@ macro_rules! route_table {
                     web::method(Method::$method)
                         .to($handler)
                         .wrap(from_fn(|request, next| {
-                            pipeline::authenticate($admits, key_recording!($($recording)?), request, next)
+                            pipeline::authenticate($admits, request, next)
                         })),
                 );
             )*
@@ -87,7 +75,7 @@ route_table! {
 
     // The payment requests first: actix matches routes in this order, one pattern after the
     // other, and these are the busiest.
-    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create, InWrite;
+    POST "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::create;
     GET "/v1/requests" => kinds(&[Client, Platform, Destination]) => requests::list;
     GET "/v1/requests/{id}" => kinds(&[Client, Platform, Destination]) => requests::get;
     POST "/v1/requests/{id}/cancel" => kinds(&[Client, Platform, Destination]) => requests::cancel;

@@ -4,9 +4,14 @@ use mandate_domain::auth::Authenticator;
 use mandate_domain::ports::TargetGuard;
 use mandate_domain::usecases::Mandate;
 
+use std::future::{Ready, ready};
 use std::sync::Arc;
 
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+
 use crate::RateLimit;
+use crate::error::ApiError;
 use crate::tokens::TokenService;
 
 /// The application state shared by all workers.
@@ -29,3 +34,55 @@ pub struct AppState {
     /// Renders the process's metrics at `GET /metrics`; `None` answers 404 there.
     pub metrics: Option<crate::MetricsRenderer>,
 }
+
+/// The application state as a handler reaches it: inside the request's keyed call when it
+/// carries an `Idempotency-Key` (the use cases then run in the call's transaction, see
+/// [`crate::idempotency`]), the server's otherwise. Every handler takes it, so that none can
+/// write beside its call's transaction.
+pub struct State(Arc<AppState>);
+
+impl State {
+    /// The state of a keyed call: the server's, with its use cases on `mandate`.
+    pub(crate) fn keyed(state: &AppState, mandate: Mandate) -> Self {
+        Self(Arc::new(AppState {
+            mandate,
+            ..state.clone()
+        }))
+    }
+}
+
+impl Clone for State {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl std::ops::Deref for State {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+impl FromRequest for State {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let keyed = request.extensions().get::<State>().cloned();
+        ready(
+            keyed
+                .or_else(|| {
+                    request
+                        .app_data::<web::Data<AppState>>()
+                        .map(|data| Self(data.clone().into_inner()))
+                })
+                .ok_or_else(|| ApiError::internal(&MissingState)),
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the application state is not registered")]
+pub(crate) struct MissingState;

@@ -103,8 +103,11 @@ pub struct DbStore {
     acquire_timeout: Duration,
     /// Wakes the webhook workers; shared by clones, and stops listening with the last one.
     work: Arc<Work>,
-    /// Seals webhook secrets at rest; `None` stores them as given.
+    /// Seals webhook secrets and idempotent answers at rest; `None` stores them as given.
     sealer: Option<sealing::Sealer>,
+    /// The keyed call this store runs in (see [`mandate_domain::ports::KeyedWrite`]); `None`
+    /// for the store of the pools.
+    keyed: Option<pool::Keyed>,
 }
 
 impl std::fmt::Debug for DbStore {
@@ -138,6 +141,7 @@ impl DbStore {
             acquire_timeout: options.acquire_timeout,
             work: Arc::new(work),
             sealer: None,
+            keyed: None,
         })
     }
 

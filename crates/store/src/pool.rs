@@ -2,6 +2,8 @@
 //! mapping of driver errors to [`StoreError`].
 
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
@@ -22,6 +24,7 @@ use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::StoreError;
+use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use crate::rows::{DeliveryRow, EventRow, RequestRow};
 use crate::schema::{
@@ -145,9 +148,73 @@ impl Pools {
     }
 }
 
-/// A PostgreSQL connection within `timeout`: deadpool bounds each phase (wait, create,
-/// recycle) separately, the outer bound caps their sum.
+/// The connection of a keyed call, held in the call's transaction from its beginning to its
+/// end (then taken out and returned to the pool): every operation of the call's store runs on
+/// it, so that the call's writes and its answer commit together.
+pub(crate) type KeyedConnection<C> = Arc<tokio::sync::Mutex<Option<Object<C>>>>;
+
+/// The keyed call a store runs in, if any.
+#[derive(Clone)]
+pub(crate) enum Keyed {
+    Postgres(KeyedConnection<AsyncPgConnection>),
+    Sqlite(KeyedConnection<SqliteConn>),
+}
+
+/// The connection one operation runs on (`O`, a pooled connection object): a pooled one, or
+/// its keyed call's.
+pub(crate) enum Held<O: 'static> {
+    Pooled(O),
+    Keyed(OwnedMappedMutexGuard<Option<O>, O>),
+}
+
+impl<O: 'static> Held<O> {
+    /// Whether the operation runs inside a keyed call's transaction.
+    pub(crate) fn is_keyed(&self) -> bool {
+        matches!(self, Held::Keyed(_))
+    }
+
+    async fn keyed(connection: &Arc<tokio::sync::Mutex<Option<O>>>) -> Result<Held<O>, Error> {
+        OwnedMutexGuard::try_map(connection.clone().lock_owned().await, Option::as_mut)
+            .map(Held::Keyed)
+            .map_err(|_| Error::Data("the keyed call has ended".into()))
+    }
+}
+
+impl<O: DerefMut + 'static> Deref for Held<O> {
+    type Target = O::Target;
+
+    fn deref(&self) -> &O::Target {
+        match self {
+            Held::Pooled(object) => object,
+            Held::Keyed(guard) => guard,
+        }
+    }
+}
+
+impl<O: DerefMut + 'static> DerefMut for Held<O> {
+    fn deref_mut(&mut self) -> &mut O::Target {
+        match self {
+            Held::Pooled(object) => object,
+            Held::Keyed(guard) => guard,
+        }
+    }
+}
+
+/// A PostgreSQL connection within `timeout` (the keyed call's, when there is one): deadpool
+/// bounds each phase (wait, create, recycle) separately, the outer bound caps their sum.
 pub(crate) async fn postgres_connection(
+    pool: &Pool<AsyncPgConnection>,
+    keyed: Option<&Keyed>,
+    timeout: Duration,
+) -> Result<Held<Object<AsyncPgConnection>>, Error> {
+    if let Some(Keyed::Postgres(connection)) = keyed {
+        return Held::keyed(connection).await;
+    }
+    Ok(Held::Pooled(pooled_postgres(pool, timeout).await?))
+}
+
+/// A pooled PostgreSQL connection within `timeout`.
+pub(crate) async fn pooled_postgres(
     pool: &Pool<AsyncPgConnection>,
     timeout: Duration,
 ) -> Result<Object<AsyncPgConnection>, Error> {
@@ -157,13 +224,17 @@ pub(crate) async fn postgres_connection(
     }
 }
 
-/// The SQLite connection; only the wait for it is bounded (by deadpool). Abandoning the
-/// opening of a connection midway would abandon a blocking call (see [`detached`]), and
-/// `busy_timeout` bounds the opening anyway.
+/// The SQLite connection (the keyed call's, when there is one); only the wait for it is
+/// bounded (by deadpool). Abandoning the opening of a connection midway would abandon a
+/// blocking call (see [`detached`]), and `busy_timeout` bounds the opening anyway.
 pub(crate) async fn sqlite_connection(
     pool: &Pool<SqliteConn>,
-) -> Result<Object<SqliteConn>, Error> {
-    Ok(pool.get().await?)
+    keyed: Option<&Keyed>,
+) -> Result<Held<Object<SqliteConn>>, Error> {
+    if let Some(Keyed::Sqlite(connection)) = keyed {
+        return Held::keyed(connection).await;
+    }
+    Ok(Held::Pooled(pool.get().await?))
 }
 
 /// Runs a store operation as its own task, so that it completes even when the caller stops
@@ -186,10 +257,12 @@ where
 macro_rules! db_run {
     ($store:expr, |$conn:ident| $body:block) => {{
         let timeout = $store.acquire_timeout;
+        let keyed = $store.keyed.clone();
         match $store.pools.clone() {
             $crate::pool::Pools::Postgres(pool) => {
                 $crate::pool::detached(async move {
-                    let mut object = $crate::pool::postgres_connection(&pool, timeout).await?;
+                    let mut object =
+                        $crate::pool::postgres_connection(&pool, keyed.as_ref(), timeout).await?;
                     let $conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
                     $body
                 })
@@ -197,7 +270,7 @@ macro_rules! db_run {
             }
             $crate::pool::Pools::Sqlite(pool) => {
                 $crate::pool::detached(async move {
-                    let mut object = $crate::pool::sqlite_connection(&pool).await?;
+                    let mut object = $crate::pool::sqlite_connection(&pool, keyed.as_ref()).await?;
                     let $conn: &mut $crate::pool::SqliteConn = &mut object;
                     $body
                 })
@@ -214,11 +287,14 @@ pub(crate) use db_run;
 macro_rules! db_transaction {
     ($store:expr, |$conn:ident| $body:block) => {{
         let timeout = $store.acquire_timeout;
+        let keyed = $store.keyed.clone();
         match $store.pools.clone() {
             $crate::pool::Pools::Postgres(pool) => {
                 $crate::pool::detached(async move {
-                    let mut object = $crate::pool::postgres_connection(&pool, timeout).await?;
+                    let mut object =
+                        $crate::pool::postgres_connection(&pool, keyed.as_ref(), timeout).await?;
                     let conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
+                    // Inside a keyed call's transaction, a savepoint.
                     ::diesel_async::AsyncConnection::transaction::<_, $crate::pool::Error, _>(
                         conn,
                         async |$conn| $body,
@@ -229,10 +305,17 @@ macro_rules! db_transaction {
             }
             $crate::pool::Pools::Sqlite(pool) => {
                 $crate::pool::detached(async move {
-                    let mut object = $crate::pool::sqlite_connection(&pool).await?;
+                    let mut object = $crate::pool::sqlite_connection(&pool, keyed.as_ref()).await?;
+                    let nested = object.is_keyed();
                     let conn: &mut $crate::pool::SqliteConn = &mut object;
-                    conn.immediate_transaction::<_, $crate::pool::Error, _>(async |$conn| $body)
-                        .await
+                    let body = async |$conn: &mut $crate::pool::SqliteConn| -> Result<_, $crate::pool::Error> { $body };
+                    if nested {
+                        // Inside a keyed call's transaction (begun with the write lock), a
+                        // savepoint.
+                        ::diesel_async::AsyncConnection::transaction(conn, body).await
+                    } else {
+                        conn.immediate_transaction(body).await
+                    }
                 })
                 .await
             }
@@ -650,7 +733,7 @@ pub(crate) async fn ping(pools: Pools, timeout: Duration) -> Result<(), StoreErr
     match pools {
         Pools::Postgres(pool) => {
             detached(async move {
-                let mut object = postgres_connection(&pool, timeout).await?;
+                let mut object = pooled_postgres(&pool, timeout).await?;
                 match tokio::time::timeout(timeout, object.batch_execute("SELECT 1")).await {
                     Ok(answer) => Ok(answer?),
                     Err(_) => {
@@ -666,7 +749,7 @@ pub(crate) async fn ping(pools: Pools, timeout: Duration) -> Result<(), StoreErr
         // no lock.
         Pools::Sqlite(pool) => {
             detached(async move {
-                let mut object = sqlite_connection(&pool).await?;
+                let mut object = pool.get().await?;
                 Ok(object.batch_execute("SELECT 1").await?)
             })
             .await

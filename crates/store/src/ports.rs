@@ -18,16 +18,14 @@ use mandate_domain::model::{
 use mandate_domain::payments::{Direction, Payment, PaymentLink, PaymentRequest};
 use mandate_domain::policy::{ClientScope, DestinationScope, RequestScope};
 use mandate_domain::ports::{
-    ClientStore, CustomerStore, DestinationStore, EventStore, Health, IdempotentAnswer, KeyStore,
-    OrchestratorStore, OrganizationStore, Page, PageRequest, RequestFilter, RequestStore,
-    StoreError,
+    ClientStore, CustomerStore, DestinationStore, EventStore, Health, KeyStore, OrchestratorStore,
+    OrganizationStore, Page, PageRequest, RequestFilter, RequestStore, StoreError,
 };
 use mandate_domain::values::Slug;
 use mandate_domain::webhooks::EventScope;
 
 use crate::DbStore;
 use crate::feed::{FeedFilter, FeedPredicate};
-use crate::idempotency::insert_answer;
 use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
 use crate::rows::{
     ClientChanges, ClientRow, CustomerChanges, CustomerRow, DESTINATION, DestinationChanges,
@@ -588,30 +586,6 @@ impl RequestStore for DbStore {
             Ok(())
         })
         .inspect(|_| self.work.committed())
-    }
-
-    async fn insert_request_answering(
-        &self,
-        request: &PaymentRequest,
-        event: &Event,
-        answer: &IdempotentAnswer,
-    ) -> Result<bool, StoreError> {
-        let row = RequestRow::try_from(request)?;
-        let event = EventRow::try_from(event)?;
-        let answer = answer.clone();
-        db_transaction!(self, |conn| {
-            // First, so that a concurrent duplicate waits here before writing anything.
-            if insert_answer!(conn, answer).await? == 0 {
-                return Ok(false);
-            }
-            conn.insert_request_rows(&row, &event).await?;
-            Ok(true)
-        })
-        .inspect(|&inserted| {
-            if inserted {
-                self.work.committed();
-            }
-        })
     }
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {

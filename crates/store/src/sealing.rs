@@ -1,7 +1,9 @@
-//! Webhook signing secrets at rest. Standard Webhooks signs with the secret itself, so the
-//! store must give it back; it keeps it sealed (ChaCha20-Poly1305) under a key derived from
-//! the server's secret, bound to its endpoint's id, so that a copy of the database alone
-//! reveals no secret and a sealed value moved to another row does not open.
+//! Webhook signing secrets and idempotent answers at rest. Standard Webhooks signs with the
+//! secret itself, and a replayed answer must repeat the key or token it first showed, so the
+//! store must give both back; it keeps them sealed (ChaCha20-Poly1305) under a key derived
+//! from the server's secret, bound to the endpoint's id or to the answer's credential and key,
+//! so that a copy of the database alone reveals no secret and a sealed value moved to another
+//! row does not open.
 //!
 //! Stored form: `sealed:v1:` + base64 of the 12-byte nonce followed by the ciphertext and tag.
 //! A value without the prefix was written before sealing existed (or by a store without a
@@ -91,6 +93,27 @@ impl Sealer {
         String::from_utf8(plain.to_vec()).map_err(|_| unreadable())
     }
 
+    /// The stored form of an idempotent answer's body: answers carry keys, webhook secrets
+    /// and payment-link tokens. Bound to the answer's credential and key.
+    pub(crate) fn seal_answer(
+        &self,
+        body: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<String, StoreError> {
+        self.seal(body, &answer_context(scope, key))
+    }
+
+    /// Opens a stored answer's body.
+    pub(crate) fn open_answer(
+        &self,
+        stored: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<String, StoreError> {
+        self.open(stored, &answer_context(scope, key))
+    }
+
     /// A copy of `endpoint` with its secrets sealed, to be written.
     pub(crate) fn sealed(&self, endpoint: &WebhookEndpoint) -> Result<WebhookEndpoint, StoreError> {
         let context = endpoint.id.to_string();
@@ -113,6 +136,12 @@ impl Sealer {
         }
         Ok(())
     }
+}
+
+/// What an answer's seal is bound to; never an endpoint id (`we_…`), so that neither kind of
+/// sealed value opens in the other's place.
+fn answer_context(scope: &str, key: &str) -> String {
+    format!("idempotency {} {scope} {key}", scope.len())
 }
 
 #[cfg(test)]

@@ -494,64 +494,123 @@ async fn abandoned_operations_complete_on_a_current_thread_runtime() {
     .await;
 }
 
-/// A takeover of an abandoned claim that races the first attempt's late response must not
-/// start the request a second time: it waits for the completing transaction, then replays.
+/// A keyed call on the database: nothing of what it wrote stays unless it commits, whether it
+/// rolls back or dies (its transaction dropped with its connection).
+async fn keyed_calls_keep_nothing_unless_they_commit(store: Arc<dyn Store>) {
+    use mandate_domain::ports::{KeyedCall, KeyedStart};
+
+    let (_, destinations) = testing::seed_organization(&*store, 1).await;
+    let events = testing::all_events(&*store).await;
+    let call = KeyedCall {
+        scope: "key_a".into(),
+        key: "order-1".into(),
+        fingerprint: "fp-1".into(),
+        received_at: mandate_domain::now(),
+    };
+    // The first call rolls back, the second dies without ending, the third commits.
+    for ending in ["roll back", "die", "commit"] {
+        let KeyedStart::Run(write) = store.clone().begin_keyed(&call).await.unwrap() else {
+            panic!("the key is unused until a call commits");
+        };
+        let request = testing::payment_request(
+            &destinations[0],
+            mandate_domain::payments::Direction::Incoming,
+            None,
+        );
+        let event = testing::request_event(
+            mandate_domain::events::EventType::PaymentRequestCreated,
+            &request,
+        );
+        write
+            .store()
+            .insert_request(&request, &event)
+            .await
+            .unwrap();
+        // The call's own reads see its writes.
+        assert!(write.store().request(&request.id).await.unwrap().is_some());
+        match ending {
+            "roll back" => write.roll_back().await.unwrap(),
+            "die" => drop(write),
+            _ => write.commit(call.answer(201, "{}".into())).await.unwrap(),
+        }
+        let kept = store.request(&request.id).await.unwrap().is_some();
+        assert_eq!(kept, ending == "commit", "after {ending}");
+    }
+    assert_eq!(
+        testing::all_events(&*store).await.len(),
+        events.len() + 1,
+        "one event, of the call that committed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_takeover_racing_a_late_completion_replays_it() {
-    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
-    use mandate_domain::ports::IdempotencyStart;
+async fn postgres_keyed_calls_keep_nothing_unless_they_commit() {
+    let (store, _database) = support::postgres_store().await;
+    keyed_calls_keep_nothing_unless_they_commit(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keyed_calls_keep_nothing_unless_they_commit() {
+    let (store, _directory) = support::sqlite_store().await;
+    keyed_calls_keep_nothing_unless_they_commit(store).await;
+}
+
+/// A call with a key another call holds waits for it: it gets the first call's answer when
+/// that commits, runs when it rolls back, and is told `InFlight` when the wait outlasts the
+/// lock timeout (the acquire timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keyed_calls_wait_for_the_first_call_with_their_key() {
+    use mandate_domain::ports::{IdempotencyStart, KeyedCall, KeyedStart};
 
     let database = TestDatabase::create().await;
-    let store = store_of(
-        DbStore::open(&database.url, &StoreOptions::default())
-            .await
-            .unwrap(),
-    );
-    let abandoned_after = chrono::Duration::seconds(60);
-    let claimed_at = mandate_domain::now();
-    let started = store
-        .begin_idempotent("key_a", "order-1", "fp-1", claimed_at, abandoned_after)
-        .await
-        .unwrap();
-    assert_eq!(started, IdempotencyStart::Started);
-
-    // The first attempt is about to store its response: it holds the row's lock already, so
-    // the takeover reads the unanswered claim and then waits to change it.
-    let mut late = AsyncPgConnection::establish(&database.url).await.unwrap();
-    late.batch_execute(
-        "BEGIN; SELECT 1 FROM idempotency_keys WHERE scope = 'key_a' AND key = 'order-1' \
-         FOR UPDATE",
-    )
-    .await
-    .unwrap();
-    let takeover = tokio::spawn({
-        let store = store.clone();
-        let later = claimed_at + abandoned_after + chrono::Duration::seconds(1);
-        async move {
-            store
-                .begin_idempotent("key_a", "order-1", "fp-1", later, abandoned_after)
-                .await
-        }
-    });
-    // Long enough for the takeover to read the unanswered claim and block on its row.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !takeover.is_finished(),
-        "the takeover waits for the row lock"
-    );
-    late.batch_execute(
-        "UPDATE idempotency_keys SET status = 201, body = '{}' \
-         WHERE scope = 'key_a' AND key = 'order-1'; COMMIT",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        promptly(takeover).await.unwrap().unwrap(),
-        IdempotencyStart::Replay {
-            status: 201,
-            body: "{}".into()
-        }
-    );
+    let options = StoreOptions {
+        max_connections: 4,
+        acquire_timeout: Duration::from_millis(500),
+    };
+    let store = store_of(DbStore::open(&database.url, &options).await.unwrap());
+    let call = KeyedCall {
+        scope: "key_a".into(),
+        key: "order-1".into(),
+        fingerprint: "fp-1".into(),
+        received_at: mandate_domain::now(),
+    };
+    let run = |store: &Arc<dyn Store>| {
+        let (store, call) = (store.clone(), call.clone());
+        async move { store.begin_keyed(&call).await.unwrap() }
+    };
+    let KeyedStart::Run(first) = run(&store).await else {
+        panic!("the first call runs");
+    };
+    // Past the lock timeout: still in flight.
+    let started = Instant::now();
+    assert!(matches!(
+        promptly(run(&store)).await,
+        KeyedStart::Answered(IdempotencyStart::InFlight)
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // Within it: the second waits, then runs once the first rolls back.
+    let second = tokio::spawn(run(&store));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!second.is_finished(), "the second call waits for the first");
+    first.roll_back().await.unwrap();
+    let KeyedStart::Run(second) = promptly(second).await.unwrap() else {
+        panic!("the key is unused once the first call rolled back");
+    };
+    // A third waits for the second, then replays its answer.
+    let third = tokio::spawn(run(&store));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!third.is_finished(), "the third call waits for the second");
+    second.commit(call.answer(201, "{}".into())).await.unwrap();
+    match promptly(third).await.unwrap() {
+        KeyedStart::Answered(found) => assert_eq!(
+            found,
+            IdempotencyStart::Replay {
+                status: 201,
+                body: "{}".into()
+            }
+        ),
+        KeyedStart::Run(_) => panic!("the key was answered"),
+    }
 }
 
 /// Starts a long wait for work on `waiter`, checks that it lasts while nothing happens, runs

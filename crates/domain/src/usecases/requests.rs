@@ -14,7 +14,7 @@ use crate::ids::{CustomerId, PaymentId, PaymentLinkId, RequestId};
 use crate::model::Destination;
 use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
 use crate::policy::{Action, Decision, Resource, authorize, request_scope};
-use crate::ports::{IdempotentAnswer, Page, PageRequest, RequestFilter, StoreError};
+use crate::ports::{Page, PageRequest, RequestFilter, StoreError};
 use crate::principal::Principal;
 use crate::values::{Amount, Currency, Total};
 
@@ -39,21 +39,6 @@ pub struct NewRequest {
     pub metadata: Option<BTreeMap<String, String>>,
     /// A customer of the organization's pool.
     pub customer_id: Option<String>,
-}
-
-/// A payment request that passed every check of [`Mandate::prepare_request`], with its
-/// `payment_request.created` event; not stored yet.
-#[derive(Debug)]
-pub struct PreparedRequest {
-    request: PaymentRequest,
-    event: Event,
-}
-
-impl PreparedRequest {
-    /// The request as it will be stored.
-    pub fn request(&self) -> &PaymentRequest {
-        &self.request
-    }
 }
 
 /// Errors of [`Mandate::create_request`].
@@ -180,36 +165,6 @@ impl Mandate {
         input: NewRequest,
         now: DateTime<Utc>,
     ) -> Result<PaymentRequest, CreateRequestError> {
-        let PreparedRequest { request, event } =
-            self.prepare_request(principal, input, now).await?;
-        self.store.insert_request(&request, &event).await?;
-        Ok(request)
-    }
-
-    /// Stores a request made by [`Mandate::prepare_request`] and the answer to its
-    /// `Idempotency-Key` in one transaction; `None` (nothing stored) when the key already has
-    /// a record (an earlier request's, or a concurrent one's that committed first).
-    pub async fn create_prepared_request(
-        &self,
-        prepared: PreparedRequest,
-        answer: &IdempotentAnswer,
-    ) -> Result<Option<PaymentRequest>, StoreError> {
-        let PreparedRequest { request, event } = prepared;
-        let stored = self
-            .store
-            .insert_request_answering(&request, &event, answer)
-            .await?;
-        Ok(stored.then_some(request))
-    }
-
-    /// The checks of [`Mandate::create_request`] and the request it would store, without
-    /// storing it: the caller can then render its answer and store both at once.
-    pub async fn prepare_request(
-        &self,
-        principal: &Principal,
-        input: NewRequest,
-        now: DateTime<Utc>,
-    ) -> Result<PreparedRequest, CreateRequestError> {
         let destination_id = match acting_for(principal) {
             ActingFor::Destination(id) => id,
             ActingFor::Unnamed => return Err(CreateRequestError::DestinationRequired),
@@ -311,7 +266,8 @@ impl Mandate {
             &request,
             now,
         );
-        Ok(PreparedRequest { request, event })
+        self.store.insert_request(&request, &event).await?;
+        Ok(request)
     }
 
     /// Loads a request, authorizes `action` for `caller` (`None`: the holder of a payment

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{OrchestratorView, OrganizationView};
 
 /// Body of `POST /v1/admin/organizations`.
@@ -32,7 +32,7 @@ pub struct OrganizationCreated {
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_organization(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     body: web::Json<CreateOrganization>,
 ) -> Result<HttpResponse, ApiError> {
@@ -72,7 +72,7 @@ pub struct OrchestratorCreated {
         (status = 409, description = "slug taken", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_orchestrator(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     body: web::Json<CreateOrchestrator>,
 ) -> Result<HttpResponse, ApiError> {

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::{AgentSignature, Authenticated};
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{ClaimList, ClaimView, LedgerList, ListBody};
 
 /// Body of `POST /v1/claims`.
@@ -154,7 +154,7 @@ fn claim_id(text: &str) -> Result<ClaimId, ApiError> {
         (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn submit(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     AgentSignature(signature): AgentSignature,
     body: web::Json<SubmitClaim>,
@@ -205,7 +205,7 @@ pub async fn submit(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<ClaimListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -238,7 +238,7 @@ pub async fn list(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -255,7 +255,7 @@ pub async fn get(
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn approve(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: web::Bytes,
@@ -299,7 +299,7 @@ pub async fn approve(
         (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn reject(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -319,7 +319,7 @@ pub async fn reject(
         (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn revoke(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -338,7 +338,7 @@ pub async fn revoke(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn ledger(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -354,7 +354,7 @@ pub async fn ledger(
         (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn verify_ledger(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let check = state.mandate.verify_ledger(&principal).await?;

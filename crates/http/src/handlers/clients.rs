@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{ClientList, ClientView, ListBody};
 
 /// Body of `POST /v1/client-ids`.
@@ -60,7 +60,7 @@ fn respond(client: &Client) -> HttpResponse {
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     body: web::Json<CreateClient>,
 ) -> Result<HttpResponse, ApiError> {
@@ -83,7 +83,7 @@ pub async fn create(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<ClientListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -118,7 +118,7 @@ pub async fn list(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -135,7 +135,7 @@ pub async fn get(
         (status = 404, body = ErrorEnvelope), (status = 409, description = "revoked", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn grant(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: web::Json<GrantPermission>,
@@ -159,7 +159,7 @@ pub async fn grant(
         (status = 404, body = ErrorEnvelope), (status = 409, description = "revoked", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn withdraw(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
@@ -181,7 +181,7 @@ pub async fn withdraw(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn revoke(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{ListParams, path_id};
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::ListBody;
 
 /// Body of `POST /v1/customers`.
@@ -102,7 +102,7 @@ fn customer_id(text: &str) -> Result<CustomerId, ApiError> {
         (status = 409, description = "email taken; details.existing_id names the customer", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     body: web::Json<CreateCustomer>,
 ) -> Result<HttpResponse, ApiError> {
@@ -125,7 +125,7 @@ pub async fn create(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<CustomerListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -149,7 +149,7 @@ pub async fn list(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -168,7 +168,7 @@ pub async fn get(
         (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn update(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: web::Json<UpdateCustomer>,
@@ -198,7 +198,7 @@ pub async fn update(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn delete(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::handlers::keys;
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{DestinationList, DestinationView, KeyList, KeyView, ListBody, NewKeyView};
 
 /// Body of `POST /v1/destinations`.
@@ -57,7 +57,7 @@ fn destination_id(text: &str) -> Result<DestinationId, ApiError> {
         (status = 409, description = "slug taken", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     body: web::Json<CreateDestination>,
 ) -> Result<HttpResponse, ApiError> {
@@ -82,7 +82,7 @@ pub async fn create(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -106,7 +106,7 @@ pub async fn list(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -125,7 +125,7 @@ pub async fn get(
         (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn update(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: web::Json<UpdateDestination>,
@@ -156,7 +156,7 @@ pub async fn update(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_key(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -176,7 +176,7 @@ pub async fn create_key(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list_keys(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -195,7 +195,7 @@ pub async fn list_keys(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn revoke_key(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::state::AppState;
+use crate::state::State;
 
 /// Readiness probes give up after this long, well under a load balancer's timeout.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,7 +28,7 @@ pub async fn healthz() -> HttpResponse {
 /// The process can serve: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = ErrorEnvelope)))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.mandate.store().ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(Status { status: "ready" })),
         Ok(Err(error)) => {
@@ -51,7 +51,7 @@ pub async fn openapi() -> HttpResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain"),
               (status = 404, body = ErrorEnvelope, description = "metrics are not enabled")))]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(state: State) -> Result<HttpResponse, ApiError> {
     let renderer = state.metrics.as_ref().ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

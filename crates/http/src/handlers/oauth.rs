@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::BODY_LIMIT_BYTES;
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::state::AppState;
+use crate::state::State;
 use crate::tokens::{JwkSet, TokenService};
 
 /// The token request's parameters, sent as `application/x-www-form-urlencoded` (RFC 6749) or
@@ -277,7 +277,7 @@ async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError>
 pub async fn token(
     request: HttpRequest,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    state: State,
     tokens: web::Data<TokenService>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload).await?;
@@ -309,7 +309,7 @@ impl From<OAuthError> for GrantFailure {
 async fn grant(
     request: &HttpRequest,
     body: &[u8],
-    state: &AppState,
+    state: &State,
     tokens: &TokenService,
 ) -> Result<HttpResponse, GrantFailure> {
     let params = parse_body(request, body)?;

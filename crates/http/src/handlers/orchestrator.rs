@@ -7,7 +7,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::handlers::keys;
 use crate::input::EmptyBody;
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{KeyView, NewKeyView, OrchestratorProfile};
 
 /// Reads the orchestrator's profile and its keys.
@@ -16,7 +16,7 @@ use crate::views::{KeyView, NewKeyView, OrchestratorProfile};
         (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let (orchestrator, keys) = state.mandate.orchestrator_profile(&principal).await?;
@@ -32,7 +32,7 @@ pub async fn get(
         (status = 403, body = ErrorEnvelope), (status = 409, description = "two keys already active", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_key(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     _body: EmptyBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -46,7 +46,7 @@ pub async fn create_key(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn revoke_key(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     key_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

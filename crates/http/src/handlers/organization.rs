@@ -7,7 +7,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::handlers::keys;
 use crate::input::EmptyBody;
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{KeyList, KeyView, NewKeyView, OrganizationView};
 
 /// Reads the platform's organization.
@@ -16,7 +16,7 @@ use crate::views::{KeyList, KeyView, NewKeyView, OrganizationView};
         (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     let organization = state.mandate.organization(&principal).await?;
@@ -29,7 +29,7 @@ pub async fn get(
         (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_key(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     _body: EmptyBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -42,7 +42,7 @@ pub async fn create_key(
         (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list_keys(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
 ) -> Result<HttpResponse, ApiError> {
     keys::list(&state, &principal, KeyTarget::Organization).await
@@ -55,7 +55,7 @@ pub async fn list_keys(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn revoke_key(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     key_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

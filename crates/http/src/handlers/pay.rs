@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::state::AppState;
+use crate::state::State;
 
 /// What a payment link shows, as JSON.
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,11 +73,7 @@ impl From<&PaymentPage> for PaymentPageView {
         (status = 404, description = "no link has this token", body = ErrorEnvelope),
         (status = 410, description = "the link has expired", body = ErrorEnvelope),
         (status = 503, description = "the database cannot be reached now", body = ErrorEnvelope)))]
-pub async fn page(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    token: web::Path<String>,
-) -> HttpResponse {
+pub async fn page(state: State, request: HttpRequest, token: web::Path<String>) -> HttpResponse {
     let json = wants_json(&request);
     let mut response = match state
         .mandate

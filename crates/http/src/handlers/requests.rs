@@ -2,8 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use mandate_domain::ids::{DestinationId, RequestId};
@@ -14,10 +12,9 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::idempotency::WriteIdempotency;
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::{
     ListBody, PaymentLinkCreated, PaymentRecorded, PaymentRequestList, PaymentRequestView,
 };
@@ -96,9 +93,8 @@ fn request_id(text: &str) -> Result<RequestId, ApiError> {
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
-    WriteIdempotency(key): WriteIdempotency,
     body: web::Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
@@ -113,31 +109,11 @@ pub async fn create(
         metadata: body.metadata,
         customer_id: body.customer_id,
     };
-    let now = mandate_domain::now();
-    let Some(key) = key else {
-        let request = state.mandate.create_request(&principal, input, now).await?;
-        return Ok(HttpResponse::Created().json(&request));
-    };
-    // The response is rendered before the write, so that it is stored in the same transaction.
-    let prepared = state
+    let request = state
         .mandate
-        .prepare_request(&principal, input, now)
+        .create_request(&principal, input, mandate_domain::now())
         .await?;
-    let body =
-        serde_json::to_string(prepared.request()).map_err(|error| ApiError::internal(&error))?;
-    let answer = key.answer(StatusCode::CREATED, &body);
-    if state
-        .mandate
-        .create_prepared_request(prepared, &answer)
-        .await?
-        .is_none()
-    {
-        return Err(key.taken());
-    }
-    key.stored();
-    Ok(HttpResponse::Created()
-        .content_type(ContentType::json())
-        .body(body))
+    Ok(HttpResponse::Created().json(&request))
 }
 
 /// Lists the requests the caller may read, newest first.
@@ -146,7 +122,7 @@ pub async fn create(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<RequestListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -195,7 +171,7 @@ pub async fn list(
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -214,7 +190,7 @@ pub async fn get(
         (status = 409, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn cancel(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -235,7 +211,7 @@ pub async fn cancel(
         (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_payment_link(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: Option<web::Json<CreatePaymentLink>>,
@@ -267,7 +243,7 @@ pub async fn create_payment_link(
         (status = 409, description = "cancelled or expired", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn report_payment(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: web::Json<ReportPayment>,

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, ListParams, path_id};
 use crate::pipeline::Authenticated;
-use crate::state::AppState;
+use crate::state::State;
 use crate::views::ListBody;
 
 /// Body of `POST /v1/webhook-endpoints`.
@@ -166,7 +166,7 @@ fn endpoint_id(text: &str) -> Result<EndpointId, ApiError> {
     path_id(text, EndpointId::parse)
 }
 
-async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
+async fn check_target(state: &State, url: &str) -> Result<(), ApiError> {
     state
         .target_guard
         .check(url)
@@ -180,7 +180,7 @@ async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
         (status = 401, body = ErrorEnvelope), (status = 403, description = "an event type this credential can never read", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     body: web::Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
@@ -207,7 +207,7 @@ pub async fn create(
     responses((status = 200, body = EndpointList), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn list(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -222,7 +222,7 @@ pub async fn list(
     responses((status = 200, body = EndpointView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn get(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -241,7 +241,7 @@ pub async fn get(
         (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn update(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     body: web::Json<UpdateEndpoint>,
@@ -275,7 +275,7 @@ pub async fn update(
     responses((status = 200, body = EndpointView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn delete(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -293,7 +293,7 @@ pub async fn delete(
     responses((status = 200, body = EndpointWithSecret), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn rotate_secret(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -314,7 +314,7 @@ pub async fn rotate_secret(
     responses((status = 200, body = EventView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn test(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -332,7 +332,7 @@ pub async fn test(
     responses((status = 200, body = DeliveryList), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn deliveries(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     params: web::Query<ListParams>,
@@ -355,7 +355,7 @@ pub async fn deliveries(
     responses((status = 200, body = DeliveryView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn retry(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
     _body: EmptyBody,
@@ -374,7 +374,7 @@ pub async fn retry(
     responses((status = 200, body = EventList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn events(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -393,7 +393,7 @@ pub async fn events(
     responses((status = 200, body = EventView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn event(
-    state: web::Data<AppState>,
+    state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
