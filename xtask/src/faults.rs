@@ -71,6 +71,8 @@ pub fn run(scale: &str) -> Result<ExitCode> {
         "test",
         "-p",
         "mandate-server",
+        "--features",
+        "fault-injection",
         "--test",
         "faults",
         "--",

@@ -176,6 +176,8 @@ pub async fn run_once(
         // Should the commit fail, the client sees the error and retries: a commit that did
         // happen is then replayed, one that did not runs again.
         write.commit(answer).await.map_err(ApiError::from)?;
+        #[cfg(feature = "fault-injection")]
+        fault_injection::crash_after_commit(&call.key);
     } else {
         // A refusal, or a server error, keeps nothing of what the call wrote.
         roll_back(write).await;
@@ -189,6 +191,23 @@ pub async fn run_once(
         }
     }
     Ok(ServiceResponse::new(http_request, response.rebuild()))
+}
+
+/// A crash at the worst moment for a keyed call, for the fault suite: after its commit,
+/// before its answer leaves. Built only with the `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+mod fault_injection {
+    use std::sync::OnceLock;
+
+    /// The `Idempotency-Key` whose call kills the process once committed.
+    const ENV: &str = "MANDATE_FAULT_CRASH_AFTER_COMMIT";
+
+    pub(super) fn crash_after_commit(key: &str) {
+        static KEY: OnceLock<Option<String>> = OnceLock::new();
+        if KEY.get_or_init(|| std::env::var(ENV).ok()).as_deref() == Some(key) {
+            std::process::abort();
+        }
+    }
 }
 
 async fn roll_back(write: Box<dyn KeyedWrite>) {

@@ -27,8 +27,7 @@ pub fn load_or_generate(
             .decode(text.trim())
             .with_context(|| format!("{} is not valid base64", path.display())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data_dir)
-                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            create_private_dir(data_dir)?;
             let mut secret = vec![0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut secret);
             write_private(
@@ -40,6 +39,18 @@ pub fn load_or_generate(
         }
         Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only: it holds the server's secrets
+/// and, by default, the SQLite database.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -342,3 +342,196 @@ async fn no_secret_reaches_the_logs_or_the_database() {
         secrets.0.len()
     );
 }
+
+/// Each POST that shows a secret, sent with an `Idempotency-Key`, then replayed: the replay
+/// repeats the secret (the answer is kept), and `look` finds none of them at rest.
+async fn keyed_secrets(api: &Api) -> Secrets {
+    let mut secrets = Secrets::default();
+    let mut keyed = async |what: &str, path: &str, token: &str, body: Value, field: &str| {
+        let key = format!("hygiene-{}", random_hex(8));
+        let headers = [("idempotency-key", key.as_str())];
+        let first = api
+            .send("POST", path, Some(token), Some(body.clone()), &headers)
+            .await;
+        let secret = created(&first, field);
+        let again = api
+            .send("POST", path, Some(token), Some(body), &headers)
+            .await;
+        assert_eq!(again.headers["idempotent-replayed"], "true", "{what}");
+        assert_eq!(again.body, first.body, "{what}: the replay differs");
+        secrets.add(what, &secret);
+        first
+    };
+    let organization = keyed(
+        "platform key",
+        "/v1/admin/organizations",
+        ADMIN_TOKEN,
+        json!({"name": "Keyed"}),
+        "platform_key",
+    )
+    .await;
+    let platform = organization.body["platform_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    keyed(
+        "second platform key",
+        "/v1/organization/keys",
+        &platform,
+        json!({}),
+        "key",
+    )
+    .await;
+    let slug = format!("shop-{}", random_hex(6));
+    let destination = api
+        .post(
+            "/v1/destinations",
+            &platform,
+            json!({"slug": slug, "display_name": "Shop"}),
+        )
+        .await;
+    let destination_id = created(&destination, "id");
+    let destination_key = keyed(
+        "destination key",
+        &format!("/v1/destinations/{destination_id}/keys"),
+        &platform,
+        json!({}),
+        "key",
+    )
+    .await;
+    let destination_key = destination_key.body["key"].as_str().unwrap().to_owned();
+    let orchestrator_slug = format!("orc-{}", random_hex(6));
+    let orchestrator = keyed(
+        "orchestrator key",
+        "/v1/admin/orchestrators",
+        ADMIN_TOKEN,
+        json!({"slug": orchestrator_slug, "name": "Keyed"}),
+        "api_key",
+    )
+    .await;
+    let orchestrator_key = orchestrator.body["api_key"].as_str().unwrap().to_owned();
+    keyed(
+        "second orchestrator key",
+        "/v1/orchestrator/keys",
+        &orchestrator_key,
+        json!({}),
+        "key",
+    )
+    .await;
+    let endpoint = keyed(
+        "webhook secret",
+        "/v1/webhook-endpoints",
+        &destination_key,
+        json!({"url": "http://127.0.0.1:9/keyed", "event_types": ["*"]}),
+        "secret",
+    )
+    .await;
+    let endpoint_id = created(&endpoint, "id");
+    keyed(
+        "rotated webhook secret",
+        &format!("/v1/webhook-endpoints/{endpoint_id}/rotate-secret"),
+        &destination_key,
+        json!({}),
+        "secret",
+    )
+    .await;
+    let request = api
+        .post(
+            "/v1/requests",
+            &destination_key,
+            json!({"direction": "incoming", "amount": "5", "currency": "USD"}),
+        )
+        .await;
+    let request_id = created(&request, "id");
+    let link = keyed(
+        "payment link url",
+        &format!("/v1/requests/{request_id}/payment-links"),
+        &destination_key,
+        json!({}),
+        "url",
+    )
+    .await;
+    let url = created(&link, "url");
+    secrets.add("payment link token", url.rsplit_once("/pay/").unwrap().1);
+    secrets
+}
+
+/// A server that accepts loopback webhook targets.
+async fn keyed_server(data_dir: &std::path::Path, database: &Database) -> Server {
+    let mut command = support::mandate_command(data_dir, database);
+    command
+        .env("MANDATE__WEBHOOKS__ALLOW_HTTP", "true")
+        .env("MANDATE__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+    Server::start_with(command, data_dir).await
+}
+
+/// The mode bits of `path` (permissions only).
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_idempotent_answers_keep_no_secret_in_clear() {
+    let database = FreshPostgres::create().await;
+    let data = TempDir::new();
+    let server = keyed_server(&data.0, &Database::Postgres(database.url.clone())).await;
+    let secrets = keyed_secrets(&server.api()).await;
+    let (tables, rows) = dump(&database).await;
+    assert!(
+        tables
+            .lines()
+            .filter(|line| line.starts_with("idempotency_keys: "))
+            .count()
+            >= 8,
+        "the dump misses the idempotency records ({rows} rows)"
+    );
+    let in_tables = secrets.found_in(&tables);
+    assert!(
+        in_tables.is_empty(),
+        "secrets in plain text in the database: {in_tables:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_idempotent_answers_keep_no_secret_in_clear_and_files_are_private() {
+    let parent = TempDir::new();
+    // A data directory the server creates itself.
+    let data_dir = parent.0.join("data");
+    let server = keyed_server(&data_dir, &Database::Sqlite).await;
+    let secrets = keyed_secrets(&server.api()).await;
+    // Every byte the database keeps, its WAL's included, as another local user could read them.
+    let mut stored = String::new();
+    let mut files = 0;
+    for entry in std::fs::read_dir(&data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("mandate.db") {
+            stored.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "the database and its WAL");
+    assert!(
+        stored.contains("idempotency_keys"),
+        "the files hold the idempotency table"
+    );
+    let at_rest = secrets.found_in(&stored);
+    assert!(
+        at_rest.is_empty(),
+        "secrets in plain text in the SQLite files: {at_rest:?}"
+    );
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&data_dir), 0o700, "the data directory");
+        for name in ["mandate.db", "mandate.db-wal", "mandate.db-shm"] {
+            assert_eq!(mode(&data_dir.join(name)), 0o600, "{name}");
+        }
+    }
+    drop(server);
+}

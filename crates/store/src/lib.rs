@@ -79,6 +79,15 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
+    /// The SQLite file could not be created or made private.
+    #[error("cannot create the database file {}", .path.display())]
+    CreateDatabaseFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The database refused or did not answer the first connection.
     #[error("cannot connect to the database at {target}")]
     Connect {
@@ -172,17 +181,47 @@ pub async fn migrate(url: &str) -> Result<usize, OpenError> {
     }
 }
 
-/// Creates the file's directory; the path as the text the SQLite driver takes.
+/// Creates the file's directory and the file itself, readable by their owner only (0700 and
+/// 0600: the database holds key hashes and sealed secrets, and SQLite gives its WAL and
+/// shared-memory files the database file's mode); the path as the text the SQLite driver
+/// takes.
 fn prepare_sqlite_file(path: PathBuf) -> Result<String, OpenError> {
     if let Some(directory) = path
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(directory).map_err(|source| OpenError::CreateDirectory {
-            path: directory.to_owned(),
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(directory)
+            .map_err(|source| OpenError::CreateDirectory {
+                path: directory.to_owned(),
+                source,
+            })?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
+        .open(&path)
+        .map_err(|source| OpenError::CreateDatabaseFile {
+            path: path.clone(),
             source,
         })?;
+    // A file made by an earlier version, or by hand, is narrowed too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|source| OpenError::CreateDatabaseFile {
+                path: path.clone(),
+                source,
+            })?;
     }
+    drop(file);
     path.into_os_string()
         .into_string()
         .map_err(|_| OpenError::InvalidSqlitePath)
