@@ -6,8 +6,8 @@ use mandate_domain::usecases::Mandate;
 
 use std::sync::Arc;
 
-use crate::RateLimit;
 use crate::tokens::TokenService;
+use crate::{FailedAuthThrottle, RateLimit};
 
 /// The application state shared by all workers.
 #[derive(Clone)]
@@ -20,6 +20,8 @@ pub struct AppState {
     pub public_url: String,
     /// Per-credential rate limit; `None` when off.
     pub rate_limit: Option<RateLimit>,
+    /// The throttle of failed authentication per source address; `None` when off.
+    pub failed_auth: Option<FailedAuthThrottle>,
     /// Issues and verifies OAuth access tokens.
     pub tokens: Arc<TokenService>,
     /// Checks webhook targets against the network policy.
