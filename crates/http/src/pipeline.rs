@@ -310,7 +310,7 @@ async fn admit(
             "this endpoint also needs the agent's signature (Signature-Input, Signature)",
         ));
     }
-    // Only now, with the credential known and admitted, is the nonce kept (a replay → 401).
+    // Only now, with the credential known and admitted, is the nonce kept (a replay → 409).
     if let Some(signature) = signature {
         state
             .authenticator
