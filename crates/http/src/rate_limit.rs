@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
@@ -73,7 +73,7 @@ fn credential(principal: &Principal) -> String {
 #[derive(Clone)]
 pub struct FailedAuthThrottle {
     /// Per address, the GCRA "theoretical arrival time": the bucket is full again then.
-    buckets: Arc<Mutex<HashMap<IpAddr, Instant>>>,
+    buckets: Arc<RwLock<HashMap<IpAddr, Instant>>>,
     /// The time one token takes to come back.
     interval: Duration,
     /// How far ahead of now the full-again time may be while failures are still allowed.
@@ -97,7 +97,7 @@ impl FailedAuthThrottle {
         let interval = Duration::from_secs(60) / per_minute.get();
         let burst = burst.max(1);
         Some(Self {
-            buckets: Arc::new(Mutex::new(HashMap::new())),
+            buckets: Arc::new(RwLock::new(HashMap::new())),
             interval,
             tolerance: interval * burst,
         })
@@ -122,7 +122,8 @@ impl FailedAuthThrottle {
     }
 
     fn check_at(&self, address: IpAddr, now: Instant) -> Result<(), u64> {
-        let buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        // Every authenticated request asks: a read lock, so that they do not queue.
+        let buckets = self.buckets.read().unwrap_or_else(PoisonError::into_inner);
         let Some(full_at) = buckets.get(&Self::key(address)) else {
             return Ok(());
         };
@@ -142,7 +143,7 @@ impl FailedAuthThrottle {
     }
 
     fn record_failure_at(&self, address: IpAddr, now: Instant) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut buckets = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         let key = Self::key(address);
         if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&key) {
             buckets.retain(|_, full_at| *full_at > now);
@@ -160,7 +161,7 @@ impl FailedAuthThrottle {
     pub fn forget_idle(&self) {
         let now = Instant::now();
         self.buckets
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|_, full_at| *full_at > now);
     }

@@ -1378,6 +1378,73 @@ mod tests {
     }
 
     #[test]
+    fn header_sizes_components_and_parameters_are_bounded() {
+        let signer = signer();
+        let key = key_id(&signer);
+        let parameters = format!(";created={NOW};keyid=\"{key}\";nonce=\"n\"");
+        let mut request = Request::new(&[], b"");
+        // Exactly at the limits: still read (and refused for what it covers, not its size).
+        let fields: Vec<String> = (0..MAX_COMPONENTS - 2)
+            .map(|index| format!("\"x-{index}\""))
+            .collect();
+        let input = format!(
+            "sig1=(\"@method\" \"@target-uri\" {}){parameters}",
+            fields.join(" ")
+        );
+        request.sign_input(&signer, &input);
+        assert_eq!(
+            request.verify().unwrap_err(),
+            SignatureError::MissingField("\"x-0\"".to_owned())
+        );
+        // One component more.
+        let input = format!(
+            "sig1=(\"@method\" \"@target-uri\" {} \"x-last\"){parameters}",
+            fields.join(" ")
+        );
+        request.sign_input(&signer, &input);
+        assert_eq!(
+            request.verify().unwrap_err(),
+            SignatureError::TooManyComponents {
+                limit: MAX_COMPONENTS
+            }
+        );
+        // Parameters past the limit, even repeated ones.
+        let input =
+            format!("sig1=(\"@method\" \"@target-uri\"){parameters};a=1;b=2;c=3;d=4;e=5;f=6");
+        request.set("signature-input", &input);
+        assert_eq!(
+            request.verify().unwrap_err(),
+            SignatureError::TooManyParameters {
+                limit: MAX_PARAMETERS
+            }
+        );
+        // Headers past the limit, counted over all their lines.
+        let padding = format!(";tag=\"{}\"", "t".repeat(MAX_HEADER_BYTES));
+        let input = format!("sig1=(\"@method\" \"@target-uri\"){parameters}{padding}");
+        request.set("signature-input", &input);
+        let too_large = |header| SignatureError::HeaderTooLarge {
+            header,
+            limit: MAX_HEADER_BYTES,
+        };
+        assert_eq!(request.verify().unwrap_err(), too_large("Signature-Input"));
+        let mut request = Request::signed(&signer, &[], BODY);
+        let half = format!("md5=:{}:", "A".repeat(MAX_HEADER_BYTES / 2));
+        request.headers.append(
+            HeaderName::from_static("content-digest"),
+            HeaderValue::from_str(&half).unwrap(),
+        );
+        request.headers.append(
+            HeaderName::from_static("content-digest"),
+            HeaderValue::from_str(&half).unwrap(),
+        );
+        assert_eq!(request.verify().unwrap_err(), too_large("Content-Digest"));
+        let mut request = Request::signed(&signer, &[], BODY);
+        let signature = format!("sig1=:{}:", "A".repeat(MAX_HEADER_BYTES));
+        request.set("signature", &signature);
+        assert_eq!(request.verify().unwrap_err(), too_large("Signature"));
+    }
+
+    #[test]
     fn exactly_one_signature_in_both_headers() {
         let signer = signer();
         let request = Request::signed(&signer, &[], b"");
@@ -1590,6 +1657,16 @@ mod tests {
         let errors = [
             SignatureError::MissingHeader("Signature"),
             SignatureError::MalformedHeader("Signature"),
+            SignatureError::HeaderTooLarge {
+                header: "Signature",
+                limit: MAX_HEADER_BYTES,
+            },
+            SignatureError::TooManyComponents {
+                limit: MAX_COMPONENTS,
+            },
+            SignatureError::TooManyParameters {
+                limit: MAX_PARAMETERS,
+            },
             SignatureError::SignatureCount { found: 2 },
             SignatureError::LabelMismatch,
             SignatureError::MalformedSignatureInput,
