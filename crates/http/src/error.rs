@@ -148,7 +148,33 @@ impl ApiError {
             "too many requests for this credential: retry later",
         );
         error.retry_after = Some(retry_after_seconds);
+        error.details = Some(serde_json::json!({ "retry_after": retry_after_seconds }));
         error.with_auth_reason("rate_limited")
+    }
+
+    /// 429 `RATE_LIMITED`, with `Retry-After`: too many failed authentications from the
+    /// caller's address; nothing of the request was read.
+    pub fn failed_auth_throttled(retry_after_seconds: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!(
+                "too many failed authentication attempts from this address: retry in \
+                 {retry_after_seconds} s"
+            ),
+        );
+        error.retry_after = Some(retry_after_seconds);
+        error.details = Some(serde_json::json!({ "retry_after": retry_after_seconds }));
+        error.with_auth_reason("failed_auth_throttled")
+    }
+
+    /// 415 `UNSUPPORTED_MEDIA_TYPE`.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            message,
+        )
     }
 
     /// 500 `INTERNAL`; the cause is logged, never sent.

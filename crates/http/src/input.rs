@@ -1,6 +1,9 @@
 //! Reading the caller's input: list parameters, ids in paths, and empty action bodies.
 
-use actix_web::dev::Payload;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::CONTENT_ENCODING;
+use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
@@ -89,4 +92,27 @@ impl FromRequest for EmptyBody {
             Ok(Self::check(&body)?)
         })
     }
+}
+
+/// Refuses requests whose body is encoded (`Content-Encoding` other than `identity`) with 415,
+/// before anything reads them: a signature's `Content-Digest` and an `Idempotency-Key`'s
+/// fingerprint are taken over the bytes sent, and the handlers read JSON, so an encoded body
+/// could only be misread.
+pub(crate) async fn refuse_encoded_bodies(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let encoded = request.headers().get_all(CONTENT_ENCODING).any(|value| {
+        !value
+            .to_str()
+            .is_ok_and(|text| text.trim().eq_ignore_ascii_case("identity"))
+    });
+    if encoded {
+        let error = ApiError::unsupported_media_type(
+            "send the body unencoded: Content-Encoding (gzip, br, …) is not supported on requests",
+        );
+        let response = actix_web::ResponseError::error_response(&error);
+        return Ok(request.into_response(response));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }

@@ -24,7 +24,7 @@ use actix_web::{App, HttpRequest, web};
 
 pub use error::ApiError;
 pub use metrics::MetricsRenderer;
-pub use rate_limit::RateLimit;
+pub use rate_limit::{FailedAuthThrottle, RateLimit};
 pub use state::AppState;
 
 /// JSON bodies larger than this are refused with 413.
@@ -82,6 +82,7 @@ pub fn app(
         .app_data(web::PathConfig::default().error_handler(path_error))
         .configure(routes::register)
         .default_service(web::to(unknown_route))
+        .wrap(from_fn(input::refuse_encoded_bodies))
         .wrap(from_fn(metrics::middleware))
         .wrap(from_fn(request_id::middleware))
 }

@@ -174,7 +174,8 @@ async fn apply_destination(
 }
 
 /// Verifies an agent's signature over the request, body included (the body is read here and
-/// put back for the handler), and accepts its nonce once per key.
+/// put back for the handler). Its nonce is accepted later, once the credential resolved: a key
+/// no agent holds writes nothing.
 async fn verify_agent_signature(
     state: &AppState,
     request: &mut ServiceRequest,
@@ -195,21 +196,10 @@ async fn verify_agent_signature(
         headers: request.headers(),
         body: &body,
     };
-    let now = mandate_domain::now();
-    let verified = signatures::verify(&message, now).map_err(|error| {
+    signatures::verify(&message, mandate_domain::now()).map_err(|error| {
         tracing::info!(reason = error.reason(), "agent signature refused");
         ApiError::signature_invalid(error.to_string()).with_auth_reason(error.reason())
-    })?;
-    state
-        .authenticator
-        .accept_signature_nonce(
-            state.mandate.store().as_ref(),
-            &verified.key,
-            &verified.nonce,
-            now,
-        )
-        .await?;
-    Ok(verified)
+    })
 }
 
 /// The scheme and authority of the public URL: signatures cover the URL the agent called,
@@ -238,11 +228,31 @@ pub async fn authenticate(
             ApiError::internal(&crate::state::MissingState),
         ));
     };
+    // An address past its failed authentications is refused before anything is read.
+    let address = request.peer_addr().map(|address| address.ip());
+    let throttle = state.failed_auth.as_ref().zip(address);
+    if let Some((throttle, address)) = throttle {
+        if let Err(wait) = throttle.check(address) {
+            let error = ApiError::failed_auth_throttled(wait);
+            crate::metrics::record_auth_failure(&request, &error);
+            return Ok(refuse(request, error));
+        }
+    }
+    let failed = |error: &ApiError| {
+        let unauthenticated = actix_web::ResponseError::status_code(error).as_u16() == 401;
+        if let (Some((throttle, address)), true) = (throttle, unauthenticated) {
+            throttle.record_failure(address);
+        }
+    };
     let mut request = request;
     let signature = if signatures::is_signed(request.headers()) {
         match verify_agent_signature(&state, &mut request).await {
             Ok(signature) => Some(signature),
-            Err(error) => return Ok(refuse(request, error)),
+            Err(error) => {
+                failed(&error);
+                crate::metrics::record_auth_failure(&request, &error);
+                return Ok(refuse(request, error));
+            }
         }
     } else {
         None
@@ -266,6 +276,7 @@ pub async fn authenticate(
         }
         Err(error) => {
             tracing::info!(code = error.code(), "request refused");
+            failed(&error);
             crate::metrics::record_auth_failure(&request, &error);
             Ok(refuse(request, error))
         }
@@ -298,6 +309,18 @@ async fn admit(
         return Err(ApiError::signature_invalid(
             "this endpoint also needs the agent's signature (Signature-Input, Signature)",
         ));
+    }
+    // Only now, with the credential known and admitted, is the nonce kept (a replay → 409).
+    if let Some(signature) = signature {
+        state
+            .authenticator
+            .accept_signature_nonce(
+                state.mandate.store().as_ref(),
+                &signature.key,
+                &signature.nonce,
+                mandate_domain::now(),
+            )
+            .await?;
     }
     Ok(principal)
 }

@@ -39,6 +39,15 @@ pub const MAX_AGE_SECONDS: i64 = 300;
 pub const MAX_AHEAD_SECONDS: i64 = 60;
 /// The longest nonce accepted, in characters.
 pub const MAX_NONCE_CHARS: usize = 256;
+/// The largest `Signature-Input`, `Signature` or `Content-Digest` accepted, in bytes (all its
+/// field lines together). A genuine one is a few hundred bytes; the cap bounds the parsing a
+/// caller can ask for before anything is known about it.
+pub const MAX_HEADER_BYTES: usize = 4096;
+/// The most components one signature may cover.
+pub const MAX_COMPONENTS: usize = 32;
+/// The most signature parameters accepted (six are known: `created`, `expires`, `keyid`,
+/// `alg`, `nonce`, `tag`).
+pub const MAX_PARAMETERS: usize = 8;
 
 /// The label [`AgentSigner`] gives its signature (the verifier accepts any label).
 const LABEL: &str = "sig1";
@@ -80,6 +89,26 @@ pub enum SignatureError {
     /// `Signature-Input` or `Signature` is absent.
     #[error("a signed request carries both Signature-Input and Signature; {0} is missing")]
     MissingHeader(&'static str),
+    /// A signature header is larger than [`MAX_HEADER_BYTES`].
+    #[error("{header} must be at most {limit} bytes")]
+    HeaderTooLarge {
+        /// The header.
+        header: &'static str,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// More covered components than [`MAX_COMPONENTS`].
+    #[error("a signature may cover at most {limit} components")]
+    TooManyComponents {
+        /// The limit.
+        limit: usize,
+    },
+    /// More signature parameters than [`MAX_PARAMETERS`].
+    #[error("a signature may have at most {limit} parameters")]
+    TooManyParameters {
+        /// The limit.
+        limit: usize,
+    },
     /// A signature header is not a Structured Field dictionary.
     #[error("{0} is not a valid structured field dictionary")]
     MalformedHeader(&'static str),
@@ -179,6 +208,9 @@ impl SignatureError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingHeader(_) => "missing_header",
+            Self::HeaderTooLarge { .. } => "header_too_large",
+            Self::TooManyComponents { .. } => "too_many_components",
+            Self::TooManyParameters { .. } => "too_many_parameters",
             Self::MalformedHeader(_) => "malformed_header",
             Self::SignatureCount { .. } => "signature_count",
             Self::LabelMismatch => "label_mismatch",
@@ -354,12 +386,18 @@ impl Component {
     }
 }
 
-/// The covered components, each supported and listed once.
+/// The covered components, at most [`MAX_COMPONENTS`], each supported and listed once.
 fn covered_components(items: &[Item]) -> Result<Vec<Component>, SignatureError> {
+    if items.len() > MAX_COMPONENTS {
+        return Err(SignatureError::TooManyComponents {
+            limit: MAX_COMPONENTS,
+        });
+    }
     let mut components: Vec<Component> = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
     for item in items {
         let component = Component::from_item(item)?;
-        if components.contains(&component) {
+        if !seen.insert(component.name().to_owned()) {
             return Err(SignatureError::DuplicateComponent(format!(
                 "\"{}\"",
                 component.name()
@@ -379,6 +417,11 @@ struct SignatureParameters {
 
 impl SignatureParameters {
     fn read(input: &InnerList, now: DateTime<Utc>) -> Result<Self, SignatureError> {
+        if input.params.len() > MAX_PARAMETERS {
+            return Err(SignatureError::TooManyParameters {
+                limit: MAX_PARAMETERS,
+            });
+        }
         let (mut key_id, mut algorithm, mut created, mut expires, mut nonce) =
             (None, None, None, None, None);
         for (name, value) in &input.params {
@@ -462,12 +505,30 @@ fn field_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ToStrE
     Ok(combined)
 }
 
-/// A signature header (`shown` in messages) parsed as a Structured Field dictionary.
+/// Refuses a header (`shown` in messages) whose field lines, joined, exceed
+/// [`MAX_HEADER_BYTES`] — before anything reads it.
+fn check_size(headers: &HeaderMap, name: &str, shown: &'static str) -> Result<(), SignatureError> {
+    let mut bytes = 0;
+    for line in headers.get_all(name) {
+        bytes += line.len() + if bytes == 0 { 0 } else { 2 };
+        if bytes > MAX_HEADER_BYTES {
+            return Err(SignatureError::HeaderTooLarge {
+                header: shown,
+                limit: MAX_HEADER_BYTES,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A signature header (`shown` in messages) of at most [`MAX_HEADER_BYTES`], parsed as a
+/// Structured Field dictionary.
 fn dictionary(
     headers: &HeaderMap,
     name: &'static str,
     shown: &'static str,
 ) -> Result<Dictionary, SignatureError> {
+    check_size(headers, name, shown)?;
     let value = field_value(headers, name)
         .map_err(|_| SignatureError::MalformedHeader(shown))?
         .ok_or(SignatureError::MissingHeader(shown))?;
@@ -479,6 +540,7 @@ fn dictionary(
 /// RFC 9530: when `Content-Digest` is sent its `sha-256` must match the body (other
 /// algorithms are ignored); a non-empty body must come with one.
 fn check_content_digest(headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+    check_size(headers, CONTENT_DIGEST, "Content-Digest")?;
     let Some(value) =
         field_value(headers, CONTENT_DIGEST).map_err(|_| SignatureError::DigestMalformed)?
     else {
@@ -1316,6 +1378,73 @@ mod tests {
     }
 
     #[test]
+    fn header_sizes_components_and_parameters_are_bounded() {
+        let signer = signer();
+        let key = key_id(&signer);
+        let parameters = format!(";created={NOW};keyid=\"{key}\";nonce=\"n\"");
+        let mut request = Request::new(&[], b"");
+        // Exactly at the limits: still read (and refused for what it covers, not its size).
+        let fields: Vec<String> = (0..MAX_COMPONENTS - 2)
+            .map(|index| format!("\"x-{index}\""))
+            .collect();
+        let input = format!(
+            "sig1=(\"@method\" \"@target-uri\" {}){parameters}",
+            fields.join(" ")
+        );
+        request.sign_input(&signer, &input);
+        assert_eq!(
+            request.verify().unwrap_err(),
+            SignatureError::MissingField("\"x-0\"".to_owned())
+        );
+        // One component more.
+        let input = format!(
+            "sig1=(\"@method\" \"@target-uri\" {} \"x-last\"){parameters}",
+            fields.join(" ")
+        );
+        request.sign_input(&signer, &input);
+        assert_eq!(
+            request.verify().unwrap_err(),
+            SignatureError::TooManyComponents {
+                limit: MAX_COMPONENTS
+            }
+        );
+        // Parameters past the limit, even repeated ones.
+        let input =
+            format!("sig1=(\"@method\" \"@target-uri\"){parameters};a=1;b=2;c=3;d=4;e=5;f=6");
+        request.set("signature-input", &input);
+        assert_eq!(
+            request.verify().unwrap_err(),
+            SignatureError::TooManyParameters {
+                limit: MAX_PARAMETERS
+            }
+        );
+        // Headers past the limit, counted over all their lines.
+        let padding = format!(";tag=\"{}\"", "t".repeat(MAX_HEADER_BYTES));
+        let input = format!("sig1=(\"@method\" \"@target-uri\"){parameters}{padding}");
+        request.set("signature-input", &input);
+        let too_large = |header| SignatureError::HeaderTooLarge {
+            header,
+            limit: MAX_HEADER_BYTES,
+        };
+        assert_eq!(request.verify().unwrap_err(), too_large("Signature-Input"));
+        let mut request = Request::signed(&signer, &[], BODY);
+        let half = format!("md5=:{}:", "A".repeat(MAX_HEADER_BYTES / 2));
+        request.headers.append(
+            HeaderName::from_static("content-digest"),
+            HeaderValue::from_str(&half).unwrap(),
+        );
+        request.headers.append(
+            HeaderName::from_static("content-digest"),
+            HeaderValue::from_str(&half).unwrap(),
+        );
+        assert_eq!(request.verify().unwrap_err(), too_large("Content-Digest"));
+        let mut request = Request::signed(&signer, &[], BODY);
+        let signature = format!("sig1=:{}:", "A".repeat(MAX_HEADER_BYTES));
+        request.set("signature", &signature);
+        assert_eq!(request.verify().unwrap_err(), too_large("Signature"));
+    }
+
+    #[test]
     fn exactly_one_signature_in_both_headers() {
         let signer = signer();
         let request = Request::signed(&signer, &[], b"");
@@ -1528,6 +1657,16 @@ mod tests {
         let errors = [
             SignatureError::MissingHeader("Signature"),
             SignatureError::MalformedHeader("Signature"),
+            SignatureError::HeaderTooLarge {
+                header: "Signature",
+                limit: MAX_HEADER_BYTES,
+            },
+            SignatureError::TooManyComponents {
+                limit: MAX_COMPONENTS,
+            },
+            SignatureError::TooManyParameters {
+                limit: MAX_PARAMETERS,
+            },
             SignatureError::SignatureCount { found: 2 },
             SignatureError::LabelMismatch,
             SignatureError::MalformedSignatureInput,

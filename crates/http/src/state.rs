@@ -10,9 +10,9 @@ use std::sync::Arc;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
-use crate::RateLimit;
 use crate::error::ApiError;
 use crate::tokens::TokenService;
+use crate::{FailedAuthThrottle, RateLimit};
 
 /// The application state shared by all workers.
 #[derive(Clone)]
@@ -25,6 +25,8 @@ pub struct AppState {
     pub public_url: String,
     /// Per-credential rate limit; `None` when off.
     pub rate_limit: Option<RateLimit>,
+    /// The throttle of failed authentication per source address; `None` when off.
+    pub failed_auth: Option<FailedAuthThrottle>,
     /// Issues and verifies OAuth access tokens.
     pub tokens: Arc<TokenService>,
     /// Checks webhook targets against the network policy.

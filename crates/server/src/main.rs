@@ -17,7 +17,7 @@ use mandate_domain::auth::Authenticator;
 use mandate_domain::keys::KeyHasher;
 use mandate_domain::principal::Principal;
 use mandate_domain::usecases::Mandate;
-use mandate_http::{AppState, MetricsRenderer, RateLimit};
+use mandate_http::{AppState, FailedAuthThrottle, MetricsRenderer, RateLimit};
 use mandate_store::{DbStore, StoreOptions};
 use mandate_webhooks::{
     NetworkPolicy, RetrySchedule, Sender, SsrfGuard, WorkerConfig, parse_cidrs,
@@ -198,9 +198,14 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     let renderer = telemetry::renderer(metrics.clone(), pool_view.clone());
     let refresher = tokio::spawn(telemetry::refresh(mandate.clone(), pool_view, metrics));
     let rate_limit = RateLimit::new(settings.rate_limit.per_second, settings.rate_limit.burst);
+    let failed_auth = FailedAuthThrottle::new(
+        settings.rate_limit.failed_auth_per_minute,
+        settings.rate_limit.failed_auth_burst,
+    );
     let housekeeping = tokio::spawn(housekeeping(
         mandate.clone(),
         rate_limit.clone().filter(|_| role != Role::Worker),
+        failed_auth.clone().filter(|_| role != Role::Worker),
     ));
     let grace_seconds = settings.server.shutdown_timeout_seconds;
     let bind_failed = || format!("cannot listen on {}", settings.server.bind);
@@ -231,6 +236,7 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
             authenticator,
             public_url: settings.public_url(),
             rate_limit,
+            failed_auth,
             tokens,
             target_guard: Arc::new(SsrfGuard::new(policy)),
             allow_http: hooks.allow_http,
@@ -354,7 +360,11 @@ const NONCE_PURGE_EVERY_ROUNDS: u64 = 60;
 /// linger unread) and due claims, appends queued approvals and revocations to the ledger,
 /// purges old idempotency records and signature nonces, and lets the rate limiter forget
 /// idle credentials.
-async fn housekeeping(mandate: Mandate, rate_limit: Option<RateLimit>) {
+async fn housekeeping(
+    mandate: Mandate,
+    rate_limit: Option<RateLimit>,
+    failed_auth: Option<FailedAuthThrottle>,
+) {
     let mut interval = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for round in 0u64.. {
@@ -400,6 +410,9 @@ async fn housekeeping(mandate: Mandate, rate_limit: Option<RateLimit>) {
         }
         if let Some(limit) = &rate_limit {
             limit.forget_idle();
+        }
+        if let Some(throttle) = &failed_auth {
+            throttle.forget_idle();
         }
     }
 }

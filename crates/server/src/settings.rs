@@ -66,7 +66,8 @@ impl Default for WebhookSettings {
     }
 }
 
-/// `[rate_limit]`: a token bucket per credential.
+/// `[rate_limit]`: a token bucket per credential, and one of failed authentications per
+/// source address.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
@@ -74,6 +75,10 @@ pub struct RateLimitSettings {
     pub per_second: u32,
     /// Requests a credential may make at once after being idle.
     pub burst: u32,
+    /// Failed authentications per minute an address may keep making; 0 turns the throttle off.
+    pub failed_auth_per_minute: u32,
+    /// Failed authentications an address may make at once before it is throttled.
+    pub failed_auth_burst: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -81,6 +86,8 @@ impl Default for RateLimitSettings {
         Self {
             per_second: 100,
             burst: 200,
+            failed_auth_per_minute: 60,
+            failed_auth_burst: 30,
         }
     }
 }
@@ -155,9 +162,12 @@ impl Default for DataSettings {
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminSettings {
-    /// The operator's bearer token; the admin API is off when unset.
+    /// The operator's bearer token (≥ 32 characters); the admin API is off when unset.
     pub token: Option<String>,
 }
+
+/// The shortest admin token accepted, in characters (like the server's other secrets).
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 /// `[secrets]`
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -222,7 +232,25 @@ impl Settings {
                 .ok()
                 .filter(|url| !url.is_empty());
         }
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Refuses what would start an unsafe server. An empty admin token is no token (the
+    /// admin API stays off); a shorter one than [`MIN_ADMIN_TOKEN_CHARS`] is refused, without
+    /// being shown.
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(token) = &self.admin.token {
+            let length = token.chars().count();
+            if length > 0 && length < MIN_ADMIN_TOKEN_CHARS {
+                anyhow::bail!(
+                    "invalid configuration: admin.token (MANDATE__ADMIN__TOKEN) must be at least \
+                     {MIN_ADMIN_TOKEN_CHARS} characters, it has {length}; generate one with \
+                     `openssl rand -hex 32`"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The database URL in force.
@@ -253,6 +281,19 @@ mod tests {
         assert_eq!(settings.database_url(), "sqlite://./data/mandate.db");
         assert_eq!(settings.public_url(), "http://127.0.0.1:8080");
         assert_eq!(settings.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn an_admin_token_shorter_than_32_characters_is_refused() {
+        let mut settings = Settings::default();
+        settings.admin.token = Some("x".repeat(31));
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("at least 32 characters"), "{error}");
+        assert!(!error.contains(&"x".repeat(31)), "{error}");
+        settings.admin.token = Some("x".repeat(32));
+        assert!(settings.validate().is_ok());
+        settings.admin.token = Some(String::new());
+        assert!(settings.validate().is_ok(), "empty: the admin API is off");
     }
 
     #[test]

@@ -280,6 +280,13 @@ pub async fn token(
     state: State,
     tokens: web::Data<TokenService>,
 ) -> Result<HttpResponse, ApiError> {
+    // An address past its failed authentications is refused before the secret is checked.
+    let address = request.peer_addr().map(|address| address.ip());
+    if let Some((throttle, address)) = state.failed_auth.as_ref().zip(address) {
+        throttle
+            .check(address)
+            .map_err(ApiError::failed_auth_throttled)?;
+    }
     let body = read_body(payload).await?;
     match grant(&request, &body, &state, &tokens).await {
         Ok(response) => Ok(response),
@@ -361,6 +368,10 @@ async fn grant(
         .map_err(|error| match error {
             TokenGrantError::InvalidClient => {
                 crate::metrics::record_refused_client_credentials();
+                let address = request.peer_addr().map(|address| address.ip());
+                if let Some((throttle, address)) = state.failed_auth.as_ref().zip(address) {
+                    throttle.record_failure(address);
+                }
                 GrantFailure::OAuth(OAuthError::invalid_client("client authentication failed"))
             }
             TokenGrantError::InvalidScope => GrantFailure::OAuth(OAuthError::new(

@@ -141,6 +141,9 @@ pub fn mandate_command(data_dir: &Path, database: &Database) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("MANDATE__DATA__DIR", data_dir)
         .env("MANDATE__ADMIN__TOKEN", ADMIN_TOKEN)
+        // Tests refuse bad credentials by the hundred from one address; the throttle of
+        // failed authentication has its own test (`hardening.rs`).
+        .env("MANDATE__RATE_LIMIT__FAILED_AUTH_PER_MINUTE", "0")
         .env("MANDATE__LOG__LEVEL", "warn");
     if let Database::Postgres(url) = database {
         command.env("MANDATE__DATABASE__URL", url);
