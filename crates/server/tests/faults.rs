@@ -7,7 +7,9 @@
 //!   running for everyone else);
 //! - `receiver_outage`: both receivers refuse connections for a while; a third endpoint answers
 //!   410 and must be disabled;
-//! - `replica_loss`: three servers share the database and one is killed with SIGKILL mid-load.
+//! - `replica_loss`: three servers share the database and one is killed with SIGKILL mid-load;
+//! - `keyed_crash`: every call carries an `Idempotency-Key` and is retried until a 2xx; the
+//!   server crashes right after one payment's commit (a crash point), then is SIGKILLed.
 //!
 //! Afterwards each scenario audits what happened against what the database holds, read through
 //! each tenant's own API: every request a client saw 201 for exists, every committed change has
