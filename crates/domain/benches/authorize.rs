@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
         ]
         .into_iter()
         .collect::<PermissionSet>(),
+        scope: None,
     });
     let owner = Principal::Destination {
         organization_id: organization.clone(),

@@ -355,15 +355,11 @@ fn acting_client(
 
 /// A client ID acting, with its permissions narrowed to `scope` when a token carries one.
 fn client_principal(client: Client, scope: Option<&PermissionSet>) -> Principal {
-    let mut acting = ClientPrincipal::of(client);
-    if let Some(scope) = scope {
-        acting.permissions = acting
-            .permissions
-            .iter()
-            .filter(|permission| scope.contains(*permission))
-            .collect();
-    }
-    Principal::Client(acting)
+    let acting = ClientPrincipal::of(client);
+    Principal::Client(match scope {
+        Some(scope) => acting.narrowed_to(scope),
+        None => acting,
+    })
 }
 
 #[cfg(all(test, feature = "memory", feature = "testing"))]

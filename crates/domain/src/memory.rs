@@ -46,7 +46,7 @@ use crate::model::{
 };
 use crate::operations::{DeliveryQueueStats, DeliveryQueueStore};
 use crate::payments::{Payment, PaymentLink, PaymentRequest};
-use crate::policy::{ClientScope, DestinationScope, RequestScope};
+use crate::policy::{ClientScope, DestinationScope, RequestScope, endpoint_scope_fits};
 use crate::ports::{
     ClaimApproval, ClaimStore, ClaimSubmission, ClaimedDelivery, ClientStore, CustomerStore,
     DestinationStore, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore,
@@ -54,7 +54,7 @@ use crate::ports::{
     OrganizationStore, Page, PageRequest, RecordedAttempt, RequestFilter, RequestStore, Store,
     StoreError, WebhookStore,
 };
-use crate::values::Slug;
+use crate::values::{PermissionSet, Slug};
 use crate::webhooks::{Delivery, DeliveryStatus, EndpointOwner, EventScope, WebhookEndpoint};
 
 /// Every port, in memory. Cheap to create; clone the `Arc` you wrap it in to share it.
@@ -778,11 +778,14 @@ impl WebhookStore for MemoryStore {
     async fn endpoints_of(
         &self,
         owner: &EndpointOwner,
+        within: Option<&PermissionSet>,
         page: &PageRequest,
     ) -> Result<Page<WebhookEndpoint>, StoreError> {
         let state = self.state();
         Ok(page_of(&state.endpoints, page, |endpoint| {
-            endpoint_owned_by(endpoint, owner).then_some(endpoint)
+            (endpoint_owned_by(endpoint, owner)
+                && endpoint_scope_fits(endpoint.scope.as_ref(), within))
+            .then_some(endpoint)
         }))
     }
 

@@ -8,7 +8,8 @@ use crate::ids::{ClientId, DestinationId, OrchestratorId, OrganizationId};
 use crate::model::Client;
 use crate::payments::{Direction, PaymentRequest};
 use crate::principal::Principal;
-use crate::values::Permission;
+use crate::values::{Permission, PermissionSet};
+use crate::webhooks::WebhookEndpoint;
 
 /// What the caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub enum Action {
     ReadCustomers,
     /// Create, change or delete customers of the organization's pool.
     WriteCustomers,
+    /// Read, change, rotate, test or delete a webhook endpoint, or see its deliveries.
+    ManageEndpoint,
 }
 
 /// What the action is about.
@@ -79,6 +82,8 @@ pub enum Resource<'a> {
     Claim(&'a Claim),
     /// A payment request.
     Request(&'a PaymentRequest),
+    /// A webhook endpoint.
+    Endpoint(&'a WebhookEndpoint),
 }
 
 /// The verdict.
@@ -266,6 +271,17 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                 _ => Decision::Allow,
             }
         }
+        // An endpoint is its owner's; a narrowed credential manages only the endpoints whose
+        // scope fits inside its own, and may not learn that the others exist.
+        (ManageEndpoint, Resource::Endpoint(endpoint)) => {
+            if endpoint.owner.is_owned_by(principal)
+                && endpoint_scope_fits(endpoint.scope.as_ref(), credential_scope(principal))
+            {
+                Decision::Allow
+            } else {
+                Decision::NotFound
+            }
+        }
         // An action paired with a resource it does not apply to is a caller bug: refuse.
         _ => Decision::Forbidden,
     }
@@ -328,6 +344,30 @@ fn can_read_request(principal: &Principal, request: &PaymentRequest) -> bool {
             destination_reach(principal, &request.destination_id, &request.organization_id),
             Reach::Owner
         ),
+    }
+}
+
+/// The scope a principal's credential is narrowed to: a token's scope when it is less than
+/// its client ID holds; `None` for every credential that acts with all its owner holds.
+pub fn credential_scope(principal: &Principal) -> Option<&PermissionSet> {
+    match principal {
+        Principal::Client(client) => client.scope.as_ref(),
+        _ => None,
+    }
+}
+
+/// Whether an endpoint registered with scope `endpoint` (`None`: its owner's full
+/// permissions) fits inside a credential's scope `credential` (`None`: unnarrowed), so that
+/// the credential may manage it: the list-query form of [`Action::ManageEndpoint`]'s scope
+/// part, which the stores translate to SQL.
+pub fn endpoint_scope_fits(
+    endpoint: Option<&PermissionSet>,
+    credential: Option<&PermissionSet>,
+) -> bool {
+    match (endpoint, credential) {
+        (_, None) => true,
+        (Some(endpoint), Some(credential)) => endpoint.is_subset(credential),
+        (None, Some(_)) => false,
     }
 }
 
@@ -563,6 +603,7 @@ mod tests {
                 organization_id: org.clone(),
                 destination_id: dst.clone(),
                 permissions: PermissionSet::default_for_new_client(),
+                scope: None,
             }));
         }
         for orc in &world.orchestrators {

@@ -19,7 +19,7 @@ use crate::model::{
 };
 use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
 use crate::policy::{ClientScope, DestinationScope, RequestScope};
-use crate::values::Slug;
+use crate::values::{PermissionSet, Slug};
 use crate::webhooks::{Delivery, EndpointOwner, EventScope, WebhookEndpoint};
 
 /// Any error an adapter wants to carry as a cause.
@@ -327,10 +327,12 @@ pub trait WebhookStore: Send + Sync {
     /// One endpoint.
     async fn endpoint(&self, id: &EndpointId) -> Result<Option<WebhookEndpoint>, StoreError>;
 
-    /// The endpoints of an owner, newest first.
+    /// The endpoints of an owner, newest first; with `within`, only those whose scope fits
+    /// inside it ([`crate::policy::endpoint_scope_fits`]: a recorded scope that is a subset).
     async fn endpoints_of(
         &self,
         owner: &EndpointOwner,
+        within: Option<&PermissionSet>,
         page: &PageRequest,
     ) -> Result<Page<WebhookEndpoint>, StoreError>;
 

@@ -98,6 +98,11 @@ pub struct ClientPrincipal {
     pub destination_id: DestinationId,
     /// What it may do (for a token, narrowed to its scope).
     pub permissions: PermissionSet,
+    /// `Some(permissions)` when a token's scope narrows what the client ID holds: webhook
+    /// endpoints it registers receive no more than this, and it manages only endpoints whose
+    /// scope fits inside it. `None` when it acts with everything the client ID holds (the
+    /// orchestrator key with `X-Client-Id`, an agent, a token whose scope covers it all).
+    pub scope: Option<PermissionSet>,
 }
 
 impl ClientPrincipal {
@@ -109,7 +114,17 @@ impl ClientPrincipal {
             organization_id: client.organization_id,
             destination_id: client.destination_id,
             permissions: client.permissions,
+            scope: None,
         }
+    }
+
+    /// The client ID acting through a credential limited to `scope`: it holds only the
+    /// permissions in both, and it counts as narrowed when that is less than it holds.
+    pub fn narrowed_to(mut self, scope: &PermissionSet) -> Self {
+        let permissions = self.permissions.intersection(scope);
+        self.scope = (permissions != self.permissions).then(|| permissions.clone());
+        self.permissions = permissions;
+        self
     }
 }
 

@@ -1866,6 +1866,7 @@ fn random_principal(
                 organization_id: destination.organization_id.clone(),
                 destination_id: destination.id.clone(),
                 permissions: random_permissions(rng),
+                scope: None,
             })
         }
         _ => {
@@ -1878,6 +1879,7 @@ fn random_principal(
                 organization_id: client.organization_id.clone(),
                 destination_id: client.destination_id.clone(),
                 permissions: random_permissions(rng),
+                scope: None,
             })
         }
     }
@@ -2020,6 +2022,7 @@ fn webhook_endpoint(
         owner,
         organization_id: organization_id.cloned(),
         destination_id: destination_id.cloned(),
+        scope: None,
         url: "https://hooks.example.com/mandate".into(),
         event_types: EventTypeFilter::from_stored(vec!["*".into()]),
         description: Some("orders".into()),
@@ -2112,6 +2115,8 @@ fn lease() -> Duration {
 /// Where a list of endpoints comes from.
 enum EndpointList<'a> {
     Owner(&'a EndpointOwner),
+    /// An owner's endpoints whose scope fits inside a narrowed credential's.
+    Within(&'a EndpointOwner, &'a PermissionSet),
     Organization(&'a OrganizationId),
 }
 
@@ -2125,7 +2130,11 @@ async fn all_endpoints(
     let mut page = first_page(limit);
     loop {
         let Page { data, has_more } = match list {
-            EndpointList::Owner(owner) => store.endpoints_of(owner, &page).await.unwrap(),
+            EndpointList::Owner(owner) => store.endpoints_of(owner, None, &page).await.unwrap(),
+            EndpointList::Within(owner, within) => store
+                .endpoints_of(owner, Some(within), &page)
+                .await
+                .unwrap(),
             EndpointList::Organization(id) => {
                 store.endpoints_of_organization(id, &page).await.unwrap()
             }
@@ -2372,6 +2381,98 @@ pub async fn webhook_endpoint_lists_follow_the_owner(store: Arc<dyn Store>) {
             assert_eq!(listed, expected, "{organization_id} limit {limit}");
         }
     }
+}
+
+/// An endpoint keeps the scope of the credential that registered it, and a narrowed
+/// credential lists only the endpoints whose scope fits inside its own.
+pub async fn webhook_endpoint_scopes_round_trip_and_narrow_lists(store: Arc<dyn Store>) {
+    use crate::policy::endpoint_scope_fits;
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let everything: PermissionSet = Permission::ALL.into_iter().collect();
+    let client = seed_client(
+        &*store,
+        &destinations[0],
+        &orchestrator.id,
+        everything.clone(),
+    )
+    .await;
+    let other = seed_client(
+        &*store,
+        &destinations[0],
+        &orchestrator.id,
+        everything.clone(),
+    )
+    .await;
+    let set = |permissions: &[Permission]| permissions.iter().copied().collect::<PermissionSet>();
+    let scopes = [
+        None,
+        Some(PermissionSet::default()),
+        Some(set(&[Permission::CreateIncoming])),
+        Some(set(&[Permission::CreateIncoming, Permission::ReadOutgoing])),
+        Some(set(&[
+            Permission::CustomersRead,
+            Permission::CustomersWrite,
+        ])),
+        Some(everything.clone()),
+    ];
+    let mut made = Vec::new();
+    for scope in &scopes {
+        let mut endpoint = client_endpoint(&client);
+        endpoint.scope = scope.clone();
+        store.insert_endpoint(&endpoint).await.unwrap();
+        made.push(endpoint);
+    }
+    // Another client ID's endpoint, narrowed the same way, is never listed.
+    let mut theirs = client_endpoint(&other);
+    theirs.scope = Some(set(&[Permission::CreateIncoming]));
+    store.insert_endpoint(&theirs).await.unwrap();
+    for endpoint in &made {
+        assert_eq!(
+            store.endpoint(&endpoint.id).await.unwrap().as_ref(),
+            Some(endpoint)
+        );
+    }
+    // Changes leave the scope as it was registered.
+    let mut changed = made[2].clone();
+    changed.url = "https://changed.example.com/hooks".into();
+    changed.scope = None;
+    store.update_endpoint(&changed).await.unwrap();
+    let stored = store.endpoint(&changed.id).await.unwrap().unwrap();
+    assert_eq!(stored.url, changed.url);
+    assert_eq!(stored.scope, made[2].scope);
+    made[2].url = changed.url;
+
+    let owner = made[0].owner.clone();
+    let mut newest_first = made.clone();
+    newest_first.reverse();
+    let credentials = [
+        PermissionSet::default(),
+        set(&[Permission::CreateIncoming]),
+        set(&[Permission::CreateIncoming, Permission::ReadOutgoing]),
+        set(&[Permission::CreateIncoming, Permission::CustomersRead]),
+        set(&[
+            Permission::CustomersRead,
+            Permission::CustomersWrite,
+            Permission::PaymentsReport,
+        ]),
+        everything,
+    ];
+    for within in &credentials {
+        let expected: Vec<WebhookEndpoint> = newest_first
+            .iter()
+            .filter(|endpoint| endpoint_scope_fits(endpoint.scope.as_ref(), Some(within)))
+            .cloned()
+            .collect();
+        for limit in [1, 100] {
+            let listed = all_endpoints(&*store, &EndpointList::Within(&owner, within), limit).await;
+            assert_eq!(listed, expected, "{within:?} limit {limit}");
+        }
+    }
+    assert_eq!(
+        all_endpoints(&*store, &EndpointList::Owner(&owner), 100).await,
+        newest_first
+    );
 }
 
 pub async fn candidate_endpoints_include_every_possible_receiver(store: Arc<dyn Store>) {
@@ -2977,6 +3078,7 @@ fn random_client_principal(
             organization_id: client.organization_id.clone(),
             destination_id: client.destination_id.clone(),
             permissions: random_permissions(rng),
+            scope: None,
         }
     } else {
         // One that never created anything.
@@ -2987,6 +3089,7 @@ fn random_client_principal(
             organization_id: destination.organization_id.clone(),
             destination_id: destination.id.clone(),
             permissions: random_permissions(rng),
+            scope: None,
         }
     }
 }
@@ -3026,6 +3129,7 @@ fn random_viewer(
                         organization_id: client.organization_id.clone(),
                         destination_id: client.destination_id.clone(),
                         permissions: random_permissions(rng),
+                        scope: None,
                     });
                 }
             }
@@ -3667,6 +3771,7 @@ macro_rules! store_contract_tests {
             idempotency_purge_deletes_only_older_records,
             webhook_endpoints_round_trip_per_owner_kind,
             webhook_endpoint_lists_follow_the_owner,
+            webhook_endpoint_scopes_round_trip_and_narrow_lists,
             candidate_endpoints_include_every_possible_receiver,
             fanout_claims_lease_events_until_recorded,
             concurrent_fanout_claims_take_each_event_once,

@@ -330,7 +330,7 @@ impl From<Permission> for String {
 }
 
 /// A set of permissions, serialized as a sorted array of strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PermissionSet(BTreeSet<Permission>);
 
 impl PermissionSet {
@@ -364,6 +364,11 @@ impl PermissionSet {
     /// Whether every permission of `self` is also in `other`.
     pub fn is_subset(&self, other: &PermissionSet) -> bool {
         self.0.is_subset(&other.0)
+    }
+
+    /// The permissions in both sets.
+    pub fn intersection(&self, other: &PermissionSet) -> PermissionSet {
+        Self(self.0.intersection(&other.0).copied().collect())
     }
 }
 

@@ -9,7 +9,7 @@ use crate::ids::{
     ClientId, DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId,
 };
 use crate::principal::{ClientPrincipal, Principal, PrincipalKind};
-use crate::values::{InvalidValue, Permission};
+use crate::values::{InvalidValue, Permission, PermissionSet};
 
 /// Whom an endpoint belongs to; a client's endpoints belong to its client ID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -168,7 +168,9 @@ pub enum FilterError {
 
 impl EventTypeFilter {
     /// Validates patterns for a principal of `kind`; `customer.*` for a client also needs
-    /// `customers:read`.
+    /// `customers:read` (of a token, within its scope). `*` is always accepted and means what
+    /// the endpoint's owner may read, within the registering credential's scope: deliveries
+    /// are decided by [`can_see_event`], not by the filter.
     ///
     /// ```
     /// use mandate_domain::events::EventType;
@@ -255,6 +257,12 @@ pub struct WebhookEndpoint {
     pub organization_id: Option<OrganizationId>,
     /// The destination, for destination owners' endpoints.
     pub destination_id: Option<DestinationId>,
+    /// The scope of the credential that registered it, when that credential was narrowed
+    /// (an access token whose scope is less than its client ID holds): it receives only what
+    /// this scope may read, intersected with the owner's permissions at the time. `None`: the
+    /// owner's full permissions, whatever they are at the time.
+    #[serde(skip)]
+    pub scope: Option<PermissionSet>,
     /// Where events are POSTed.
     pub url: String,
     /// What it subscribes to.

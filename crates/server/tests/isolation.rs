@@ -14,7 +14,10 @@
 //! - every `CHECKPOINT` steps and at the end, each principal's whole `GET /v1/requests` and
 //!   the `payment_request.*` events of its `GET /v1/events` equal the model's sets;
 //! - at the end, what each webhook receiver got is checked against the model (see
-//!   [`World::check_webhooks`] for exactly what is and is not asserted).
+//!   [`World::check_webhooks`] for exactly what is and is not asserted), including the
+//!   endpoints that access tokens narrowed to part of their client ID's permissions register
+//!   for `*`: they receive only what the token's scope and the client ID's current
+//!   permissions both allow, and such a token gets 404 on its client ID's own endpoint.
 //!
 //! `MANDATE_ISOLATION_SEED` replays a run; `MANDATE_ISOLATION_STEPS` changes its length
 //! (default 10,000). The summary line is written straight to the process's stderr, so that it
@@ -118,6 +121,18 @@ enum Who {
     Orchestrator(usize),
     /// A client ID: orchestrator key + `X-Client-Id`, or an agent's signature.
     Client(usize),
+    /// An access token of a client ID, maybe narrowed (an index into the world's tokens).
+    /// It only registers an endpoint; what the endpoint may receive is its business.
+    Token(usize),
+}
+
+/// An access token a client ID's orchestrator asked for, with a scope.
+struct Token {
+    client: usize,
+    /// The scope when it is less than the client ID held at issue; `None` when it covered
+    /// everything (then its endpoint follows the client ID's permissions, whatever they
+    /// become).
+    scope: Option<BTreeSet<&'static str>>,
 }
 
 struct Org {
@@ -184,6 +199,7 @@ struct World {
     dests: Vec<Dest>,
     orchs: Vec<Orch>,
     clients: Vec<Client>,
+    tokens: Vec<Token>,
     reqs: Vec<Req>,
     events: Vec<Ev>,
     event_index: HashMap<String, usize>,
@@ -225,6 +241,20 @@ impl World {
             Who::Platform(org) => self.org_of(req.dest) == org,
             Who::PlatformFor(dest) | Who::Destination(dest) => req.dest == dest,
             Who::Client(c) => self.client_sees(c, req),
+            // Within its scope: a permission counts only when both the token and the client
+            // ID hold it now.
+            Who::Token(t) => {
+                let token = &self.tokens[t];
+                let client = &self.clients[token.client];
+                client.active
+                    && client.dest == req.dest
+                    && (req.client == Some(token.client)
+                        || (client.permissions.contains(req.direction.read())
+                            && token
+                                .scope
+                                .as_ref()
+                                .is_none_or(|scope| scope.contains(req.direction.read()))))
+            }
             // An orchestrator reads no request itself; it sees the events of what any of its
             // active client IDs may read.
             Who::Orchestrator(orch) => self
@@ -344,6 +374,47 @@ impl World {
                     }
                 }
             }
+            Who::Token(t) => {
+                let token = self.access_token(t).await;
+                self.api.send(method, path, Some(&token), body, &[]).await
+            }
+        }
+    }
+
+    /// A fresh access token for token `t`'s client ID with its scope (its client ID active,
+    /// its scope still held).
+    async fn access_token(&self, t: usize) -> String {
+        let token = &self.tokens[t];
+        let client = &self.clients[token.client];
+        let scope = token
+            .scope
+            .as_ref()
+            .map(|scope| scope.iter().copied().collect::<Vec<_>>().join(" "));
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", client.id.clone()),
+            ("client_secret", self.orchs[client.orch].key.clone()),
+        ];
+        form.extend(scope.map(|scope| ("scope", scope)));
+        let reply = self
+            .api
+            .client
+            .post(format!("{}/v1/oauth/token", self.api.base()))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200, "issuing a token\n{}", self.context());
+        let body: Value = reply.json().await.unwrap();
+        str_of(&body, "access_token")
+    }
+
+    /// Who manages an endpoint of `owner` at the end: a token's client ID manages every
+    /// endpoint of the client ID, narrowed or not (a token would expire).
+    fn manager(&self, owner: Who) -> Who {
+        match owner {
+            Who::Token(t) => Who::Client(self.tokens[t].client),
+            other => other,
         }
     }
 
@@ -439,6 +510,7 @@ impl World {
             dests: Vec::new(),
             orchs: Vec::new(),
             clients: Vec::new(),
+            tokens: Vec::new(),
             reqs: Vec::new(),
             events: Vec::new(),
             event_index: HashMap::new(),
@@ -555,7 +627,74 @@ impl World {
         });
         let c = self.clients.len() - 1;
         self.endpoint(Who::Client(c)).await;
+        if self.rng.gen_bool(0.5) {
+            self.token_endpoint(c).await;
+        }
         self.after_visibility_change(c).await;
+    }
+
+    /// An access token of client `c`, with a random part of its permissions as scope,
+    /// registers an endpoint for `*`. SPEC §4: it receives only what the token may read, and
+    /// the token may not see the client ID's own endpoint unless it holds all the client ID
+    /// holds.
+    async fn token_endpoint(&mut self, c: usize) {
+        let held: Vec<&'static str> = self.clients[c].permissions.iter().copied().collect();
+        if held.is_empty() {
+            return;
+        }
+        let mut scope: BTreeSet<&'static str> = held
+            .iter()
+            .copied()
+            .filter(|_| self.rng.gen_bool(0.5))
+            .collect();
+        if scope.is_empty() {
+            scope.insert(*held.choose(&mut self.rng).unwrap());
+        }
+        let narrowed = scope != self.clients[c].permissions;
+        self.note(format!("a token of client {c} with scope {scope:?}"));
+        self.tokens.push(Token {
+            client: c,
+            scope: narrowed.then_some(scope),
+        });
+        let t = self.tokens.len() - 1;
+        let receiver = Receiver::start(&[]).await;
+        let body = json!({"url": receiver.url, "event_types": ["*"]});
+        let created = self
+            .call(Who::Token(t), "POST", "/v1/webhook-endpoints", Some(body))
+            .await;
+        assert_eq!(created.status, 201, "{}\n{}", created.body, self.context());
+        let client_endpoint = self
+            .endpoints
+            .iter()
+            .find(|endpoint| endpoint.owner == Who::Client(c))
+            .map(|endpoint| endpoint.id.clone())
+            .unwrap();
+        self.endpoints.push(Endpoint {
+            owner: Who::Token(t),
+            id: str_of(&created.body, "id"),
+            receiver,
+            since: self.events.len(),
+        });
+        let path = format!("/v1/webhook-endpoints/{client_endpoint}");
+        let seen = self.call(Who::Token(t), "GET", &path, None).await;
+        self.expect(
+            &seen,
+            if narrowed { 404 } else { 200 },
+            "a token reads its client ID's endpoint",
+        );
+        let rotated = self
+            .call(
+                Who::Token(t),
+                "POST",
+                &format!("{path}/rotate-secret"),
+                None,
+            )
+            .await;
+        self.expect(
+            &rotated,
+            if narrowed { 404 } else { 200 },
+            "a token rotates its client ID's endpoint's secret",
+        );
     }
 
     /// An agent: its orchestrator submits a claim signed by the agent's key; the destination's
@@ -1198,6 +1337,11 @@ impl World {
         let orch = self.clients[c].orch;
         self.refresh_visibility(Who::Client(c));
         self.refresh_visibility(Who::Orchestrator(orch));
+        for t in 0..self.tokens.len() {
+            if self.tokens[t].client == c {
+                self.refresh_visibility(Who::Token(t));
+            }
+        }
         let dest = self.clients[c].dest;
         let mut sample: Vec<usize> = (0..self.reqs.len())
             .rev()
@@ -1349,7 +1493,7 @@ impl World {
         }
         // Let whatever is still queued go out (or be skipped) before judging what arrived.
         for endpoint in &self.endpoints {
-            if let Who::Client(c) = endpoint.owner {
+            if let Who::Client(c) = self.manager(endpoint.owner) {
                 if !self.clients[c].active {
                     continue;
                 }
@@ -1384,7 +1528,9 @@ impl World {
     async fn settled(&self, endpoint: &Endpoint, deadline: Instant) {
         loop {
             let path = format!("/v1/webhook-endpoints/{}/deliveries?limit=100", endpoint.id);
-            let log = self.call(endpoint.owner, "GET", &path, None).await;
+            let log = self
+                .call(self.manager(endpoint.owner), "GET", &path, None)
+                .await;
             assert_eq!(log.status, 200, "{}", log.body);
             let pending = log.body["data"]
                 .as_array()

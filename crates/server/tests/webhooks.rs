@@ -490,3 +490,177 @@ async fn gone_disables_the_endpoint_and_a_delivery_can_be_sent_again() {
         "a disabled endpoint is not called again"
     );
 }
+
+/// An access token for `client_id`, narrowed to `scope`.
+async fn narrowed_token(api: &Api, client_id: &str, orchestrator_key: &str, scope: &str) -> String {
+    let reply = api
+        .client
+        .post(format!("{}/v1/oauth/token", api.base()))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", orchestrator_key),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200, "issuing an access token");
+    let body: Value = reply.json().await.unwrap();
+    assert_eq!(body["scope"], scope);
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// SPEC §4: an endpoint registered through a narrowed token receives only what the token may
+/// fetch, and the token manages only endpoints whose scope fits inside its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_of_a_narrowed_token_receives_only_what_the_token_may_read() {
+    let data = TempDir::new();
+    let server = Server::start_with(webhook_server_command(&data), &data.0).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let owner = Caller {
+        key: tenant.destination_key.clone(),
+        client_id: None,
+    };
+    let slug = format!("orc-{}", support::random_hex(3));
+    let orchestrator = api
+        .post(
+            "/v1/admin/orchestrators",
+            ADMIN_TOKEN,
+            json!({"slug": slug, "name": "narrowed"}),
+        )
+        .await;
+    let key = orchestrator.body["api_key"].as_str().unwrap().to_owned();
+    let client = api
+        .post(
+            "/v1/client-ids",
+            &tenant.destination_key,
+            json!({"orchestrator": slug}),
+        )
+        .await;
+    let client_id = client.body["id"].as_str().unwrap().to_owned();
+    // The client ID itself may read every outgoing request and the customer pool.
+    for permission in ["read:outgoing", "customers:read"] {
+        let granted = api
+            .post(
+                &format!("/v1/client-ids/{client_id}/permissions"),
+                &tenant.destination_key,
+                json!({"permission": permission}),
+            )
+            .await;
+        assert!(granted.status < 300, "{}", granted.body);
+    }
+    let full = Caller {
+        key: key.clone(),
+        client_id: Some(client_id.clone()),
+    };
+    let narrowed = Caller {
+        key: narrowed_token(&api, &client_id, &key, "create:incoming").await,
+        client_id: None,
+    };
+    let full_receiver = Receiver::start(&[]).await;
+    let (full_endpoint, _) = full.endpoint(&api, &full_receiver, json!(["*"])).await;
+    let narrowed_receiver = Receiver::start(&[]).await;
+    let (narrowed_endpoint, _) = narrowed
+        .endpoint(&api, &narrowed_receiver, json!(["*"]))
+        .await;
+    // What the token may never read, it may not subscribe to by name either.
+    let customers = narrowed
+        .send(
+            &api,
+            "POST",
+            "/v1/webhook-endpoints",
+            Some(json!({"url": narrowed_receiver.url, "event_types": ["customer.*"]})),
+        )
+        .await;
+    assert_eq!(customers.status, 403, "{}", customers.body);
+
+    // The owner creates an outgoing request and a customer: the client ID may read both,
+    // the token neither.
+    let outgoing = create_request(&api, &owner, "outgoing").await;
+    let customer = owner
+        .send(
+            &api,
+            "POST",
+            "/v1/customers",
+            Some(json!({"email": "narrowed@example.com", "name": "Narrowed"})),
+        )
+        .await;
+    assert_eq!(customer.status, 201, "{}", customer.body);
+    let customer = customer.body["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/v1/requests/{outgoing}"),
+        format!("/v1/customers/{customer}"),
+    ] {
+        let fetched = narrowed.send(&api, "GET", &path, None).await;
+        assert!(
+            fetched.status == 404 || fetched.status == 403,
+            "the token may not fetch {path}: {} {}",
+            fetched.status,
+            fetched.body
+        );
+    }
+    // Then the token creates a request of its own, which it may read.
+    let own = create_request(&api, &narrowed, "incoming").await;
+
+    // Fan-out decides every endpoint of an event at once: once the full credential's endpoint
+    // has all three, the narrowed one's share of them was decided too.
+    full_receiver
+        .wait_for(
+            WAIT,
+            "the outgoing request, the customer and the own request",
+            |all| {
+                [&outgoing, &customer, &own]
+                    .iter()
+                    .all(|id| all.iter().any(|r| r.body.contains(id.as_str())))
+            },
+        )
+        .await;
+    narrowed_receiver
+        .wait_for(WAIT, "the token's own request", |all| {
+            all.iter().any(|r| r.body.contains(&own))
+        })
+        .await;
+    narrowed.settled(&api, &narrowed_endpoint).await;
+    for received in narrowed_receiver.received() {
+        assert!(
+            !received.body.contains(&outgoing) && !received.body.contains(&customer),
+            "the narrowed token's endpoint received what the token may not read: {}",
+            received.body
+        );
+    }
+    // Its endpoint receives exactly its feed.
+    agree(&api, &narrowed, &narrowed_receiver, &narrowed_endpoint, "").await;
+
+    // The token may not see or manage the full credential's endpoint; the full credential
+    // manages both.
+    let full_path = format!("/v1/webhook-endpoints/{full_endpoint}");
+    for (method, path, body) in [
+        ("GET", full_path.clone(), None),
+        (
+            "PATCH",
+            full_path.clone(),
+            Some(json!({"url": narrowed_receiver.url})),
+        ),
+        ("POST", format!("{full_path}/rotate-secret"), None),
+        ("POST", format!("{full_path}/test"), None),
+        ("GET", format!("{full_path}/deliveries"), None),
+        ("DELETE", full_path.clone(), None),
+    ] {
+        let reply = narrowed.send(&api, method, &path, body).await;
+        assert_eq!(reply.status, 404, "{method} {path}: {}", reply.body);
+    }
+    let listed = narrowed
+        .send(&api, "GET", "/v1/webhook-endpoints", None)
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(support::ids(&listed.body), vec![narrowed_endpoint.clone()]);
+    let own_path = format!("/v1/webhook-endpoints/{narrowed_endpoint}");
+    assert_eq!(
+        narrowed.send(&api, "GET", &own_path, None).await.status,
+        200
+    );
+    assert_eq!(full.send(&api, "GET", &own_path, None).await.status, 200);
+    assert_eq!(full.send(&api, "GET", &full_path, None).await.status, 200);
+}

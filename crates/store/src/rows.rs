@@ -883,6 +883,7 @@ pub(crate) struct EndpointRow {
     previous_secret_expires_at: Option<NaiveDateTime>,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
+    scope: Option<String>,
 }
 
 impl TryFrom<&WebhookEndpoint> for EndpointRow {
@@ -946,6 +947,7 @@ impl TryFrom<&WebhookEndpoint> for EndpointRow {
             previous_secret_expires_at: endpoint.previous_secret_expires_at.map(to_naive),
             created_at: to_naive(endpoint.created_at),
             updated_at: to_naive(endpoint.updated_at),
+            scope: endpoint.scope.as_ref().map(permissions_text),
         })
     }
 }
@@ -1012,6 +1014,7 @@ impl TryFrom<EndpointRow> for WebhookEndpoint {
             owner,
             organization_id,
             destination_id,
+            scope: row.scope.as_deref().map(permission_set).transpose()?,
             url: row.url,
             event_types: EventTypeFilter::from_stored(patterns),
             description: row.description,
@@ -1277,5 +1280,16 @@ mod tests {
             Some(set)
         );
         assert_eq!(permission_set("").ok(), Some(PermissionSet::default()));
+    }
+
+    /// The endpoint list of a narrowed credential matches stored scopes with `LIKE`: that is
+    /// exact only while no permission's name is part of another's.
+    #[test]
+    fn no_permission_name_is_part_of_another() {
+        for one in Permission::ALL {
+            for other in Permission::ALL {
+                assert!(one == other || !other.as_str().contains(one.as_str()));
+            }
+        }
     }
 }

@@ -240,6 +240,7 @@ diesel::table! {
         previous_secret_expires_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        scope -> Nullable<Text>,
     }
 }
 

@@ -15,6 +15,7 @@ use mandate_domain::ids::{DeliveryId, EndpointId, EventId, OrganizationId};
 use mandate_domain::ports::{
     ClaimedDelivery, Fanout, Page, PageRequest, RecordedAttempt, StoreError, WebhookStore,
 };
+use mandate_domain::values::{Permission, PermissionSet};
 use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
 
 use crate::DbStore;
@@ -78,8 +79,18 @@ impl WebhookStore for DbStore {
     async fn endpoints_of(
         &self,
         owner: &EndpointOwner,
+        within: Option<&PermissionSet>,
         page: &PageRequest,
     ) -> Result<Page<WebhookEndpoint>, StoreError> {
+        // `endpoint_scope_fits` in SQL: a recorded scope holding none of the permissions
+        // outside `within` (no permission's name is part of another's).
+        let outside: Option<Vec<String>> = within.map(|within| {
+            Permission::ALL
+                .into_iter()
+                .filter(|permission| !within.contains(*permission))
+                .map(|permission| format!("%{}%", permission.as_str()))
+                .collect()
+        });
         let owner = match owner {
             EndpointOwner::Client { client_id } => OwnerFilter::Client(client_id.to_string()),
             EndpointOwner::Orchestrator { orchestrator_id } => {
@@ -122,6 +133,12 @@ impl WebhookStore for DbStore {
                     .filter(webhook_endpoints::organization_id.eq(organization_id.as_str()))
                     .filter(webhook_endpoints::destination_id.eq(destination_id.as_str())),
             };
+            if let Some(outside) = &outside {
+                query = query.filter(webhook_endpoints::scope.is_not_null());
+                for pattern in outside {
+                    query = query.filter(webhook_endpoints::scope.not_like(pattern.as_str()));
+                }
+            }
             if let Some(cursor) = &cursor {
                 query = query.filter(webhook_endpoints::id.lt(cursor.as_str()));
             }

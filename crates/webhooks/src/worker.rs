@@ -618,6 +618,7 @@ mod tests {
             },
             organization_id: None,
             destination_id: None,
+            scope: None,
             url: url.into(),
             event_types: EventTypeFilter::parse(&["*".into()], &Principal::Admin).unwrap(),
             description: None,

@@ -176,6 +176,7 @@ fn claimed(url: String) -> ClaimedDelivery {
         },
         organization_id: None,
         destination_id: None,
+        scope: None,
         url,
         event_types: EventTypeFilter::parse(&["*".into()], &Principal::Admin).unwrap(),
         description: None,

@@ -10,9 +10,10 @@ use super::{InvalidField, Mandate};
 use crate::events::{Audience, Event, EventType};
 use crate::ids::{DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId};
 use crate::model::ClientStatus;
-use crate::policy::ClientScope;
+use crate::policy::{Action, ClientScope, Decision, Resource, authorize, credential_scope};
 use crate::ports::{ClaimedDelivery, Fanout, Page, PageRequest, RecordedAttempt, StoreError};
 use crate::principal::{ClientPrincipal, Principal};
+use crate::values::PermissionSet;
 use crate::webhooks::{
     Delivery, DeliveryStatus, EndpointOwner, EventTypeFilter, FilterError, Viewer, WebhookEndpoint,
     can_see_event, check_url_shape, event_scope,
@@ -95,6 +96,9 @@ pub struct FannedOut {
     /// Their first attempts, to be sent now by the caller.
     pub sendable: Vec<ClaimedDelivery>,
 }
+
+/// An endpoint's owner and scope: endpoints that agree on them see the same events.
+type ViewerKey = (EndpointOwner, Option<PermissionSet>);
 
 /// Everything [`crate::ports::WebhookStore::candidate_endpoints`] looks at besides the
 /// event's time: events that agree on it have the same candidates.
@@ -216,12 +220,22 @@ impl Mandate {
         }
     }
 
-    /// The viewer an endpoint's owner is *now*: a revoked or deleted client ID sees nothing.
-    pub async fn owner_viewer(&self, owner: &EndpointOwner) -> Result<Viewer, StoreError> {
+    /// The viewer an endpoint is *now*: its owner, with a client ID's current permissions
+    /// narrowed to the scope the endpoint was registered with (`scope`); a revoked or deleted
+    /// client ID sees nothing.
+    pub async fn owner_viewer(
+        &self,
+        owner: &EndpointOwner,
+        scope: Option<&PermissionSet>,
+    ) -> Result<Viewer, StoreError> {
         Ok(match owner {
             EndpointOwner::Client { client_id } => match self.store.client(client_id).await? {
                 Some(client) if client.status == ClientStatus::Active => {
-                    Viewer::Client(ClientPrincipal::of(client))
+                    let acting = ClientPrincipal::of(client);
+                    Viewer::Client(match scope {
+                        Some(scope) => acting.narrowed_to(scope),
+                        None => acting,
+                    })
                 }
                 _ => Viewer::Nobody,
             },
@@ -307,6 +321,8 @@ impl Mandate {
             owner,
             organization_id,
             destination_id,
+            // A narrowed token's endpoint receives no more than the token may read.
+            scope: credential_scope(principal).cloned(),
             url,
             event_types,
             description: description_field(input.description.flatten())?,
@@ -321,7 +337,8 @@ impl Mandate {
         Ok(endpoint)
     }
 
-    /// The caller's endpoints (a platform also sees its destinations'), newest first.
+    /// The caller's endpoints (a platform also sees its destinations'), newest first; a
+    /// narrowed token sees only those whose scope fits inside its own.
     pub async fn list_endpoints(
         &self,
         principal: &Principal,
@@ -339,14 +356,18 @@ impl Mandate {
                 .store
                 .endpoints_of_organization(organization_id, page)
                 .await?),
-            (_, Some(owner)) => Ok(self.store.endpoints_of(&owner, page).await?),
+            (_, Some(owner)) => Ok(self
+                .store
+                .endpoints_of(&owner, credential_scope(principal), page)
+                .await?),
             (_, None) => Err(WebhookError::Forbidden(
                 "this credential has no webhook endpoints".into(),
             )),
         }
     }
 
-    /// One endpoint of the caller.
+    /// One endpoint of the caller ([`Action::ManageEndpoint`]: a narrowed token's own, never
+    /// one registered with more than its scope).
     pub async fn endpoint(
         &self,
         principal: &Principal,
@@ -357,10 +378,13 @@ impl Mandate {
             .endpoint(id)
             .await?
             .ok_or(WebhookError::NotFound)?;
-        if endpoint.owner.is_owned_by(principal) {
-            Ok(endpoint)
-        } else {
-            Err(WebhookError::NotFound)
+        match authorize(
+            principal,
+            Action::ManageEndpoint,
+            Resource::Endpoint(&endpoint),
+        ) {
+            Decision::Allow => Ok(endpoint),
+            Decision::NotFound | Decision::Forbidden => Err(WebhookError::NotFound),
         }
     }
 
@@ -478,18 +502,21 @@ impl Mandate {
         Ok(retry)
     }
 
-    /// The viewer of `owner`, read once per batch of work.
+    /// The viewer of `endpoint` (its owner within its scope), read once per batch of work.
     async fn cached_viewer<'a>(
         &self,
-        viewers: &'a mut HashMap<EndpointOwner, Viewer>,
-        owner: &EndpointOwner,
+        viewers: &'a mut HashMap<ViewerKey, Viewer>,
+        endpoint: &WebhookEndpoint,
     ) -> Result<&'a Viewer, StoreError> {
-        if !viewers.contains_key(owner) {
-            let viewer = self.owner_viewer(owner).await?;
-            viewers.insert(owner.clone(), viewer);
+        let key = (endpoint.owner.clone(), endpoint.scope.clone());
+        if !viewers.contains_key(&key) {
+            let viewer = self
+                .owner_viewer(&endpoint.owner, endpoint.scope.as_ref())
+                .await?;
+            viewers.insert(key.clone(), viewer);
         }
         viewers
-            .get(owner)
+            .get(&key)
             .ok_or_else(|| StoreError::Other("a cached viewer vanished".into()))
     }
 
@@ -524,10 +551,7 @@ impl Mandate {
                 if endpoint.created_at <= event.created_at
                     && endpoint.enabled
                     && endpoint.event_types.matches(event.event_type)
-                    && can_see_event(
-                        self.cached_viewer(&mut viewers, &endpoint.owner).await?,
-                        event,
-                    )
+                    && can_see_event(self.cached_viewer(&mut viewers, endpoint).await?, event)
                 {
                     let delivery = Delivery::first(&event.id, &endpoint.id, now);
                     sendable.push(ClaimedDelivery {
@@ -610,8 +634,7 @@ impl Mandate {
             let allowed = claimed.endpoint.enabled
                 && (direct
                     || can_see_event(
-                        self.cached_viewer(&mut viewers, &claimed.endpoint.owner)
-                            .await?,
+                        self.cached_viewer(&mut viewers, &claimed.endpoint).await?,
                         &claimed.event,
                     ));
             if allowed {
