@@ -1,4 +1,6 @@
-//! Per-credential rate limiting: a token bucket (GCRA) per key or client ID, in this process.
+//! Rate limiting: a token bucket (GCRA) per key or client ID, and one per key owner
+//! (organization, destination, orchestrator) shared by all its keys, in this process. The
+//! owner's bucket is what stops a second key from doubling the rate.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -33,14 +35,16 @@ impl RateLimit {
         })
     }
 
-    /// `Ok` when the credential may go ahead; otherwise the seconds to wait.
+    /// `Ok` when the credential and its owner may go ahead; otherwise the seconds to wait.
     pub fn check(&self, principal: &Principal) -> Result<(), u64> {
-        self.limiter
-            .check_key(&credential(principal))
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(self.clock.now());
-                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-            })
+        let wait = |not_until: governor::NotUntil<_>| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        };
+        if let Some(owner) = owner(principal) {
+            self.limiter.check_key(&owner).map_err(wait)?;
+        }
+        self.limiter.check_key(&credential(principal)).map_err(wait)
     }
 
     /// Forgets credentials whose buckets are full again, so memory follows active callers.
@@ -57,6 +61,21 @@ fn credential(principal: &Principal) -> String {
         | Principal::Destination { key_id, .. }
         | Principal::Orchestrator { key_id, .. } => key_id.to_string(),
         Principal::Client(client) => client.client_id.to_string(),
+    }
+}
+
+/// The bucket shared by every key of the key's owner; `None` for the admin token and client
+/// IDs (a client ID is its own owner's only credential).
+fn owner(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Platform {
+            organization_id, ..
+        } => Some(format!("owner:{organization_id}")),
+        Principal::Destination { destination_id, .. } => Some(format!("owner:{destination_id}")),
+        Principal::Orchestrator {
+            orchestrator_id, ..
+        } => Some(format!("owner:{orchestrator_id}")),
+        Principal::Admin | Principal::Client(_) => None,
     }
 }
 
@@ -82,5 +101,19 @@ mod tests {
         assert_eq!(limit.check(&one), Err(1));
         assert_eq!(limit.check(&two), Ok(()));
         assert!(RateLimit::new(0, 200).is_none());
+    }
+
+    #[test]
+    fn the_keys_of_one_owner_share_its_bucket() {
+        let limit = RateLimit::new(1, 2).unwrap();
+        let orchestrator_id = OrchestratorId::generate();
+        let key = || Principal::Orchestrator {
+            orchestrator_id: orchestrator_id.clone(),
+            key_id: KeyId::generate(),
+        };
+        let (first, second) = (key(), key());
+        assert_eq!(limit.check(&first), Ok(()));
+        assert_eq!(limit.check(&first), Ok(()));
+        assert_eq!(limit.check(&second), Err(1), "the owner's burst is spent");
     }
 }
