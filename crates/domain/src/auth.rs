@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::agents::AgentKey;
-use crate::ids::{ClientId, DestinationId, OrchestratorId};
+use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId};
 use crate::keys::{KeyHasher, KeyKind};
 use crate::model::{ApiKey, Client, ClientStatus, KeyOwner};
 use crate::ports::{Store, StoreError};
@@ -213,23 +213,29 @@ impl Authenticator {
     }
 
     /// Resolves an agent's verified signature: `X-Client-Id` must name an active client ID
-    /// whose credential is the signing key.
+    /// whose credential is the signing key, and the approval that created it must not have
+    /// reached its `expires_at` — checked here, at `now`, not only when the background job
+    /// revokes the client ID a moment later.
     pub async fn agent_client(
         &self,
         store: &dyn Store,
         key: &AgentKey,
         client_header: Option<&str>,
+        now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
         let header = client_header.ok_or(AuthError::Unauthenticated("agent_without_client_id"))?;
         let id =
             ClientId::parse(header).map_err(|_| AuthError::Unauthenticated("unknown_agent"))?;
-        let client = store
-            .client(&id)
+        let (client, expires_at) = store
+            .client_with_approval_expiry(&id)
             .await?
-            .filter(|client| client.agent_key.as_ref() == Some(key))
+            .filter(|(client, _)| client.agent_key.as_ref() == Some(key))
             .ok_or(AuthError::Unauthenticated("unknown_agent"))?;
         if client.status != ClientStatus::Active {
             return Err(AuthError::Unauthenticated("revoked_agent"));
+        }
+        if expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return Err(AuthError::Unauthenticated("expired_agent"));
         }
         Ok(client_principal(client, None))
     }
@@ -251,7 +257,8 @@ impl Authenticator {
 
     /// The OAuth client-credentials grant: `secret` must be a key of the orchestrator the
     /// active client ID was issued to, and `scope` (space-separated) a subset of its
-    /// permissions. Returns the client ID and the granted scope.
+    /// permissions. Returns the client ID, the id of the key that authenticated (the token
+    /// names it, so revoking the key ends the token) and the granted scope.
     pub async fn client_credentials(
         &self,
         store: &dyn Store,
@@ -259,11 +266,12 @@ impl Authenticator {
         secret: &str,
         scope: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(Client, PermissionSet), TokenGrantError> {
-        let orchestrator_id = match self.bearer(store, secret, now).await {
+    ) -> Result<(Client, KeyId, PermissionSet), TokenGrantError> {
+        let (orchestrator_id, key_id) = match self.bearer(store, secret, now).await {
             Ok(Principal::Orchestrator {
-                orchestrator_id, ..
-            }) => orchestrator_id,
+                orchestrator_id,
+                key_id,
+            }) => (orchestrator_id, key_id),
             Err(AuthError::Store(error)) => return Err(TokenGrantError::Store(error)),
             _ => return Err(TokenGrantError::InvalidClient),
         };
@@ -293,29 +301,60 @@ impl Authenticator {
                 requested
             }
         };
-        Ok((client, granted))
+        Ok((client, key_id, granted))
     }
 
     /// The client ID behind a verified access token, checked *now*: it must still be active
-    /// and issued to the token's orchestrator, and it acts with the token's scope narrowed to
-    /// the permissions it holds now, so a revocation takes effect on the very next request.
+    /// and issued to the token's orchestrator, the orchestrator key that obtained the token
+    /// (`key_id`) must still be active (neither revoked nor expired), and the client ID acts
+    /// with the token's scope narrowed to the permissions it holds now — so revoking the
+    /// client ID or the key takes effect on the very next request. One store round trip
+    /// reads both.
     pub async fn token_client(
         &self,
         store: &dyn Store,
-        client_id: &str,
-        orchestrator_id: &str,
-        scope: &PermissionSet,
+        token: &TokenSubject<'_>,
+        now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
         const REVOKED: AuthError = AuthError::Unauthenticated("revoked_token");
-        let id = ClientId::parse(client_id).map_err(|_| REVOKED)?;
-        let client = store.client(&id).await?.ok_or(REVOKED)?;
-        if client.orchestrator_id.as_str() != orchestrator_id
+        let id = ClientId::parse(token.client_id).map_err(|_| REVOKED)?;
+        let key_id = KeyId::parse(token.key_id).map_err(|_| REVOKED)?;
+        let (key, client) = store
+            .key_by_id_with_client(&key_id, &id)
+            .await?
+            .ok_or(AuthError::Unauthenticated("revoked_key"))?;
+        let key_is_the_orchestrators = matches!(
+            &key.owner,
+            KeyOwner::Orchestrator { orchestrator_id } if orchestrator_id.as_str() == token.orchestrator_id
+        );
+        if !key_is_the_orchestrators || key.revoked_at.is_some() {
+            return Err(AuthError::Unauthenticated("revoked_key"));
+        }
+        if !key.is_active(now) {
+            return Err(AuthError::Unauthenticated("expired_key"));
+        }
+        let client = client.ok_or(REVOKED)?;
+        if client.orchestrator_id.as_str() != token.orchestrator_id
             || client.status != ClientStatus::Active
         {
             return Err(REVOKED);
         }
-        Ok(client_principal(client, Some(scope)))
+        Ok(client_principal(client, Some(token.scope)))
     }
+}
+
+/// What a verified access token says about its holder, as [`Authenticator::token_client`]
+/// checks it against the store.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenSubject<'a> {
+    /// The client ID (`sub`).
+    pub client_id: &'a str,
+    /// The orchestrator the client ID was issued to.
+    pub orchestrator_id: &'a str,
+    /// The orchestrator key that obtained the token.
+    pub key_id: &'a str,
+    /// The granted scope.
+    pub scope: &'a PermissionSet,
 }
 
 const NOT_YOURS: &str = "X-Client-Id does not name a client ID of this orchestrator";

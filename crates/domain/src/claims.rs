@@ -391,9 +391,16 @@ pub struct ChainCheck {
 }
 
 /// Checks a chain entry by entry, oldest first, so that a long chain can be read in pages.
+///
+/// One for a destination ([`ChainVerifier::for_destination`]) still checks every link of the
+/// organization's chain — a removed or reordered entry of the destination shows only as a
+/// broken link — but reports the destination's own entries only: `entries` counts them and
+/// `head` is the hash of its newest one, so nothing of a sibling destination is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainVerifier {
     check: ChainCheck,
+    /// The destination whose entries are reported, with their count and newest hash.
+    reported: Option<(DestinationId, u64, Option<String>)>,
 }
 
 impl Default for ChainVerifier {
@@ -404,11 +411,20 @@ impl Default for ChainVerifier {
                 entries: 0,
                 head: None,
             },
+            reported: None,
         }
     }
 }
 
 impl ChainVerifier {
+    /// A verifier that checks the whole chain and reports `destination_id`'s entries only.
+    pub fn for_destination(destination_id: DestinationId) -> Self {
+        Self {
+            reported: Some((destination_id, 0, None)),
+            ..Self::default()
+        }
+    }
+
     /// Checks the next entry against the ones before it.
     pub fn push(&mut self, entry: &LedgerEntry) {
         let expected_previous = self.check.head.as_deref().unwrap_or(GENESIS_HASH);
@@ -418,11 +434,24 @@ impl ChainVerifier {
         self.check.valid &= holds;
         self.check.entries += 1;
         self.check.head = Some(entry.hash.clone());
+        if let Some((destination_id, entries, head)) = &mut self.reported {
+            if &entry.destination_id == destination_id {
+                *entries += 1;
+                *head = Some(entry.hash.clone());
+            }
+        }
     }
 
     /// The verdict so far.
     pub fn finish(self) -> ChainCheck {
-        self.check
+        match self.reported {
+            None => self.check,
+            Some((_, entries, head)) => ChainCheck {
+                valid: self.check.valid,
+                entries,
+                head,
+            },
+        }
     }
 }
 

@@ -45,6 +45,7 @@ impl Email {
         let value = value.trim();
         let valid = value.len() <= 254
             && !value.chars().any(char::is_whitespace)
+            && !value.chars().any(crate::usecases::is_unsafe_text_char)
             && matches!(value.split_once('@'), Some((local, domain))
                 if !local.is_empty() && !domain.is_empty() && !domain.contains('@')
                     && !domain.starts_with('.') && !domain.ends_with('.'));

@@ -234,14 +234,11 @@ fn page_of<'a, S, T: Clone + 'a>(
         .collect();
     let has_more = data.len() > limit;
     data.truncate(limit);
-    Page { data, has_more }
+    Page::of(data, has_more)
 }
 
 fn empty_page<T>() -> Page<T> {
-    Page {
-        data: Vec::new(),
-        has_more: false,
-    }
+    Page::of(Vec::new(), false)
 }
 
 fn lease_end(now: DateTime<Utc>, lease: chrono::Duration) -> DateTime<Utc> {
@@ -485,6 +482,18 @@ impl KeyStore for MemoryStore {
             .map(|key| (key.clone(), state.clients.get(client_id.as_str()).cloned())))
     }
 
+    async fn key_by_id_with_client(
+        &self,
+        key_id: &KeyId,
+        client_id: &ClientId,
+    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
+        let state = self.state();
+        Ok(state
+            .keys
+            .get(key_id.as_str())
+            .map(|key| (key.clone(), state.clients.get(client_id.as_str()).cloned())))
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,
@@ -568,6 +577,21 @@ impl ClientStore for MemoryStore {
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
         Ok(self.state().clients.get(id.as_str()).cloned())
+    }
+
+    async fn client_with_approval_expiry(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<(Client, Option<DateTime<Utc>>)>, StoreError> {
+        let state = self.state();
+        Ok(state.clients.get(id.as_str()).map(|client| {
+            let expires_at = state
+                .claims
+                .values()
+                .find(|claim| claim.client_id.as_ref() == Some(id))
+                .and_then(|claim| claim.expires_at);
+            (client.clone(), expires_at)
+        }))
     }
 
     async fn list_clients(
@@ -1513,7 +1537,7 @@ impl Ledger for MemoryStore {
             .collect();
         let has_more = data.len() > limit;
         data.truncate(limit);
-        Ok(Page { data, has_more })
+        Ok(Page::of(data, has_more))
     }
 
     async fn ledger_chain(

@@ -63,7 +63,7 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     /// Keys an orchestrator may hold at once: enough to rotate without downtime.
-    pub const MAX_ACTIVE_KEYS: usize = 2;
+    pub const MAX_ACTIVE_KEYS: usize = ApiKey::MAX_ACTIVE_PER_OWNER;
 }
 
 /// Whom an API key authenticates.
@@ -110,6 +110,10 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// Keys any owner (organization, destination, orchestrator) may hold active at once:
+    /// enough to rotate without downtime, and no way to multiply its rate limit.
+    pub const MAX_ACTIVE_PER_OWNER: usize = 2;
+
     /// Whether the key authenticates at `now`.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
         self.revoked_at.is_none() && self.expires_at.is_none_or(|expires_at| expires_at > now)

@@ -62,6 +62,21 @@ pub struct Page<T> {
     pub data: Vec<T>,
     /// Whether older items follow.
     pub has_more: bool,
+    /// The ids of stored items of this page that could not be read (a row breaking the
+    /// domain's rules), left out of `data` so that one bad row does not fail the whole list;
+    /// reading one of them by id fails. Newest first, like `data`.
+    pub unreadable: Vec<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `data` where every item could be read.
+    pub fn of(data: Vec<T>, has_more: bool) -> Self {
+        Self {
+            data,
+            has_more,
+            unreadable: Vec::new(),
+        }
+    }
 }
 
 /// Organizations.
@@ -136,6 +151,16 @@ pub trait KeyStore: Send + Sync {
         client_id: &ClientId,
     ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError>;
 
+    /// The key with this id, active or not, together with the client ID `client_id` read in
+    /// the same round trip: what a request authenticated by an access token needs (the token
+    /// names the key that obtained it, so revoking the key ends the token). `None` when no key
+    /// has this id; the client ID is `None` when it does not exist.
+    async fn key_by_id_with_client(
+        &self,
+        key_id: &KeyId,
+        client_id: &ClientId,
+    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError>;
+
     /// Stores a key unless its owner already holds `max_active` keys active at `now`, in which
     /// case nothing is stored and `false` comes back. Concurrent calls never exceed the limit.
     async fn insert_key(
@@ -169,6 +194,14 @@ pub trait ClientStore: Send + Sync {
 
     /// One client ID, revoked or not.
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError>;
+
+    /// One client ID, revoked or not, with the `expires_at` of the approved claim that
+    /// created it (`None` for a client ID no claim created, or an approval without an end),
+    /// read in one round trip: what an agent's signed request needs.
+    async fn client_with_approval_expiry(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<(Client, Option<DateTime<Utc>>)>, StoreError>;
 
     /// The client IDs in `scope`, optionally of one status, newest first.
     async fn list_clients(

@@ -443,6 +443,36 @@ pub async fn keys_are_read_with_the_client_id_they_name(store: Arc<dyn Store>) {
             .key_with_client(&other_key.hash, &named.id)
             .await
             .unwrap(),
+        Some((revoked.clone(), Some(named.clone())))
+    );
+
+    // By the key's id (what an access token names), with the same rules.
+    assert_eq!(
+        store
+            .key_by_id_with_client(&orchestrator_key.id, &named.id)
+            .await
+            .unwrap(),
+        Some((orchestrator_key.clone(), Some(named.clone())))
+    );
+    assert_eq!(
+        store
+            .key_by_id_with_client(&orchestrator_key.id, &ClientId::generate())
+            .await
+            .unwrap(),
+        Some((orchestrator_key.clone(), None))
+    );
+    assert_eq!(
+        store
+            .key_by_id_with_client(&KeyId::generate(), &named.id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .key_by_id_with_client(&revoked.id, &named.id)
+            .await
+            .unwrap(),
         Some((revoked, Some(named)))
     );
 }
@@ -607,7 +637,7 @@ pub async fn all_events(store: &dyn Store) -> Vec<Event> {
     let mut events = Vec::new();
     let mut page = first_page(PageRequest::MAX_LIMIT);
     loop {
-        let Page { data, has_more } = store.events(&page).await.unwrap();
+        let Page { data, has_more, .. } = store.events(&page).await.unwrap();
         page.starting_after = data.last().map(|event| event.id.to_string());
         events.extend(data);
         if !has_more {
@@ -626,7 +656,7 @@ async fn all_clients(
     let mut clients = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more } = store.list_clients(scope, status, &page).await.unwrap();
+        let Page { data, has_more, .. } = store.list_clients(scope, status, &page).await.unwrap();
         assert!(data.len() <= limit as usize);
         assert!(
             !has_more || data.len() == limit as usize,
@@ -650,7 +680,7 @@ async fn all_requests(
     let mut requests = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more } = store.list_requests(scope, filter, &page).await.unwrap();
+        let Page { data, has_more, .. } = store.list_requests(scope, filter, &page).await.unwrap();
         assert!(data.len() <= limit as usize);
         assert!(
             !has_more || data.len() == limit as usize,
@@ -1287,7 +1317,7 @@ async fn all_customers(
     let mut customers = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more } = store
+        let Page { data, has_more, .. } = store
             .list_customers(organization_id, email, &page)
             .await
             .unwrap();
@@ -2129,7 +2159,7 @@ async fn all_endpoints(
     let mut endpoints = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more } = match list {
+        let Page { data, has_more, .. } = match list {
             EndpointList::Owner(owner) => store.endpoints_of(owner, None, &page).await.unwrap(),
             EndpointList::Within(owner, within) => store
                 .endpoints_of(owner, Some(within), &page)
@@ -2157,7 +2187,7 @@ async fn all_deliveries(store: &dyn Store, endpoint_id: &EndpointId, limit: u32)
     let mut deliveries = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more } = store.deliveries_of(endpoint_id, &page).await.unwrap();
+        let Page { data, has_more, .. } = store.deliveries_of(endpoint_id, &page).await.unwrap();
         assert!(data.len() <= limit as usize);
         assert!(
             !has_more || data.len() == limit as usize,
@@ -2176,7 +2206,7 @@ async fn all_feed_events(store: &dyn Store, scope: &EventScope, limit: u32) -> V
     let mut events = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more } = store.list_events(scope, &page).await.unwrap();
+        let Page { data, has_more, .. } = store.list_events(scope, &page).await.unwrap();
         assert!(data.len() <= limit as usize);
         assert!(
             !has_more || data.len() == limit as usize,
@@ -3461,6 +3491,40 @@ pub async fn claim_approvals_respect_max_agents_and_versions(store: Arc<dyn Stor
     assert_eq!(outcome, ClaimApproval::Approved { approved_agents: 2 });
 }
 
+pub async fn agent_clients_are_read_with_their_approvals_expiry(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let orchestrator = seed_orchestrator(&*store).await;
+    let ends = now() + Duration::hours(1);
+    let ending = pending_claim(&destinations[0], &orchestrator);
+    let lasting = pending_claim(&destinations[0], &orchestrator);
+    submit(&*store, &ending).await;
+    submit(&*store, &lasting).await;
+    let (_, ending_agent, _) = approve(&*store, &ending, 10, Some(ends)).await;
+    let (_, lasting_agent, _) = approve(&*store, &lasting, 10, None).await;
+
+    let read = |id: ClientId| {
+        let store = store.clone();
+        async move { store.client_with_approval_expiry(&id).await.unwrap() }
+    };
+    let (read_agent, expires_at) = read(ending_agent.id.clone()).await.unwrap();
+    assert_eq!(read_agent, ending_agent);
+    // Stored to the microsecond.
+    assert_eq!(
+        expires_at.map(|at| at.timestamp_micros()),
+        Some(ends.timestamp_micros())
+    );
+    assert_eq!(
+        read(lasting_agent.id.clone()).await,
+        Some((lasting_agent, None))
+    );
+    // A client ID no claim created, and none at all.
+    let plain = client(&destinations[0], &orchestrator.id, PermissionSet::default());
+    let created = client_event(EventType::ClientIdCreated, &plain);
+    store.insert_client(&plain, &created).await.unwrap();
+    assert_eq!(read(plain.id.clone()).await, Some((plain, None)));
+    assert_eq!(read(ClientId::generate()).await, None);
+}
+
 pub async fn ending_a_claim_revokes_its_client_and_queues_the_ledger(store: Arc<dyn Store>) {
     let (organization, destinations) = seed_organization(&*store, 1).await;
     let orchestrator = seed_orchestrator(&*store).await;
@@ -3782,6 +3846,7 @@ macro_rules! store_contract_tests {
             event_feed_matches_can_see_event,
             claims_are_submitted_once_per_nonce_and_live_key,
             claim_approvals_respect_max_agents_and_versions,
+            agent_clients_are_read_with_their_approvals_expiry,
             ending_a_claim_revokes_its_client_and_queues_the_ledger,
             ledger_chains_are_per_organization_and_page_newest_first,
             claims_due_for_expiry_are_pending_past_their_ttl_or_approved_past_expiry,

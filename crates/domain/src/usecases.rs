@@ -59,6 +59,32 @@ pub(crate) fn principal_id(principal: &Principal) -> String {
     }
 }
 
+/// Whether `c` may not appear in free text shown to payers or owners: control characters
+/// (NUL, CR, LF, tab, the C1 range …) and the bidirectional controls that can make text read
+/// differently from what it is (U+202A–U+202E embeddings and overrides, U+2066–U+2069
+/// isolates, and the marks U+200E, U+200F, U+061C).
+pub fn is_unsafe_text_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+        )
+}
+
+/// The rule [`is_unsafe_text_char`] enforces, as the error names it.
+pub(crate) const UNSAFE_TEXT: &str = "must not contain control or bidirectional control characters";
+
+/// `value`, refused when it holds a character [`is_unsafe_text_char`] refuses.
+pub(crate) fn safe_text(field: &'static str, value: &str) -> Result<(), InvalidField> {
+    if value.chars().any(is_unsafe_text_char) {
+        return Err(InvalidField {
+            field,
+            reason: UNSAFE_TEXT,
+        });
+    }
+    Ok(())
+}
+
 fn text_field(
     field: &'static str,
     value: &str,
@@ -70,6 +96,7 @@ fn text_field(
     if length == 0 || length > max_chars {
         return Err(InvalidField { field, reason });
     }
+    safe_text(field, trimmed)?;
     Ok(trimmed.to_owned())
 }
 
@@ -137,7 +164,8 @@ fn check_payment_address(value: Option<String>) -> Result<Option<String>, Invali
             field: "payment_address",
             reason: "must be at most 256 characters",
         }),
-        other => Ok(other),
+        Some(address) => safe_text("payment_address", &address).map(|()| Some(address)),
+        None => Ok(None),
     }
 }
 
@@ -612,7 +640,7 @@ impl Mandate {
         }
     }
 
-    /// Creates a key; orchestrators may hold at most [`Orchestrator::MAX_ACTIVE_KEYS`].
+    /// Creates a key; every owner may hold at most [`ApiKey::MAX_ACTIVE_PER_OWNER`] active.
     pub async fn create_key(
         &self,
         principal: &Principal,
@@ -620,12 +648,12 @@ impl Mandate {
         now: DateTime<Utc>,
     ) -> Result<IssuedKey, KeyError> {
         let (kind, owner) = self.key_owner(principal, target).await?;
-        let limit = (kind == KeyKind::Orchestrator).then_some(Orchestrator::MAX_ACTIVE_KEYS);
         let key = self.issue_key(kind, owner, now);
-        if self.store.insert_key(&key.record, limit, now).await? {
+        let limit = ApiKey::MAX_ACTIVE_PER_OWNER;
+        if self.store.insert_key(&key.record, Some(limit), now).await? {
             Ok(key)
         } else {
-            Err(KeyError::TooManyActiveKeys(Orchestrator::MAX_ACTIVE_KEYS))
+            Err(KeyError::TooManyActiveKeys(limit))
         }
     }
 

@@ -187,7 +187,10 @@ impl fmt::Display for Amount {
     }
 }
 
-/// A running total of amounts, which unlike an [`Amount`] may be zero (`amount_paid`).
+/// A running total of amounts, which unlike an [`Amount`] may be zero (`amount_paid`), and
+/// may pass the 20 integer digits of one amount (two large payments): it holds any count of
+/// 10⁻¹⁸ units that fits in 128 bits, at most [`Total::MAX`]. Every total [`Total::plus`]
+/// makes is one [`Total::parse`] reads back, so a stored total always reads.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
@@ -198,15 +201,52 @@ impl Total {
     /// Nothing yet.
     pub const ZERO: Total = Total(0);
 
-    /// Parses `0` or a valid [`Amount`].
+    /// The largest total: 340282366920938463463.374607431768211455.
+    pub const MAX: Total = Total(u128::MAX);
+
+    /// Parses `0`, or a decimal string with at most 18 fractional digits no greater than
+    /// [`Total::MAX`] (so up to 21 integer digits); refuses signs and exponents.
+    ///
+    /// ```
+    /// use mandate_domain::values::{Amount, Total};
+    ///
+    /// let max = Amount::parse("99999999999999999999.999999999999999999").unwrap();
+    /// let twice = Total::ZERO.plus(max).and_then(|total| total.plus(max)).unwrap();
+    /// assert_eq!(Total::parse(&twice.to_string()), Ok(twice));
+    /// assert_eq!(Total::parse(&Total::MAX.to_string()), Ok(Total::MAX));
+    /// assert!(twice.plus(max).is_none()); // past Total::MAX
+    /// assert!(Total::parse("340282366920938463463.374607431768211456").is_err());
+    /// ```
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        const RULE: InvalidValue = InvalidValue(
+            "must be a decimal string of at most 340282366920938463463.374607431768211455",
+        );
         if value == "0" {
             return Ok(Self::ZERO);
         }
-        Amount::parse(value).map(|amount| Self(amount.0))
+        let (integer, fraction) = match value.split_once('.') {
+            Some((integer, fraction)) => (integer, fraction),
+            None => (value, ""),
+        };
+        let digits_ok =
+            |part: &str, max: usize| part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
+        if integer.is_empty()
+            || !digits_ok(integer, 21)
+            || !digits_ok(fraction, Amount::FRACTION_DIGITS as usize)
+            || (value.contains('.') && fraction.is_empty())
+        {
+            return Err(RULE);
+        }
+        let integer: u128 = integer.parse().map_err(|_| RULE)?;
+        let fraction: u128 = format!("{fraction:0<18}").parse().map_err(|_| RULE)?;
+        integer
+            .checked_mul(Amount::SCALE)
+            .and_then(|units| units.checked_add(fraction))
+            .map(Self)
+            .ok_or(RULE)
     }
 
-    /// The total after adding `amount`, or `None` past the representable range.
+    /// The total after adding `amount`, or `None` past [`Total::MAX`].
     pub fn plus(self, amount: Amount) -> Option<Total> {
         self.0.checked_add(amount.0).map(Total)
     }

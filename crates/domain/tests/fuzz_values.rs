@@ -127,6 +127,10 @@ fn valid_amounts_are_exact() {
                         }
                     };
                     prop_assert_eq!(sum.map(|total| total.to_string()), Some(expected_text));
+                    // What is stored reads back: a total past 20 integer digits too.
+                    if let Some(sum) = sum {
+                        prop_assert_eq!(Total::parse(&sum.to_string()), Ok(sum));
+                    }
                 }
                 (x, y) => {
                     prop_assert!(x.is_err() == (units(&a, &a_frac) == 0));

@@ -10,6 +10,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use mandate_domain::auth::TokenSubject;
 use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
@@ -109,7 +110,7 @@ async fn resolve(
             let client = single_header(request, &CLIENT_HEADER)?;
             let principal = state
                 .authenticator
-                .agent_client(store, &signature.key, client)
+                .agent_client(store, &signature.key, client, mandate_domain::now())
                 .await?;
             return apply_destination(state, request, principal).await;
         }
@@ -137,7 +138,16 @@ async fn resolve(
             })?;
             state
                 .authenticator
-                .token_client(store, &claims.sub, &claims.orc, &claims.scope)
+                .token_client(
+                    store,
+                    &TokenSubject {
+                        client_id: &claims.sub,
+                        orchestrator_id: &claims.orc,
+                        key_id: &claims.key,
+                        scope: &claims.scope,
+                    },
+                    mandate_domain::now(),
+                )
                 .await?
         } else {
             state

@@ -1,6 +1,7 @@
-//! Per-credential rate limiting: a token bucket (GCRA) per key or client ID, in this process;
-//! and the throttle of failed authentication per source address, which applies before any
-//! credential is resolved.
+//! Rate limiting: a token bucket (GCRA) per key or client ID, and one per key owner
+//! (organization, destination, orchestrator) shared by all its keys, in this process (the
+//! owner's bucket is what stops a second key from doubling the rate); and the throttle of
+//! failed authentication per source address, which applies before any credential is resolved.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -38,14 +39,16 @@ impl RateLimit {
         })
     }
 
-    /// `Ok` when the credential may go ahead; otherwise the seconds to wait.
+    /// `Ok` when the credential and its owner may go ahead; otherwise the seconds to wait.
     pub fn check(&self, principal: &Principal) -> Result<(), u64> {
-        self.limiter
-            .check_key(&credential(principal))
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(self.clock.now());
-                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-            })
+        let wait = |not_until: governor::NotUntil<_>| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        };
+        if let Some(owner) = owner(principal) {
+            self.limiter.check_key(&owner).map_err(wait)?;
+        }
+        self.limiter.check_key(&credential(principal)).map_err(wait)
     }
 
     /// Forgets credentials whose buckets are full again, so memory follows active callers.
@@ -167,6 +170,21 @@ impl FailedAuthThrottle {
     }
 }
 
+/// The bucket shared by every key of the key's owner; `None` for the admin token and client
+/// IDs (a client ID is its own owner's only credential).
+fn owner(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Platform {
+            organization_id, ..
+        } => Some(format!("owner:{organization_id}")),
+        Principal::Destination { destination_id, .. } => Some(format!("owner:{destination_id}")),
+        Principal::Orchestrator {
+            orchestrator_id, ..
+        } => Some(format!("owner:{orchestrator_id}")),
+        Principal::Admin | Principal::Client(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use mandate_domain::ids::{KeyId, OrchestratorId};
@@ -231,5 +249,19 @@ mod tests {
                 .check_at("2001:db8:0:1::1".parse().unwrap(), now)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn the_keys_of_one_owner_share_its_bucket() {
+        let limit = RateLimit::new(1, 2).unwrap();
+        let orchestrator_id = OrchestratorId::generate();
+        let key = || Principal::Orchestrator {
+            orchestrator_id: orchestrator_id.clone(),
+            key_id: KeyId::generate(),
+        };
+        let (first, second) = (key(), key());
+        assert_eq!(limit.check(&first), Ok(()));
+        assert_eq!(limit.check(&first), Ok(()));
+        assert_eq!(limit.check(&second), Err(1), "the owner's burst is spent");
     }
 }

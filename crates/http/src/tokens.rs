@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeZone, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use mandate_domain::ids::KeyId;
 use mandate_domain::model::Client;
 use mandate_domain::values::{Permission, PermissionSet};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,8 @@ pub struct TokenClaims {
     pub orc: String,
     /// The delegating destination.
     pub dst: String,
+    /// The orchestrator key (`key_…`) that obtained the token: revoking it ends the token.
+    pub key: String,
     /// The granted scope.
     pub scope: PermissionSet,
     /// The client ID's version when the token was issued.
@@ -136,6 +139,8 @@ struct WireClaims {
     jti: String,
     orc: String,
     dst: String,
+    /// Required: a token without it (issued before keys were named) is refused.
+    key: String,
     scope: String,
     ver: u64,
 }
@@ -242,10 +247,12 @@ impl TokenService {
         &self.jwks
     }
 
-    /// Issues a token for `client` with `scope` (already checked to be within its permissions).
+    /// Issues a token for `client` with `scope` (already checked to be within its permissions),
+    /// obtained with the orchestrator key `key_id`.
     pub fn issue(
         &self,
         client: &Client,
+        key_id: &KeyId,
         scope: &PermissionSet,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, SigningFailed> {
@@ -260,6 +267,7 @@ impl TokenService {
             jti: random_jti(),
             orc: client.orchestrator_id.to_string(),
             dst: client.destination_id.to_string(),
+            key: key_id.to_string(),
             scope: scope.clone(),
             ver: client.version,
         };
@@ -356,6 +364,7 @@ impl TokenService {
             sub: claims.sub,
             orc: claims.orc,
             dst: claims.dst,
+            key: claims.key,
             scope,
             ver: claims.ver,
             jti: claims.jti,
@@ -418,6 +427,7 @@ mod tests {
             "iss": service.issuer(), "aud": AUDIENCE, "sub": ClientId::generate().to_string(),
             "exp": now + 600, "iat": now, "jti": "x", "orc": OrchestratorId::generate().to_string(),
             "dst": DestinationId::generate().to_string(), "scope": "create:incoming", "ver": 1,
+            "key": KeyId::generate().to_string(),
         })
     }
 
@@ -427,7 +437,8 @@ mod tests {
         let client = client();
         let scope: PermissionSet = [Permission::CreateOutgoing].into_iter().collect();
         let now = mandate_domain::now();
-        let issued = service.issue(&client, &scope, now).unwrap();
+        let key_id = KeyId::generate();
+        let issued = service.issue(&client, &key_id, &scope, now).unwrap();
         assert_eq!(issued.expires_in, 900);
         assert_eq!(issued.scope, "create:outgoing");
         assert!(looks_like_jwt(&issued.access_token));
@@ -435,10 +446,13 @@ mod tests {
         assert_eq!(claims.sub, client.id.as_str());
         assert_eq!(claims.orc, client.orchestrator_id.as_str());
         assert_eq!(claims.dst, client.destination_id.as_str());
+        assert_eq!(claims.key, key_id.as_str());
         assert_eq!(claims.scope, scope);
         assert_eq!(claims.ver, 3);
         assert_eq!(claims.exp - claims.iat, Duration::seconds(900));
-        let again = service.issue(&client, &scope, now).unwrap();
+        let again = service
+            .issue(&client, &KeyId::generate(), &scope, now)
+            .unwrap();
         assert_ne!(
             service.verify(&again.access_token).unwrap().jti,
             claims.jti,
@@ -462,7 +476,12 @@ mod tests {
         // A key from the JWKS alone verifies a token.
         let from_jwks = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
         let token = service
-            .issue(&client(), &PermissionSet::default(), Utc::now())
+            .issue(
+                &client(),
+                &KeyId::generate(),
+                &PermissionSet::default(),
+                Utc::now(),
+            )
             .unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[AUDIENCE]);
@@ -478,7 +497,12 @@ mod tests {
         assert_eq!(one.jwks(), two.jwks());
         assert_ne!(one.kid(), other.kid());
         let issued = one
-            .issue(&client(), &PermissionSet::default(), Utc::now())
+            .issue(
+                &client(),
+                &KeyId::generate(),
+                &PermissionSet::default(),
+                Utc::now(),
+            )
             .unwrap();
         assert!(two.verify(&issued.access_token).is_ok());
     }
@@ -488,7 +512,12 @@ mod tests {
         let service = service(7);
         let now = Utc::now();
         let issued = service
-            .issue(&client(), &PermissionSet::default(), now)
+            .issue(
+                &client(),
+                &KeyId::generate(),
+                &PermissionSet::default(),
+                now,
+            )
             .unwrap();
         let first = service.verify_at(&issued.access_token, now).unwrap();
         // Served from memory now, with the same claims.
@@ -522,7 +551,12 @@ mod tests {
         let service = service(7);
         let long_ago = Utc::now() - Duration::hours(1);
         let issued = service
-            .issue(&client(), &PermissionSet::default(), long_ago)
+            .issue(
+                &client(),
+                &KeyId::generate(),
+                &PermissionSet::default(),
+                long_ago,
+            )
             .unwrap();
         assert_eq!(
             service.verify(&issued.access_token),
@@ -534,7 +568,12 @@ mod tests {
     fn a_token_signed_by_another_key_is_refused() {
         let other = TokenService::new(&[8; 32], ISSUER);
         let issued = other
-            .issue(&client(), &PermissionSet::default(), Utc::now())
+            .issue(
+                &client(),
+                &KeyId::generate(),
+                &PermissionSet::default(),
+                Utc::now(),
+            )
             .unwrap();
         // Same issuer and kid-less confusion aside, the signature must not verify.
         assert!(service(7).verify(&issued.access_token).is_err());
@@ -631,7 +670,12 @@ mod tests {
     fn jwt_shapes_are_told_from_keys() {
         let service = service(7);
         let token = service
-            .issue(&client(), &PermissionSet::default(), Utc::now())
+            .issue(
+                &client(),
+                &KeyId::generate(),
+                &PermissionSet::default(),
+                Utc::now(),
+            )
             .unwrap();
         assert!(looks_like_jwt(&token.access_token));
         for not_a_jwt in [

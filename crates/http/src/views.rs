@@ -211,13 +211,22 @@ pub struct ListBody<T: Serialize> {
     data: Vec<T>,
     has_more: bool,
     next_cursor: Option<String>,
+    /// Present only when some stored item of the page could not be read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreadable: Vec<String>,
 }
 
 impl<T: Serialize> ListBody<T> {
     /// The list envelope of `page`; `id` names the cursor of an item.
     pub fn new(page: Page<T>, id: impl Fn(&T) -> String) -> Self {
         let next_cursor = if page.has_more {
-            page.data.last().map(&id)
+            // The oldest item of the page, readable or not (ids of one kind sort by age).
+            page.data
+                .last()
+                .map(&id)
+                .into_iter()
+                .chain(page.unreadable.last().cloned())
+                .min()
         } else {
             None
         };
@@ -226,6 +235,7 @@ impl<T: Serialize> ListBody<T> {
             data: page.data,
             has_more: page.has_more,
             next_cursor,
+            unreadable: page.unreadable,
         }
     }
 }
@@ -324,6 +334,11 @@ pub struct PaymentRequestList {
     pub has_more: bool,
     /// Pass as `starting_after` for the next page.
     pub next_cursor: Option<String>,
+    /// Present only when some stored request of this page could not be read (a damaged
+    /// row): their ids, left out of `data`. `GET /v1/requests/{id}` of one answers 500
+    /// `INTERNAL`; the cause is logged.
+    #[schema(required = false)]
+    pub unreadable: Option<Vec<String>>,
 }
 
 /// A reported payment (documentation of the shape `mandate_domain::payments::Payment`

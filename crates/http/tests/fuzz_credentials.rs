@@ -13,7 +13,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use mandate_domain::ids::{ClientId, DestinationId, OrchestratorId, OrganizationId};
+use mandate_domain::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId};
 use mandate_domain::model::{Client, ClientStatus};
 use mandate_domain::values::{Permission, PermissionSet};
 use mandate_http::signatures::{AgentSigner, SignedMessage, content_digest, verify};
@@ -342,7 +342,7 @@ fn mutated_tokens_never_verify() {
     let client = client();
     let scope: PermissionSet = [Permission::CreateIncoming].into_iter().collect();
     let genuine = service
-        .issue(&client, &scope, mandate_domain::now())
+        .issue(&client, &KeyId::generate(), &scope, mandate_domain::now())
         .unwrap()
         .access_token;
     assert!(service.verify(&genuine).is_ok());
@@ -356,7 +356,7 @@ fn mutated_tokens_never_verify() {
         (0..3usize).prop_map(|segment| (0, None, Some(segment))),
     ];
     let foreign = TokenService::new(&[8; 32], ISSUER)
-        .issue(&client, &scope, mandate_domain::now())
+        .issue(&client, &KeyId::generate(), &scope, mandate_domain::now())
         .unwrap()
         .access_token;
     fuzz(

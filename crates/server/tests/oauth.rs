@@ -459,6 +459,50 @@ async fn revoking_the_client_id_stops_issued_tokens_on_the_next_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn revoking_the_orchestrator_key_stops_its_tokens_on_the_next_request() {
+    let fx = fixture().await;
+    // A second key of the same orchestrator mints a token; the first stays to revoke it.
+    let second = fx
+        .api
+        .post("/v1/orchestrator/keys", &fx.orchestrator_key, json!({}))
+        .await;
+    assert_eq!(second.status, 201, "{}", second.body);
+    let second_id = second.body["id"].as_str().unwrap().to_owned();
+    let second_key = second.body["key"].as_str().unwrap().to_owned();
+    let pairs = [
+        ("grant_type", "client_credentials"),
+        ("client_id", fx.client_id.as_str()),
+        ("client_secret", second_key.as_str()),
+    ];
+    let doomed = granted(&token_form(&fx.server, &pairs, None).await);
+    let kept = fx.token(None).await;
+    assert_eq!(fx.create_request(&doomed, "outgoing").await.status, 201);
+
+    let revoked = fx
+        .api
+        .send(
+            "DELETE",
+            &format!("/v1/orchestrator/keys/{second_id}"),
+            Some(&fx.orchestrator_key),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+
+    // The very next request with the token the revoked key minted is refused …
+    let create = fx.create_request(&doomed, "outgoing").await;
+    assert_eq!((create.status, create.code()), (401, "UNAUTHENTICATED"));
+    let read = fx.api.get("/v1/requests", &doomed).await;
+    assert_eq!((read.status, read.code()), (401, "UNAUTHENTICATED"));
+    // … while a token of the orchestrator's other key still works, and the revoked key mints
+    // no new one.
+    assert_eq!(fx.create_request(&kept, "outgoing").await.status, 201);
+    let again = token_form(&fx.server, &pairs, None).await;
+    assert_eq!(oauth_error(&again), (401, "invalid_client"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn withdrawing_a_permission_narrows_issued_tokens_on_the_next_request() {
     let fx = fixture().await;
     let token = fx.token(None).await;

@@ -30,10 +30,10 @@ use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
 use crate::rows::{
     ClientChanges, ClientRow, CustomerChanges, CustomerRow, DESTINATION, DestinationChanges,
     DestinationRow, EventRow, KeyRow, ORCHESTRATOR, OrchestratorRow, OrganizationRow, PLATFORM,
-    PaymentLinkRow, PaymentRow, RequestChanges, RequestRow, client_status_str, to_naive,
+    PaymentLinkRow, PaymentRow, RequestChanges, RequestRow, client_status_str, to_naive, to_utc,
 };
 use crate::schema::{
-    api_keys, client_ids, customers, destinations, events, orchestrators, organizations,
+    api_keys, claims, client_ids, customers, destinations, events, orchestrators, organizations,
     payment_links, payment_requests, payments,
 };
 
@@ -54,10 +54,7 @@ pub(crate) fn page_cursor<T: std::fmt::Display, E>(
 }
 
 pub(crate) fn empty_page<T>() -> Page<T> {
-    Page {
-        data: Vec::new(),
-        has_more: false,
-    }
+    Page::of(Vec::new(), false)
 }
 
 /// A page from `limit + 1` rows fetched newest first: the extra row only tells that more follow.
@@ -71,7 +68,33 @@ where
         .into_iter()
         .map(T::try_from)
         .collect::<Result<Vec<_>, Error>>()?;
-    Ok(Page { data, has_more })
+    Ok(Page::of(data, has_more))
+}
+
+/// Like [`into_page`], but a row that cannot be read is left out of `data`, named (by `id`)
+/// in `unreadable` and logged as an error, instead of failing the whole page.
+pub(crate) fn into_page_of_readable<R, T>(
+    mut rows: Vec<R>,
+    limit: usize,
+    id: impl Fn(&R) -> String,
+) -> Page<T>
+where
+    T: TryFrom<R, Error = Error>,
+{
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let mut page = Page::of(Vec::with_capacity(rows.len()), has_more);
+    for row in rows {
+        let row_id = id(&row);
+        match T::try_from(row) {
+            Ok(item) => page.data.push(item),
+            Err(error) => {
+                tracing::error!(id = %row_id, error = %error, "a stored row cannot be read; it is left out of the list");
+                page.unreadable.push(row_id);
+            }
+        }
+    }
+    page
 }
 
 pub(crate) fn sql_limit(limit: usize) -> i64 {
@@ -325,6 +348,32 @@ impl KeyStore for DbStore {
         })
     }
 
+    async fn key_by_id_with_client(
+        &self,
+        key_id: &KeyId,
+        client_id: &ClientId,
+    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
+        let key_id = key_id.to_string();
+        let client_id = client_id.to_string();
+        db_run!(self, |conn| {
+            // As in `key_with_client`: the join names the client ID alone.
+            let row = api_keys::table
+                .left_join(client_ids::table.on(client_ids::id.eq(&client_id)))
+                .filter(api_keys::id.eq(&key_id))
+                .select((KeyRow::as_select(), Option::<ClientRow>::as_select()))
+                .first::<(KeyRow, Option<ClientRow>)>(conn)
+                .await
+                .optional()?;
+            row.map(|(key, client)| {
+                Ok((
+                    ApiKey::try_from(key)?,
+                    client.map(Client::try_from).transpose()?,
+                ))
+            })
+            .transpose()
+        })
+    }
+
     async fn insert_key(
         &self,
         key: &ApiKey,
@@ -478,6 +527,25 @@ impl ClientStore for DbStore {
                 .await
                 .optional()?;
             row.map(Client::try_from).transpose()
+        })
+    }
+
+    async fn client_with_approval_expiry(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<(Client, Option<DateTime<Utc>>)>, StoreError> {
+        let id = id.to_string();
+        db_run!(self, |conn| {
+            // At most one claim creates a client ID (`claims_client_id_idx`).
+            let row = client_ids::table
+                .left_join(claims::table.on(claims::client_id.eq(client_ids::id.nullable())))
+                .filter(client_ids::id.eq(&id))
+                .select((ClientRow::as_select(), claims::expires_at.nullable()))
+                .first::<(ClientRow, Option<chrono::NaiveDateTime>)>(conn)
+                .await
+                .optional()?;
+            row.map(|(client, expires_at)| Ok((Client::try_from(client)?, expires_at.map(to_utc))))
+                .transpose()
         })
     }
 
@@ -681,7 +749,9 @@ impl RequestStore for DbStore {
             if let Some(cursor) = &cursor {
                 query = query.filter(payment_requests::id.lt(cursor.as_str()));
             }
-            into_page(query.load(conn).await?, limit)
+            // One unreadable request fails its own reads, not every list it is in.
+            let rows: Vec<RequestRow> = query.load(conn).await?;
+            Ok(into_page_of_readable(rows, limit, |row| row.id.clone()))
         })
     }
 

@@ -478,7 +478,7 @@ fn metadata_text(metadata: &BTreeMap<String, String>) -> Result<String, Error> {
 #[diesel(table_name = payment_requests, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct RequestRow {
-    id: String,
+    pub(crate) id: String,
     organization_id: String,
     destination_id: String,
     direction: String,

@@ -527,10 +527,15 @@ impl Mandate {
             .await?)
     }
 
-    /// Recomputes the caller's organization's chain from the first entry.
+    /// Recomputes the caller's organization's chain from the first entry. A destination's
+    /// owner (destination key, or platform key acting for it) is answered for its own entries
+    /// only: their count and the hash of the newest, with `valid` for the chain they are
+    /// linked into (see [`ChainVerifier::for_destination`]).
     pub async fn verify_ledger(&self, principal: &Principal) -> Result<ChainCheck, ReadError> {
-        let (organization_id, _) = ledger_scope(principal).ok_or(ReadError::Forbidden)?;
-        let mut verifier = ChainVerifier::default();
+        let (organization_id, destination_id) =
+            ledger_scope(principal).ok_or(ReadError::Forbidden)?;
+        let mut verifier =
+            destination_id.map_or_else(ChainVerifier::default, ChainVerifier::for_destination);
         let mut after = 0;
         loop {
             let entries = self

@@ -12,7 +12,9 @@ use super::{InvalidField, Mandate, ReadError, principal_id};
 use crate::events::{Audience, Event, EventType};
 use crate::ids::{CustomerId, PaymentId, PaymentLinkId, RequestId};
 use crate::model::Destination;
-use crate::payments::{Direction, Payment, PaymentLink, PaymentRequest, RequestStatus};
+use crate::payments::{
+    Direction, Payment, PaymentLink, PaymentRefused, PaymentRequest, RequestStatus,
+};
 use crate::policy::{Action, Decision, Resource, authorize, request_scope};
 use crate::ports::{Page, PageRequest, RequestFilter, StoreError};
 use crate::principal::Principal;
@@ -103,6 +105,9 @@ pub struct PaymentPage {
     pub link: PaymentLink,
 }
 
+/// Why a payment that would overflow `amount_paid` is refused.
+const TOTAL_TOO_LARGE: &str = "would bring amount_paid past 340282366920938463463.374607431768211455, the largest total a request holds";
+
 fn optional_text(
     field: &'static str,
     value: Option<String>,
@@ -111,7 +116,8 @@ fn optional_text(
 ) -> Result<Option<String>, InvalidField> {
     match value {
         Some(text) if text.chars().count() > max_chars => Err(InvalidField { field, reason }),
-        other => Ok(other),
+        Some(text) => super::safe_text(field, &text).map(|()| Some(text)),
+        None => Ok(None),
     }
 }
 
@@ -133,6 +139,8 @@ pub(super) fn check_metadata(
         if value.chars().count() > 500 {
             return Err(invalid("values must be at most 500 characters"));
         }
+        super::safe_text("metadata", key)?;
+        super::safe_text("metadata", value)?;
     }
     Ok(metadata)
 }
@@ -410,9 +418,19 @@ impl Mandate {
         let created_by = principal_id(principal);
         let (request, payment) = self
             .change_request(principal, id, Action::ReportPayment, now, |request| {
-                let event = request
-                    .record_payment(amount, now)
-                    .map_err(|refused| RequestActionError::Conflict(refused.to_string()))?;
+                let event =
+                    request
+                        .record_payment(amount, now)
+                        .map_err(|refused| match refused {
+                            // The request could take no payment past it, whatever the state.
+                            PaymentRefused::Overflow => RequestActionError::Invalid(InvalidField {
+                                field: "amount",
+                                reason: TOTAL_TOO_LARGE,
+                            }),
+                            PaymentRefused::Closed(_) => {
+                                RequestActionError::Conflict(refused.to_string())
+                            }
+                        })?;
                 let payment = Payment {
                     id: PaymentId::generate(),
                     request_id: request.id.clone(),

@@ -162,7 +162,8 @@ fn description_field(value: Option<String>) -> Result<Option<String>, InvalidFie
             field: "description",
             reason: "must be at most 500 characters",
         }),
-        other => Ok(other),
+        Some(text) => super::safe_text("description", &text).map(|()| Some(text)),
+        None => Ok(None),
     }
 }
 

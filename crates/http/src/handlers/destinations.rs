@@ -95,6 +95,7 @@ pub async fn list(
             .map(DestinationView::from)
             .collect(),
         has_more: destinations.has_more,
+        unreadable: destinations.unreadable,
     };
     Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }
@@ -153,7 +154,8 @@ pub async fn update(
 #[utoipa::path(post, path = "/v1/destinations/{id}/keys", tag = "destinations",
     params(("id" = String, Path, description = "dst_…")),
     responses((status = 201, body = NewKeyView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
+        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "two keys already active", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_key(
     state: State,

@@ -361,7 +361,7 @@ async fn grant(
     };
     let store = state.mandate.store().as_ref();
     let now = mandate_domain::now();
-    let (client, scope) = state
+    let (client, key_id, scope) = state
         .authenticator
         .client_credentials(store, &client_id, &secret, params.scope.as_deref(), now)
         .await
@@ -382,7 +382,7 @@ async fn grant(
             TokenGrantError::Store(error) => GrantFailure::Api(error.into()),
         })?;
     let issued = tokens
-        .issue(&client, &scope, now)
+        .issue(&client, &key_id, &scope, now)
         .map_err(|error| GrantFailure::Api(ApiError::internal(&error)))?;
     tracing::debug!(client_id = %client.id, "access token issued");
     let mut response = HttpResponse::Ok();

@@ -26,7 +26,8 @@ pub async fn get(
 /// Creates another platform key (shown once), e.g. to rotate.
 #[utoipa::path(post, path = "/v1/organization/keys", tag = "organization",
     responses((status = 201, body = NewKeyView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope)),
+        (status = 403, body = ErrorEnvelope),
+        (status = 409, description = "two keys already active", body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn create_key(
     state: State,

@@ -238,7 +238,8 @@ pub async fn create_payment_link(
 #[utoipa::path(post, path = "/v1/requests/{id}/payments", tag = "requests", request_body = ReportPayment,
     params(("id" = String, Path, description = "req_…")),
     responses((status = 201, body = PaymentRecorded<crate::views::PaymentView, PaymentRequestView>),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+        (status = 400, description = "bad input, or a total past the largest amount_paid", body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope),
         (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "cancelled or expired", body = ErrorEnvelope)),
     security(("bearer" = [])))]

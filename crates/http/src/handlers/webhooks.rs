@@ -383,6 +383,7 @@ pub async fn events(
     let bodies = Page {
         data: events.data.iter().map(Event::body).collect(),
         has_more: events.has_more,
+        unreadable: events.unreadable,
     };
     Ok(HttpResponse::Ok().json(ListBody::new(bodies, |body| body.id.to_string())))
 }

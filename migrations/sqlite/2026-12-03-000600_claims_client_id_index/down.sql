@@ -1,0 +1,1 @@
+DROP INDEX claims_client_id_idx;
