@@ -214,7 +214,8 @@ impl Total {
     /// let twice = Total::ZERO.plus(max).and_then(|total| total.plus(max)).unwrap();
     /// assert_eq!(Total::parse(&twice.to_string()), Ok(twice));
     /// assert_eq!(Total::parse(&Total::MAX.to_string()), Ok(Total::MAX));
-    /// assert!(twice.plus(max).is_none()); // past Total::MAX
+    /// let thrice = twice.plus(max).unwrap();
+    /// assert!(thrice.plus(max).is_none()); // four times is past Total::MAX
     /// assert!(Total::parse("340282366920938463463.374607431768211456").is_err());
     /// ```
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {

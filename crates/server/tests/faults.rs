@@ -832,9 +832,17 @@ struct KeyedLoad<'a> {
     operations: usize,
     next: AtomicUsize,
     done: AtomicUsize,
-    /// Per operation: (party, request id, customer id, link url, payment answer).
-    acknowledged: Mutex<BTreeMap<usize, (usize, String, String, String, KeyedAnswer)>>,
+    /// Per operation, what its clients were answered.
+    acknowledged: Mutex<BTreeMap<usize, Acknowledged>>,
     unexpected: Mutex<Vec<String>>,
+}
+
+/// An operation of a [`KeyedLoad`], every call of it answered 2xx.
+struct Acknowledged {
+    request_id: String,
+    customer_id: String,
+    link_url: String,
+    payment: KeyedAnswer,
 }
 
 impl KeyedLoad<'_> {
@@ -940,7 +948,12 @@ impl KeyedLoad<'_> {
         let url = link.body["url"].as_str().unwrap_or_default().to_owned();
         self.acknowledged.lock().unwrap().insert(
             i,
-            (i % self.parties.len(), request_id, customer_id, url, paid),
+            Acknowledged {
+                request_id,
+                customer_id,
+                link_url: url,
+                payment: paid,
+            },
         );
     }
 }
@@ -1009,7 +1022,8 @@ async fn keyed_crash() {
         target.set(vec![third.base.clone()]);
         (third, status)
     };
-    let ((server, crash_status), ()) = tokio::join!(crashes, load.run(scale.in_flight));
+    // The last server lives until the audit is done.
+    let ((_server, crash_status), ()) = tokio::join!(crashes, load.run(scale.in_flight));
 
     let mut outcome = Outcome {
         scenario: "keyed_crash",
@@ -1025,7 +1039,7 @@ async fn keyed_crash() {
         std::os::unix::process::ExitStatusExt::signal(&crash_status) == Some(6),
         format!("the first server did not crash at its crash point: {crash_status}"),
     );
-    let acknowledged = load.acknowledged.lock().unwrap();
+    let acknowledged = std::mem::take(&mut *load.acknowledged.lock().unwrap());
     outcome.check(
         acknowledged.len() == scale.operations,
         format!(
@@ -1035,7 +1049,7 @@ async fn keyed_crash() {
         ),
     );
     match acknowledged.get(&crashed_operation) {
-        Some((.., paid)) => outcome.check(
+        Some(Acknowledged { payment: paid, .. }) => outcome.check(
             paid.replayed && paid.attempts > 1,
             format!(
                 "the payment committed before the crash was not replayed (attempts {}, replayed {})",
@@ -1087,7 +1101,8 @@ async fn keyed_crash() {
         requests.len() == scale.operations,
         format!("{} requests for {n} operations", requests.len()),
     );
-    for (i, (_, request_id, customer_id, url, _)) in acknowledged.iter() {
+    for (i, operation) in &acknowledged {
+        let (request_id, customer_id) = (&operation.request_id, &operation.customer_id);
         let row = format!("op-{i} {request_id} {customer_id} {}", 1 + i % 4);
         outcome.check(
             requests.get(&row) == Some(&1),
@@ -1102,7 +1117,10 @@ async fn keyed_crash() {
             payments.get(&reference) == Some(&1),
             format!("{reference}: {:?} payments", payments.get(&reference)),
         );
-        outcome.check(url.contains("/pay/"), format!("{reference}: no link url"));
+        outcome.check(
+            operation.link_url.contains("/pay/"),
+            format!("{reference}: no link url"),
+        );
     }
     for kind in [
         "customer.created",
@@ -1116,10 +1134,8 @@ async fn keyed_crash() {
     outcome.lost = scale.operations - acknowledged.len();
     let replayed = acknowledged
         .values()
-        .filter(|(.., paid)| paid.replayed)
+        .filter(|operation| operation.payment.replayed)
         .count();
-    drop(acknowledged);
-    let _ = server.api();
     outcome.notes.push(format!(
         "crash after the commit of {crash_key} ({crash_status}), then SIGKILL at 60 %; \
          {replayed} payments answered by a replay; scale {}, {:.0} s",
