@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::postgres;
+use mandate_test_support::{free_port, with_database};
 
 const ADMIN_TOKEN: &str = "bench-admin-token-that-is-long-enough";
 /// Where the generated part of `docs/benchmarks.md` starts and ends; text outside is kept.
@@ -201,11 +202,6 @@ struct Server {
     base: String,
 }
 
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// Answers with the status of `GET path` on `addr`, or `None` when nothing answers.
 fn http_status(addr: &str, path: &str) -> Option<u16> {
     let mut stream = TcpStream::connect(addr).ok()?;
@@ -278,20 +274,6 @@ fn number(value: &Value, pointer: &str) -> f64 {
         .pointer(pointer)
         .and_then(Value::as_f64)
         .unwrap_or(f64::NAN)
-}
-
-/// A URL naming another database on the same server.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_end..]
-        .find('/')
-        .map(|i| i + authority_end)
-        .unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..path_start])
 }
 
 /// One wrk run.
@@ -475,7 +457,7 @@ impl<'a> Run<'a> {
             &["db", "--url", &self.admin_url, "create", &name],
         )?;
         self.databases.push(name.clone());
-        let url = with_database(&self.admin_url, &name);
+        let url = with_database(&self.admin_url, &name)?;
         crate::run(
             Command::new(&self.tools.mandate)
                 .arg("migrate")

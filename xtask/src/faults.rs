@@ -7,11 +7,12 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The scenarios the suite must report, in the table's order.
-const SCENARIOS: [&str; 4] = [
+const SCENARIOS: [&str; 5] = [
     "crash",
     "database_outage",
     "receiver_outage",
     "replica_loss",
+    "keyed_crash",
 ];
 
 /// One scenario's result line: `FAULTS\tscenario\toperations\tlost\tduplicated\tleaked\tnotes`
@@ -66,6 +67,7 @@ pub fn run(scale: &str) -> Result<ExitCode> {
     }
     let database = super::postgres::resolve()?;
     println!("xtask: using PostgreSQL {}", database.describe());
+    let postgres_bin = super::postgres::binaries()?;
     let mut cmd = super::cargo()?;
     cmd.args([
         "test",
@@ -82,10 +84,11 @@ pub fn run(scale: &str) -> Result<ExitCode> {
     ])
     .env("MANDATE_FAULTS_SCALE", scale)
     .env("TEST_DATABASE_URL", database.url())
+    .env(super::postgres::BIN_ENV, &postgres_bin)
     .stdout(Stdio::piped());
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("could not run {}", super::describe(&cmd)))?;
+        .with_context(|| format!("could not run {}", mandate_test_support::describe(&cmd)))?;
     let stdout = child.stdout.take().context("no stdout")?;
     let mut rows = Vec::new();
     for line in BufReader::new(stdout).lines() {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
+use mandate_test_support::describe;
 
 const USAGE: &str = "\
 usage: cargo xtask <task> [args]
@@ -18,13 +19,16 @@ usage: cargo xtask <task> [args]
 tasks:
   test [cargo-test-args]  run every test of the workspace against a PostgreSQL
                           (TEST_DATABASE_URL, DATABASE_URL, 127.0.0.1:5432, or a
-                          throwaway cluster) and a headless Chromium (CHROME_BIN,
+                          throwaway cluster; the fault scenarios start clusters of
+                          their own with initdb/pg_ctl, installed when missing)
+                          and a headless Chromium (CHROME_BIN,
                           or on PATH, or installed) and a Python with the
                           standardwebhooks, http-message-signatures and
                           schemathesis packages (MANDATE_TEST_PYTHON, or python3
                           on PATH, installed with pip); extra args go to `cargo test`
   faults [full|short]     the fault suite against the real server on PostgreSQL
-                          (crash, database outage, receiver outage, replica loss):
+                          (crash, database outage, receiver outage, replica loss,
+                          keyed crash):
                           prints a table of lost, duplicated and leaked events and
                           fails on any lost or leaked; full by default (minutes),
                           `cargo xtask test` runs the short form (seconds)
@@ -101,15 +105,6 @@ fn run(cmd: &mut Command) -> Result<()> {
     }
 }
 
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for arg in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&arg.to_string_lossy());
-    }
-    s
-}
-
 fn test(extra: &[OsString]) -> Result<ExitCode> {
     // The payment page is checked in a real headless browser; never skip that for lack of one.
     let chrome = chromium::resolve()?;
@@ -121,6 +116,7 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     // Held until the tests finish; dropping it stops a throwaway cluster, also on failure.
     let database = postgres::resolve()?;
     println!("xtask: using PostgreSQL {}", database.describe());
+    let postgres_bin = postgres::binaries()?;
 
     let mut cmd = cargo()?;
     cmd.arg("test");
@@ -132,6 +128,7 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     cmd.args(["--all-features", "--no-fail-fast"])
         .args(extra)
         .env("TEST_DATABASE_URL", database.url())
+        .env(postgres::BIN_ENV, &postgres_bin)
         // The fault suite's short form; `cargo xtask faults` runs the full one.
         .env("MANDATE_FAULTS_SCALE", "short")
         .env(chromium::ENV, &chrome)

@@ -1,23 +1,27 @@
-//! Finds a PostgreSQL for the test suite, starting a throwaway cluster when none is running.
+//! Finds a PostgreSQL for the test suite, starting a throwaway cluster when none is running,
+//! and the binaries with which the fault scenarios start clusters of their own.
 
 use std::ffi::OsStr;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use mandate_test_support::Cluster;
+pub(crate) use mandate_test_support::is_root;
 
+/// Where the tests find PostgreSQL's binaries (`initdb`, `pg_ctl`).
+pub const BIN_ENV: &str = "MANDATE_TEST_PG_BIN";
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Skips the probe of 127.0.0.1:5432, to exercise the throwaway cluster by hand.
 const FORCE_LOCAL_CLUSTER: &str = "MANDATE_XTASK_FORCE_LOCAL_CLUSTER";
-const START_DEADLINE: Duration = Duration::from_secs(30);
 
 const HOW_TO_INSTALL: &str = "\
-no PostgreSQL found: nothing answers on 127.0.0.1:5432 and no initdb/pg_ctl is on PATH \
-or in /usr/lib/postgresql/*/bin.
-Install PostgreSQL (Debian/Ubuntu: `apt-get install postgresql`, macOS: `brew install postgresql`) \
-or point TEST_DATABASE_URL at one, e.g. TEST_DATABASE_URL=postgres://user:password@host:5432/postgres";
+no PostgreSQL binaries found: no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin \
+(the suite starts PostgreSQL clusters of its own with them, and one to test against when \
+nothing answers on 127.0.0.1:5432 and TEST_DATABASE_URL is unset).
+Install PostgreSQL (Debian/Ubuntu: `apt-get install postgresql`, macOS: `brew install postgresql`).";
 
 /// The database the tests use; a throwaway cluster lives as long as this value.
 pub enum Database {
@@ -30,7 +34,7 @@ impl Database {
     pub fn url(&self) -> &str {
         match self {
             Database::Given { url, .. } | Database::Running { url } => url,
-            Database::Throwaway(cluster) => &cluster.url,
+            Database::Throwaway(cluster) => cluster.url(),
         }
     }
 
@@ -42,7 +46,7 @@ impl Database {
             Database::Running { .. } => format!("{url} (server already running)"),
             Database::Throwaway(cluster) => format!(
                 "{url} (throwaway cluster, binaries from {})",
-                cluster.bin.display()
+                cluster.bin().display()
             ),
         }
     }
@@ -64,23 +68,31 @@ pub fn resolve() -> Result<Database> {
         }
         return Ok(Database::Given { url, source: var });
     }
-    resolve_local(true)
+    resolve_local()
 }
 
-fn resolve_local(may_install: bool) -> Result<Database> {
+fn resolve_local() -> Result<Database> {
     if std::env::var_os(FORCE_LOCAL_CLUSTER).is_none_or(|v| v.is_empty()) && default_port_answers()
     {
         return Ok(Database::Running {
             url: DEFAULT_URL.to_owned(),
         });
     }
+    Cluster::start(&binaries()?).map(Database::Throwaway)
+}
+
+/// The directory of the machine's `initdb` and `pg_ctl`, which the scenarios that need a
+/// PostgreSQL of their own use; installs Debian's package when they are missing.
+pub fn binaries() -> Result<PathBuf> {
     if let Some(bin) = find_bin_dir() {
-        return Cluster::start(bin).map(Database::Throwaway);
+        return Ok(bin);
     }
-    if may_install && is_root() && on_path("apt-get").is_some() {
-        println!("xtask: no PostgreSQL found; installing Debian's postgresql package");
+    if is_root() && on_path("apt-get").is_some() {
+        println!("xtask: no initdb/pg_ctl found; installing Debian's postgresql package");
         apt_install("postgresql")?;
-        return resolve_local(false);
+        if let Some(bin) = find_bin_dir() {
+            return Ok(bin);
+        }
     }
     bail!(HOW_TO_INSTALL)
 }
@@ -177,13 +189,6 @@ fn highest(candidates: impl Iterator<Item = (Vec<u32>, PathBuf)>) -> Option<Path
     candidates.max_by(|a, b| a.0.cmp(&b.0)).map(|(_, bin)| bin)
 }
 
-pub(crate) fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0")
-}
-
 /// Installs one Debian package, refreshing the package lists first.
 pub(crate) fn apt_install(package: &str) -> Result<()> {
     let apt = |args: &[&str]| -> Result<()> {
@@ -199,188 +204,6 @@ pub(crate) fn apt_install(package: &str) -> Result<()> {
     };
     apt(&["update"])?;
     apt(&["install", "-y", package])
-}
-
-/// A PostgreSQL cluster in a temporary directory, stopped and deleted on drop.
-pub struct Cluster {
-    url: String,
-    bin: PathBuf,
-    root: PathBuf,
-    data: PathBuf,
-    /// Set when running as root: initdb refuses root, so the cluster belongs to `postgres`.
-    run_as: Option<&'static str>,
-    started: bool,
-}
-
-impl Cluster {
-    fn start(bin: PathBuf) -> Result<Self> {
-        let run_as = is_root().then_some("postgres");
-        let root = std::env::temp_dir().join(format!(
-            "mandate-xtask-pg-{}-{}",
-            std::process::id(),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default()
-        ));
-        let sockets = root.join("sockets");
-        std::fs::create_dir_all(&sockets)
-            .with_context(|| format!("creating {}", sockets.display()))?;
-        // From here on, dropping the guard removes the directory.
-        let mut cluster = Cluster {
-            url: String::new(),
-            data: root.join("data"),
-            root,
-            bin,
-            run_as,
-            started: false,
-        };
-        if let Some(user) = run_as {
-            chown_to(user, &[&cluster.root, &sockets])?;
-        }
-
-        let mut initdb = cluster.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(&cluster.data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
-            .arg("--no-sync")
-            .stdout(Stdio::null());
-        cluster.run_quiet(&mut initdb)?;
-
-        let port = free_port()?;
-        let log = cluster.root.join("postgres.log");
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k '{}' -c fsync=off",
-            sockets.display()
-        );
-        let mut pg_ctl = cluster.command("pg_ctl");
-        pg_ctl
-            .arg("-D")
-            .arg(&cluster.data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-o", &options])
-            .args(["-W", "start"])
-            .stdout(Stdio::null());
-        cluster.started = true;
-        cluster.run_quiet(&mut pg_ctl)?;
-        cluster.wait_until_ready(port, &log)?;
-        cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        Ok(cluster)
-    }
-
-    /// A command from the cluster's bin dir, run as the cluster's owner.
-    fn command(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        let mut cmd = match self.run_as {
-            Some(user) => {
-                let mut cmd = Command::new("runuser");
-                cmd.args(["-u", user, "--"]).arg(program);
-                cmd
-            }
-            None => Command::new(program),
-        };
-        // The owner may not be allowed into the caller's working directory.
-        cmd.current_dir(&self.root);
-        cmd
-    }
-
-    fn run_quiet(&self, cmd: &mut Command) -> Result<()> {
-        let output = cmd
-            .stderr(Stdio::piped())
-            .output()
-            .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
-        if !output.status.success() {
-            bail!(
-                "{} failed: {}",
-                crate::describe(cmd),
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-
-    /// Polls until the server accepts connections on its TCP port, or the deadline passes.
-    fn wait_until_ready(&self, port: u16, log: &Path) -> Result<()> {
-        let pg_isready = self.bin.join("pg_isready");
-        let port_arg = port.to_string();
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            // pg_isready speaks the protocol, so a server still starting up does not count.
-            let ready = if pg_isready.is_file() {
-                Command::new(&pg_isready)
-                    .args(["-q", "-h", "127.0.0.1", "-p", &port_arg, "-U", "postgres"])
-                    .status()
-                    .is_ok_and(|s| s.success())
-            } else {
-                TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
-            };
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let log = std::fs::read_to_string(log).unwrap_or_default();
-                bail!(
-                    "the throwaway PostgreSQL did not accept connections on port {port} within {}s; \
-                     its log:\n{log}",
-                    START_DEADLINE.as_secs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.started {
-            let mut stop = self.command("pg_ctl");
-            stop.arg("-D")
-                .arg(&self.data)
-                .args(["-m", "fast", "-w", "stop"])
-                .stdout(Stdio::null());
-            if let Err(err) = self.run_quiet(&mut stop) {
-                eprintln!("xtask: warning: stopping the throwaway PostgreSQL: {err:#}");
-            }
-        }
-        if let Err(err) = std::fs::remove_dir_all(&self.root) {
-            eprintln!(
-                "xtask: warning: could not remove {}: {err}",
-                self.root.display()
-            );
-        }
-    }
-}
-
-fn chown_to(user: &str, paths: &[&Path]) -> Result<()> {
-    let id = |flag: &str| -> Result<u32> {
-        let output = Command::new("id")
-            .args([flag, user])
-            .output()
-            .context("could not run id")?;
-        if !output.status.success() {
-            bail!(
-                "running as root, so initdb must run as the `{user}` OS user, which does not exist; \
-                 create it, run as another user, or set TEST_DATABASE_URL"
-            );
-        }
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .with_context(|| format!("unexpected output of id {flag} {user}"))
-    };
-    let (uid, gid) = (id("-u")?, id("-g")?);
-    for path in paths {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))
-            .with_context(|| format!("chown {user} {}", path.display()))?;
-    }
-    Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 #[cfg(test)]

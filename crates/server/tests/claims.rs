@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mandate_http::signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::agent_signing::{AgentRequest, python_sign, send_signed};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, tenant};
 
 /// An agent: an Ed25519 key, signing through the Python library or the server's own signer.
 struct Agent {
@@ -176,7 +176,7 @@ fn event_types(feed: &Reply) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_is_approved_acts_with_its_signature_and_is_revoked_into_the_ledger() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     let api = server.api();

@@ -8,8 +8,9 @@
 //! - `receiver_outage`: both receivers refuse connections for a while; a third endpoint answers
 //!   410 and must be disabled;
 //! - `replica_loss`: three servers share the database and one is killed with SIGKILL mid-load;
-//! - `keyed_crash`: every call carries an `Idempotency-Key` and is retried until a 2xx; the
-//!   server crashes right after one payment's commit (a crash point), then is SIGKILLed.
+//! - `keyed_crash`: on a PostgreSQL cluster of its own, every call carries an `Idempotency-Key`
+//!   and is retried until a 2xx; the server crashes right after one payment's commit (a crash
+//!   point), then is SIGKILLed.
 //!
 //! Afterwards each scenario audits what happened against what the database holds, read through
 //! each tenant's own API: every request a client saw 201 for exists, every committed change has
@@ -35,10 +36,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use mandate_test_support::address_of;
 use serde_json::{Value, json};
-use support::proxy::{Proxy, host_and_port};
+use support::proxy::Proxy;
 use support::receiver::Receiver;
-use support::{Api, Database, FreshPostgres, Server, TempDir, Tenant, list_all, tenant};
+use support::{Api, Database, FreshDatabase, Server, TempDir, Tenant, list_all, tenant};
 
 /// How big each scenario is.
 struct Scale {
@@ -489,7 +491,7 @@ async fn audit(api: &Api, load: &Load<'_>, scenario: &'static str) -> Outcome {
 async fn crash() {
     let scale = scale();
     let started = Instant::now();
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let dir = TempDir::new();
     let mut server = Server::start_with(server_command(&dir, &database.url, &[]), &dir.0).await;
     let parties = two_parties(&server.api()).await;
@@ -528,8 +530,8 @@ async fn crash() {
 async fn database_outage() {
     let scale = scale();
     let started = Instant::now();
-    let database = FreshPostgres::create().await;
-    let mut proxy = Proxy::start(host_and_port(&database.url)).await;
+    let database = FreshDatabase::create().await;
+    let mut proxy = Proxy::start(address_of(&database.url).unwrap()).await;
     let dir = TempDir::new();
     let server = Server::start_with(
         server_command(&dir, &proxy.rewrite(&database.url), &[]),
@@ -625,7 +627,7 @@ async fn database_outage() {
 async fn receiver_outage() {
     let scale = scale();
     let started = Instant::now();
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let dir = TempDir::new();
     let server = Server::start_with(server_command(&dir, &database.url, &[]), &dir.0).await;
     let api = server.api();
@@ -633,7 +635,7 @@ async fn receiver_outage() {
     let mut parties = Vec::new();
     for _ in 0..2 {
         let receiver = Receiver::start(&[]).await;
-        let proxy = Proxy::start(host_and_port(&receiver.url)).await;
+        let proxy = Proxy::start(address_of(&receiver.url).unwrap()).await;
         let url = proxy.rewrite(&receiver.url);
         parties.push(party(&api, receiver, &url).await);
         proxies.push(proxy);
@@ -767,7 +769,7 @@ async fn replica_loss() {
     const VICTIM: usize = 2;
     let scale = scale();
     let started = Instant::now();
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let shared = [
         ("MANDATE__SECRETS__KEY_HASH_SECRET", support::random_hex(32)),
         (
@@ -977,9 +979,10 @@ async fn counts(client: &tokio_postgres::Client, query: &str) -> BTreeMap<String
 async fn keyed_crash() {
     let scale = scale();
     let started = Instant::now();
-    let database = FreshPostgres::create().await;
+    // A cluster of its own: nothing else's load or state is in the audit's way.
+    let cluster = support::own_cluster();
     let dir = TempDir::new();
-    let command = || server_command(&dir, &database.url, &[]);
+    let command = || server_command(&dir, cluster.url(), &[]);
     // The first server dies at the worst moment of one payment: committed, not answered.
     let crashed_operation = 3;
     let crash_key = format!("payment-{crashed_operation}");
@@ -1060,7 +1063,7 @@ async fn keyed_crash() {
     }
     // Every acknowledged change exactly once, nothing without an acknowledgement, amounts equal
     // to the distinct keys' payments, one event per change.
-    let client = database.client().await;
+    let client = support::connect(cluster.url()).await;
     let customers = counts(
         &client,
         "SELECT name, count(*) FROM customers GROUP BY name",

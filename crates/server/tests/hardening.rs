@@ -17,7 +17,7 @@ use mandate_domain::ids::ClientId;
 use mandate_http::signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::agent_signing::{AgentRequest, send_signed};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, tenant};
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -168,7 +168,7 @@ async fn oversized_signature_inputs_are_refused_naming_the_limit() {
 // Finding 7: a signature by a key no agent holds writes nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn signatures_by_unknown_keys_write_no_nonce() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let mut command = support::mandate_command(&data.0, &Database::Postgres(database.url.clone()));
     command.env("MANDATE__RATE_LIMIT__FAILED_AUTH_PER_MINUTE", "0");
@@ -587,7 +587,7 @@ async fn payment_totals_past_twenty_digits_read_back_and_the_limit_is_refused_on
 
 #[tokio::test(flavor = "multi_thread")]
 async fn payment_totals_past_twenty_digits_read_back_and_the_limit_is_refused_on_postgres() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     payment_totals(&Database::Postgres(database.url.clone())).await;
 }
 
@@ -595,7 +595,7 @@ async fn payment_totals_past_twenty_digits_read_back_and_the_limit_is_refused_on
 /// the lists' `unreadable`, while the lists still answer and page past it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_request_fails_alone_and_the_list_names_it() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     let api = server.api();

@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::json;
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Server, TempDir, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Server, TempDir, tenant};
 
 async fn onboarding_flow(api: &Api) {
     // Admin → organization (platform key) → destination → destination key.
@@ -81,7 +81,7 @@ async fn onboarding_works_over_http_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn onboarding_works_over_http_on_postgres() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     onboarding_flow(&server.api()).await;
@@ -89,7 +89,7 @@ async fn onboarding_works_over_http_on_postgres() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn keys_are_stored_only_as_keyed_hashes() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     let tenant = tenant(&server.api()).await;
@@ -452,7 +452,7 @@ async fn the_cli_creates_organizations_and_orchestrators() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_start_together_on_an_empty_postgres_database() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let (data_one, data_two) = (TempDir::new(), TempDir::new());
     let db = Database::Postgres(database.url.clone());
     // Replicas sharing a database share the key-hashing secret.

@@ -11,7 +11,7 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, Tenant, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, Tenant, tenant};
 
 const TOKEN_PATH: &str = "/v1/oauth/token";
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -622,7 +622,7 @@ async fn the_public_jwks_verifies_tokens_independently() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let db = Database::Postgres(database.url.clone());
     let (data_one, data_two) = (TempDir::new(), TempDir::new());
     // Replicas share the database, the secrets and the public URL (the tokens' issuer).

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::{Value, json};
 use support::receiver::Receiver;
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, TempDir, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, TempDir, tenant};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -108,7 +108,7 @@ impl Drop for Process {
     }
 }
 
-fn command(data: &TempDir, database: &FreshPostgres) -> Command {
+fn command(data: &TempDir, database: &FreshDatabase) -> Command {
     let mut command = support::mandate_command(&data.0, &Database::Postgres(database.url.clone()));
     command
         .env("MANDATE__WEBHOOKS__ALLOW_HTTP", "true")
@@ -204,7 +204,7 @@ async fn scrape_until(api: &Api, what: &str, done: impl Fn(&[Sample]) -> bool) -
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template_auth_failures_and_deliveries() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Process::start(command(&data, &database), &data.0.join("output.log")).await;
     let api = server.api();
@@ -422,7 +422,7 @@ impl SlowReceiver {
 async fn sigterm_hands_unsent_deliveries_back_and_a_second_process_sends_them() {
     const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
     const EVENTS: usize = 12;
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let configure = || {
         let mut command = command(&data, &database);
@@ -514,7 +514,7 @@ async fn sigterm_hands_unsent_deliveries_back_and_a_second_process_sends_them() 
 
 #[tokio::test]
 async fn json_logs_carry_request_ids_and_never_a_secret() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let mut command = command(&data, &database);
     command.env("MANDATE__LOG__FORMAT", "json").env(

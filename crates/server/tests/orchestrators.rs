@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, ids, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, ids, tenant};
 
 /// An orchestrator's key acting through one client ID.
 struct Acting<'a> {
@@ -386,7 +386,7 @@ async fn two_orchestrators_on_one_destination_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_orchestrators_on_one_destination_on_postgres() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     stories(&server.api()).await;
@@ -540,7 +540,7 @@ async fn a_credential_over_its_rate_gets_429_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idempotency_keys_replay_refuse_and_deduplicate() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     let api = server.api();

@@ -8,13 +8,14 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::proxy::{Proxy, host_and_port};
-use support::{Database, FreshPostgres, Server, TempDir};
+use mandate_test_support::address_of;
+use support::proxy::Proxy;
+use support::{Database, FreshDatabase, Server, TempDir};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_and_the_api_report_a_lost_database_and_recover_without_restart() {
-    let database = FreshPostgres::create().await;
-    let mut proxy = Proxy::start(host_and_port(&database.url)).await;
+    let database = FreshDatabase::create().await;
+    let mut proxy = Proxy::start(address_of(&database.url).unwrap()).await;
     let proxied = proxy.rewrite(&database.url);
     let data = TempDir::new();
     let mut command = support::mandate_command(&data.0, &Database::Postgres(proxied));

@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Server, TempDir, ids, tenant};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Server, TempDir, ids, tenant};
 
 async fn second_destination(api: &Api, platform_key: &str) -> (String, String) {
     let slug = format!("second-{}", support::random_hex(4));
@@ -236,7 +236,7 @@ async fn destinations_share_one_customer_pool_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn destinations_share_one_customer_pool_on_postgres() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = Server::start(&data.0, &Database::Postgres(database.url.clone())).await;
     shared_pool(&server.api()).await;

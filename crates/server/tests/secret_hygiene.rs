@@ -18,7 +18,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use support::receiver::Receiver;
-use support::{ADMIN_TOKEN, Api, Database, FreshPostgres, Server, TempDir, random_hex};
+use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Server, TempDir, random_hex};
 
 /// The secrets to look for, by what they are.
 #[derive(Default)]
@@ -68,7 +68,7 @@ async fn access_token(api: &Api, client_id: &str, secret: &str) -> String {
 }
 
 /// Every row of every table of the database, as text.
-async fn dump(database: &FreshPostgres) -> (String, usize) {
+async fn dump(database: &FreshDatabase) -> (String, usize) {
     let client = database.client().await;
     let tables = client
         .query(
@@ -98,7 +98,7 @@ async fn dump(database: &FreshPostgres) -> (String, usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_secret_reaches_the_logs_or_the_database() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let log_path = data.0.join("server.log");
     let log = File::create(&log_path).unwrap();
@@ -478,7 +478,7 @@ fn mode(path: &std::path::Path) -> u32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_idempotent_answers_keep_no_secret_in_clear() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = keyed_server(&data.0, &Database::Postgres(database.url.clone())).await;
     let secrets = keyed_secrets(&server.api()).await;

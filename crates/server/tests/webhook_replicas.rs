@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{Value, json};
-use support::{Api, Database, FreshPostgres, Server, TempDir, Tenant, list_all, tenant};
+use support::{Api, Database, FreshDatabase, Server, TempDir, Tenant, list_all, tenant};
 
 /// Payment requests created per burst.
 const BURST: usize = 1_000;
@@ -60,7 +60,7 @@ fn replica_command(
 
 impl Cluster {
     /// Starts the replicas together (each `serve` runs both the API and a worker).
-    async fn start(database: &FreshPostgres) -> Self {
+    async fn start(database: &FreshDatabase) -> Self {
         let db = Database::Postgres(database.url.clone());
         let shared = [
             ("MANDATE__SECRETS__KEY_HASH_SECRET", support::random_hex(32)),
@@ -285,7 +285,7 @@ async fn wait_for_all(receiver: &Receiver, expected: &BTreeSet<String>, deadline
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_replicas_deliver_a_burst_exactly_once_without_crashes() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let cluster = Cluster::start(&database).await;
     let api = cluster.api(0);
     let tenant = tenant(&api).await;
@@ -384,7 +384,7 @@ async fn three_replicas_deliver_a_burst_exactly_once_without_crashes() {
 async fn killing_a_worker_mid_burst_loses_nothing() {
     const VICTIM: usize = 2;
     const SURVIVORS: [usize; 2] = [0, 1];
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let mut cluster = Cluster::start(&database).await;
     let api = cluster.api(0);
     let tenant = tenant(&api).await;

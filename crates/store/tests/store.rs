@@ -21,7 +21,8 @@ use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::{Store, StoreError};
 use mandate_domain::testing;
 use mandate_store::{Backend, DbStore, StoreOptions, migrate};
-use support::{Proxy, TestDatabase};
+use mandate_test_support::{address_of, with_address};
+use support::{FreshDatabase, Proxy};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
@@ -129,7 +130,7 @@ fn check_every_migration_reverts<C, DB>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_postgres_migration_applies_and_reverts_cleanly() {
-    let database = TestDatabase::create().await;
+    let database = FreshDatabase::create().await;
     let url = database.url.clone();
     tokio::task::spawn_blocking(move || {
         let mut conn =
@@ -173,7 +174,7 @@ fn both_backends_have_the_same_migrations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_migrate_exactly_once() {
-    let database = TestDatabase::create().await;
+    let database = FreshDatabase::create().await;
     let options = StoreOptions::default();
     let opened =
         futures_util::future::join_all((0..4).map(|_| DbStore::open(&database.url, &options)))
@@ -328,12 +329,15 @@ async fn opening_an_unreachable_database_fails_fast_without_showing_the_password
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_unavailable_while_the_database_is_gone_and_recovers() {
-    let database = TestDatabase::create().await;
-    let proxy = Proxy::start(database.server_address()).await;
+    let database = FreshDatabase::create().await;
+    let proxy = Proxy::start(address_of(&database.url).unwrap()).await;
     let store = store_of(
-        DbStore::open(&database.url_via(&proxy.address()), &fast_failing())
-            .await
-            .unwrap(),
+        DbStore::open(
+            &with_address(&database.url, &proxy.address()).unwrap(),
+            &fast_failing(),
+        )
+        .await
+        .unwrap(),
     );
     store.ping().await.unwrap();
 
@@ -352,12 +356,15 @@ async fn ping_is_unavailable_while_the_database_is_gone_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_is_bounded_when_the_database_stops_answering() {
-    let database = TestDatabase::create().await;
-    let proxy = Proxy::start(database.server_address()).await;
+    let database = FreshDatabase::create().await;
+    let proxy = Proxy::start(address_of(&database.url).unwrap()).await;
     let store = store_of(
-        DbStore::open(&database.url_via(&proxy.address()), &fast_failing())
-            .await
-            .unwrap(),
+        DbStore::open(
+            &with_address(&database.url, &proxy.address()).unwrap(),
+            &fast_failing(),
+        )
+        .await
+        .unwrap(),
     );
     store.ping().await.unwrap();
 
@@ -562,7 +569,7 @@ async fn sqlite_keyed_calls_keep_nothing_unless_they_commit() {
 async fn postgres_keyed_calls_wait_for_the_first_call_with_their_key() {
     use mandate_domain::ports::{IdempotencyStart, KeyedCall, KeyedStart};
 
-    let database = TestDatabase::create().await;
+    let database = FreshDatabase::create().await;
     let options = StoreOptions {
         max_connections: 4,
         acquire_timeout: Duration::from_millis(500),
@@ -677,7 +684,7 @@ const QUIET: Duration = Duration::from_millis(700);
 async fn postgres_workers_wake_when_another_replica_commits() {
     use mandate_domain::webhooks::Delivery;
 
-    let database = TestDatabase::create().await;
+    let database = FreshDatabase::create().await;
     let options = StoreOptions::default();
     let waiter = store_of(DbStore::open(&database.url, &options).await.unwrap());
     let writer = store_of(DbStore::open(&database.url, &options).await.unwrap());
@@ -717,12 +724,15 @@ async fn postgres_workers_wake_when_another_replica_commits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_work_listener_reconnects_after_losing_its_connection() {
-    let database = TestDatabase::create().await;
-    let proxy = Proxy::start(database.server_address()).await;
+    let database = FreshDatabase::create().await;
+    let proxy = Proxy::start(address_of(&database.url).unwrap()).await;
     let waiter = store_of(
-        DbStore::open(&database.url_via(&proxy.address()), &fast_failing())
-            .await
-            .unwrap(),
+        DbStore::open(
+            &with_address(&database.url, &proxy.address()).unwrap(),
+            &fast_failing(),
+        )
+        .await
+        .unwrap(),
     );
     let writer = store_of(
         DbStore::open(&database.url, &StoreOptions::default())

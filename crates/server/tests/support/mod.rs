@@ -3,7 +3,6 @@
 
 #![allow(dead_code)] // each test binary uses part of the harness
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +13,9 @@ pub mod agent_signing;
 pub mod proxy;
 pub mod receiver;
 
+/// Where `cargo xtask` puts the directory of PostgreSQL's `initdb` and `pg_ctl`.
+const POSTGRES_BIN_ENV: &str = "MANDATE_TEST_PG_BIN";
+
 pub const ADMIN_TOKEN: &str = "test-admin-token-that-is-long-enough";
 
 /// Which database a server runs on.
@@ -23,83 +25,8 @@ pub enum Database {
     Postgres(String),
 }
 
-/// A fresh PostgreSQL database, dropped when this goes away.
-pub struct FreshPostgres {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-fn test_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "TEST_DATABASE_URL is not set: run `cargo xtask test`, which finds or starts PostgreSQL"
-        )
-    })
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let authority_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let path_start = base[authority_end..]
-        .find('/')
-        .map(|i| i + authority_end)
-        .unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..path_start])
-}
-
-async fn admin_client(admin_url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-impl FreshPostgres {
-    pub async fn create() -> Self {
-        let admin_url = test_database_url();
-        let name = format!("mandate_http_{}", random_hex(8));
-        admin_client(&admin_url)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        Self {
-            url: with_database(&admin_url, &name),
-            admin_url,
-            name,
-        }
-    }
-
-    pub async fn client(&self) -> tokio_postgres::Client {
-        admin_client(&self.url).await
-    }
-}
-
-impl Drop for FreshPostgres {
-    fn drop(&mut self) {
-        let admin_url = self.admin_url.clone();
-        let statement = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop cannot await; a thread with its own runtime does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let _ = admin_client(&admin_url)
-                    .await
-                    .batch_execute(&statement)
-                    .await;
-            });
-        })
-        .join();
-    }
-}
+#[allow(unused_imports)] // each test binary uses part of the harness
+pub use mandate_test_support::{FreshDatabase, connect};
 
 pub fn random_hex(bytes: usize) -> String {
     use rand::RngCore;
@@ -109,11 +36,19 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    mandate_test_support::free_port().unwrap()
+}
+
+/// A PostgreSQL cluster of the test's own, which it may crash or kill without touching anyone
+/// else's databases; started with the binaries `cargo xtask test` (or `faults`) found.
+pub fn own_cluster() -> mandate_test_support::Cluster {
+    let bin = std::env::var_os(POSTGRES_BIN_ENV).unwrap_or_else(|| {
+        panic!(
+            "{POSTGRES_BIN_ENV} is not set: run `cargo xtask test` (or `faults`), which finds \
+             PostgreSQL's initdb and pg_ctl"
+        )
+    });
+    mandate_test_support::Cluster::start(Path::new(&bin)).unwrap()
 }
 
 /// A temporary directory removed afterwards.

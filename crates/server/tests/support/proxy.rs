@@ -48,26 +48,8 @@ impl Proxy {
         }
     }
 
-    /// `url` (a `scheme://[user@]host:port/…` URL pointing at the upstream) through the proxy.
+    /// `url` (pointing at the upstream) through the proxy.
     pub fn rewrite(&self, url: &str) -> String {
-        let here = format!("127.0.0.1:{}", self.port);
-        if url.contains(&self.upstream) {
-            url.replacen(&self.upstream, &here, 1)
-        } else {
-            // The URL names the host only, on the default port.
-            let host = self.upstream.rsplit_once(':').map_or("", |(host, _)| host);
-            url.replacen(host, &here, 1)
-        }
-    }
-}
-
-/// The `host:port` of a URL (PostgreSQL's default port when none is given).
-pub fn host_and_port(url: &str) -> String {
-    let authority = url.split("://").nth(1).unwrap().split('/').next().unwrap();
-    let host_port = authority.rsplit('@').next().unwrap();
-    if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5432")
+        mandate_test_support::with_address(url, &format!("127.0.0.1:{}", self.port)).unwrap()
     }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use mandate_domain::ports::Store;
 use mandate_store::{DbStore, StoreOptions};
 use tempfile::TempDir;
@@ -13,118 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The PostgreSQL server the tests create their databases on.
-pub fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
-        panic!(
-            "TEST_DATABASE_URL is not set: run `cargo xtask test`, or set it to a PostgreSQL \
-             URL whose user may create databases, e.g. postgres://postgres@127.0.0.1:5432/postgres"
-        )
-    })
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let query = tail
-        .split_once('?')
-        .map(|(_, query)| format!("?{query}"))
-        .unwrap_or_default();
-    format!("{scheme}://{authority}/{name}{query}")
-}
-
-/// `url` with its host and port replaced by `address`.
-fn with_address(url: &str, address: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let user = authority
-        .rsplit_once('@')
-        .map(|(user, _)| format!("{user}@"))
-        .unwrap_or_default();
-    format!("{scheme}://{user}{address}{tail}")
-}
-
-/// The `host:port` of a PostgreSQL URL.
-fn address_of(url: &str) -> String {
-    let rest = url.split_once("://").expect("a URL with a scheme").1;
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:5432")
-    }
-}
-
-/// An empty PostgreSQL database, dropped (sessions and all) when this is dropped.
-pub struct TestDatabase {
-    pub url: String,
-    admin_url: String,
-    name: String,
-}
-
-impl TestDatabase {
-    pub async fn create() -> TestDatabase {
-        let admin_url = admin_url();
-        let name = format!(
-            "mandate_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let mut admin = AsyncPgConnection::establish(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("cannot reach TEST_DATABASE_URL: {error}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap();
-        TestDatabase {
-            url: with_database(&admin_url, &name),
-            admin_url,
-            name,
-        }
-    }
-
-    /// The database's URL through another `host:port`, e.g. a [`Proxy`].
-    pub fn url_via(&self, address: &str) -> String {
-        with_address(&self.url, address)
-    }
-
-    /// The PostgreSQL server's `host:port`.
-    pub fn server_address(&self) -> String {
-        address_of(&self.admin_url)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop cannot await: drop the database from a thread with a runtime of its own.
-        let admin_url = self.admin_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let mut admin = AsyncPgConnection::establish(&admin_url).await?;
-                admin.batch_execute(&sql).await?;
-                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-            })
-        })
-        .join();
-        match dropped {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("could not drop test database {}: {error}", self.name),
-            Err(_) => eprintln!(
-                "could not drop test database {}: the dropping thread panicked",
-                self.name
-            ),
-        }
-    }
-}
+pub use mandate_test_support::FreshDatabase;
 
 /// A store on a fresh SQLite file in a temporary directory, removed with the guard.
 pub async fn sqlite_store() -> (Arc<dyn Store>, TempDir) {
@@ -135,8 +23,8 @@ pub async fn sqlite_store() -> (Arc<dyn Store>, TempDir) {
 }
 
 /// A store on a fresh PostgreSQL database, dropped with the guard.
-pub async fn postgres_store() -> (Arc<dyn Store>, TestDatabase) {
-    let database = TestDatabase::create().await;
+pub async fn postgres_store() -> (Arc<dyn Store>, FreshDatabase) {
+    let database = FreshDatabase::create().await;
     let store = DbStore::open(&database.url, &StoreOptions::default())
         .await
         .unwrap();

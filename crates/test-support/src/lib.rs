@@ -1,0 +1,231 @@
+//! What the tests, the fault suite and the benchmarks need from the machine: fresh databases on
+//! a running PostgreSQL (feature `database`), a PostgreSQL cluster of their own (started with
+//! the machine's `initdb` and `pg_ctl`, stopped and deleted on drop), PostgreSQL URLs pointed
+//! elsewhere, and a free loopback port.
+
+#[cfg(feature = "database")]
+mod database;
+mod urls;
+
+#[cfg(feature = "database")]
+pub use database::{FreshDatabase, connect, test_database_url};
+pub use urls::{address_of, with_address, with_database};
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A command as one would type it, for messages.
+pub fn describe(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for arg in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&arg.to_string_lossy());
+    }
+    s
+}
+
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.status.success() && o.stdout.trim_ascii() == b"0")
+}
+
+/// A PostgreSQL cluster in a temporary directory, on a loopback port of its own, with trust
+/// authentication for the `postgres` user; stopped and deleted on drop.
+pub struct Cluster {
+    url: String,
+    bin: PathBuf,
+    root: PathBuf,
+    data: PathBuf,
+    /// Set when running as root: initdb refuses root, so the cluster belongs to `postgres`.
+    run_as: Option<&'static str>,
+    started: bool,
+}
+
+impl Cluster {
+    /// Initializes and starts a cluster with the `initdb`, `pg_ctl` (and, when present,
+    /// `pg_isready`) in `bin`. `fsync` is off: the cluster outlives no machine crash, and a
+    /// crash of its processes loses nothing the operating system already holds.
+    pub fn start(bin: &Path) -> Result<Self> {
+        let run_as = is_root().then_some("postgres");
+        let root = std::env::temp_dir().join(format!(
+            "mandate-pg-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default()
+        ));
+        let sockets = root.join("sockets");
+        std::fs::create_dir_all(&sockets)
+            .with_context(|| format!("creating {}", sockets.display()))?;
+        // From here on, dropping the guard removes the directory.
+        let mut cluster = Cluster {
+            url: String::new(),
+            data: root.join("data"),
+            root,
+            bin: bin.to_path_buf(),
+            run_as,
+            started: false,
+        };
+        if let Some(user) = run_as {
+            chown_to(user, &[&cluster.root, &sockets])?;
+        }
+
+        let mut initdb = cluster.command("initdb");
+        initdb
+            .arg("-D")
+            .arg(&cluster.data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+            .arg("--no-sync")
+            .stdout(Stdio::null());
+        cluster.run_quiet(&mut initdb)?;
+
+        let port = free_port()?;
+        let log = cluster.root.join("postgres.log");
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k '{}' -c fsync=off",
+            sockets.display()
+        );
+        let mut pg_ctl = cluster.command("pg_ctl");
+        pg_ctl
+            .arg("-D")
+            .arg(&cluster.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-o", &options])
+            .args(["-W", "start"])
+            .stdout(Stdio::null());
+        cluster.started = true;
+        cluster.run_quiet(&mut pg_ctl)?;
+        cluster.wait_until_ready(port, &log)?;
+        cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        Ok(cluster)
+    }
+
+    /// The `postgres` database of the cluster.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Where the cluster's binaries come from.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// A command from the cluster's bin dir, run as the cluster's owner.
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        let mut cmd = match self.run_as {
+            Some(user) => {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", user, "--"]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        // The owner may not be allowed into the caller's working directory.
+        cmd.current_dir(&self.root);
+        cmd
+    }
+
+    fn run_quiet(&self, cmd: &mut Command) -> Result<()> {
+        let output = cmd
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("could not run {:?}", cmd.get_program()))?;
+        if !output.status.success() {
+            bail!(
+                "{} failed: {}",
+                describe(cmd),
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// Polls until the server accepts connections on its TCP port, or the deadline passes.
+    fn wait_until_ready(&self, port: u16, log: &Path) -> Result<()> {
+        let pg_isready = self.bin.join("pg_isready");
+        let port_arg = port.to_string();
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            // pg_isready speaks the protocol, so a server still starting up does not count.
+            let ready = if pg_isready.is_file() {
+                Command::new(&pg_isready)
+                    .args(["-q", "-h", "127.0.0.1", "-p", &port_arg, "-U", "postgres"])
+                    .status()
+                    .is_ok_and(|s| s.success())
+            } else {
+                TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok()
+            };
+            if ready {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(log).unwrap_or_default();
+                bail!(
+                    "PostgreSQL did not accept connections on port {port} within {}s; its log:\n{log}",
+                    START_DEADLINE.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.started {
+            let mut stop = self.command("pg_ctl");
+            stop.arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "stop"])
+                .stdout(Stdio::null());
+            if let Err(err) = self.run_quiet(&mut stop) {
+                eprintln!("warning: stopping the cluster's PostgreSQL: {err:#}");
+            }
+        }
+        if let Err(err) = std::fs::remove_dir_all(&self.root) {
+            eprintln!("warning: could not remove {}: {err}", self.root.display());
+        }
+    }
+}
+
+fn chown_to(user: &str, paths: &[&Path]) -> Result<()> {
+    let id = |flag: &str| -> Result<u32> {
+        let output = Command::new("id")
+            .args([flag, user])
+            .output()
+            .context("could not run id")?;
+        if !output.status.success() {
+            bail!(
+                "running as root, so initdb must run as the `{user}` OS user, which does not exist; \
+                 create it, or run as another user"
+            );
+        }
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .with_context(|| format!("unexpected output of id {flag} {user}"))
+    };
+    let (uid, gid) = (id("-u")?, id("-g")?);
+    for path in paths {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {user} {}", path.display()))?;
+    }
+    Ok(())
+}
