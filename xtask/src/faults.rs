@@ -7,9 +7,10 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The scenarios the suite must report, in the table's order.
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "crash",
     "database_outage",
+    "postgres_crash",
     "receiver_outage",
     "replica_loss",
     "keyed_crash",

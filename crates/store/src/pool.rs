@@ -85,9 +85,12 @@ fn is_connection_failure(error: &DieselError) -> bool {
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
             _,
         ) => true,
-        // SQLITE_BUSY: another process held the write lock past busy_timeout.
+        // SQLITE_BUSY: another process held the write lock past busy_timeout. PostgreSQL ending
+        // the session (SQLSTATE class 57: shut down, crashed, its postmaster gone), which
+        // diesel-async reports by message only.
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             info.message().contains("database is locked")
+                || info.message().starts_with("terminating connection")
         }
         _ => false,
     }
@@ -754,5 +757,40 @@ pub(crate) async fn ping(pools: Pools, timeout: Duration) -> Result<(), StoreErr
             })
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> StoreError {
+        Error::Query(DieselError::DatabaseError(kind, Box::new(message.to_owned()))).into()
+    }
+
+    #[test]
+    fn sessions_the_database_ended_are_unavailable_not_failures() {
+        for message in [
+            "terminating connection due to unexpected postmaster exit",
+            "terminating connection due to administrator command",
+            "terminating connection because of crash of another server process",
+            "database is locked",
+        ] {
+            assert!(
+                matches!(
+                    database_error(DatabaseErrorKind::Unknown, message),
+                    StoreError::Unavailable(_)
+                ),
+                "{message}"
+            );
+        }
+        assert!(matches!(
+            database_error(DatabaseErrorKind::Unknown, "division by zero"),
+            StoreError::Other(_)
+        ));
+        assert!(matches!(
+            database_error(DatabaseErrorKind::UniqueViolation, "duplicate key"),
+            StoreError::Duplicate
+        ));
     }
 }

@@ -47,6 +47,7 @@ pub fn is_root() -> bool {
 /// authentication for the `postgres` user; stopped and deleted on drop.
 pub struct Cluster {
     url: String,
+    port: u16,
     bin: PathBuf,
     root: PathBuf,
     data: PathBuf,
@@ -73,8 +74,10 @@ impl Cluster {
         std::fs::create_dir_all(&sockets)
             .with_context(|| format!("creating {}", sockets.display()))?;
         // From here on, dropping the guard removes the directory.
+        let port = free_port()?;
         let mut cluster = Cluster {
-            url: String::new(),
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            port,
             data: root.join("data"),
             root,
             bin: bin.to_path_buf(),
@@ -94,26 +97,77 @@ impl Cluster {
             .stdout(Stdio::null());
         cluster.run_quiet(&mut initdb)?;
 
-        let port = free_port()?;
-        let log = cluster.root.join("postgres.log");
+        cluster.started = true;
+        cluster.pg_ctl_start()?;
+        Ok(cluster)
+    }
+
+    /// Starts the postmaster and waits until it accepts connections (after any crash recovery).
+    fn pg_ctl_start(&self) -> Result<()> {
+        let log = self.root.join("postgres.log");
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k '{}' -c fsync=off",
-            sockets.display()
+            "-c listen_addresses=127.0.0.1 -p {} -k '{}' -c fsync=off",
+            self.port,
+            self.root.join("sockets").display()
         );
-        let mut pg_ctl = cluster.command("pg_ctl");
+        let mut pg_ctl = self.command("pg_ctl");
         pg_ctl
             .arg("-D")
-            .arg(&cluster.data)
+            .arg(&self.data)
             .arg("-l")
             .arg(&log)
             .args(["-o", &options])
             .args(["-W", "start"])
             .stdout(Stdio::null());
-        cluster.started = true;
-        cluster.run_quiet(&mut pg_ctl)?;
-        cluster.wait_until_ready(port, &log)?;
-        cluster.url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        Ok(cluster)
+        self.run_quiet(&mut pg_ctl)?;
+        self.wait_until_ready(self.port, &log)
+    }
+
+    /// Kills the postmaster and every process it started with SIGKILL, as a crash of the
+    /// machine's PostgreSQL would: nothing is shut down, flushed or checkpointed.
+    pub fn crash(&self) -> Result<()> {
+        let pid_file = self.data.join("postmaster.pid");
+        let postmaster: u32 = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .context("postmaster.pid names no process")?;
+        // The postmaster first, so that it starts nothing new; then what it had started.
+        let children = children_of(postmaster);
+        let mut all = vec![postmaster];
+        all.extend(children);
+        for pid in &all {
+            let status = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status()
+                .context("could not run kill")?;
+            // A backend may have ended by itself in between.
+            if !status.success() && Path::new(&format!("/proc/{pid}")).exists() {
+                bail!("could not kill PostgreSQL process {pid}");
+            }
+        }
+        let deadline = Instant::now() + START_DEADLINE;
+        while all
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        {
+            if Instant::now() >= deadline {
+                bail!(
+                    "PostgreSQL's processes outlived SIGKILL for {}s",
+                    START_DEADLINE.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Starts the cluster again after [`crash`](Self::crash): PostgreSQL replays its WAL
+    /// before it accepts connections.
+    pub fn restart(&self) -> Result<()> {
+        self.pg_ctl_start()
     }
 
     /// The `postgres` database of the cluster.
@@ -203,6 +257,24 @@ impl Drop for Cluster {
             eprintln!("warning: could not remove {}: {err}", self.root.display());
         }
     }
+}
+
+/// The processes whose parent is `parent`, from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }
 
 fn chown_to(user: &str, paths: &[&Path]) -> Result<()> {
