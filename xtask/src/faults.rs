@@ -7,10 +7,11 @@ use std::process::{ExitCode, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The scenarios the suite must report, in the table's order.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "crash",
     "database_outage",
     "postgres_crash",
+    "failover",
     "receiver_outage",
     "replica_loss",
     "keyed_crash",

@@ -765,7 +765,11 @@ mod tests {
     use super::*;
 
     fn database_error(kind: DatabaseErrorKind, message: &str) -> StoreError {
-        Error::Query(DieselError::DatabaseError(kind, Box::new(message.to_owned()))).into()
+        Error::Query(DieselError::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+        .into()
     }
 
     #[test]

@@ -61,6 +61,59 @@ impl Cluster {
     /// `pg_isready`) in `bin`. `fsync` is off: the cluster outlives no machine crash, and a
     /// crash of its processes loses nothing the operating system already holds.
     pub fn start(bin: &Path) -> Result<Self> {
+        let mut cluster = Cluster::empty(bin)?;
+        let mut initdb = cluster.command("initdb");
+        initdb
+            .arg("-D")
+            .arg(&cluster.data)
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+            .arg("--no-sync")
+            .stdout(Stdio::null());
+        cluster.run_quiet(&mut initdb)?;
+        cluster.started = true;
+        cluster.pg_ctl_start()?;
+        Ok(cluster)
+    }
+
+    /// A streaming standby of `primary` (`pg_basebackup -R`) on a port of its own, which
+    /// `primary` then waits for at every commit (`synchronous_standby_names = '*'`), so that
+    /// what the primary acknowledged survives its loss.
+    pub fn standby_of(primary: &Cluster) -> Result<Self> {
+        let mut standby = Cluster::empty(&primary.bin)?;
+        let mut basebackup = standby.command("pg_basebackup");
+        basebackup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg("-D")
+            .arg(&standby.data)
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .stdout(Stdio::null());
+        standby.run_quiet(&mut basebackup)?;
+        standby.started = true;
+        standby.pg_ctl_start()?;
+        primary.set("synchronous_standby_names", "'*'")?;
+        Ok(standby)
+    }
+
+    /// Promotes a standby to primary, once it is promoted.
+    pub fn promote(&self) -> Result<()> {
+        let mut promote = self.command("pg_ctl");
+        promote
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-w", "promote"])
+            .stdout(Stdio::null());
+        self.run_quiet(&mut promote)
+    }
+
+    /// A directory and a port for a cluster, owned by the cluster's user; nothing started.
+    fn empty(bin: &Path) -> Result<Self> {
         let run_as = is_root().then_some("postgres");
         let root = std::env::temp_dir().join(format!(
             "mandate-pg-{}-{}",
@@ -75,7 +128,7 @@ impl Cluster {
             .with_context(|| format!("creating {}", sockets.display()))?;
         // From here on, dropping the guard removes the directory.
         let port = free_port()?;
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             port,
             data: root.join("data"),
@@ -87,19 +140,23 @@ impl Cluster {
         if let Some(user) = run_as {
             chown_to(user, &[&cluster.root, &sockets])?;
         }
-
-        let mut initdb = cluster.command("initdb");
-        initdb
-            .arg("-D")
-            .arg(&cluster.data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
-            .arg("--no-sync")
-            .stdout(Stdio::null());
-        cluster.run_quiet(&mut initdb)?;
-
-        cluster.started = true;
-        cluster.pg_ctl_start()?;
         Ok(cluster)
+    }
+
+    /// Sets a server parameter in the cluster's configuration and reloads it.
+    fn set(&self, name: &str, value: &str) -> Result<()> {
+        let conf = self.data.join("postgresql.auto.conf");
+        let mut settings = std::fs::read_to_string(&conf)
+            .with_context(|| format!("reading {}", conf.display()))?;
+        settings.push_str(&format!("{name} = {value}\n"));
+        std::fs::write(&conf, settings).with_context(|| format!("writing {}", conf.display()))?;
+        let mut reload = self.command("pg_ctl");
+        reload
+            .arg("-D")
+            .arg(&self.data)
+            .arg("reload")
+            .stdout(Stdio::null());
+        self.run_quiet(&mut reload)
     }
 
     /// Starts the postmaster and waits until it accepts connections (after any crash recovery).
@@ -126,13 +183,9 @@ impl Cluster {
     /// Kills the postmaster and every process it started with SIGKILL, as a crash of the
     /// machine's PostgreSQL would: nothing is shut down, flushed or checkpointed.
     pub fn crash(&self) -> Result<()> {
-        let pid_file = self.data.join("postmaster.pid");
-        let postmaster: u32 = std::fs::read_to_string(&pid_file)
-            .with_context(|| format!("reading {}", pid_file.display()))?
-            .lines()
-            .next()
-            .and_then(|line| line.trim().parse().ok())
-            .context("postmaster.pid names no process")?;
+        let postmaster = self
+            .running_postmaster()
+            .context("PostgreSQL is not running")?;
         // The postmaster first, so that it starts nothing new; then what it had started.
         let children = children_of(postmaster);
         let mut all = vec![postmaster];
@@ -144,15 +197,12 @@ impl Cluster {
                 .status()
                 .context("could not run kill")?;
             // A backend may have ended by itself in between.
-            if !status.success() && Path::new(&format!("/proc/{pid}")).exists() {
+            if !status.success() && alive(*pid) {
                 bail!("could not kill PostgreSQL process {pid}");
             }
         }
         let deadline = Instant::now() + START_DEADLINE;
-        while all
-            .iter()
-            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-        {
+        while all.iter().any(|pid| alive(*pid)) {
             if Instant::now() >= deadline {
                 bail!(
                     "PostgreSQL's processes outlived SIGKILL for {}s",
@@ -164,6 +214,13 @@ impl Cluster {
         Ok(())
     }
 
+    /// The postmaster's process, while it runs.
+    fn running_postmaster(&self) -> Option<u32> {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        let pid = pid_file.lines().next()?.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
+
     /// Starts the cluster again after [`crash`](Self::crash): PostgreSQL replays its WAL
     /// before it accepts connections.
     pub fn restart(&self) -> Result<()> {
@@ -173,6 +230,11 @@ impl Cluster {
     /// The `postgres` database of the cluster.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The loopback port the cluster listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Where the cluster's binaries come from.
@@ -243,7 +305,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if self.started {
+        // A crashed cluster has nothing left to stop.
+        if self.started && self.running_postmaster().is_some() {
             let mut stop = self.command("pg_ctl");
             stop.arg("-D")
                 .arg(&self.data)
@@ -259,6 +322,19 @@ impl Drop for Cluster {
     }
 }
 
+/// `/proc/<pid>/stat` split after the command name (which may hold spaces and parentheses):
+/// state, parent, ….
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether `pid` runs: a killed process nobody has reaped yet (a zombie) does not.
+fn alive(pid: u32) -> bool {
+    stat_fields(pid).is_some_and(|fields| fields.first().is_some_and(|state| state != "Z"))
+}
+
 /// The processes whose parent is `parent`, from `/proc`.
 fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -267,12 +343,9 @@ fn children_of(parent: u32) -> Vec<u32> {
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                    == Some(parent)
-            })
+            stat_fields(*pid)
+                .and_then(|fields| fields.get(1)?.parse::<u32>().ok())
+                .is_some_and(|ppid| ppid == parent)
         })
         .collect()
 }
