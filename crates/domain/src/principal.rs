@@ -140,6 +140,18 @@ impl Principal {
         }
     }
 
+    /// The credential that authenticated: the key's id, the client ID acting, or `admin`.
+    /// What is counted per credential (rate limits) and scoped to it (`Idempotency-Key`).
+    pub fn credential_id(&self) -> String {
+        match self {
+            Principal::Admin => "admin".to_owned(),
+            Principal::Platform { key_id, .. }
+            | Principal::Destination { key_id, .. }
+            | Principal::Orchestrator { key_id, .. } => key_id.to_string(),
+            Principal::Client(client) => client.client_id.to_string(),
+        }
+    }
+
     /// The organization the principal belongs to; none for the operator and orchestrators.
     pub fn organization_id(&self) -> Option<&OrganizationId> {
         match self {

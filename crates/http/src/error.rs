@@ -179,7 +179,7 @@ impl ApiError {
 
     /// 500 `INTERNAL`; the cause is logged, never sent.
     pub fn internal(cause: &dyn std::error::Error) -> Self {
-        tracing::error!(error = %error_chain(cause), "internal error");
+        tracing::error!(error = %mandate_domain::error_chain(cause), "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
@@ -200,17 +200,6 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl std::fmt::Display for ApiError {
@@ -247,7 +236,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(cause) => {
-                tracing::warn!(error = %error_chain(cause.as_ref()), "database unavailable");
+                tracing::warn!(error = %mandate_domain::error_chain(cause.as_ref()), "database unavailable");
                 ApiError::unavailable()
             }
             other => ApiError::internal(&other),

@@ -54,17 +54,6 @@ pub fn key_of(request: &ServiceRequest) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Who a key belongs to: keys are scoped to the credential.
-fn scope(principal: &Principal) -> String {
-    match principal {
-        Principal::Admin => "admin".to_owned(),
-        Principal::Platform { key_id, .. }
-        | Principal::Destination { key_id, .. }
-        | Principal::Orchestrator { key_id, .. } => key_id.to_string(),
-        Principal::Client(client) => client.client_id.to_string(),
-    }
-}
-
 /// What makes two requests "the same": the target, the headers that change its meaning,
 /// and the body.
 fn fingerprint(request: &ServiceRequest, body: &[u8]) -> String {
@@ -136,7 +125,7 @@ pub async fn run_once(
         .await
         .map_err(|_| ApiError::payload_too_large())?;
     let call = KeyedCall {
-        scope: scope(principal),
+        scope: principal.credential_id(),
         key,
         fingerprint: fingerprint(&request, &body),
         received_at: mandate_domain::now(),

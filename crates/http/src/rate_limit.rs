@@ -48,23 +48,14 @@ impl RateLimit {
         if let Some(owner) = owner(principal) {
             self.limiter.check_key(&owner).map_err(wait)?;
         }
-        self.limiter.check_key(&credential(principal)).map_err(wait)
+        self.limiter
+            .check_key(&principal.credential_id())
+            .map_err(wait)
     }
 
     /// Forgets credentials whose buckets are full again, so memory follows active callers.
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
-    }
-}
-
-/// What a bucket belongs to: the key, or the client ID acting.
-fn credential(principal: &Principal) -> String {
-    match principal {
-        Principal::Admin => "admin".to_owned(),
-        Principal::Platform { key_id, .. }
-        | Principal::Destination { key_id, .. }
-        | Principal::Orchestrator { key_id, .. } => key_id.to_string(),
-        Principal::Client(client) => client.client_id.to_string(),
     }
 }
 

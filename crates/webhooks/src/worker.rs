@@ -232,7 +232,7 @@ async fn run_on(
                 }
                 Err(error) => {
                     tracing::warn!(
-                        error = %chain(&error),
+                        error = %mandate_domain::error_chain(&error),
                         retry_in_ms = backoff.as_millis() as u64,
                         "webhook worker: store error"
                     );
@@ -266,18 +266,6 @@ async fn run_on(
     }
     worker.stop(&mut shutdown).await;
     tracing::info!("webhook worker stopped");
-}
-
-/// An error and its causes, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -472,7 +460,7 @@ impl<Q: Queue> Worker<Q> {
                 // Their leases run out and the attempts are made again: at-least-once.
                 tracing::warn!(
                     attempts = finished.len(),
-                    error = %chain(&error),
+                    error = %mandate_domain::error_chain(&error),
                     "webhook outcomes not recorded; the attempts will be repeated"
                 );
             }
@@ -520,7 +508,7 @@ impl<Q: Queue> Worker<Q> {
             Err(error) => tracing::warn!(
                 attempts = ids.len(),
                 why,
-                error = %chain(&error),
+                error = %mandate_domain::error_chain(&error),
                 "webhook worker could not hand attempts back; they are sent again when their lease ends"
             ),
         }

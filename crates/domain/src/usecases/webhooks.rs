@@ -609,18 +609,7 @@ impl Mandate {
 
     /// Claims due attempts and re-authorizes each receiver *now*: attempts whose receiver may
     /// no longer see the event (or whose endpoint is disabled) are recorded as `skipped` and
-    /// not returned; the rest are to be sent.
-    pub async fn claim_sendable(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-        lease: Duration,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        Ok(self.claim_deliveries(now, limit, lease).await?.sendable)
-    }
-
-    /// [`Mandate::claim_sendable`], also counting the attempts recorded as skipped (for the
-    /// worker's metrics).
+    /// counted (for the worker's metrics); the rest are to be sent.
     pub async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
