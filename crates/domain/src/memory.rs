@@ -49,10 +49,10 @@ use crate::payments::{Payment, PaymentLink, PaymentRequest};
 use crate::policy::{ClientScope, DestinationScope, RequestScope, endpoint_scope_fits};
 use crate::ports::{
     ClaimApproval, ClaimStore, ClaimSubmission, ClaimedDelivery, ClientStore, CustomerStore,
-    DestinationStore, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore,
-    IdempotentAnswer, KeyStore, KeyedCall, KeyedStart, KeyedWrite, Ledger, OrchestratorStore,
-    OrganizationStore, Page, PageRequest, RecordedAttempt, RequestFilter, RequestStore, Store,
-    StoreError, WebhookStore,
+    DestinationStore, EventFilter, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore,
+    IdempotentAnswer, KeyStore, KeyedCall, KeyedStart, KeyedWrite, Ledger, OrchestratorFilter,
+    OrchestratorStore, OrganizationFilter, OrganizationStore, Page, PageRequest, RecordedAttempt,
+    RequestFilter, RequestStore, Store, StoreError, WebhookStore,
 };
 use crate::values::{PermissionSet, Slug};
 use crate::webhooks::{Delivery, DeliveryStatus, EndpointOwner, EventScope, WebhookEndpoint};
@@ -355,6 +355,21 @@ impl OrganizationStore for MemoryStore {
     async fn organization(&self, id: &OrganizationId) -> Result<Option<Organization>, StoreError> {
         Ok(self.state().organizations.get(id.as_str()).cloned())
     }
+
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>, StoreError> {
+        let state = self.state();
+        Ok(page_of(&state.organizations, page, |organization| {
+            filter
+                .name
+                .as_ref()
+                .is_none_or(|name| &organization.name == name)
+                .then_some(organization)
+        }))
+    }
 }
 
 #[async_trait]
@@ -391,6 +406,25 @@ impl OrchestratorStore for MemoryStore {
             .values()
             .find(|orchestrator| &orchestrator.slug == slug)
             .cloned())
+    }
+
+    async fn list_orchestrators(
+        &self,
+        filter: &OrchestratorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Orchestrator>, StoreError> {
+        let state = self.state();
+        Ok(page_of(&state.orchestrators, page, |orchestrator| {
+            let slug = filter
+                .slug
+                .as_ref()
+                .is_none_or(|slug| &orchestrator.slug == slug);
+            let name = filter
+                .name
+                .as_ref()
+                .is_none_or(|name| &orchestrator.name == name);
+            (slug && name).then_some(orchestrator)
+        }))
     }
 }
 
@@ -756,11 +790,13 @@ impl EventStore for MemoryStore {
     async fn list_events(
         &self,
         scope: &EventScope,
+        filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<Page<Event>, StoreError> {
         let state = self.state();
         Ok(page_of(&state.events, page, |stored| {
-            scope.contains(&stored.event).then_some(&stored.event)
+            (scope.contains(&stored.event) && filter.matches(&stored.event))
+                .then_some(&stored.event)
         }))
     }
 

@@ -18,6 +18,8 @@ pub enum Action {
     CreateOrganization,
     /// Register an orchestrator (with its first key).
     CreateOrchestrator,
+    /// List every organization and orchestrator (the operator's look-ups).
+    ListOperatorRecords,
     /// Read an organization's profile.
     ReadOrganization,
     /// Create, list or revoke an organization's platform keys.
@@ -93,6 +95,9 @@ pub enum Decision {
     Allow,
     /// The caller may see the resource but not do this (HTTP 403).
     Forbidden,
+    /// The caller (a client ID) may see the resource, and would be allowed with this
+    /// permission (HTTP 403 naming it).
+    Lacks(Permission),
     /// The caller may not know the resource exists (HTTP 404).
     NotFound,
 }
@@ -136,7 +141,9 @@ enum Reach {
 pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) -> Decision {
     use Action::*;
     match (action, resource) {
-        (CreateOrganization | CreateOrchestrator, Resource::System) => admin_only(principal),
+        (CreateOrganization | CreateOrchestrator | ListOperatorRecords, Resource::System) => {
+            admin_only(principal)
+        }
         (
             ReadOrganization | ManageOrganizationKeys | CreateDestination,
             Resource::Organization(id),
@@ -216,11 +223,7 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
             },
         ) => match principal {
             Principal::Client(client) if &client.destination_id == id => {
-                if client.permissions.contains(direction.create_permission()) {
-                    Decision::Allow
-                } else {
-                    Decision::Forbidden
-                }
+                needs(&client.permissions, direction.create_permission())
             }
             _ => match destination_reach(principal, id, organization_id) {
                 Reach::Owner => Decision::Allow,
@@ -239,19 +242,15 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                 return Decision::Allow;
             };
             let create = request.direction.create_permission();
-            let allowed = match action {
-                ReadRequest => true,
-                CreatePaymentLink => client.permissions.contains(create),
-                CancelRequest => {
-                    request.client_id.as_ref() == Some(&client.client_id)
-                        && client.permissions.contains(create)
+            match action {
+                ReadRequest => Decision::Allow,
+                CreatePaymentLink => needs(&client.permissions, create),
+                // No permission lets a client cancel what another one created.
+                CancelRequest if request.client_id.as_ref() != Some(&client.client_id) => {
+                    Decision::Forbidden
                 }
-                _ => client.permissions.contains(Permission::PaymentsReport),
-            };
-            if allowed {
-                Decision::Allow
-            } else {
-                Decision::Forbidden
+                CancelRequest => needs(&client.permissions, create),
+                _ => needs(&client.permissions, Permission::PaymentsReport),
             }
         }
         (ReadCustomers | WriteCustomers, Resource::Organization(id)) => {
@@ -264,9 +263,7 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
                 Permission::CustomersWrite
             };
             match principal {
-                Principal::Client(client) if !client.permissions.contains(needed) => {
-                    Decision::Forbidden
-                }
+                Principal::Client(client) => needs(&client.permissions, needed),
                 // Every owner in the organization shares the one pool.
                 _ => Decision::Allow,
             }
@@ -284,6 +281,15 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
         }
         // An action paired with a resource it does not apply to is a caller bug: refuse.
         _ => Decision::Forbidden,
+    }
+}
+
+/// Allowed when `permissions` hold `needed`; otherwise refused, naming it.
+fn needs(permissions: &PermissionSet, needed: Permission) -> Decision {
+    if permissions.contains(needed) {
+        Decision::Allow
+    } else {
+        Decision::Lacks(needed)
     }
 }
 

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::agents::AgentKey;
 use crate::claims::{Claim, ClaimStatus, LedgerEntry};
 use crate::customers::{Customer, Email};
-use crate::events::Event;
+use crate::events::{Event, EventType};
 use crate::ids::{
     ClaimId, ClientId, CustomerId, DeliveryId, DestinationId, EndpointId, EventId, KeyId,
     OrchestratorId, OrganizationId, RequestId,
@@ -79,6 +79,40 @@ impl<T> Page<T> {
     }
 }
 
+/// The operator's look-up of organizations: all of them, or those with this exact `name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrganizationFilter {
+    /// Only organizations with this name.
+    pub name: Option<String>,
+}
+
+/// The operator's look-up of orchestrators: all of them, or those with this `slug` and/or
+/// this exact `name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrchestratorFilter {
+    /// Only the orchestrator with this slug.
+    pub slug: Option<Slug>,
+    /// Only orchestrators with this name.
+    pub name: Option<String>,
+}
+
+/// Which events a feed lists, beyond what its reader may see: all of them, or those of one of
+/// these types.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events of these types.
+    pub types: Option<Vec<EventType>>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|types| types.contains(&event.event_type))
+    }
+}
+
 /// Organizations.
 #[async_trait]
 pub trait OrganizationStore: Send + Sync {
@@ -91,6 +125,13 @@ pub trait OrganizationStore: Send + Sync {
 
     /// One organization.
     async fn organization(&self, id: &OrganizationId) -> Result<Option<Organization>, StoreError>;
+
+    /// The organizations passing `filter`, newest first.
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>, StoreError>;
 }
 
 /// Orchestrators.
@@ -109,6 +150,13 @@ pub trait OrchestratorStore: Send + Sync {
 
     /// The orchestrator with this slug.
     async fn orchestrator_by_slug(&self, slug: &Slug) -> Result<Option<Orchestrator>, StoreError>;
+
+    /// The orchestrators passing `filter`, newest first.
+    async fn list_orchestrators(
+        &self,
+        filter: &OrchestratorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Orchestrator>, StoreError>;
 }
 
 /// Destinations.
@@ -311,10 +359,11 @@ pub trait EventStore: Send + Sync {
     /// Every event, newest first.
     async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError>;
 
-    /// The events in `scope` (the SQL form of `can_see_event`), newest first.
+    /// The events in `scope` (the SQL form of `can_see_event`) passing `filter`, newest first.
     async fn list_events(
         &self,
         scope: &EventScope,
+        filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<Page<Event>, StoreError>;
 

@@ -32,15 +32,15 @@ use crate::policy::{
     request_scope,
 };
 use crate::ports::{
-    ClaimApproval, ClaimSubmission, ClaimedDelivery, Fanout, IdempotencyStart, IdempotentAnswer,
-    KeyedCall, KeyedStart, KeyedWrite, Page, PageRequest, RecordedAttempt, RequestFilter, Store,
-    StoreError,
+    ClaimApproval, ClaimSubmission, ClaimedDelivery, EventFilter, Fanout, IdempotencyStart,
+    IdempotentAnswer, KeyedCall, KeyedStart, KeyedWrite, OrchestratorFilter, OrganizationFilter,
+    Page, PageRequest, RecordedAttempt, RequestFilter, Store, StoreError,
 };
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Amount, Currency, Permission, PermissionSet, Slug, Total};
 use crate::webhooks::{
-    Delivery, DeliveryStatus, EndpointOwner, EventScope, EventTypeFilter, Viewer, WebhookEndpoint,
-    can_see_event, event_scope,
+    Delivery, DeliveryStatus, EndpointOwner, EventClause, EventScope, EventTypeFilter, Viewer,
+    WebhookEndpoint, can_see_event, event_scope,
 };
 
 use crate::now;
@@ -2206,7 +2206,10 @@ async fn all_feed_events(store: &dyn Store, scope: &EventScope, limit: u32) -> V
     let mut events = Vec::new();
     let mut page = first_page(limit);
     loop {
-        let Page { data, has_more, .. } = store.list_events(scope, &page).await.unwrap();
+        let Page { data, has_more, .. } = store
+            .list_events(scope, &EventFilter::default(), &page)
+            .await
+            .unwrap();
         assert!(data.len() <= limit as usize);
         assert!(
             !has_more || data.len() == limit as usize,
@@ -3796,6 +3799,153 @@ pub async fn signature_nonces_are_accepted_once_per_key_and_purged(store: Arc<dy
     );
 }
 
+/// The operator's look-ups: every organization or orchestrator, newest first, by page, or
+/// those with a name (or an orchestrator's slug).
+pub async fn operator_lookups_filter_and_page_newest_first(store: Arc<dyn Store>) {
+    let mut organizations = Vec::new();
+    for name in ["Acme", "Beta", "Acme"] {
+        let organization = Organization {
+            name: name.into(),
+            ..organization()
+        };
+        let platform_key = key(KeyOwner::Platform {
+            organization_id: organization.id.clone(),
+        });
+        store
+            .insert_organization(&organization, &platform_key)
+            .await
+            .unwrap();
+        organizations.push(organization);
+    }
+    organizations.reverse();
+    let everything = OrganizationFilter::default();
+    let first = store
+        .list_organizations(&everything, &first_page(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.data.as_slice(), first.has_more),
+        (&organizations[..2], true)
+    );
+    let rest = store
+        .list_organizations(
+            &everything,
+            &PageRequest {
+                limit: 2,
+                starting_after: Some(organizations[1].id.to_string()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (rest.data.as_slice(), rest.has_more),
+        (&organizations[2..], false)
+    );
+    let acme = OrganizationFilter {
+        name: Some("Acme".into()),
+    };
+    let named = store
+        .list_organizations(&acme, &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        named.data,
+        vec![organizations[0].clone(), organizations[2].clone()]
+    );
+
+    let older = seed_orchestrator(&*store).await;
+    let newer = seed_orchestrator(&*store).await;
+    let all = store
+        .list_orchestrators(&OrchestratorFilter::default(), &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(all.data, vec![newer.clone(), older.clone()]);
+    let by_slug = OrchestratorFilter {
+        slug: Some(older.slug.clone()),
+        name: None,
+    };
+    let found = store
+        .list_orchestrators(&by_slug, &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(found.data, vec![older.clone()]);
+    let by_name = OrchestratorFilter {
+        slug: None,
+        name: Some(older.name.clone()),
+    };
+    let found = store
+        .list_orchestrators(&by_name, &first_page(1))
+        .await
+        .unwrap();
+    assert_eq!((found.data, found.has_more), (vec![newer], true));
+    let neither = OrchestratorFilter {
+        slug: Some(older.slug.clone()),
+        name: Some("Someone else".into()),
+    };
+    let found = store
+        .list_orchestrators(&neither, &first_page(10))
+        .await
+        .unwrap();
+    assert!(found.data.is_empty() && !found.has_more);
+}
+
+/// The feed's `type` filter: only events of the named types, within the reader's scope.
+pub async fn event_feed_filters_by_type(store: Arc<dyn Store>) {
+    let (organization, destinations) = seed_organization(&*store, 1).await;
+    let mut requests = Vec::new();
+    for event_type in [
+        EventType::PaymentRequestCreated,
+        EventType::PaymentRequestPaid,
+    ] {
+        let request = payment_request(&destinations[0], Direction::Incoming, None);
+        let event = request_event(event_type, &request);
+        store.insert_request(&request, &event).await.unwrap();
+        requests.push(event);
+    }
+    requests.reverse();
+    seed_customer(&*store, &organization.id, None).await;
+    // Another organization's events of the same types stay out.
+    let (_, others) = seed_organization(&*store, 1).await;
+    seed_request_event(&*store, &others[0]).await;
+    let scope = EventScope {
+        clauses: vec![EventClause::Organization {
+            organization_id: organization.id.clone(),
+            families: &["payment_request", "customer"],
+        }],
+    };
+    let listed = |types: Vec<EventType>| {
+        let store = store.clone();
+        let scope = scope.clone();
+        async move {
+            let filter = EventFilter { types: Some(types) };
+            store
+                .list_events(&scope, &filter, &first_page(10))
+                .await
+                .unwrap()
+                .data
+        }
+    };
+    assert_eq!(listed(types_of("payment_request")).await, requests);
+    assert_eq!(
+        listed(vec![EventType::PaymentRequestPaid]).await,
+        requests[..1]
+    );
+    let customers = listed(vec![EventType::CustomerCreated]).await;
+    assert_eq!(
+        customers
+            .iter()
+            .map(|event| event.event_type)
+            .collect::<Vec<_>>(),
+        vec![EventType::CustomerCreated]
+    );
+    assert!(listed(vec![EventType::ClaimApproved]).await.is_empty());
+    let everything = store
+        .list_events(&scope, &EventFilter::default(), &first_page(10))
+        .await
+        .unwrap();
+    assert_eq!(everything.data.len(), 3);
+}
+
 /// Expands to one `#[tokio::test]` per contract case, each on a fresh store from `$factory`:
 /// an async expression yielding `(Arc<dyn Store>, guard)`; the guard is dropped at the end.
 #[macro_export]
@@ -3851,7 +4001,9 @@ macro_rules! store_contract_tests {
             ledger_chains_are_per_organization_and_page_newest_first,
             claims_due_for_expiry_are_pending_past_their_ttl_or_approved_past_expiry,
             claim_lists_follow_the_scope_and_status,
-            signature_nonces_are_accepted_once_per_key_and_purged
+            signature_nonces_are_accepted_once_per_key_and_purged,
+            operator_lookups_filter_and_page_newest_first,
+            event_feed_filters_by_type
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

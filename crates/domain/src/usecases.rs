@@ -15,7 +15,7 @@ use crate::ids::{DestinationId, KeyId, OrchestratorId, OrganizationId};
 use crate::keys::{KeyHasher, KeyKind};
 use crate::model::{ApiKey, Destination, KeyOwner, Orchestrator, Organization};
 use crate::policy::{Action, Decision, Resource, authorize, destination_scope};
-use crate::ports::{Page, PageRequest, Store, StoreError};
+use crate::ports::{OrchestratorFilter, OrganizationFilter, Page, PageRequest, Store, StoreError};
 use crate::principal::Principal;
 use crate::values::Slug;
 
@@ -370,6 +370,32 @@ impl Mandate {
         Ok((organization, key))
     }
 
+    /// The organizations passing `filter`, for the operator.
+    pub async fn list_organizations(
+        &self,
+        principal: &Principal,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>, ReadError> {
+        if authorize(principal, Action::ListOperatorRecords, Resource::System) != Decision::Allow {
+            return Err(ReadError::Forbidden);
+        }
+        Ok(self.store.list_organizations(filter, page).await?)
+    }
+
+    /// The orchestrators passing `filter`, for the operator.
+    pub async fn list_orchestrators(
+        &self,
+        principal: &Principal,
+        filter: &OrchestratorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Orchestrator>, ReadError> {
+        if authorize(principal, Action::ListOperatorRecords, Resource::System) != Decision::Allow {
+            return Err(ReadError::Forbidden);
+        }
+        Ok(self.store.list_orchestrators(filter, page).await?)
+    }
+
     /// Registers an orchestrator and its first key.
     pub async fn create_orchestrator(
         &self,
@@ -471,7 +497,7 @@ impl Mandate {
         };
         match authorize(principal, action, resource) {
             Decision::Allow => Ok(destination),
-            Decision::Forbidden => Err(ReadError::Forbidden),
+            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
             Decision::NotFound => Err(ReadError::NotFound),
         }
     }
@@ -539,7 +565,7 @@ impl Mandate {
                 .await?
                 .ok_or(ReadError::NotFound),
             Decision::NotFound => Err(ReadError::NotFound),
-            Decision::Forbidden => Err(ReadError::Forbidden),
+            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
         }
     }
 
@@ -635,7 +661,7 @@ impl Mandate {
         };
         match decision {
             (Decision::Allow, kind, owner) => Ok((kind, owner)),
-            (Decision::Forbidden, ..) => Err(KeyError::Forbidden),
+            (Decision::Forbidden | Decision::Lacks(_), ..) => Err(KeyError::Forbidden),
             (Decision::NotFound, ..) => Err(KeyError::NotFound),
         }
     }

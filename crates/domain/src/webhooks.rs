@@ -242,6 +242,31 @@ impl EventTypeFilter {
     }
 }
 
+/// The types a feed's `type` filter names: one exact type, or every type of a family
+/// (`family.*`); `None` when it names no type.
+///
+/// ```
+/// use mandate_domain::events::EventType;
+/// use mandate_domain::webhooks::feed_types;
+///
+/// assert_eq!(feed_types("claim.approved"), Some(vec![EventType::ClaimApproved]));
+/// assert_eq!(feed_types("customer.*").map(|types| types.len()), Some(3));
+/// assert_eq!(feed_types("customer"), None);
+/// assert_eq!(feed_types("nothing.*"), None);
+/// ```
+pub fn feed_types(pattern: &str) -> Option<Vec<EventType>> {
+    match pattern.strip_suffix(".*") {
+        Some(family) => {
+            let types: Vec<EventType> = EventType::ALL
+                .into_iter()
+                .filter(|event_type| event_type.family() == family)
+                .collect();
+            (!types.is_empty()).then_some(types)
+        }
+        None => EventType::parse(pattern).map(|event_type| vec![event_type]),
+    }
+}
+
 /// A webhook endpoint. It serializes to its API shape (`object: "webhook_endpoint"`), never
 /// showing its secrets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -13,6 +13,7 @@ use mandate_domain::usecases::{
     KeyError, PaymentPageError, ReadError, RequestActionError, SubmitClaimError,
     UpdateDestinationError, WebhookError,
 };
+use mandate_domain::values::Permission;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -64,6 +65,12 @@ impl ApiError {
         }
     }
 
+    /// The same error with `details`.
+    pub(crate) fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
     pub(crate) fn with_auth_reason(mut self, reason: &'static str) -> Self {
         self.auth_reason = Some(reason);
         self
@@ -102,13 +109,45 @@ impl ApiError {
     }
 
     /// 403 `FORBIDDEN` from step 4 of the pipeline: the route does not admit this kind of
-    /// principal. `details` names the kind and the admitted ones.
+    /// principal. `details` names the kind and the admitted ones; an orchestrator's key on a
+    /// route for client IDs is told how to act as one (`details.header`).
     pub fn wrong_principal_kind(kind: PrincipalKind, admitted: &[PrincipalKind]) -> Self {
-        let mut error =
-            Self::forbidden(format!("this endpoint does not accept a {kind} credential"));
+        let as_client =
+            kind == PrincipalKind::Orchestrator && admitted.contains(&PrincipalKind::Client);
+        let message = if as_client {
+            "this endpoint acts for a client ID: send X-Client-Id: cli_… with the orchestrator \
+             key, or use an access token from POST /v1/oauth/token"
+                .to_owned()
+        } else {
+            format!("this endpoint does not accept a {kind} credential")
+        };
         let admitted: Vec<&str> = admitted.iter().map(|kind| kind.as_str()).collect();
-        error.details = Some(serde_json::json!({ "principal": kind.as_str(), "admits": admitted }));
-        error.with_auth_reason("wrong_principal_kind")
+        let mut details = serde_json::json!({ "principal": kind.as_str(), "admits": admitted });
+        if as_client {
+            details["header"] = "X-Client-Id".into();
+        }
+        Self::forbidden(message)
+            .with_details(details)
+            .with_auth_reason("wrong_principal_kind")
+    }
+
+    /// 403 `FORBIDDEN`: the client ID lacks `permission`, named in `details.permission`.
+    pub fn missing_permission(permission: Permission) -> Self {
+        Self::forbidden(format!(
+            "this client ID lacks the {permission} permission: its destination's owner grants it"
+        ))
+        .with_details(serde_json::json!({ "permission": permission.as_str() }))
+    }
+
+    /// 405 `METHOD_NOT_ALLOWED`, with `Allow` (rendered from `details.allow`) listing the
+    /// methods the path has.
+    pub fn method_not_allowed(allowed: &[&str]) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            format!("this path answers {} only", allowed.join(", ")),
+        )
+        .with_details(serde_json::json!({ "allow": allowed }))
     }
 
     /// 404 `NOT_FOUND`.
@@ -217,6 +256,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        let allow = self.details.as_ref().and_then(|details| details["allow"].as_array());
+        if let (StatusCode::METHOD_NOT_ALLOWED, Some(methods)) = (self.status, allow) {
+            let methods: Vec<&str> = methods.iter().filter_map(Value::as_str).collect();
+            response.insert_header((header::ALLOW, methods.join(", ")));
         }
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
@@ -360,6 +404,9 @@ impl From<CreateRequestError> for ApiError {
                 ApiError::invalid_field("X-Destination-Id", error.to_string())
             }
             CreateRequestError::Forbidden(message) => ApiError::forbidden(message),
+            CreateRequestError::MissingPermission(permission) => {
+                ApiError::missing_permission(permission)
+            }
             CreateRequestError::Invalid(invalid) => invalid.into(),
             CreateRequestError::Store(error) => error.into(),
         }
@@ -371,6 +418,9 @@ impl From<RequestActionError> for ApiError {
         match error {
             RequestActionError::NotFound => ApiError::not_found(),
             RequestActionError::Forbidden => ApiError::forbidden(error.to_string()),
+            RequestActionError::MissingPermission(permission) => {
+                ApiError::missing_permission(permission)
+            }
             RequestActionError::Conflict(message) => ApiError::conflict(message),
             RequestActionError::Invalid(invalid) => invalid.into(),
             RequestActionError::Store(error) => error.into(),
@@ -392,7 +442,10 @@ impl From<CustomerError> for ApiError {
     fn from(error: CustomerError) -> Self {
         match error {
             CustomerError::NotFound => ApiError::not_found(),
-            CustomerError::Forbidden(_) => ApiError::forbidden(error.to_string()),
+            CustomerError::Forbidden => ApiError::forbidden(error.to_string()),
+            CustomerError::MissingPermission(permission) => {
+                ApiError::missing_permission(permission)
+            }
             CustomerError::Duplicate { ref existing_id } => {
                 let mut conflict = ApiError::conflict(error.to_string());
                 conflict.details = Some(serde_json::json!({ "existing_id": existing_id }));
@@ -421,9 +474,9 @@ impl From<SubmitClaimError> for ApiError {
             SubmitClaimError::Forbidden(message) => ApiError::forbidden(message),
             SubmitClaimError::Invalid(invalid) => invalid.into(),
             SubmitClaimError::UnknownNamespace => ApiError::not_found_because(error.to_string()),
-            SubmitClaimError::NonceReused | SubmitClaimError::AgentIdTaken => {
-                ApiError::conflict(error.to_string())
-            }
+            SubmitClaimError::NonceReused => ApiError::conflict(error.to_string())
+                .with_details(serde_json::json!({ "field": "nonce" })),
+            SubmitClaimError::AgentIdTaken => ApiError::conflict(error.to_string()),
             SubmitClaimError::Store(error) => error.into(),
         }
     }

@@ -18,7 +18,7 @@ mod views;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::error::PathError;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, web};
 
@@ -30,30 +30,18 @@ pub use state::AppState;
 /// JSON bodies larger than this are refused with 413.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-fn json_error(error: JsonPayloadError, _: &HttpRequest) -> actix_web::Error {
-    let api_error = match &error {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::payload_too_large()
-        }
-        JsonPayloadError::ContentType => ApiError::invalid("send the body as application/json"),
-        JsonPayloadError::Deserialize(cause) => {
-            ApiError::invalid(format!("invalid JSON body: {cause}"))
-        }
-        other => ApiError::invalid(format!("invalid body: {other}")),
-    };
-    api_error.into()
-}
-
-fn query_error(error: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
-    ApiError::invalid(format!("invalid query string: {error}")).into()
-}
-
 fn path_error(_: PathError, _: &HttpRequest) -> actix_web::Error {
     ApiError::not_found().into()
 }
 
-async fn unknown_route() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found())
+/// No route matched: 405 with `Allow` when the path has routes of other methods, else 404.
+async fn unknown_route(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = routes::methods_of(request.path());
+    if allowed.is_empty() {
+        Err(ApiError::not_found())
+    } else {
+        Err(ApiError::method_not_allowed(&allowed))
+    }
 }
 
 /// The whole application over `state`: every route behind the authentication pipeline, the
@@ -72,13 +60,7 @@ pub fn app(
     App::new()
         .app_data(web::Data::from(state.tokens.clone()))
         .app_data(web::Data::new(state))
-        .app_data(
-            web::JsonConfig::default()
-                .limit(BODY_LIMIT_BYTES)
-                .error_handler(json_error),
-        )
         .app_data(web::PayloadConfig::default().limit(BODY_LIMIT_BYTES))
-        .app_data(web::QueryConfig::default().error_handler(query_error))
         .app_data(web::PathConfig::default().error_handler(path_error))
         .configure(routes::register)
         .default_service(web::to(unknown_route))

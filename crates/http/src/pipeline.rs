@@ -15,7 +15,7 @@ use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
 use crate::idempotency;
-use crate::signatures::{self, SignedMessage, VerifiedSignature};
+use crate::signatures::{self, SignatureError, SignedMessage, VerifiedSignature};
 use crate::state::AppState;
 
 /// `X-Destination-Id`.
@@ -199,16 +199,53 @@ async fn verify_agent_signature(
         .uri()
         .path_and_query()
         .map_or("/", |path| path.as_str());
-    let target_uri = format!("{}{path}", origin(&state.public_url));
+    let origin = origin(&state.public_url);
+    let target_uri = format!("{origin}{path}");
     let message = SignedMessage {
         method: request.method().as_str(),
         target_uri: &target_uri,
         headers: request.headers(),
         body: &body,
     };
-    signatures::verify(&message, mandate_domain::now()).map_err(|error| {
+    let now = mandate_domain::now();
+    signatures::verify(&message, now).map_err(|error| {
         tracing::info!(reason = error.reason(), "agent signature refused");
-        ApiError::signature_invalid(error.to_string()).with_auth_reason(error.reason())
+        let refused =
+            ApiError::signature_invalid(error.to_string()).with_auth_reason(error.reason());
+        if error != SignatureError::BadSignature {
+            return refused;
+        }
+        // The most common cause: the agent signed the URL it called, which is not the public
+        // URL (a proxy's inside address, a port). Say which authority the server expects, and
+        // whether the signature holds for the one the request was sent to.
+        let expected_authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        let connection = request.connection_info();
+        let sent_uri = format!("{}://{}{path}", connection.scheme(), connection.host());
+        let sent = SignedMessage {
+            target_uri: &sent_uri,
+            ..message
+        };
+        let details = serde_json::json!({
+            "component": "@target-uri",
+            "expected_target_uri": target_uri,
+            "expected_authority": expected_authority,
+        });
+        if sent_uri != target_uri && signatures::verify(&sent, now).is_ok() {
+            ApiError::signature_invalid(format!(
+                "the signature covers @target-uri {sent_uri}, but this server expects \
+                 {target_uri}: sign the URI with the authority {expected_authority} (its public \
+                 URL)"
+            ))
+            .with_details(details)
+            .with_auth_reason("target_uri_mismatch")
+        } else {
+            ApiError::signature_invalid(format!(
+                "{error}; the server checks it with @target-uri {target_uri} (the authority \
+                 {expected_authority}, from its public URL)"
+            ))
+            .with_details(details)
+            .with_auth_reason(error.reason())
+        }
     })
 }
 

@@ -2,6 +2,9 @@
 //! once. Registration, the authentication pipeline and the OpenAPI document are all generated
 //! from this one table, so a route cannot exist without its admission rule.
 
+use std::sync::LazyLock;
+
+use actix_web::dev::ResourceDef;
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::web;
@@ -64,6 +67,23 @@ macro_rules! route_table {
     };
 }
 
+/// The methods the route table has for `path` (a request's path), in table order.
+pub fn methods_of(path: &str) -> Vec<&'static str> {
+    static PATTERNS: LazyLock<Vec<(ResourceDef, &'static str)>> = LazyLock::new(|| {
+        ROUTES
+            .iter()
+            .map(|route| (ResourceDef::new(route.path), route.method))
+            .collect()
+    });
+    let mut methods: Vec<&'static str> = Vec::new();
+    for (pattern, method) in PATTERNS.iter() {
+        if pattern.is_match(path) && !methods.contains(method) {
+            methods.push(method);
+        }
+    }
+    methods
+}
+
 route_table! {
     GET "/healthz" => PUBLIC => health::healthz;
     GET "/readyz" => PUBLIC => health::readyz;
@@ -72,6 +92,7 @@ route_table! {
     GET "/pay/{token}" => PUBLIC => pay::page;
     POST "/v1/oauth/token" => PUBLIC => oauth::token;
     GET "/.well-known/jwks.json" => PUBLIC => oauth::jwks;
+    GET "/.well-known/oauth-authorization-server" => PUBLIC => oauth::metadata;
 
     // The payment requests first: actix matches routes in this order, one pattern after the
     // other, and these are the busiest.
@@ -84,6 +105,8 @@ route_table! {
 
     POST "/v1/admin/organizations" => kinds(&[Admin]) => admin::create_organization;
     POST "/v1/admin/orchestrators" => kinds(&[Admin]) => admin::create_orchestrator;
+    GET "/v1/admin/organizations" => kinds(&[Admin]) => admin::list_organizations;
+    GET "/v1/admin/orchestrators" => kinds(&[Admin]) => admin::list_orchestrators;
 
     GET "/v1/organization" => kinds(&[Platform]) => organization::get;
     POST "/v1/organization/keys" => kinds(&[Platform]) => organization::create_key;

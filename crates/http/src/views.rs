@@ -31,6 +31,19 @@ impl From<Organization> for OrganizationView {
     }
 }
 
+/// A page of organizations, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrganizationList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The organizations.
+    pub data: Vec<OrganizationView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
+}
+
 /// A destination.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DestinationView {
@@ -192,6 +205,19 @@ impl From<Orchestrator> for OrchestratorView {
             created_at: orchestrator.created_at,
         }
     }
+}
+
+/// A page of orchestrators, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrchestratorList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// The orchestrators.
+    pub data: Vec<OrchestratorView>,
+    /// Whether older items follow.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page.
+    pub next_cursor: Option<String>,
 }
 
 /// An orchestrator's own profile with its keys.

@@ -18,8 +18,9 @@ use mandate_domain::model::{
 use mandate_domain::payments::{Direction, Payment, PaymentLink, PaymentRequest};
 use mandate_domain::policy::{ClientScope, DestinationScope, RequestScope};
 use mandate_domain::ports::{
-    ClientStore, CustomerStore, DestinationStore, EventStore, Health, KeyStore, OrchestratorStore,
-    OrganizationStore, Page, PageRequest, RequestFilter, RequestStore, StoreError,
+    ClientStore, CustomerStore, DestinationStore, EventFilter, EventStore, Health, KeyStore,
+    OrchestratorFilter, OrchestratorStore, OrganizationFilter, OrganizationStore, Page,
+    PageRequest, RequestFilter, RequestStore, StoreError,
 };
 use mandate_domain::values::Slug;
 use mandate_domain::webhooks::EventScope;
@@ -157,6 +158,30 @@ impl OrganizationStore for DbStore {
             row.map(Organization::try_from).transpose()
         })
     }
+
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Organization>, StoreError> {
+        let name = filter.name.clone();
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, OrganizationId::parse);
+        db_run!(self, |conn| {
+            let mut query = organizations::table
+                .select(OrganizationRow::as_select())
+                .order(organizations::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(name) = &name {
+                query = query.filter(organizations::name.eq(name.as_str()));
+            }
+            if let Some(cursor) = &cursor {
+                query = query.filter(organizations::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
+        })
+    }
 }
 
 #[async_trait]
@@ -204,6 +229,34 @@ impl OrchestratorStore for DbStore {
                 .await
                 .optional()?;
             row.map(Orchestrator::try_from).transpose()
+        })
+    }
+
+    async fn list_orchestrators(
+        &self,
+        filter: &OrchestratorFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Orchestrator>, StoreError> {
+        let slug = filter.slug.as_ref().map(ToString::to_string);
+        let name = filter.name.clone();
+        let limit = page_limit(page);
+        let cursor = page_cursor(page, OrchestratorId::parse);
+        db_run!(self, |conn| {
+            let mut query = orchestrators::table
+                .select(OrchestratorRow::as_select())
+                .order(orchestrators::id.desc())
+                .limit(sql_limit(limit + 1))
+                .into_boxed();
+            if let Some(slug) = &slug {
+                query = query.filter(orchestrators::slug.eq(slug.as_str()));
+            }
+            if let Some(name) = &name {
+                query = query.filter(orchestrators::name.eq(name.as_str()));
+            }
+            if let Some(cursor) = &cursor {
+                query = query.filter(orchestrators::id.lt(cursor.as_str()));
+            }
+            into_page(query.load(conn).await?, limit)
         })
     }
 }
@@ -880,11 +933,16 @@ impl EventStore for DbStore {
     async fn list_events(
         &self,
         scope: &EventScope,
+        types: &EventFilter,
         page: &PageRequest,
     ) -> Result<Page<Event>, StoreError> {
         let Some(filter) = FeedFilter::new(scope) else {
             return Ok(empty_page());
         };
+        let types: Option<Vec<&'static str>> = types
+            .types
+            .as_ref()
+            .map(|types| types.iter().map(|event_type| event_type.as_str()).collect());
         let limit = page_limit(page);
         let cursor = page_cursor(page, EventId::parse);
         db_run!(self, |conn| {
@@ -895,6 +953,9 @@ impl EventStore for DbStore {
                 .limit(sql_limit(limit + 1))
                 .into_boxed()
                 .filter(conn.feed_predicate(&filter));
+            if let Some(types) = &types {
+                query = query.filter(events::event_type.eq_any(types.clone()));
+            }
             if let Some(cursor) = &cursor {
                 query = query.filter(events::id.lt(cursor.as_str()));
             }

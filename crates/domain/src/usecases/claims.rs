@@ -53,8 +53,11 @@ pub enum SubmitClaimError {
     /// No destination has this slug.
     #[error("no destination with this namespace")]
     UnknownNamespace,
-    /// The orchestrator used this nonce before.
-    #[error("this nonce was already used")]
+    /// The orchestrator used the claim's body `nonce` before.
+    #[error(
+        "the claim's nonce field was already used by this orchestrator: send a fresh nonce in \
+         the body with every claim (this is not the signature's nonce)"
+    )]
     NonceReused,
     /// The agent id has a pending or approved claim with another key.
     #[error("this agent_id already has a pending or approved claim with another key")]
@@ -276,7 +279,7 @@ impl Mandate {
         let claim = self.store.claim(id).await?.ok_or(ReadError::NotFound)?;
         match authorize(principal, Action::ReadClaim, Resource::Claim(&claim)) {
             Decision::Allow => Ok(claim),
-            Decision::Forbidden => Err(ReadError::Forbidden),
+            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
             Decision::NotFound => Err(ReadError::NotFound),
         }
     }
@@ -306,7 +309,7 @@ impl Mandate {
             .ok_or(ClaimDecisionError::NotFound)?;
         match authorize(principal, Action::DecideClaim, Resource::Claim(&claim)) {
             Decision::Allow => Ok(claim),
-            Decision::Forbidden => Err(ClaimDecisionError::Forbidden),
+            Decision::Forbidden | Decision::Lacks(_) => Err(ClaimDecisionError::Forbidden),
             Decision::NotFound => Err(ClaimDecisionError::NotFound),
         }
     }

@@ -195,7 +195,7 @@ impl Mandate {
         let client = self.store.client(id).await?.ok_or(ReadError::NotFound)?;
         match authorize(principal, Action::ReadClient, Resource::Client(&client)) {
             Decision::Allow => Ok(client),
-            Decision::Forbidden => Err(ReadError::Forbidden),
+            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
             Decision::NotFound => Err(ReadError::NotFound),
         }
     }
@@ -230,7 +230,9 @@ impl Mandate {
                 .ok_or(ClientChangeError::NotFound)?;
             match authorize(principal, Action::ManageClients, Resource::Client(&client)) {
                 Decision::Allow => {}
-                Decision::Forbidden => return Err(ClientChangeError::Forbidden),
+                Decision::Forbidden | Decision::Lacks(_) => {
+                    return Err(ClientChangeError::Forbidden);
+                }
                 Decision::NotFound => return Err(ClientChangeError::NotFound),
             }
             let expected_version = client.version;

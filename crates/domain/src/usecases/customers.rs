@@ -13,6 +13,7 @@ use crate::ids::{CustomerId, OrganizationId};
 use crate::policy::{Action, Decision, Resource, authorize};
 use crate::ports::{Page, PageRequest, StoreError};
 use crate::principal::Principal;
+use crate::values::Permission;
 
 /// Input of [`Mandate::create_customer`].
 #[derive(Debug, Clone, Default)]
@@ -42,9 +43,12 @@ pub enum CustomerError {
     /// No such customer in the caller's organization.
     #[error("not found")]
     NotFound,
-    /// The caller lacks the permission.
-    #[error("this credential lacks the {0} permission")]
-    Forbidden(&'static str),
+    /// The credential has no customer pool.
+    #[error("this credential has no customer pool")]
+    Forbidden,
+    /// The caller (a client ID) lacks the permission.
+    #[error("this client ID lacks the {0} permission")]
+    MissingPermission(Permission),
     /// Another customer of the organization has this email.
     #[error("a customer with this email already exists")]
     Duplicate {
@@ -82,14 +86,12 @@ impl Mandate {
     fn pool_of(principal: &Principal, action: Action) -> Result<&OrganizationId, CustomerError> {
         let organization_id = principal
             .organization_id()
-            .ok_or(CustomerError::Forbidden("customers"))?;
+            .ok_or(CustomerError::Forbidden)?;
         match authorize(principal, action, Resource::Organization(organization_id)) {
             Decision::Allow => Ok(organization_id),
             Decision::NotFound => Err(CustomerError::NotFound),
-            Decision::Forbidden if action == Action::ReadCustomers => {
-                Err(CustomerError::Forbidden("customers:read"))
-            }
-            Decision::Forbidden => Err(CustomerError::Forbidden("customers:write")),
+            Decision::Lacks(permission) => Err(CustomerError::MissingPermission(permission)),
+            Decision::Forbidden => Err(CustomerError::Forbidden),
         }
     }
 
@@ -103,7 +105,9 @@ impl Mandate {
     ) -> Result<Customer, CustomerError> {
         let organization_id = match Self::pool_of(principal, Action::ReadCustomers) {
             Ok(organization_id) => organization_id,
-            Err(CustomerError::Forbidden(_)) => return Err(CustomerError::NotFound),
+            Err(CustomerError::Forbidden | CustomerError::MissingPermission(_)) => {
+                return Err(CustomerError::NotFound);
+            }
             Err(error) => return Err(error),
         };
         let customer = self

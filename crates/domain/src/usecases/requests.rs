@@ -18,7 +18,7 @@ use crate::payments::{
 use crate::policy::{Action, Decision, Resource, authorize, request_scope};
 use crate::ports::{Page, PageRequest, RequestFilter, StoreError};
 use crate::principal::Principal;
-use crate::values::{Amount, Currency, Total};
+use crate::values::{Amount, Currency, Permission, Total};
 
 /// Input of [`Mandate::create_request`]; validated there.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +52,9 @@ pub enum CreateRequestError {
     /// The caller may not create this request.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The client ID lacks the permission to create a request of this direction.
+    #[error("this client ID lacks the {0} permission")]
+    MissingPermission(Permission),
     /// Bad input.
     #[error(transparent)]
     Invalid(#[from] InvalidField),
@@ -69,6 +72,9 @@ pub enum RequestActionError {
     /// The caller sees the request but may not do this.
     #[error("this credential may not do this to this request")]
     Forbidden,
+    /// The caller (a client ID) sees the request, and would need this permission.
+    #[error("this client ID lacks the {0} permission")]
+    MissingPermission(Permission),
     /// The request's state does not allow it.
     #[error("{0}")]
     Conflict(String),
@@ -161,6 +167,7 @@ fn decide(decision: Decision) -> Result<(), RequestActionError> {
     match decision {
         Decision::Allow => Ok(()),
         Decision::Forbidden => Err(RequestActionError::Forbidden),
+        Decision::Lacks(permission) => Err(RequestActionError::MissingPermission(permission)),
         Decision::NotFound => Err(RequestActionError::NotFound),
     }
 }
@@ -197,11 +204,16 @@ impl Mandate {
             id: &destination.id,
             organization_id: &destination.organization_id,
         };
-        if authorize(principal, Action::CreateRequest(direction), resource) != Decision::Allow {
-            return Err(CreateRequestError::Forbidden(match direction {
-                Direction::Incoming => "this client ID lacks the create:incoming permission",
-                Direction::Outgoing => "this client ID lacks the create:outgoing permission",
-            }));
+        match authorize(principal, Action::CreateRequest(direction), resource) {
+            Decision::Allow => {}
+            Decision::Lacks(permission) => {
+                return Err(CreateRequestError::MissingPermission(permission));
+            }
+            Decision::Forbidden | Decision::NotFound => {
+                return Err(CreateRequestError::Forbidden(
+                    "this credential may not create payment requests for this destination",
+                ));
+            }
         }
         let amount = Amount::parse(&input.amount).map_err(|invalid| InvalidField {
             field: "amount",
@@ -323,7 +335,9 @@ impl Mandate {
             .await
             .map_err(|error| match error {
                 RequestActionError::Store(error) => ReadError::Store(error),
-                RequestActionError::Forbidden => ReadError::Forbidden,
+                RequestActionError::Forbidden | RequestActionError::MissingPermission(_) => {
+                    ReadError::Forbidden
+                }
                 _ => ReadError::NotFound,
             })
     }

@@ -11,7 +11,9 @@ use crate::events::{Audience, Event, EventType};
 use crate::ids::{DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId};
 use crate::model::ClientStatus;
 use crate::policy::{Action, ClientScope, Decision, Resource, authorize, credential_scope};
-use crate::ports::{ClaimedDelivery, Fanout, Page, PageRequest, RecordedAttempt, StoreError};
+use crate::ports::{
+    ClaimedDelivery, EventFilter, Fanout, Page, PageRequest, RecordedAttempt, StoreError,
+};
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::PermissionSet;
 use crate::webhooks::{
@@ -257,14 +259,19 @@ impl Mandate {
         })
     }
 
-    /// The events the caller may see, newest first (what its endpoints would receive).
+    /// The events the caller may see (what its endpoints would receive) passing `filter`,
+    /// newest first.
     pub async fn list_events(
         &self,
         principal: &Principal,
+        filter: &EventFilter,
         page: &PageRequest,
     ) -> Result<Page<Event>, WebhookError> {
         let viewer = self.viewer(principal).await?;
-        Ok(self.store.list_events(&event_scope(&viewer), page).await?)
+        Ok(self
+            .store
+            .list_events(&event_scope(&viewer), filter, page)
+            .await?)
     }
 
     /// One event the caller may see.
@@ -385,7 +392,9 @@ impl Mandate {
             Resource::Endpoint(&endpoint),
         ) {
             Decision::Allow => Ok(endpoint),
-            Decision::NotFound | Decision::Forbidden => Err(WebhookError::NotFound),
+            Decision::NotFound | Decision::Forbidden | Decision::Lacks(_) => {
+                Err(WebhookError::NotFound)
+            }
         }
     }
 

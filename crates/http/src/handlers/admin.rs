@@ -1,13 +1,19 @@
 //! Operator endpoints: organizations and orchestrators.
 
-use actix_web::{HttpResponse, web};
+use actix_web::HttpResponse;
+use mandate_domain::ids::{OrchestratorId, OrganizationId};
+use mandate_domain::ports::{OrchestratorFilter, OrganizationFilter, Page};
+use mandate_domain::values::Slug;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::input::{Json, ListParams, Query};
 use crate::pipeline::Authenticated;
 use crate::state::State;
-use crate::views::{OrchestratorView, OrganizationView};
+use crate::views::{
+    ListBody, OrchestratorList, OrchestratorView, OrganizationList, OrganizationView,
+};
 
 /// Body of `POST /v1/admin/organizations`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,7 +40,7 @@ pub struct OrganizationCreated {
 pub async fn create_organization(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateOrganization>,
+    body: Json<CreateOrganization>,
 ) -> Result<HttpResponse, ApiError> {
     let (organization, key) = state
         .mandate
@@ -74,7 +80,7 @@ pub struct OrchestratorCreated {
 pub async fn create_orchestrator(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateOrchestrator>,
+    body: Json<CreateOrchestrator>,
 ) -> Result<HttpResponse, ApiError> {
     let (orchestrator, key) = state
         .mandate
@@ -84,4 +90,109 @@ pub async fn create_orchestrator(
         orchestrator: orchestrator.into(),
         api_key: key.plain,
     }))
+}
+
+/// Filters of `GET /v1/admin/organizations`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrganizationListParams {
+    /// Only organizations with exactly this name.
+    pub name: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
+/// Lists the organizations, newest first: an operator finds what a setup created.
+#[utoipa::path(get, path = "/v1/admin/organizations", tag = "admin", params(OrganizationListParams),
+    responses((status = 200, body = OrganizationList), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list_organizations(
+    state: State,
+    Authenticated(principal): Authenticated,
+    params: Query<OrganizationListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let filter = OrganizationFilter { name: params.name };
+    let page = ListParams {
+        limit: params.limit,
+        starting_after: params.starting_after,
+    }
+    .page(OrganizationId::parse)?;
+    let organizations = state
+        .mandate
+        .list_organizations(&principal, &filter, &page)
+        .await?;
+    let views = Page {
+        data: organizations
+            .data
+            .into_iter()
+            .map(OrganizationView::from)
+            .collect(),
+        has_more: organizations.has_more,
+        unreadable: organizations.unreadable,
+    };
+    Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
+}
+
+/// Filters of `GET /v1/admin/orchestrators`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrchestratorListParams {
+    /// Only the orchestrator with this slug.
+    pub slug: Option<String>,
+    /// Only orchestrators with exactly this name.
+    pub name: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
+/// Lists the orchestrators, newest first: an operator finds what a setup registered.
+#[utoipa::path(get, path = "/v1/admin/orchestrators", tag = "admin", params(OrchestratorListParams),
+    responses((status = 200, body = OrchestratorList), (status = 400, body = ErrorEnvelope),
+        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
+    security(("bearer" = [])))]
+pub async fn list_orchestrators(
+    state: State,
+    Authenticated(principal): Authenticated,
+    params: Query<OrchestratorListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let params = params.into_inner();
+    let slug = params
+        .slug
+        .map(|slug| {
+            Slug::parse(&slug).map_err(|_| {
+                ApiError::invalid_field("slug", "slug must match ^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
+            })
+        })
+        .transpose()?;
+    let filter = OrchestratorFilter {
+        slug,
+        name: params.name,
+    };
+    let page = ListParams {
+        limit: params.limit,
+        starting_after: params.starting_after,
+    }
+    .page(OrchestratorId::parse)?;
+    let orchestrators = state
+        .mandate
+        .list_orchestrators(&principal, &filter, &page)
+        .await?;
+    let views = Page {
+        data: orchestrators
+            .data
+            .into_iter()
+            .map(OrchestratorView::from)
+            .collect(),
+        has_more: orchestrators.has_more,
+        unreadable: orchestrators.unreadable,
+    };
+    Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, ListParams, path_id};
+use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, path_id};
 use crate::pipeline::{AgentSignature, Authenticated};
 use crate::state::State;
 use crate::views::{ClaimList, ClaimView, LedgerList, ListBody};
@@ -157,7 +157,7 @@ pub async fn submit(
     state: State,
     Authenticated(principal): Authenticated,
     AgentSignature(signature): AgentSignature,
-    body: web::Json<SubmitClaim>,
+    body: Json<SubmitClaim>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if parse_agent_key("public_key", &body.public_key)? != signature.key {
@@ -207,7 +207,7 @@ pub async fn submit(
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<ClaimListParams>,
+    params: Query<ClaimListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let status = params
@@ -258,15 +258,9 @@ pub async fn approve(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
     // The body is optional: nothing (or whitespace) approves with the defaults.
-    let body: ApproveClaim = if body.iter().all(u8::is_ascii_whitespace) {
-        ApproveClaim::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))?
-    };
+    OptionalJson(body): OptionalJson<ApproveClaim>,
+) -> Result<HttpResponse, ApiError> {
     let input = ClaimApprovalInput {
         expires_at: body.expires_at,
         permissions: body.permissions,
@@ -340,7 +334,7 @@ pub async fn revoke(
 pub async fn ledger(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<ListParams>,
+    params: Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(str::parse::<u64>)?;
     let entries = state.mandate.ledger(&principal, &page).await?;

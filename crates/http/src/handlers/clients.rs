@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, ListParams, path_id};
+use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::State;
 use crate::views::{ClientList, ClientView, ListBody};
@@ -35,6 +35,7 @@ pub struct GrantPermission {
 
 /// `?status=` on top of the list parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ClientListParams {
     /// `active` or `revoked`.
@@ -62,7 +63,7 @@ fn respond(client: &Client) -> HttpResponse {
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateClient>,
+    body: Json<CreateClient>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = NewClient {
@@ -85,7 +86,7 @@ pub async fn create(
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<ClientListParams>,
+    params: Query<ClientListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let status = match params.status.as_deref() {
@@ -138,7 +139,7 @@ pub async fn grant(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: web::Json<GrantPermission>,
+    body: Json<GrantPermission>,
 ) -> Result<HttpResponse, ApiError> {
     let id = client_id(&id)?;
     let permission = parse_permission("permission", &body.permission)?;

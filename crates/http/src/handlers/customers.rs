@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{ListParams, path_id};
+use crate::input::{Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::State;
 use crate::views::ListBody;
@@ -104,7 +104,7 @@ fn customer_id(text: &str) -> Result<CustomerId, ApiError> {
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateCustomer>,
+    body: Json<CreateCustomer>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = NewCustomer {
@@ -127,7 +127,7 @@ pub async fn create(
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<CustomerListParams>,
+    params: Query<CustomerListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let page = ListParams {
@@ -171,7 +171,7 @@ pub async fn update(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: web::Json<UpdateCustomer>,
+    body: Json<UpdateCustomer>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let changes = CustomerChanges {

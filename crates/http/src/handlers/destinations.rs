@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::handlers::keys;
-use crate::input::{EmptyBody, ListParams, path_id};
+use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::State;
 use crate::views::{DestinationList, DestinationView, KeyList, KeyView, ListBody, NewKeyView};
@@ -59,7 +59,7 @@ fn destination_id(text: &str) -> Result<DestinationId, ApiError> {
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateDestination>,
+    body: Json<CreateDestination>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = NewDestination {
@@ -84,7 +84,7 @@ pub async fn create(
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<ListParams>,
+    params: Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(DestinationId::parse)?;
     let destinations = state.mandate.list_destinations(&principal, &page).await?;
@@ -129,7 +129,7 @@ pub async fn update(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: web::Json<UpdateDestination>,
+    body: Json<UpdateDestination>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let changes = DestinationChanges {

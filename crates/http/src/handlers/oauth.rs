@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
 use mandate_domain::auth::TokenGrantError;
+use mandate_domain::values::Permission;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -402,6 +403,49 @@ pub async fn jwks(tokens: web::Data<TokenService>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(tokens.jwks())
+}
+
+/// The authorization server's metadata (RFC 8414), from the configured public URL.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerMetadata {
+    /// The `iss` of every access token: the public URL.
+    pub issuer: String,
+    /// `POST` client credentials here.
+    pub token_endpoint: String,
+    /// The public keys that verify access tokens.
+    pub jwks_uri: String,
+    /// Always `["client_credentials"]`.
+    pub grant_types_supported: Vec<&'static str>,
+    /// `client_secret_basic` (HTTP Basic) and `client_secret_post` (body parameters).
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// Every permission a token's `scope` may name.
+    pub scopes_supported: Vec<&'static str>,
+    /// Empty: there is no authorization endpoint, only the client-credentials grant.
+    pub response_types_supported: Vec<&'static str>,
+}
+
+/// Where the token endpoint and its keys are, and what they support (RFC 8414), so that OAuth
+/// libraries configure themselves.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "oauth",
+    responses((status = 200, body = ServerMetadata)))]
+pub async fn metadata(state: State) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(ServerMetadata {
+            issuer: state.tokens.issuer().to_owned(),
+            token_endpoint: format!("{}/v1/oauth/token", state.public_url),
+            jwks_uri: format!("{}/.well-known/jwks.json", state.public_url),
+            grant_types_supported: vec!["client_credentials"],
+            token_endpoint_auth_methods_supported: vec![
+                "client_secret_basic",
+                "client_secret_post",
+            ],
+            scopes_supported: Permission::ALL
+                .iter()
+                .map(|permission| permission.as_str())
+                .collect(),
+            response_types_supported: Vec::new(),
+        })
 }
 
 #[cfg(test)]

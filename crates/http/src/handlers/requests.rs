@@ -12,7 +12,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, ListParams, path_id};
+use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::State;
 use crate::views::{
@@ -95,7 +95,7 @@ fn request_id(text: &str) -> Result<RequestId, ApiError> {
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateRequest>,
+    body: Json<CreateRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let input = NewRequest {
@@ -124,7 +124,7 @@ pub async fn create(
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<RequestListParams>,
+    params: Query<RequestListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
     let filter = RequestFilter {
@@ -214,9 +214,9 @@ pub async fn create_payment_link(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: Option<web::Json<CreatePaymentLink>>,
+    OptionalJson(body): OptionalJson<CreatePaymentLink>,
 ) -> Result<HttpResponse, ApiError> {
-    let expires_in = body.and_then(|body| body.into_inner().expires_in_seconds);
+    let expires_in = body.expires_in_seconds;
     let (link, token) = state
         .mandate
         .create_payment_link(
@@ -247,7 +247,7 @@ pub async fn report_payment(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: web::Json<ReportPayment>,
+    body: Json<ReportPayment>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (payment, request) = state

@@ -4,14 +4,14 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use mandate_domain::events::Event;
 use mandate_domain::ids::{DeliveryId, EndpointId, EventId};
-use mandate_domain::ports::Page;
+use mandate_domain::ports::{EventFilter, Page};
 use mandate_domain::usecases::EndpointInput;
-use mandate_domain::webhooks::WebhookEndpoint;
+use mandate_domain::webhooks::{WebhookEndpoint, feed_types};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, ListParams, path_id};
+use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
 use crate::state::State;
 use crate::views::ListBody;
@@ -182,7 +182,7 @@ async fn check_target(state: &State, url: &str) -> Result<(), ApiError> {
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
-    body: web::Json<CreateEndpoint>,
+    body: Json<CreateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     check_target(&state, &body.url).await?;
@@ -209,7 +209,7 @@ pub async fn create(
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<ListParams>,
+    params: Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(EndpointId::parse)?;
     let endpoints = state.mandate.list_endpoints(&principal, &page).await?;
@@ -244,7 +244,7 @@ pub async fn update(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    body: web::Json<UpdateEndpoint>,
+    body: Json<UpdateEndpoint>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if let Some(url) = &body.url {
@@ -335,7 +335,7 @@ pub async fn deliveries(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
-    params: web::Query<ListParams>,
+    params: Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(DeliveryId::parse)?;
     let deliveries = state
@@ -369,17 +369,54 @@ pub async fn retry(
     ))
 }
 
+/// Filters of `GET /v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventListParams {
+    /// Only events of this exact type (`payment_request.paid`), or of its family
+    /// (`payment_request.*`).
+    #[serde(rename = "type")]
+    pub event_type: Option<String>,
+    /// 1–100, default 20.
+    pub limit: Option<u32>,
+    /// The id of the last item of the previous page.
+    pub starting_after: Option<String>,
+}
+
 /// The events the caller may see — exactly what its endpoints receive — newest first.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams),
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventListParams),
     responses((status = 200, body = EventList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
     security(("bearer" = [])))]
 pub async fn events(
     state: State,
     Authenticated(principal): Authenticated,
-    params: web::Query<ListParams>,
+    params: Query<EventListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = params.page(EventId::parse)?;
-    let events = state.mandate.list_events(&principal, &page).await?;
+    let params = params.into_inner();
+    let types = params
+        .event_type
+        .map(|pattern| {
+            feed_types(&pattern).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "type",
+                    format!(
+                        "unknown event type {pattern:?}: use an exact type (payment_request.paid) \
+                         or a family (payment_request.*)"
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let page = ListParams {
+        limit: params.limit,
+        starting_after: params.starting_after,
+    }
+    .page(EventId::parse)?;
+    let events = state
+        .mandate
+        .list_events(&principal, &EventFilter { types }, &page)
+        .await?;
     let bodies = Page {
         data: events.data.iter().map(Event::body).collect(),
         has_more: events.has_more,
