@@ -14,7 +14,7 @@ use mandate_http::routes::ROUTES;
 use mandate_http::signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::{
-    ADMIN_TOKEN, Api, Database, FreshPostgres, Reply, Server, TempDir, Tenant, ids, tenant,
+    ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, Tenant, ids, tenant,
 };
 
 /// The public URL the servers of this file are configured with: not the address they listen on.
@@ -678,7 +678,7 @@ async fn operators_look_up_organizations_and_orchestrators_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_look_up_organizations_and_orchestrators_on_postgres() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = start(&data, &Database::Postgres(database.url.clone())).await;
     operator_lookups(&server.api()).await;
@@ -762,7 +762,7 @@ async fn the_event_feed_filters_by_type_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_event_feed_filters_by_type_on_postgres() {
-    let database = FreshPostgres::create().await;
+    let database = FreshDatabase::create().await;
     let data = TempDir::new();
     let server = start(&data, &Database::Postgres(database.url.clone())).await;
     feed_filters(&server.api()).await;
