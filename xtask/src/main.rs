@@ -225,6 +225,10 @@ fn openapi() -> Result<ExitCode> {
         "--",
         "openapi",
     ])
+    // The committed document is the default server's (`servers`: http://127.0.0.1:8080),
+    // whatever this shell configures.
+    .env_remove("MANDATE__SERVER__PUBLIC_URL")
+    .env_remove("MANDATE__SERVER__BIND")
     .stderr(std::process::Stdio::inherit());
     let output = cmd
         .output()
