@@ -85,8 +85,30 @@ pub fn document(public_url: &str) -> Value {
             describe(route, operation);
         }
     }
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.values_mut().for_each(name_the_object);
+    }
     document["webhooks"] = webhooks();
     document
+}
+
+/// The `object` field of a view documented as "Always `x`." is the constant `x`: a client can
+/// tell objects apart by it (an event's `data.object`, a list's items).
+fn name_the_object(schema: &mut Value) {
+    let Some(object) = schema
+        .get_mut("properties")
+        .and_then(|properties| properties.get_mut("object"))
+    else {
+        return;
+    };
+    let constant = object["description"]
+        .as_str()
+        .and_then(|text| text.strip_prefix("Always `"))
+        .and_then(|rest| rest.strip_suffix("`."))
+        .map(str::to_owned);
+    if let Some(constant) = constant {
+        object["enum"] = json!([constant]);
+    }
 }
 
 fn security_schemes(public_url: &str) -> Value {
