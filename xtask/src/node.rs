@@ -54,7 +54,13 @@ pub fn resolve() -> Result<PathBuf> {
         dir.display()
     );
     let status = Command::new(&npm)
-        .args(["install", "--no-audit", "--no-fund", "--save-exact", "--prefix"])
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--save-exact",
+            "--prefix",
+        ])
         .arg(&dir)
         .args(PACKAGES)
         .status()

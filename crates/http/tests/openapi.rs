@@ -1,4 +1,8 @@
-//! The committed OpenAPI document is generated, not written by hand, and covers every route.
+//! The committed OpenAPI document is generated, not written by hand, and covers every route;
+//! every operation has its own id and declares what the pipeline reads and answers.
+
+// Test helpers outside #[test] functions: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 

@@ -507,7 +507,10 @@ async fn row(
                 describe(&reply),
             ));
         }
-        if operation["responses"].get(reply.status.to_string()).is_none() {
+        if operation["responses"]
+            .get(reply.status.to_string())
+            .is_none()
+        {
             failures.push(format!(
                 "{method:<6} {template:<46} {:<26} → got {}, which the operation's responses \
                  do not declare",

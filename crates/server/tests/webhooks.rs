@@ -696,7 +696,11 @@ async fn the_event_catalogue_is_public_and_describes_the_events_sent() {
     let server = Server::start_with(webhook_server_command(&data), &data.0).await;
     let api = server.api();
     let catalogue = api.send("GET", "/v1/event-types", None, None, &[]).await;
-    assert_eq!(catalogue.status, 200, "public, no credential: {}", catalogue.body);
+    assert_eq!(
+        catalogue.status, 200,
+        "public, no credential: {}",
+        catalogue.body
+    );
     assert_eq!(catalogue.body["object"], "list");
     assert_eq!(catalogue.body["has_more"], false);
     let types = catalogue.body["data"].as_array().unwrap();
@@ -706,13 +710,31 @@ async fn the_event_catalogue_is_public_and_describes_the_events_sent() {
         .map(|t| t.as_str())
         .collect();
     assert_eq!(names, expected, "every type, in the catalogue's order");
+    // The served document describes the same types as webhooks, one entry each.
+    let document = api.send("GET", "/openapi.json", None, None, &[]).await;
+    let mut documented: Vec<&str> = document.body["webhooks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = expected.clone();
+    sorted.sort_unstable();
+    documented.sort_unstable();
+    assert_eq!(
+        documented, sorted,
+        "the document's webhooks are the catalogue"
+    );
     for event_type in types {
         assert_eq!(event_type["object"], "event_type");
-        assert!(event_type["description"].as_str().is_some_and(|d| d.len() > 10));
+        assert!(
+            event_type["description"]
+                .as_str()
+                .is_some_and(|d| d.len() > 10)
+        );
         assert!(!event_type["subscribers"].as_array().unwrap().is_empty());
         assert_eq!(
-            event_type["schema"]["properties"]["object"]["enum"][0],
-            event_type["data_object"],
+            event_type["schema"]["properties"]["object"]["enum"][0], event_type["data_object"],
             "{}: the schema is of the object it names",
             event_type["type"]
         );
@@ -740,7 +762,12 @@ async fn the_event_catalogue_is_public_and_describes_the_events_sent() {
     };
     create_request(&api, &owner, "incoming").await;
     let customer = owner
-        .send(&api, "POST", "/v1/customers", Some(json!({"email": "c@example.com"})))
+        .send(
+            &api,
+            "POST",
+            "/v1/customers",
+            Some(json!({"email": "c@example.com"})),
+        )
         .await;
     assert_eq!(customer.status, 201, "{}", customer.body);
     let events = api.get("/v1/events", &tenant.destination_key).await;
@@ -749,7 +776,10 @@ async fn the_event_catalogue_is_public_and_describes_the_events_sent() {
     for event in events {
         let described = by_type(event["type"].as_str().unwrap());
         if let Err(problem) = conforms(&event["data"]["object"], &described["schema"]) {
-            panic!("{} does not match its catalogue schema: {problem}", event["type"]);
+            panic!(
+                "{} does not match its catalogue schema: {problem}",
+                event["type"]
+            );
         }
     }
 }
