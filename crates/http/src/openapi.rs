@@ -72,6 +72,11 @@ pub fn document(public_url: &str) -> Value {
             "description": "Seconds to wait before retrying.",
             "schema": { "type": "integer", "minimum": 0 }
         },
+        "Idempotent-Replayed": {
+            "description": "`true` when this is the stored answer of an earlier call with the \
+                same `Idempotency-Key`.",
+            "schema": { "type": "string", "enum": ["true"] }
+        },
         "WWW-Authenticate": {
             "description": "`Bearer`: the credentials the endpoint takes.",
             "schema": { "type": "string" }
@@ -338,6 +343,12 @@ fn describe(route: &RouteSpec, operation: &mut Value) {
     let parameters = operation["parameters"].as_array_mut().map(std::mem::take);
     let mut parameters = parameters.unwrap_or_default();
     for parameter in &mut parameters {
+        if parameter["in"] == "path" {
+            let name = parameter["name"].as_str().unwrap_or_default();
+            if let Some(prefix) = path_id_prefix(route.path, name) {
+                parameter["schema"]["pattern"] = Value::from(id_pattern(prefix));
+            }
+        }
         if parameter["in"] == "query" && parameter["name"] == "limit" {
             parameter["schema"] = limit_schema();
             parameter["description"] = json!("How many items, 1–100 (default 20).");
@@ -351,10 +362,22 @@ fn describe(route: &RouteSpec, operation: &mut Value) {
     operation["parameters"] = Value::Array(parameters);
     let responses = &mut operation["responses"];
     for (status, description) in pipeline_statuses(route) {
-        if responses.get(status).is_none() {
-            responses[status] = error_response(status, description);
+        match responses.get_mut(status) {
+            None => responses[status] = error_response(status, description),
+            // The handler's meaning of the status first, then the pipeline's.
+            Some(declared) => {
+                let own = declared["description"].as_str().unwrap_or_default();
+                let merged = if own.is_empty() {
+                    description.to_owned()
+                } else {
+                    format!("{own}; or {description}")
+                };
+                declared["description"] = Value::from(merged);
+            }
         }
     }
+    // Any answer of a keyed call may be a replay, refusals included.
+    let keyed = route.method == "POST" && route.admits != Admits::Public;
     if let Some(responses) = responses.as_object_mut() {
         for (status, response) in responses.iter_mut() {
             if response["description"].as_str().is_none_or(str::is_empty) {
@@ -367,9 +390,35 @@ fn describe(route: &RouteSpec, operation: &mut Value) {
             }
             response["headers"]["X-Request-Id"] =
                 json!({ "$ref": "#/components/headers/X-Request-Id" });
+            if keyed {
+                response["headers"]["Idempotent-Replayed"] =
+                    json!({ "$ref": "#/components/headers/Idempotent-Replayed" });
+            }
         }
         sort_by_status(responses);
     }
+}
+
+/// The prefix of the ids the path parameter `name` of `path` takes, from the collection it
+/// follows (`/v1/requests/{id}` → `req`).
+fn path_id_prefix(path: &str, name: &str) -> Option<&'static str> {
+    let placeholder = format!("{{{name}}}");
+    let segments: Vec<&str> = path.split('/').collect();
+    let position = segments
+        .iter()
+        .position(|segment| *segment == placeholder)?;
+    Some(match *segments.get(position.checked_sub(1)?)? {
+        "requests" => ids::RequestId::PREFIX,
+        "destinations" => ids::DestinationId::PREFIX,
+        "client-ids" => ids::ClientId::PREFIX,
+        "customers" => ids::CustomerId::PREFIX,
+        "claims" => ids::ClaimId::PREFIX,
+        "webhook-endpoints" => ids::EndpointId::PREFIX,
+        "webhook-deliveries" => ids::DeliveryId::PREFIX,
+        "events" => ids::EventId::PREFIX,
+        "keys" => ids::KeyId::PREFIX,
+        _ => return None,
+    })
 }
 
 /// Orders responses by status, as readers expect.
@@ -575,6 +624,34 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(render(DOCUMENTED_URL), first);
         }
+    }
+
+    #[test]
+    fn every_id_in_a_path_has_its_pattern() {
+        for route in ROUTES {
+            for name in route.path.split('/').filter_map(|segment| {
+                segment
+                    .strip_prefix('{')
+                    .and_then(|rest| rest.strip_suffix('}'))
+            }) {
+                let expected = !matches!(name, "token" | "permission");
+                assert_eq!(
+                    path_id_prefix(route.path, name).is_some(),
+                    expected,
+                    "{} {}: {{{name}}}",
+                    route.method,
+                    route.path
+                );
+            }
+        }
+        assert_eq!(
+            path_id_prefix("/v1/requests/{id}/payments", "id"),
+            Some("req")
+        );
+        assert_eq!(
+            path_id_prefix("/v1/destinations/{id}/keys/{key_id}", "key_id"),
+            Some("key")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use mandate_domain::claims::ClaimStatus as DomainClaimStatus;
 use mandate_domain::events::EventType as DomainEventType;
 use mandate_domain::ids;
+use mandate_domain::model::ClientStatus as DomainClientStatus;
 use mandate_domain::payments::{Direction as DomainDirection, RequestStatus};
 use mandate_domain::principal::PrincipalKind as DomainPrincipalKind;
 use mandate_domain::values::Permission as DomainPermission;
@@ -87,7 +88,7 @@ value_schema!(
     /// A client ID's status.
     ClientStatus,
     "`active`, or `revoked` (permanent).",
-    |schema| schema.enum_values(Some(["active", "revoked"]))
+    |schema| schema.enum_values(Some(DomainClientStatus::ALL.map(DomainClientStatus::as_str)))
 );
 
 value_schema!(

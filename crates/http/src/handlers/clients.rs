@@ -88,17 +88,15 @@ pub async fn list(
     params: web::Query<ClientListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = match params.status.as_deref() {
-        None => None,
-        Some("active") => Some(ClientStatus::Active),
-        Some("revoked") => Some(ClientStatus::Revoked),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "status",
-                "status must be active or revoked",
-            ));
-        }
-    };
+    let status = params
+        .status
+        .as_deref()
+        .map(|text| {
+            ClientStatus::parse(text).ok_or_else(|| {
+                ApiError::invalid_field("status", "status must be active or revoked")
+            })
+        })
+        .transpose()?;
     let page = ListParams {
         limit: params.limit,
         starting_after: params.starting_after,
