@@ -1,6 +1,6 @@
 // Type-checked (`tsc --strict --noEmit`) against the types `openapi-typescript` generates from
-// the served `/openapi.json` (written next to this file as `schema.d.ts`), by
-// `crates/server/tests/generated_clients.rs`. It is never run: it proves that a team using the
+// the served `/openapi.json` (`./schema.d.ts`, written beside a copy of this file in a
+// temporary directory), by `crates/server/tests/generated_clients.rs`. It is never run: it proves that a team using the
 // generated types can create, read and list payment requests and obtain a token, and that the
 // types refuse what the server refuses.
 
