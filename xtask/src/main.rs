@@ -3,6 +3,7 @@
 mod bench;
 mod chromium;
 mod faults;
+mod node;
 mod postgres;
 mod python;
 
@@ -23,9 +24,13 @@ tasks:
                           their own with initdb/pg_ctl, installed when missing)
                           and a headless Chromium (CHROME_BIN,
                           or on PATH, or installed) and a Python with the
-                          standardwebhooks, http-message-signatures and
-                          schemathesis packages (MANDATE_TEST_PYTHON, or python3
-                          on PATH, installed with pip); extra args go to `cargo test`
+                          standardwebhooks, http-message-signatures,
+                          schemathesis, openapi-spec-validator and
+                          openapi-python-client packages (MANDATE_TEST_PYTHON, or
+                          python3 on PATH, installed with pip) and the npm packages
+                          openapi-typescript, typescript and openapi-fetch
+                          (MANDATE_TEST_NODE_TOOLS, or installed under
+                          target/node-tools); extra args go to `cargo test`
   faults [full|short]     the fault suite against the real server on PostgreSQL
                           (crash, database outage, receiver outage, replica loss,
                           keyed crash):
@@ -113,6 +118,9 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     // skip them.
     let python = python::resolve()?;
     println!("xtask: using Python {}", python.display());
+    // Clients generated from the OpenAPI document are compiled and run; never skip that.
+    let node_tools = node::resolve()?;
+    println!("xtask: using the npm tools in {}", node_tools.display());
     // Held until the tests finish; dropping it stops a throwaway cluster, also on failure.
     let database = postgres::resolve()?;
     println!("xtask: using PostgreSQL {}", database.describe());
@@ -132,7 +140,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
         // The fault suite's short form; `cargo xtask faults` runs the full one.
         .env("MANDATE_FAULTS_SCALE", "short")
         .env(chromium::ENV, &chrome)
-        .env(python::ENV, &python);
+        .env(python::ENV, &python)
+        .env(node::ENV, &node_tools);
     let status = cmd
         .status()
         .with_context(|| format!("could not run {}", describe(&cmd)))?;
@@ -222,6 +231,10 @@ fn openapi() -> Result<ExitCode> {
         "--",
         "openapi",
     ])
+    // The committed document is the default server's (`servers`: http://127.0.0.1:8080),
+    // whatever this shell configures.
+    .env_remove("MANDATE__SERVER__PUBLIC_URL")
+    .env_remove("MANDATE__SERVER__BIND")
     .stderr(std::process::Stdio::inherit());
     let output = cmd
         .output()

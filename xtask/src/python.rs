@@ -1,7 +1,9 @@
 //! Finds the Python interpreter whose libraries check our signatures independently of our own
 //! code — the Standard Webhooks reference library (webhooks) and `http-message-signatures`
-//! (RFC 9421 agent requests) — and schemathesis, which checks the API against its OpenAPI
-//! document, installing the packages from PyPI when they are missing.
+//! (RFC 9421 agent requests) —, schemathesis, which checks the API against its OpenAPI
+//! document, and the document's validator and Python client generator
+//! (`openapi-spec-validator`, `openapi-python-client`), installing the packages from PyPI
+//! when they are missing.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,6 +29,14 @@ const PACKAGES: &[Package] = &[
         name: "schemathesis",
         module: "schemathesis",
     },
+    Package {
+        name: "openapi-spec-validator",
+        module: "openapi_spec_validator",
+    },
+    Package {
+        name: "openapi-python-client",
+        module: "openapi_python_client",
+    },
 ];
 
 struct Package {
@@ -38,8 +48,9 @@ struct Package {
 
 const NO_PYTHON: &str = "\
 no Python found: `python3` is not on PATH, and the tests verify webhook and agent request \
-signatures with Python libraries (standardwebhooks, http-message-signatures) and check the API \
-against its OpenAPI document with schemathesis.
+signatures with Python libraries (standardwebhooks, http-message-signatures), check the API \
+against its OpenAPI document with schemathesis, and validate the document and generate a client \
+from it (openapi-spec-validator, openapi-python-client).
 Install Python 3 with pip (Debian: `apt-get install python3 python3-pip`, macOS: \
 `brew install python`) or point MANDATE_TEST_PYTHON at a Python 3 interpreter";
 

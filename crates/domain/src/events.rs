@@ -6,95 +6,168 @@ use serde::Serialize;
 
 use crate::ids::{ClientId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId};
 use crate::payments::Direction;
+use crate::principal::PrincipalKind;
 
-/// Every event type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventType {
+macro_rules! event_catalogue {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident = $name:literal, $object:ident, [$($kind:ident),+], $description:literal;
+    )*) => {
+        /// Every event type.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum EventType {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl EventType {
+            /// Every type, in a stable order: the catalogue's.
+            pub const ALL: [EventType; [$(EventType::$variant),*].len()] =
+                [$(EventType::$variant),*];
+
+            /// The type's name in the API.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => $name,)*
+                }
+            }
+
+            /// What happened, for people: the catalogue's description.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(EventType::$variant => $description,)*
+                }
+            }
+
+            /// The kind of object in the event's `data.object`.
+            pub fn object(self) -> EventObject {
+                match self {
+                    $(EventType::$variant => EventObject::$object,)*
+                }
+            }
+
+            /// The principal kinds whose webhook endpoints may subscribe to it (and whose
+            /// feeds may show it; which events of the type each one sees is
+            /// `webhooks::can_see_event`'s decision).
+            pub fn subscribers(self) -> &'static [PrincipalKind] {
+                match self {
+                    $(EventType::$variant => &[$(PrincipalKind::$kind),+],)*
+                }
+            }
+        }
+    };
+}
+
+// The event catalogue: every type, the object it carries, who may subscribe, and what it
+// means. The OpenAPI document's `webhooks`, `GET /v1/event-types`, the subscription rules of
+// webhook endpoints and the table in docs/webhooks.md all come from this one list.
+event_catalogue! {
     /// `payment_request.created`
-    PaymentRequestCreated,
+    PaymentRequestCreated = "payment_request.created", PaymentRequest,
+        [Client, Orchestrator, Platform, Destination],
+        "A payment request was created.";
     /// `payment_request.partially_paid`
-    PaymentRequestPartiallyPaid,
+    PaymentRequestPartiallyPaid = "payment_request.partially_paid", PaymentRequest,
+        [Client, Orchestrator, Platform, Destination],
+        "A payment was reported that leaves the request's total short of its amount.";
     /// `payment_request.paid`
-    PaymentRequestPaid,
+    PaymentRequestPaid = "payment_request.paid", PaymentRequest,
+        [Client, Orchestrator, Platform, Destination],
+        "A payment was reported that brings the total to the amount or past it (one event per \
+         payment, also for payments after the first that paid it).";
     /// `payment_request.cancelled`
-    PaymentRequestCancelled,
+    PaymentRequestCancelled = "payment_request.cancelled", PaymentRequest,
+        [Client, Orchestrator, Platform, Destination],
+        "An open or partially paid request was cancelled.";
     /// `payment_request.expired`
-    PaymentRequestExpired,
+    PaymentRequestExpired = "payment_request.expired", PaymentRequest,
+        [Client, Orchestrator, Platform, Destination],
+        "An open or partially paid request reached its `expires_at`.";
     /// `client_id.created`
-    ClientIdCreated,
+    ClientIdCreated = "client_id.created", ClientId,
+        [Orchestrator, Platform, Destination],
+        "A client ID was issued to an orchestrator, or created for an agent by approving its \
+         claim.";
     /// `client_id.permissions_changed`
-    ClientIdPermissionsChanged,
+    ClientIdPermissionsChanged = "client_id.permissions_changed", ClientId,
+        [Orchestrator, Platform, Destination],
+        "A permission was granted to a client ID or withdrawn from it.";
     /// `client_id.revoked`
-    ClientIdRevoked,
+    ClientIdRevoked = "client_id.revoked", ClientId,
+        [Orchestrator, Platform, Destination],
+        "A client ID was revoked, for good (directly, or with its agent's claim).";
     /// `customer.created`
-    CustomerCreated,
+    CustomerCreated = "customer.created", Customer,
+        [Client, Orchestrator, Platform, Destination],
+        "A customer was added to the organization's pool (clients need `customers:read`).";
     /// `customer.updated`
-    CustomerUpdated,
+    CustomerUpdated = "customer.updated", Customer,
+        [Client, Orchestrator, Platform, Destination],
+        "A customer changed (clients need `customers:read`).";
     /// `customer.deleted`
-    CustomerDeleted,
+    CustomerDeleted = "customer.deleted", Customer,
+        [Client, Orchestrator, Platform, Destination],
+        "A customer was deleted; `data.object` is the customer as it was (clients need \
+         `customers:read`).";
     /// `claim.submitted`
-    ClaimSubmitted,
+    ClaimSubmitted = "claim.submitted", Claim,
+        [Orchestrator, Platform, Destination],
+        "An orchestrator submitted an agent's claim; the destination's owner decides.";
     /// `claim.approved`
-    ClaimApproved,
+    ClaimApproved = "claim.approved", Claim,
+        [Orchestrator, Platform, Destination],
+        "A claim was approved: the agent's client ID exists (`data.object.client_id`).";
     /// `claim.rejected`
-    ClaimRejected,
+    ClaimRejected = "claim.rejected", Claim,
+        [Orchestrator, Platform, Destination],
+        "A pending claim was rejected.";
     /// `claim.revoked`
-    ClaimRevoked,
+    ClaimRevoked = "claim.revoked", Claim,
+        [Orchestrator, Platform, Destination],
+        "An approved claim was revoked; its agent's client ID is revoked with it.";
     /// `claim.expired`
-    ClaimExpired,
+    ClaimExpired = "claim.expired", Claim,
+        [Orchestrator, Platform, Destination],
+        "A pending claim passed its `pending_expires_at` undecided, or an approval reached its \
+         `expires_at`.";
     /// `webhook.test`: only from the test endpoint, only to that endpoint.
-    WebhookTest,
+    WebhookTest = "webhook.test", WebhookEndpoint,
+        [Client, Orchestrator, Platform, Destination],
+        "Sent by `POST /v1/webhook-endpoints/{id}/test`, to that endpoint only.";
     /// `webhook_endpoint.disabled`: to the endpoint's owner.
-    WebhookEndpointDisabled,
+    WebhookEndpointDisabled = "webhook_endpoint.disabled", WebhookEndpoint,
+        [Platform, Destination],
+        "An endpoint was disabled after a 410 or days of failures; to its owner.";
+}
+
+/// The kind of API object an event carries in `data.object`, in its API shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventObject {
+    /// A payment request (`object: "payment_request"`).
+    PaymentRequest,
+    /// A client ID (`object: "client_id"`).
+    ClientId,
+    /// A customer (`object: "customer"`).
+    Customer,
+    /// A claim (`object: "claim"`).
+    Claim,
+    /// A webhook endpoint, without its secret (`object: "webhook_endpoint"`).
+    WebhookEndpoint,
+}
+
+impl EventObject {
+    /// The `object` field of the carried object.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventObject::PaymentRequest => "payment_request",
+            EventObject::ClientId => "client_id",
+            EventObject::Customer => "customer",
+            EventObject::Claim => "claim",
+            EventObject::WebhookEndpoint => "webhook_endpoint",
+        }
+    }
 }
 
 impl EventType {
-    /// Every type, in a stable order.
-    pub const ALL: [EventType; 18] = [
-        EventType::PaymentRequestCreated,
-        EventType::PaymentRequestPartiallyPaid,
-        EventType::PaymentRequestPaid,
-        EventType::PaymentRequestCancelled,
-        EventType::PaymentRequestExpired,
-        EventType::ClientIdCreated,
-        EventType::ClientIdPermissionsChanged,
-        EventType::ClientIdRevoked,
-        EventType::CustomerCreated,
-        EventType::CustomerUpdated,
-        EventType::CustomerDeleted,
-        EventType::ClaimSubmitted,
-        EventType::ClaimApproved,
-        EventType::ClaimRejected,
-        EventType::ClaimRevoked,
-        EventType::ClaimExpired,
-        EventType::WebhookTest,
-        EventType::WebhookEndpointDisabled,
-    ];
-
-    /// The type's name in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::PaymentRequestCreated => "payment_request.created",
-            EventType::PaymentRequestPartiallyPaid => "payment_request.partially_paid",
-            EventType::PaymentRequestPaid => "payment_request.paid",
-            EventType::PaymentRequestCancelled => "payment_request.cancelled",
-            EventType::PaymentRequestExpired => "payment_request.expired",
-            EventType::ClientIdCreated => "client_id.created",
-            EventType::ClientIdPermissionsChanged => "client_id.permissions_changed",
-            EventType::ClientIdRevoked => "client_id.revoked",
-            EventType::CustomerCreated => "customer.created",
-            EventType::CustomerUpdated => "customer.updated",
-            EventType::CustomerDeleted => "customer.deleted",
-            EventType::ClaimSubmitted => "claim.submitted",
-            EventType::ClaimApproved => "claim.approved",
-            EventType::ClaimRejected => "claim.rejected",
-            EventType::ClaimRevoked => "claim.revoked",
-            EventType::ClaimExpired => "claim.expired",
-            EventType::WebhookTest => "webhook.test",
-            EventType::WebhookEndpointDisabled => "webhook_endpoint.disabled",
-        }
-    }
-
     /// The family: the part before the dot (`payment_request`, `client_id`, …).
     pub fn family(self) -> &'static str {
         let name = self.as_str();

@@ -130,6 +130,26 @@ pub enum ClientStatus {
     Revoked,
 }
 
+impl ClientStatus {
+    /// Every status.
+    pub const ALL: [ClientStatus; 2] = [ClientStatus::Active, ClientStatus::Revoked];
+
+    /// The status's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientStatus::Active => "active",
+            ClientStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the API name.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+    }
+}
+
 /// A client ID: a delegation from one destination to one orchestrator. It serializes to its
 /// API shape (`object: "client_id"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

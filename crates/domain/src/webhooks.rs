@@ -8,7 +8,7 @@ use crate::events::{Event, EventType};
 use crate::ids::{
     ClientId, DeliveryId, DestinationId, EndpointId, EventId, OrchestratorId, OrganizationId,
 };
-use crate::principal::{ClientPrincipal, Principal, PrincipalKind};
+use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{InvalidValue, Permission, PermissionSet};
 
 /// Whom an endpoint belongs to; a client's endpoints belong to its client ID.
@@ -120,38 +120,6 @@ impl EndpointOwner {
 #[serde(transparent)]
 pub struct EventTypeFilter(Vec<String>);
 
-/// Families a principal kind may subscribe to (SPEC §6).
-fn families_for(kind: PrincipalKind) -> &'static [&'static str] {
-    match kind {
-        PrincipalKind::Client => &["payment_request", "customer", "webhook"],
-        PrincipalKind::Orchestrator => &[
-            "payment_request",
-            "customer",
-            "webhook",
-            "claim",
-            "client_id",
-        ],
-        _ => &[
-            "payment_request",
-            "customer",
-            "webhook",
-            "webhook_endpoint",
-            "claim",
-            "client_id",
-        ],
-    }
-}
-
-/// Every family of event types.
-const FAMILIES: [&str; 6] = [
-    "payment_request",
-    "client_id",
-    "customer",
-    "webhook",
-    "webhook_endpoint",
-    "claim",
-];
-
 /// Why a filter was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
@@ -196,23 +164,29 @@ impl EventTypeFilter {
         if patterns.is_empty() {
             return Err(FilterError::Empty);
         }
-        let allowed = families_for(principal.kind());
+        let kind = principal.kind();
         for pattern in patterns {
-            let family = if pattern == "*" {
+            // The types the pattern names; `family.*` is readable when any of its types is.
+            let named: Vec<EventType> = if pattern == "*" {
                 continue;
             } else if let Some(family) = pattern.strip_suffix(".*") {
-                if !FAMILIES.contains(&family) {
-                    return Err(FilterError::Unknown(pattern.clone()));
-                }
-                family
+                EventType::ALL
+                    .into_iter()
+                    .filter(|event_type| event_type.family() == family)
+                    .collect()
             } else {
-                EventType::parse(pattern)
-                    .map(EventType::family)
-                    .ok_or_else(|| FilterError::Unknown(pattern.clone()))?
+                EventType::parse(pattern).into_iter().collect()
             };
-            let customers_barred = family == "customer"
+            let Some(first) = named.first() else {
+                return Err(FilterError::Unknown(pattern.clone()));
+            };
+            let customers_barred = first.family() == "customer"
                 && matches!(principal, Principal::Client(client) if !client.permissions.contains(Permission::CustomersRead));
-            if !allowed.contains(&family) || customers_barred {
+            // Who may subscribe is the event catalogue's `subscribers` (SPEC §6).
+            let readable = named
+                .iter()
+                .any(|event_type| event_type.subscribers().contains(&kind));
+            if !readable || customers_barred {
                 return Err(FilterError::NeverReadable(pattern.clone()));
             }
         }

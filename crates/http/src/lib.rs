@@ -11,6 +11,7 @@ pub mod pipeline;
 mod rate_limit;
 mod request_id;
 pub mod routes;
+mod schemas;
 pub mod signatures;
 mod state;
 pub mod tokens;

@@ -2,15 +2,19 @@
 
 use chrono::{DateTime, Utc};
 use mandate_domain::model::{ApiKey, Destination, Orchestrator, Organization};
+use mandate_domain::payments::{Payment, PaymentRequest};
 use mandate_domain::ports::Page;
 use mandate_domain::usecases::IssuedKey;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::schemas;
+
 /// An organization.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrganizationView {
     /// `org_…`
+    #[schema(value_type = schemas::OrganizationId)]
     pub id: String,
     /// Always `organization`.
     pub object: &'static str,
@@ -48,12 +52,15 @@ pub struct OrganizationList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DestinationView {
     /// `dst_…`
+    #[schema(value_type = schemas::DestinationId)]
     pub id: String,
     /// Always `destination`.
     pub object: &'static str,
     /// `org_…`
+    #[schema(value_type = schemas::OrganizationId)]
     pub organization_id: String,
     /// Unique slug (the claim namespace).
+    #[schema(value_type = schemas::Slug)]
     pub slug: String,
     /// Shown to payers.
     pub display_name: String,
@@ -86,23 +93,11 @@ impl From<Destination> for DestinationView {
     }
 }
 
-/// A page of destinations, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DestinationList {
-    /// Always `list`.
-    pub object: &'static str,
-    /// The destinations.
-    pub data: Vec<DestinationView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
 /// An API key as listed: never the key itself.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
     /// `key_…`
+    #[schema(value_type = schemas::KeyId)]
     pub id: String,
     /// Always `api_key`.
     pub object: &'static str,
@@ -160,6 +155,7 @@ impl From<Vec<ApiKey>> for KeyList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewKeyView {
     /// `key_…`
+    #[schema(value_type = schemas::KeyId)]
     pub id: String,
     /// The key. Store it now: it cannot be shown again.
     pub key: String,
@@ -184,10 +180,12 @@ impl From<IssuedKey> for NewKeyView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrchestratorView {
     /// `orc_…`
+    #[schema(value_type = schemas::OrchestratorId)]
     pub id: String,
     /// Always `orchestrator`.
     pub object: &'static str,
     /// Unique slug (the `service` of claims).
+    #[schema(value_type = schemas::Slug)]
     pub slug: String,
     /// Display name.
     pub name: String,
@@ -230,6 +228,120 @@ pub struct OrchestratorProfile {
     pub keys: Vec<KeyView>,
 }
 
+/// The schema of a page of `$item` items, named `$name`: the list envelope that [`ListBody`]
+/// writes, documented once for every list.
+macro_rules! list_schema {
+    ($(#[$doc:meta])* $name:ident, $item:ty) => {
+        $(#[$doc])*
+        pub enum $name {}
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::views::list_envelope(
+                    <$item as utoipa::ToSchema>::name().as_ref(),
+                    stringify!($name),
+                )
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn schemas(
+                schemas: &mut Vec<(
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+                )>,
+            ) {
+                schemas.push((
+                    <$item as utoipa::ToSchema>::name().into_owned(),
+                    <$item as utoipa::PartialSchema>::schema(),
+                ));
+                <$item as utoipa::ToSchema>::schemas(schemas);
+            }
+        }
+    };
+}
+pub(crate) use list_schema;
+
+/// The list envelope around items of the schema component `item`.
+pub(crate) fn list_envelope(
+    item: &str,
+    name: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    use utoipa::openapi::{Ref, schema::SchemaType};
+    ObjectBuilder::new()
+        .description(Some(format!(
+            "{name}: a page of `{item}` items, newest first, in the list envelope."
+        )))
+        .property(
+            "object",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["list"]))
+                .description(Some("Always `list`.")),
+        )
+        .required("object")
+        .property(
+            "data",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(item))
+                .description(Some("The items of this page.")),
+        )
+        .required("data")
+        .property(
+            "has_more",
+            ObjectBuilder::new()
+                .schema_type(Type::Boolean)
+                .description(Some("Whether older items follow.")),
+        )
+        .required("has_more")
+        .property(
+            "next_cursor",
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some(
+                    "Pass as `starting_after` for the next page; `null` on the last one.",
+                )),
+        )
+        .required("next_cursor")
+        .property(
+            "unreadable",
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(
+                    "Present only when some stored item of this page could not be read (a \
+                     damaged row): their ids, left out of `data`; the cause is logged.",
+                )),
+        )
+        .into()
+}
+
+list_schema!(
+    /// A page of destinations.
+    DestinationList,
+    DestinationView
+);
+list_schema!(
+    /// A page of client IDs.
+    ClientList,
+    ClientView
+);
+list_schema!(
+    /// A page of payment requests.
+    PaymentRequestList,
+    PaymentRequestView
+);
+list_schema!(
+    /// A page of claims.
+    ClaimList,
+    ClaimView
+);
+list_schema!(
+    /// A page of ledger entries; the cursor is a `seq`.
+    LedgerList,
+    LedgerEntryView
+);
+
 /// A page of domain objects, which serialize to their API shape themselves.
 #[derive(Debug, Serialize)]
 pub struct ListBody<T: Serialize> {
@@ -270,16 +382,20 @@ impl<T: Serialize> ListBody<T> {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClientView {
     /// `cli_…`
+    #[schema(value_type = schemas::ClientId)]
     pub id: String,
     /// Always `client_id`.
     pub object: String,
     /// The delegating destination.
+    #[schema(value_type = schemas::DestinationId)]
     pub destination_id: String,
     /// The orchestrator it is issued to.
+    #[schema(value_type = schemas::OrchestratorId)]
     pub orchestrator_id: String,
     /// Free text for the issuer.
     pub label: Option<String>,
     /// Its permissions, sorted.
+    #[schema(value_type = Vec<schemas::Permission>)]
     pub permissions: Vec<String>,
     /// For an agent's client ID (created by approving a claim): the agent's key, its only
     /// credential; `null` otherwise.
@@ -287,6 +403,7 @@ pub struct ClientView {
     /// Bumped by every change.
     pub version: u64,
     /// `active` or `revoked` (permanent).
+    #[schema(value_type = schemas::ClientStatus)]
     pub status: String,
     /// RFC 3339, UTC.
     pub created_at: DateTime<Utc>,
@@ -294,40 +411,35 @@ pub struct ClientView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A page of client IDs, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClientList {
-    /// Always `list`.
-    pub object: String,
-    /// The client IDs.
-    pub data: Vec<ClientView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
 /// A payment request (documentation of the shape `mandate_domain::payments::PaymentRequest`
 /// serializes to).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentRequestView {
     /// `req_…`
+    #[schema(value_type = schemas::RequestId)]
     pub id: String,
     /// Always `payment_request`.
     pub object: String,
     /// The destination receiving or paying.
+    #[schema(value_type = schemas::DestinationId)]
     pub destination_id: String,
     /// `incoming` or `outgoing`.
+    #[schema(value_type = schemas::Direction)]
     pub direction: String,
     /// Decimal string, exact.
+    #[schema(value_type = schemas::Amount)]
     pub amount: String,
     /// Currency or asset code.
+    #[schema(value_type = schemas::Currency)]
     pub currency: String,
     /// Decimal string; may exceed `amount` after an overpayment.
+    #[schema(value_type = schemas::AmountTotal)]
     pub amount_paid: String,
     /// `open`, `partially_paid`, `paid`, `cancelled` or `expired`.
+    #[schema(value_type = schemas::PaymentRequestStatus)]
     pub status: String,
     /// A customer of the organization's pool.
+    #[schema(value_type = Option<schemas::CustomerId>)]
     pub customer_id: Option<String>,
     /// The payer's reference.
     pub reference: Option<String>,
@@ -342,6 +454,7 @@ pub struct PaymentRequestView {
     /// The id of the principal that created it.
     pub created_by: String,
     /// The client ID it was created through; null when an owner created it.
+    #[schema(value_type = Option<schemas::ClientId>)]
     pub client_id: Option<String>,
     /// RFC 3339, UTC.
     pub created_at: DateTime<Utc>,
@@ -349,37 +462,23 @@ pub struct PaymentRequestView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A page of payment requests, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentRequestList {
-    /// Always `list`.
-    pub object: String,
-    /// The requests.
-    pub data: Vec<PaymentRequestView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-    /// Present only when some stored request of this page could not be read (a damaged
-    /// row): their ids, left out of `data`. `GET /v1/requests/{id}` of one answers 500
-    /// `INTERNAL`; the cause is logged.
-    #[schema(required = false)]
-    pub unreadable: Option<Vec<String>>,
-}
-
 /// A reported payment (documentation of the shape `mandate_domain::payments::Payment`
 /// serializes to).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentView {
     /// `pay_…`
+    #[schema(value_type = schemas::PaymentId)]
     pub id: String,
     /// Always `payment`.
     pub object: String,
     /// The request paid.
+    #[schema(value_type = schemas::RequestId)]
     pub request_id: String,
     /// The request's destination.
+    #[schema(value_type = schemas::DestinationId)]
     pub destination_id: String,
     /// Decimal string.
+    #[schema(value_type = schemas::Amount)]
     pub amount: String,
     /// The settlement's reference.
     pub reference: String,
@@ -393,13 +492,13 @@ pub struct PaymentView {
 
 /// A payment and the request after it.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentRecorded<P: Serialize, R: Serialize> {
+pub struct PaymentRecorded {
     /// The payment.
     #[schema(value_type = PaymentView)]
-    pub payment: P,
+    pub payment: Payment,
     /// The request, updated.
     #[schema(value_type = PaymentRequestView)]
-    pub payment_request: R,
+    pub payment_request: PaymentRequest,
 }
 
 /// A new payment link: share `url` with the payer.
@@ -419,16 +518,21 @@ pub struct PaymentLinkCreated {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimView {
     /// `clm_…`
+    #[schema(value_type = schemas::ClaimId)]
     pub id: String,
     /// Always `claim`.
     pub object: String,
     /// The destination the agent wants to act for.
+    #[schema(value_type = schemas::DestinationId)]
     pub destination_id: String,
     /// The destination's slug, as submitted.
+    #[schema(value_type = schemas::Slug)]
     pub namespace: String,
     /// The submitting orchestrator.
+    #[schema(value_type = schemas::OrchestratorId)]
     pub orchestrator_id: String,
     /// The submitting orchestrator's slug.
+    #[schema(value_type = schemas::Slug)]
     pub service: String,
     /// `ed25519:<base64>`: the agent's key.
     pub public_key: String,
@@ -441,10 +545,13 @@ pub struct ClaimView {
     /// The agent's address, as the service reports it.
     pub ip_address: String,
     /// Requested permissions; after approval, the granted ones.
+    #[schema(value_type = Vec<schemas::Permission>)]
     pub permissions: Vec<String>,
     /// `pending`, `approved`, `rejected`, `revoked` or `expired`.
+    #[schema(value_type = schemas::ClaimStatus)]
     pub status: String,
     /// The agent's client ID, once approved.
+    #[schema(value_type = Option<schemas::ClientId>)]
     pub client_id: Option<String>,
     /// When a pending claim expires undecided.
     pub pending_expires_at: DateTime<Utc>,
@@ -458,19 +565,6 @@ pub struct ClaimView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A page of claims, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClaimList {
-    /// Always `list`.
-    pub object: String,
-    /// The claims.
-    pub data: Vec<ClaimView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
 /// A ledger entry (documentation of the shape `mandate_domain::claims::LedgerEntry`
 /// serializes to).
 #[derive(Debug, Serialize, ToSchema)]
@@ -478,10 +572,13 @@ pub struct LedgerEntryView {
     /// 1, 2, 3… within the organization.
     pub seq: u64,
     /// The organization whose chain this is.
+    #[schema(value_type = schemas::OrganizationId)]
     pub organization_id: String,
     /// The claim's destination.
+    #[schema(value_type = schemas::DestinationId)]
     pub destination_id: String,
     /// The claim.
+    #[schema(value_type = schemas::ClaimId)]
     pub claim_id: String,
     /// `approved`, `revoked` or `expired`.
     pub action: String,
@@ -493,17 +590,4 @@ pub struct LedgerEntryView {
     pub prev_hash: String,
     /// SHA-256 of `prev_hash` followed by the canonical entry, hex.
     pub hash: String,
-}
-
-/// A page of ledger entries, newest first; the cursor is a `seq`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LedgerList {
-    /// Always `list`.
-    pub object: String,
-    /// The entries.
-    pub data: Vec<LedgerEntryView>,
-    /// Whether older entries follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
 }

@@ -51,7 +51,7 @@ enum Command {
     /// Operator commands that act directly on the database.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Print the OpenAPI document.
+    /// Print the OpenAPI document, for the configured public URL (`servers`).
     Openapi,
 }
 
@@ -88,10 +88,6 @@ enum AdminCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Openapi) = cli.command {
-        println!("{}", mandate_http::openapi::json());
-        return ExitCode::SUCCESS;
-    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(error) => {
@@ -99,6 +95,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Openapi) = cli.command {
+        println!("{}", mandate_http::openapi::json(&settings.public_url()));
+        return ExitCode::SUCCESS;
+    }
     init_logging(&settings);
     let outcome = match cli.command.unwrap_or(Command::Serve { role: Role::All }) {
         Command::Serve { role } => serve(settings, role).await,

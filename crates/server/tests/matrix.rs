@@ -1,7 +1,8 @@
 //! The authentication matrix, generated from the route table: every operation of the served
 //! OpenAPI document is called with every kind of credential, and each answer is checked
-//! against the operation's `x-principals` (which the route table produces). A new route is
-//! covered the moment it is added to the table.
+//! against the operation's `x-principals` (which the route table produces), and its status
+//! against the operation's declared `responses`. A new route is covered the moment it is added
+//! to the table.
 
 // Test helpers outside #[test] functions: a failed step is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -470,9 +471,17 @@ async fn row(
     api: &Api,
     method: &str,
     template: &str,
-    admission: &Admission,
+    operation: &Value,
     failures: &mut Vec<String>,
 ) -> usize {
+    let admission = match Admission::of(operation) {
+        Ok(admission) => admission,
+        Err(problem) => {
+            failures.push(format!("{method:<6} {template:<46} {problem}"));
+            return 0;
+        }
+    };
+    let admission = &admission;
     let fixture = Fixture::new(api).await;
     let path = fixture.concrete_path(method, template).await;
     let mut callers = Caller::ALL.to_vec();
@@ -494,6 +503,17 @@ async fn row(
         if let Some(expected) = mismatch(admission, *caller, &reply) {
             failures.push(format!(
                 "{method:<6} {template:<46} {:<26} → got {}, expected {expected}",
+                caller.label(),
+                describe(&reply),
+            ));
+        }
+        if operation["responses"]
+            .get(reply.status.to_string())
+            .is_none()
+        {
+            failures.push(format!(
+                "{method:<6} {template:<46} {:<26} → got {}, which the operation's responses \
+                 do not declare",
                 caller.label(),
                 describe(&reply),
             ));
@@ -530,15 +550,9 @@ async fn every_operation_admits_exactly_its_principal_kinds() {
     let mut checked_operations = 0;
     let mut cells = 0;
     for (method, path, operation) in &operations {
-        let admission = match Admission::of(operation) {
-            Ok(admission) => admission,
-            Err(problem) => {
-                failures.push(format!("{method:<6} {path:<46} {problem}"));
-                continue;
-            }
-        };
-        cells += row(&api, method, path, &admission, &mut failures).await;
-        checked_operations += 1;
+        let checked = row(&api, method, path, operation, &mut failures).await;
+        cells += checked;
+        checked_operations += usize::from(checked > 0);
     }
 
     println!(

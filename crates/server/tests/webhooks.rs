@@ -664,3 +664,122 @@ async fn an_endpoint_of_a_narrowed_token_receives_only_what_the_token_may_read()
     assert_eq!(full.send(&api, "GET", &own_path, None).await.status, 200);
     assert_eq!(full.send(&api, "GET", &full_path, None).await.status, 200);
 }
+
+/// Whether `value` has the shape `schema` (a resolved JSON Schema of an object) describes:
+/// its required properties, no others when `additionalProperties` is false, and the type and
+/// enum of each (enough to catch a catalogue that names the wrong object).
+fn conforms(value: &Value, schema: &Value) -> Result<(), String> {
+    let object = value.as_object().ok_or("not an object")?;
+    let properties = schema["properties"].as_object().ok_or("no properties")?;
+    for required in schema["required"].as_array().into_iter().flatten() {
+        let name = required.as_str().unwrap();
+        if !object.contains_key(name) {
+            return Err(format!("{name} is missing"));
+        }
+    }
+    for (name, field) in object {
+        let Some(declared) = properties.get(name) else {
+            return Err(format!("{name} is not in the schema"));
+        };
+        if let Some(allowed) = declared["enum"].as_array() {
+            if !allowed.contains(field) {
+                return Err(format!("{name} = {field} is not one of {allowed:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_event_catalogue_is_public_and_describes_the_events_sent() {
+    let data = TempDir::new();
+    let server = Server::start_with(webhook_server_command(&data), &data.0).await;
+    let api = server.api();
+    let catalogue = api.send("GET", "/v1/event-types", None, None, &[]).await;
+    assert_eq!(
+        catalogue.status, 200,
+        "public, no credential: {}",
+        catalogue.body
+    );
+    assert_eq!(catalogue.body["object"], "list");
+    assert_eq!(catalogue.body["has_more"], false);
+    let types = catalogue.body["data"].as_array().unwrap();
+    let names: Vec<&str> = types.iter().map(|t| t["type"].as_str().unwrap()).collect();
+    let expected: Vec<&str> = mandate_domain::events::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(names, expected, "every type, in the catalogue's order");
+    // The served document describes the same types as webhooks, one entry each.
+    let document = api.send("GET", "/openapi.json", None, None, &[]).await;
+    let mut documented: Vec<&str> = document.body["webhooks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut sorted = expected.clone();
+    sorted.sort_unstable();
+    documented.sort_unstable();
+    assert_eq!(
+        documented, sorted,
+        "the document's webhooks are the catalogue"
+    );
+    for event_type in types {
+        assert_eq!(event_type["object"], "event_type");
+        assert!(
+            event_type["description"]
+                .as_str()
+                .is_some_and(|d| d.len() > 10)
+        );
+        assert!(!event_type["subscribers"].as_array().unwrap().is_empty());
+        assert_eq!(
+            event_type["schema"]["properties"]["object"]["enum"][0], event_type["data_object"],
+            "{}: the schema is of the object it names",
+            event_type["type"]
+        );
+    }
+    let by_type = |name: &str| {
+        types
+            .iter()
+            .find(|t| t["type"] == name)
+            .unwrap_or_else(|| panic!("{name} is not in the catalogue"))
+    };
+    assert_eq!(
+        by_type("webhook_endpoint.disabled")["subscribers"],
+        json!(["platform", "destination"])
+    );
+    assert_eq!(
+        by_type("claim.submitted")["subscribers"],
+        json!(["orchestrator", "platform", "destination"])
+    );
+
+    // The events the server sends carry objects of the schema their type names.
+    let tenant = tenant(&api).await;
+    let owner = Caller {
+        key: tenant.destination_key.clone(),
+        client_id: None,
+    };
+    create_request(&api, &owner, "incoming").await;
+    let customer = owner
+        .send(
+            &api,
+            "POST",
+            "/v1/customers",
+            Some(json!({"email": "c@example.com"})),
+        )
+        .await;
+    assert_eq!(customer.status, 201, "{}", customer.body);
+    let events = api.get("/v1/events", &tenant.destination_key).await;
+    let events = events.body["data"].as_array().unwrap();
+    assert!(events.len() >= 2, "{events:?}");
+    for event in events {
+        let described = by_type(event["type"].as_str().unwrap());
+        if let Err(problem) = conforms(&event["data"]["object"], &described["schema"]) {
+            panic!(
+                "{} does not match its catalogue schema: {problem}",
+                event["type"]
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{Json, ListParams, Query};
 use crate::pipeline::Authenticated;
+use crate::schemas;
 use crate::state::State;
 use crate::views::{
     ListBody, OrchestratorList, OrchestratorView, OrganizationList, OrganizationView,
@@ -34,9 +35,7 @@ pub struct OrganizationCreated {
 
 /// Creates an organization with its first platform key.
 #[utoipa::path(post, path = "/v1/admin/organizations", tag = "admin", request_body = CreateOrganization,
-    responses((status = 201, body = OrganizationCreated), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = OrganizationCreated)))]
 pub async fn create_organization(
     state: State,
     Authenticated(principal): Authenticated,
@@ -57,6 +56,7 @@ pub async fn create_organization(
 #[serde(deny_unknown_fields)]
 pub struct CreateOrchestrator {
     /// Unique slug, `^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$`.
+    #[schema(value_type = schemas::Slug)]
     pub slug: String,
     /// Display name, 1–200 characters.
     pub name: String,
@@ -73,10 +73,8 @@ pub struct OrchestratorCreated {
 
 /// Registers an orchestrator with its first API key.
 #[utoipa::path(post, path = "/v1/admin/orchestrators", tag = "admin", request_body = CreateOrchestrator,
-    responses((status = 201, body = OrchestratorCreated), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 409, description = "slug taken", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = OrchestratorCreated),
+        (status = 409, description = "slug taken", body = ErrorEnvelope)))]
 pub async fn create_orchestrator(
     state: State,
     Authenticated(principal): Authenticated,

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, path_id};
 use crate::pipeline::{AgentSignature, Authenticated};
+use crate::schemas;
 use crate::state::State;
 use crate::views::{ClaimList, ClaimView, LedgerList, ListBody};
 
@@ -19,10 +20,12 @@ use crate::views::{ClaimList, ClaimView, LedgerList, ListBody};
 #[serde(deny_unknown_fields)]
 pub struct SubmitClaim {
     /// The destination's slug.
+    #[schema(value_type = schemas::Slug)]
     pub namespace: String,
     /// `ed25519:<base64 of 32 bytes>`; the request must be signed by this key.
     pub public_key: String,
     /// Your orchestrator's slug.
+    #[schema(value_type = schemas::Slug)]
     pub service: String,
     /// The agent's IPv4 or IPv6 address.
     pub ip_address: String,
@@ -35,6 +38,7 @@ pub struct SubmitClaim {
     /// The agent's display name, 1–128 characters.
     pub agent_name: String,
     /// Default `["create:incoming","create:outgoing"]`.
+    #[schema(value_type = Option<Vec<schemas::Permission>>)]
     pub permissions: Option<Vec<String>>,
 }
 
@@ -42,9 +46,10 @@ pub struct SubmitClaim {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimSubmitted {
     /// `clm_…`
+    #[schema(value_type = schemas::ClaimId)]
     pub id: String,
     /// `pending` for a new claim; the current status of an existing one.
-    #[schema(value_type = String)]
+    #[schema(value_type = schemas::ClaimStatus)]
     pub status: ClaimStatus,
     /// Your orchestrator's slug.
     pub service: String,
@@ -59,6 +64,7 @@ pub struct ApproveClaim {
     /// When the approval ends (RFC 3339, in the future); default never.
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// A subset of the requested permissions; default all of them.
+    #[schema(value_type = Option<Vec<schemas::Permission>>)]
     pub permissions: Option<Vec<String>>,
 }
 
@@ -66,11 +72,13 @@ pub struct ApproveClaim {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimApproved {
     /// `clm_…`
+    #[schema(value_type = schemas::ClaimId)]
     pub id: String,
     /// `approved`
-    #[schema(value_type = String)]
+    #[schema(value_type = schemas::ClaimStatus)]
     pub status: ClaimStatus,
     /// The agent's client ID: the agent sends it as `X-Client-Id` with its signature.
+    #[schema(value_type = schemas::ClientId)]
     pub client_id: String,
     /// Approved agents of the destination, this one included.
     pub approved_agents: u32,
@@ -85,9 +93,10 @@ pub struct ClaimApproved {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimDecided {
     /// `clm_…`
+    #[schema(value_type = schemas::ClaimId)]
     pub id: String,
     /// `rejected` or `revoked`.
-    #[schema(value_type = String)]
+    #[schema(value_type = schemas::ClaimStatus)]
     pub status: ClaimStatus,
     /// For a revocation: `queued` until the ledger step records it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,6 +110,7 @@ pub struct ClaimDecided {
 #[into_params(parameter_in = Query)]
 pub struct ClaimListParams {
     /// `pending`, `approved`, `rejected`, `revoked` or `expired`.
+    #[param(value_type = Option<schemas::ClaimStatus>)]
     pub status: Option<String>,
     /// 1–100, default 20.
     pub limit: Option<u32>,
@@ -149,10 +159,8 @@ fn claim_id(text: &str) -> Result<ClaimId, ApiError> {
 /// covering `@method`, `@target-uri` and `content-digest`).
 #[utoipa::path(post, path = "/v1/claims", tag = "claims", request_body = SubmitClaim,
     responses((status = 201, body = ClaimSubmitted), (status = 200, body = ClaimSubmitted),
-        (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+        (status = 404, description = "no destination has this namespace", body = ErrorEnvelope),
+        (status = 409, description = "the body's `nonce` or the agent id was used before", body = ErrorEnvelope)))]
 pub async fn submit(
     state: State,
     Authenticated(principal): Authenticated,
@@ -201,9 +209,7 @@ pub async fn submit(
 
 /// Lists the claims the caller may see: an owner's destinations' claims, an orchestrator's own.
 #[utoipa::path(get, path = "/v1/claims", tag = "claims", params(ClaimListParams),
-    responses((status = 200, body = ClaimList), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClaimList)))]
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
@@ -234,9 +240,7 @@ pub async fn list(
 /// Reads one claim.
 #[utoipa::path(get, path = "/v1/claims/{id}", tag = "claims",
     params(("id" = String, Path, description = "clm_…")),
-    responses((status = 200, body = ClaimView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClaimView)))]
 pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
@@ -250,10 +254,7 @@ pub async fn get(
 /// agent's key. 409 when the destination already has `max_agents` approved agents.
 #[utoipa::path(post, path = "/v1/claims/{id}/approve", tag = "claims",
     params(("id" = String, Path, description = "clm_…")), request_body = ApproveClaim,
-    responses((status = 200, body = ClaimApproved), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClaimApproved), (status = 409, body = ErrorEnvelope)))]
 pub async fn approve(
     state: State,
     Authenticated(principal): Authenticated,
@@ -288,10 +289,8 @@ pub async fn approve(
 /// Rejects a pending claim.
 #[utoipa::path(post, path = "/v1/claims/{id}/reject", tag = "claims",
     params(("id" = String, Path, description = "clm_…")),
-    responses((status = 200, body = ClaimDecided), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClaimDecided),
+        (status = 409, body = ErrorEnvelope)))]
 pub async fn reject(
     state: State,
     Authenticated(principal): Authenticated,
@@ -308,10 +307,8 @@ pub async fn reject(
 /// Revokes an approved claim; the agent's client ID is revoked at once.
 #[utoipa::path(post, path = "/v1/claims/{id}/revoke", tag = "claims",
     params(("id" = String, Path, description = "clm_…")),
-    responses((status = 200, body = ClaimDecided), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClaimDecided),
+        (status = 409, body = ErrorEnvelope)))]
 pub async fn revoke(
     state: State,
     Authenticated(principal): Authenticated,
@@ -328,9 +325,7 @@ pub async fn revoke(
 /// The ledger entries the caller may read, newest first: a platform's whole organization, a
 /// destination's own. `starting_after` is a `seq`.
 #[utoipa::path(get, path = "/v1/ledger", tag = "ledger", params(ListParams),
-    responses((status = 200, body = LedgerList), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = LedgerList)))]
 pub async fn ledger(
     state: State,
     Authenticated(principal): Authenticated,
@@ -344,9 +339,7 @@ pub async fn ledger(
 /// Recomputes the organization's hash chain: `valid` is false when any stored entry was
 /// edited, removed or reordered.
 #[utoipa::path(get, path = "/v1/ledger/verify", tag = "ledger",
-    responses((status = 200, body = LedgerVerification), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = LedgerVerification)))]
 pub async fn verify_ledger(
     state: State,
     Authenticated(principal): Authenticated,

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
+use crate::schemas;
 use crate::state::State;
 use crate::views::{ClientList, ClientView, ListBody};
 
@@ -22,6 +23,7 @@ pub struct CreateClient {
     /// Free text for you, ≤ 200 characters.
     pub label: Option<String>,
     /// Default `["create:incoming","create:outgoing"]`.
+    #[schema(value_type = Option<Vec<schemas::Permission>>)]
     pub permissions: Option<Vec<String>>,
 }
 
@@ -30,6 +32,7 @@ pub struct CreateClient {
 #[serde(deny_unknown_fields)]
 pub struct GrantPermission {
     /// One permission, e.g. `read:incoming`.
+    #[schema(value_type = schemas::Permission)]
     pub permission: String,
 }
 
@@ -39,6 +42,7 @@ pub struct GrantPermission {
 #[into_params(parameter_in = Query)]
 pub struct ClientListParams {
     /// `active` or `revoked`.
+    #[param(value_type = Option<schemas::ClientStatus>)]
     pub status: Option<String>,
     /// 1–100, default 20.
     pub limit: Option<u32>,
@@ -57,9 +61,7 @@ fn respond(client: &Client) -> HttpResponse {
 /// Issues a client ID to an orchestrator, for the caller's destination (a platform key names
 /// it with `X-Destination-Id`).
 #[utoipa::path(post, path = "/v1/client-ids", tag = "client-ids", request_body = CreateClient,
-    responses((status = 201, body = ClientView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = ClientView)))]
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
@@ -80,26 +82,22 @@ pub async fn create(
 
 /// Lists the client IDs the caller may see (revoked ones too, unless `status` filters).
 #[utoipa::path(get, path = "/v1/client-ids", tag = "client-ids", params(ClientListParams),
-    responses((status = 200, body = ClientList), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClientList)))]
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
     params: Query<ClientListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = match params.status.as_deref() {
-        None => None,
-        Some("active") => Some(ClientStatus::Active),
-        Some("revoked") => Some(ClientStatus::Revoked),
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "status",
-                "status must be active or revoked",
-            ));
-        }
-    };
+    let status = params
+        .status
+        .as_deref()
+        .map(|text| {
+            ClientStatus::parse(text).ok_or_else(|| {
+                ApiError::invalid_field("status", "status must be active or revoked")
+            })
+        })
+        .transpose()?;
     let page = ListParams {
         limit: params.limit,
         starting_after: params.starting_after,
@@ -115,9 +113,7 @@ pub async fn list(
 /// Reads one client ID.
 #[utoipa::path(get, path = "/v1/client-ids/{id}", tag = "client-ids",
     params(("id" = String, Path, description = "cli_…")),
-    responses((status = 200, body = ClientView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClientView)))]
 pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
@@ -131,10 +127,7 @@ pub async fn get(
 /// Grants one permission (idempotent; a grant that changes nothing bumps nothing).
 #[utoipa::path(post, path = "/v1/client-ids/{id}/permissions", tag = "client-ids",
     request_body = GrantPermission, params(("id" = String, Path, description = "cli_…")),
-    responses((status = 200, body = ClientView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "revoked", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClientView), (status = 409, description = "revoked", body = ErrorEnvelope)))]
 pub async fn grant(
     state: State,
     Authenticated(principal): Authenticated,
@@ -154,11 +147,8 @@ pub async fn grant(
 
 /// Withdraws one permission (idempotent); tokens already issued lose it on their next request.
 #[utoipa::path(delete, path = "/v1/client-ids/{id}/permissions/{permission}", tag = "client-ids",
-    params(("id" = String, Path, description = "cli_…"), ("permission" = String, Path, description = "e.g. create:incoming")),
-    responses((status = 200, body = ClientView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, description = "revoked", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    params(("id" = String, Path, description = "cli_…"), ("permission" = schemas::Permission, Path, description = "e.g. create:incoming")),
+    responses((status = 200, body = ClientView), (status = 409, description = "revoked", body = ErrorEnvelope)))]
 pub async fn withdraw(
     state: State,
     Authenticated(principal): Authenticated,
@@ -178,9 +168,7 @@ pub async fn withdraw(
 /// Revokes the client ID for good: every credential acting through it stops at once.
 #[utoipa::path(post, path = "/v1/client-ids/{id}/revoke", tag = "client-ids",
     params(("id" = String, Path, description = "cli_…")),
-    responses((status = 200, body = ClientView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ClientView)))]
 pub async fn revoke(
     state: State,
     Authenticated(principal): Authenticated,

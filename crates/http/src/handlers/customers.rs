@@ -12,8 +12,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
+use crate::schemas;
 use crate::state::State;
-use crate::views::ListBody;
+use crate::views::{ListBody, list_schema};
 
 /// Body of `POST /v1/customers`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,6 +61,7 @@ pub struct CustomerListParams {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CustomerView {
     /// `cus_…`
+    #[schema(value_type = schemas::CustomerId)]
     pub id: String,
     /// Always `customer`.
     pub object: String,
@@ -77,18 +79,11 @@ pub struct CustomerView {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A page of customers, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CustomerList {
-    /// Always `list`.
-    pub object: String,
-    /// The customers.
-    pub data: Vec<CustomerView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
+list_schema!(
+    /// A page of customers.
+    CustomerList,
+    CustomerView
+);
 
 fn customer_id(text: &str) -> Result<CustomerId, ApiError> {
     path_id(text, CustomerId::parse)
@@ -97,10 +92,8 @@ fn customer_id(text: &str) -> Result<CustomerId, ApiError> {
 /// Adds a customer to the organization's pool; 409 with `details.existing_id` when the email
 /// is taken.
 #[utoipa::path(post, path = "/v1/customers", tag = "customers", request_body = CreateCustomer,
-    responses((status = 201, body = CustomerView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 409, description = "email taken; details.existing_id names the customer", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = CustomerView),
+        (status = 409, description = "email taken; details.existing_id names the customer", body = ErrorEnvelope)))]
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
@@ -121,9 +114,7 @@ pub async fn create(
 
 /// Lists the organization's customers, newest first.
 #[utoipa::path(get, path = "/v1/customers", tag = "customers", params(CustomerListParams),
-    responses((status = 200, body = CustomerList), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = CustomerList)))]
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
@@ -145,9 +136,7 @@ pub async fn list(
 /// Reads one customer.
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "cus_…")),
-    responses((status = 200, body = CustomerView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = CustomerView)))]
 pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
@@ -163,10 +152,7 @@ pub async fn get(
 /// Changes a customer.
 #[utoipa::path(patch, path = "/v1/customers/{id}", tag = "customers", request_body = UpdateCustomer,
     params(("id" = String, Path, description = "cus_…")),
-    responses((status = 200, body = CustomerView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = CustomerView), (status = 409, body = ErrorEnvelope)))]
 pub async fn update(
     state: State,
     Authenticated(principal): Authenticated,
@@ -194,9 +180,7 @@ pub async fn update(
 /// Deletes a customer; requests that named it keep its id.
 #[utoipa::path(delete, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "cus_…")),
-    responses((status = 200, body = CustomerView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = CustomerView)))]
 pub async fn delete(
     state: State,
     Authenticated(principal): Authenticated,

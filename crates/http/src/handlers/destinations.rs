@@ -11,6 +11,7 @@ use crate::error::{ApiError, ErrorEnvelope};
 use crate::handlers::keys;
 use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
+use crate::schemas;
 use crate::state::State;
 use crate::views::{DestinationList, DestinationView, KeyList, KeyView, ListBody, NewKeyView};
 
@@ -19,6 +20,7 @@ use crate::views::{DestinationList, DestinationView, KeyList, KeyView, ListBody,
 #[serde(deny_unknown_fields)]
 pub struct CreateDestination {
     /// Unique slug, `^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$`; it cannot change later.
+    #[schema(value_type = schemas::Slug)]
     pub slug: String,
     /// Shown to payers, 1–200 characters.
     pub display_name: String,
@@ -52,10 +54,8 @@ fn destination_id(text: &str) -> Result<DestinationId, ApiError> {
 
 /// Creates a destination in the platform's organization.
 #[utoipa::path(post, path = "/v1/destinations", tag = "destinations", request_body = CreateDestination,
-    responses((status = 201, body = DestinationView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 409, description = "slug taken", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = DestinationView),
+        (status = 409, description = "slug taken", body = ErrorEnvelope)))]
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
@@ -78,9 +78,7 @@ pub async fn create(
 
 /// Lists the destinations the caller owns, newest first.
 #[utoipa::path(get, path = "/v1/destinations", tag = "destinations", params(ListParams),
-    responses((status = 200, body = DestinationList), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DestinationList)))]
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
@@ -103,9 +101,7 @@ pub async fn list(
 /// Reads one destination.
 #[utoipa::path(get, path = "/v1/destinations/{id}", tag = "destinations",
     params(("id" = String, Path, description = "dst_…")),
-    responses((status = 200, body = DestinationView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DestinationView)))]
 pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
@@ -121,10 +117,7 @@ pub async fn get(
 /// Changes a destination's settings.
 #[utoipa::path(patch, path = "/v1/destinations/{id}", tag = "destinations", request_body = UpdateDestination,
     params(("id" = String, Path, description = "dst_…")),
-    responses((status = 200, body = DestinationView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DestinationView)))]
 pub async fn update(
     state: State,
     Authenticated(principal): Authenticated,
@@ -153,10 +146,8 @@ pub async fn update(
 /// Creates a destination key (shown once).
 #[utoipa::path(post, path = "/v1/destinations/{id}/keys", tag = "destinations",
     params(("id" = String, Path, description = "dst_…")),
-    responses((status = 201, body = NewKeyView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, description = "two keys already active", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = NewKeyView),
+        (status = 409, description = "two keys already active", body = ErrorEnvelope)))]
 pub async fn create_key(
     state: State,
     Authenticated(principal): Authenticated,
@@ -174,9 +165,7 @@ pub async fn create_key(
 /// Lists a destination's keys (never the keys themselves).
 #[utoipa::path(get, path = "/v1/destinations/{id}/keys", tag = "destinations",
     params(("id" = String, Path, description = "dst_…")),
-    responses((status = 200, body = KeyList), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = KeyList)))]
 pub async fn list_keys(
     state: State,
     Authenticated(principal): Authenticated,
@@ -193,9 +182,7 @@ pub async fn list_keys(
 /// Revokes a destination key at once.
 #[utoipa::path(delete, path = "/v1/destinations/{id}/keys/{key_id}", tag = "destinations",
     params(("id" = String, Path, description = "dst_…"), ("key_id" = String, Path, description = "key_…")),
-    responses((status = 200, body = KeyView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = KeyView)))]
 pub async fn revoke_key(
     state: State,
     Authenticated(principal): Authenticated,

@@ -39,12 +39,13 @@ pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     }
 }
 
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "OpenAPI 3.1")))]
-pub async fn openapi() -> HttpResponse {
+/// This document, with this server's public URL as its `servers`.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1", content_type = "application/json")))]
+pub async fn openapi(state: State) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
-        .body(crate::openapi::json())
+        .body(crate::openapi::json(&state.public_url).to_string())
 }
 
 /// The process's metrics, in the Prometheus text format.

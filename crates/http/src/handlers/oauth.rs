@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::BODY_LIMIT_BYTES;
 use crate::error::{ApiError, ErrorEnvelope};
+use crate::schemas;
 use crate::state::State;
 use crate::tokens::{JwkSet, TokenService};
 
@@ -28,8 +29,10 @@ use crate::tokens::{JwkSet, TokenService};
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// Must be `client_credentials`.
+    #[schema(value_type = schemas::GrantType)]
     pub grant_type: String,
     /// The client ID, `cli_…`.
+    #[schema(value_type = Option<schemas::ClientId>)]
     pub client_id: Option<String>,
     /// An API key of the orchestrator the client ID was issued to, `mnd_orch_…`.
     pub client_secret: Option<String>,
@@ -43,6 +46,7 @@ pub struct TokenResponse {
     /// The access token, an EdDSA-signed JWT; send it as `Authorization: Bearer <token>`.
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(value_type = schemas::TokenType)]
     pub token_type: &'static str,
     /// Seconds until the token expires.
     pub expires_in: u64,
@@ -54,6 +58,7 @@ pub struct TokenResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OAuthErrorBody {
     /// `invalid_request`, `invalid_client`, `unsupported_grant_type` or `invalid_scope`.
+    #[schema(value_type = schemas::OAuthErrorCode)]
     pub error: &'static str,
     /// Human-readable explanation.
     pub error_description: String,
@@ -274,6 +279,9 @@ async fn read_body(mut payload: web::Payload) -> Result<web::BytesMut, ApiError>
         (status = 401, description = "invalid_client", body = OAuthErrorBody,
             headers(("WWW-Authenticate" = String, description = "Basic realm=\"mandate\""))),
         (status = 413, body = ErrorEnvelope),
+        (status = 429, description = "RATE_LIMITED: too many failed authentication attempts from \
+            this address; see `Retry-After`", body = ErrorEnvelope),
+        (status = 500, description = "INTERNAL: a bug, logged with the request id", body = ErrorEnvelope),
         (status = 503, body = ErrorEnvelope)))]
 pub async fn token(
     request: HttpRequest,

@@ -72,6 +72,7 @@ impl From<&PaymentPage> for PaymentPageView {
             (PaymentPageView = "application/json"), (String = "text/html"))),
         (status = 404, description = "no link has this token", body = ErrorEnvelope),
         (status = 410, description = "the link has expired", body = ErrorEnvelope),
+        (status = 500, description = "something went wrong on our side", body = ErrorEnvelope),
         (status = 503, description = "the database cannot be reached now", body = ErrorEnvelope)))]
 pub async fn page(state: State, request: HttpRequest, token: web::Path<String>) -> HttpResponse {
     let json = wants_json(&request);

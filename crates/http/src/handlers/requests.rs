@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, path_id};
 use crate::pipeline::Authenticated;
+use crate::schemas;
 use crate::state::State;
 use crate::views::{
     ListBody, PaymentLinkCreated, PaymentRecorded, PaymentRequestList, PaymentRequestView,
@@ -24,10 +25,13 @@ use crate::views::{
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {
     /// `incoming` or `outgoing`.
+    #[schema(value_type = schemas::Direction)]
     pub direction: String,
     /// Decimal string `^\d{1,20}(\.\d{1,18})?$`, > 0.
+    #[schema(value_type = schemas::Amount)]
     pub amount: String,
     /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$`, e.g. `USD`, `USDC-base`.
+    #[schema(value_type = schemas::Currency)]
     pub currency: String,
     /// ≤ 128 characters.
     pub reference: Option<String>,
@@ -40,6 +44,7 @@ pub struct CreateRequest {
     /// ≤ 20 pairs; keys ≤ 40, values ≤ 500 characters.
     pub metadata: Option<BTreeMap<String, String>>,
     /// A customer of the organization's shared pool (`cus_…`).
+    #[schema(value_type = Option<schemas::CustomerId>)]
     pub customer_id: Option<String>,
 }
 
@@ -49,12 +54,16 @@ pub struct CreateRequest {
 #[into_params(parameter_in = Query)]
 pub struct RequestListParams {
     /// `incoming` or `outgoing`.
+    #[param(value_type = Option<schemas::Direction>)]
     pub direction: Option<String>,
     /// `open`, `partially_paid`, `paid`, `cancelled` or `expired`.
+    #[param(value_type = Option<schemas::PaymentRequestStatus>)]
     pub status: Option<String>,
     /// Only this customer's requests.
+    #[param(value_type = Option<schemas::CustomerId>)]
     pub customer_id: Option<String>,
     /// Only this destination's requests (a platform listing its organization).
+    #[param(value_type = Option<schemas::DestinationId>)]
     pub destination_id: Option<String>,
     /// 1–100, default 20.
     pub limit: Option<u32>,
@@ -75,6 +84,7 @@ pub struct CreatePaymentLink {
 #[serde(deny_unknown_fields)]
 pub struct ReportPayment {
     /// Decimal string, > 0.
+    #[schema(value_type = schemas::Amount)]
     pub amount: String,
     /// The settlement's reference (a transaction hash, a bank reference), ≤ 256 characters.
     pub reference: String,
@@ -89,9 +99,7 @@ fn request_id(text: &str) -> Result<RequestId, ApiError> {
 /// Creates a payment request for the caller's destination (a client's own; a platform key
 /// names it with `X-Destination-Id`).
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", request_body = CreateRequest,
-    responses((status = 201, body = PaymentRequestView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = PaymentRequestView)))]
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
@@ -118,9 +126,7 @@ pub async fn create(
 
 /// Lists the requests the caller may read, newest first.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", params(RequestListParams),
-    responses((status = 200, body = PaymentRequestList), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = PaymentRequestList)))]
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
@@ -167,9 +173,7 @@ pub async fn list(
 /// Reads one request.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path, description = "req_…")),
-    responses((status = 200, body = PaymentRequestView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = PaymentRequestView)))]
 pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
@@ -185,10 +189,8 @@ pub async fn get(
 /// Cancels an open or partially paid request (409 otherwise).
 #[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "requests",
     params(("id" = String, Path, description = "req_…")),
-    responses((status = 200, body = PaymentRequestView), (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = PaymentRequestView),
+        (status = 409, body = ErrorEnvelope)))]
 pub async fn cancel(
     state: State,
     Authenticated(principal): Authenticated,
@@ -206,10 +208,7 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/v1/requests/{id}/payment-links", tag = "requests",
     request_body(content = CreatePaymentLink, description = "may be empty"),
     params(("id" = String, Path, description = "req_…")),
-    responses((status = 201, body = PaymentLinkCreated), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
-        (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = PaymentLinkCreated)))]
 pub async fn create_payment_link(
     state: State,
     Authenticated(principal): Authenticated,
@@ -237,12 +236,9 @@ pub async fn create_payment_link(
 /// Reports a payment against the request: partial, full or over.
 #[utoipa::path(post, path = "/v1/requests/{id}/payments", tag = "requests", request_body = ReportPayment,
     params(("id" = String, Path, description = "req_…")),
-    responses((status = 201, body = PaymentRecorded<crate::views::PaymentView, PaymentRequestView>),
+    responses((status = 201, body = PaymentRecorded),
         (status = 400, description = "bad input, or a total past the largest amount_paid", body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope),
-        (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
-        (status = 409, description = "cancelled or expired", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+        (status = 409, description = "cancelled or expired", body = ErrorEnvelope)))]
 pub async fn report_payment(
     state: State,
     Authenticated(principal): Authenticated,

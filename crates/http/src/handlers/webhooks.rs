@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
-use mandate_domain::events::Event;
+use mandate_domain::events::{Event, EventType};
 use mandate_domain::ids::{DeliveryId, EndpointId, EventId};
 use mandate_domain::ports::{EventFilter, Page};
 use mandate_domain::usecases::EndpointInput;
@@ -13,8 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
 use crate::pipeline::Authenticated;
+use crate::schemas;
 use crate::state::State;
-use crate::views::ListBody;
+use crate::views::{ListBody, list_schema};
 
 /// Body of `POST /v1/webhook-endpoints`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -23,6 +24,7 @@ pub struct CreateEndpoint {
     /// `https://…` (http only when the server allows it); private addresses are refused.
     pub url: String,
     /// Exact types, `family.*` or `*` (default `["*"]`: everything this credential may see).
+    #[schema(value_type = Option<Vec<schemas::EventTypePattern>>)]
     pub event_types: Option<Vec<String>>,
     /// ≤ 500 characters.
     pub description: Option<String>,
@@ -37,6 +39,7 @@ pub struct UpdateEndpoint {
     /// New URL.
     pub url: Option<String>,
     /// New filter.
+    #[schema(value_type = Option<Vec<schemas::EventTypePattern>>)]
     pub event_types: Option<Vec<String>>,
     /// New description; `null` clears it.
     #[serde(default, deserialize_with = "crate::input::nullable")]
@@ -50,14 +53,17 @@ pub struct UpdateEndpoint {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointView {
     /// `we_…`
+    #[schema(value_type = schemas::EndpointId)]
     pub id: String,
     /// Always `webhook_endpoint`.
     pub object: String,
     /// For endpoints of a destination's owner or of a client.
+    #[schema(value_type = Option<schemas::DestinationId>)]
     pub destination_id: Option<String>,
     /// Where events are POSTed.
     pub url: String,
     /// The subscription.
+    #[schema(value_type = Vec<schemas::EventTypePattern>)]
     pub event_types: Vec<String>,
     /// Free text.
     pub description: Option<String>,
@@ -80,29 +86,19 @@ pub struct EndpointWithSecret<'a> {
     pub secret: &'a str,
 }
 
-/// A page of endpoints.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EndpointList {
-    /// Always `list`.
-    pub object: String,
-    /// The endpoints.
-    pub data: Vec<EndpointView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
 /// One delivery attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryView {
     /// `dlv_…`
+    #[schema(value_type = schemas::DeliveryId)]
     pub id: String,
     /// Always `webhook_delivery`.
     pub object: String,
     /// The event.
+    #[schema(value_type = schemas::EventId)]
     pub event_id: String,
     /// The endpoint.
+    #[schema(value_type = schemas::EndpointId)]
     pub endpoint_id: String,
     /// 1 for the first attempt.
     pub attempt: u32,
@@ -120,46 +116,92 @@ pub struct DeliveryView {
     pub created_at: DateTime<Utc>,
 }
 
-/// A page of delivery attempts, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DeliveryList {
-    /// Always `list`.
-    pub object: String,
-    /// The attempts.
-    pub data: Vec<DeliveryView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
-/// An event, exactly as webhooks deliver it.
+/// An event, exactly as webhooks deliver it; `data.object`'s schema depends on `type` (see
+/// `GET /v1/event-types` and the document's `webhooks`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventView {
     /// `evt_…`, also the `webhook-id` header of every delivery.
+    #[schema(value_type = schemas::EventId)]
     pub id: String,
     /// The event type, e.g. `payment_request.paid`.
     #[serde(rename = "type")]
+    #[schema(value_type = schemas::EventType)]
     pub event_type: String,
     /// RFC 3339, UTC.
     pub created_at: DateTime<Utc>,
     /// The destination it concerns.
+    #[schema(value_type = Option<schemas::DestinationId>)]
     pub destination_id: Option<String>,
-    /// `{"object": {…}}`: the object after the change.
-    pub data: serde_json::Value,
+    /// The object after the change.
+    pub data: EventDataView,
 }
 
-/// A page of events, newest first.
+/// `data` of an event.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct EventList {
-    /// Always `list`.
-    pub object: String,
-    /// The events.
-    pub data: Vec<EventView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
+pub struct EventDataView {
+    /// The object after the change, in its API shape (`object` names its kind).
+    #[schema(value_type = Object)]
+    pub object: serde_json::Value,
+}
+
+list_schema!(
+    /// A page of webhook endpoints.
+    EndpointList,
+    EndpointView
+);
+list_schema!(
+    /// A page of delivery attempts.
+    DeliveryList,
+    DeliveryView
+);
+list_schema!(
+    /// A page of events.
+    EventList,
+    EventView
+);
+list_schema!(
+    /// The event catalogue: every event type, in one page.
+    EventTypeList,
+    EventTypeView
+);
+
+/// One type of the event catalogue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeView {
+    /// Always `event_type`.
+    pub object: &'static str,
+    /// The type, e.g. `payment_request.paid`; subscribe to it, to its family
+    /// (`payment_request.*`) or to `*`.
+    #[serde(rename = "type")]
+    #[schema(value_type = schemas::EventType)]
+    pub event_type: &'static str,
+    /// What happened.
+    pub description: &'static str,
+    /// The principal kinds whose webhook endpoints may subscribe to it.
+    #[schema(value_type = Vec<schemas::PrincipalKind>)]
+    pub subscribers: Vec<&'static str>,
+    /// The kind of object in `data.object` (its `object` field).
+    pub data_object: &'static str,
+    /// The JSON Schema (2020-12) of `data.object`.
+    #[schema(value_type = Object)]
+    pub schema: serde_json::Value,
+}
+
+impl From<EventType> for EventTypeView {
+    fn from(event_type: EventType) -> Self {
+        Self {
+            object: "event_type",
+            event_type: event_type.as_str(),
+            description: event_type.description(),
+            subscribers: event_type
+                .subscribers()
+                .iter()
+                .map(|kind| kind.as_str())
+                .collect(),
+            data_object: event_type.object().as_str(),
+            schema: crate::openapi::object_json_schema(event_type),
+        }
+    }
 }
 
 fn endpoint_id(text: &str) -> Result<EndpointId, ApiError> {
@@ -176,9 +218,7 @@ async fn check_target(state: &State, url: &str) -> Result<(), ApiError> {
 
 /// Registers an endpoint; its secret is returned now only.
 #[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", request_body = CreateEndpoint,
-    responses((status = 201, body = EndpointWithSecret), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, description = "an event type this credential can never read", body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = EndpointWithSecret), (status = 403, description = "an event type this credential can never read", body = ErrorEnvelope)))]
 pub async fn create(
     state: State,
     Authenticated(principal): Authenticated,
@@ -204,8 +244,7 @@ pub async fn create(
 
 /// Lists the caller's endpoints (a platform also sees its destinations').
 #[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks", params(ListParams),
-    responses((status = 200, body = EndpointList), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EndpointList)))]
 pub async fn list(
     state: State,
     Authenticated(principal): Authenticated,
@@ -219,8 +258,7 @@ pub async fn list(
 /// Reads one endpoint.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "we_…")),
-    responses((status = 200, body = EndpointView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EndpointView)))]
 pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
@@ -237,9 +275,7 @@ pub async fn get(
 /// Changes an endpoint.
 #[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", request_body = UpdateEndpoint,
     params(("id" = String, Path, description = "we_…")),
-    responses((status = 200, body = EndpointView), (status = 400, body = ErrorEnvelope),
-        (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EndpointView)))]
 pub async fn update(
     state: State,
     Authenticated(principal): Authenticated,
@@ -272,8 +308,7 @@ pub async fn update(
 /// Deletes an endpoint and its delivery log.
 #[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "we_…")),
-    responses((status = 200, body = EndpointView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EndpointView)))]
 pub async fn delete(
     state: State,
     Authenticated(principal): Authenticated,
@@ -290,8 +325,7 @@ pub async fn delete(
 /// Replaces the signing secret; the old one keeps signing (a second signature) for 24 hours.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks",
     params(("id" = String, Path, description = "we_…")),
-    responses((status = 200, body = EndpointWithSecret), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EndpointWithSecret)))]
 pub async fn rotate_secret(
     state: State,
     Authenticated(principal): Authenticated,
@@ -311,8 +345,7 @@ pub async fn rotate_secret(
 /// Sends a `webhook.test` event to this endpoint only.
 #[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/test", tag = "webhooks",
     params(("id" = String, Path, description = "we_…")),
-    responses((status = 200, body = EventView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EventView)))]
 pub async fn test(
     state: State,
     Authenticated(principal): Authenticated,
@@ -329,8 +362,7 @@ pub async fn test(
 /// The endpoint's delivery attempts, newest first.
 #[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "we_…"), ListParams),
-    responses((status = 200, body = DeliveryList), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DeliveryList)))]
 pub async fn deliveries(
     state: State,
     Authenticated(principal): Authenticated,
@@ -352,8 +384,7 @@ pub async fn deliveries(
 /// Sends a delivery's event again, now, as a new attempt.
 #[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/retry", tag = "webhooks",
     params(("id" = String, Path, description = "dlv_…")),
-    responses((status = 200, body = DeliveryView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = DeliveryView)))]
 pub async fn retry(
     state: State,
     Authenticated(principal): Authenticated,
@@ -386,8 +417,7 @@ pub struct EventListParams {
 
 /// The events the caller may see — exactly what its endpoints receive — newest first.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventListParams),
-    responses((status = 200, body = EventList), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EventList)))]
 pub async fn events(
     state: State,
     Authenticated(principal): Authenticated,
@@ -428,8 +458,7 @@ pub async fn events(
 /// One event the caller may see.
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
     params(("id" = String, Path, description = "evt_…")),
-    responses((status = 200, body = EventView), (status = 401, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = EventView)))]
 pub async fn event(
     state: State,
     Authenticated(principal): Authenticated,
@@ -440,4 +469,20 @@ pub async fn event(
         .event(&principal, &path_id(&id, EventId::parse)?)
         .await?;
     Ok(HttpResponse::Ok().json(event.body()))
+}
+
+/// The event catalogue: every event type, what it means, who may subscribe to it, and the
+/// JSON Schema of its `data.object`.
+#[utoipa::path(get, path = "/v1/event-types", tag = "events",
+    responses((status = 200, body = EventTypeList)))]
+pub async fn event_types() -> HttpResponse {
+    let page = Page {
+        data: EventType::ALL
+            .into_iter()
+            .map(EventTypeView::from)
+            .collect(),
+        has_more: false,
+        unreadable: Vec::new(),
+    };
+    HttpResponse::Ok().json(ListBody::new(page, |view| view.event_type.to_owned()))
 }
