@@ -257,7 +257,10 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        let allow = self.details.as_ref().and_then(|details| details["allow"].as_array());
+        let allow = self
+            .details
+            .as_ref()
+            .and_then(|details| details["allow"].as_array());
         if let (StatusCode::METHOD_NOT_ALLOWED, Some(methods)) = (self.status, allow) {
             let methods: Vec<&str> = methods.iter().filter_map(Value::as_str).collect();
             response.insert_header((header::ALLOW, methods.join(", ")));

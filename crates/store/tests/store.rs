@@ -277,20 +277,11 @@ async fn unsupported_urls_are_refused() {
         let refused = DbStore::open(url, &StoreOptions::default())
             .await
             .unwrap_err();
-        assert!(!chain(&refused).contains("hunter2"), "{refused}");
+        assert!(
+            !mandate_domain::error_chain(&refused).contains("hunter2"),
+            "{refused}"
+        );
     }
-}
-
-/// An error and its causes, as a log line would show them.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn store_of(store: DbStore) -> Arc<dyn Store> {
@@ -319,7 +310,7 @@ async fn opening_an_unreachable_database_fails_fast_without_showing_the_password
     ))
     .await
     .unwrap_err();
-    let shown = chain(&refused);
+    let shown = mandate_domain::error_chain(&refused);
     assert!(shown.contains("127.0.0.1:1"), "{shown}");
     assert!(
         !shown.contains("hunter2") && !format!("{refused:?}").contains("hunter2"),
