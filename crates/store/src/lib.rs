@@ -13,6 +13,7 @@ mod feed;
 mod idempotency;
 mod migrations;
 mod operations;
+mod outbox;
 mod pool;
 mod ports;
 mod rows;

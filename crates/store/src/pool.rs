@@ -26,10 +26,9 @@ use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::StoreError;
 use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 
-use crate::rows::{DeliveryRow, EventRow, RequestRow};
+use crate::rows::DeliveryRow;
 use crate::schema::{
-    destinations, events, ledger_queue, orchestrators, organizations, payment_requests,
-    webhook_deliveries,
+    destinations, events, ledger_queue, orchestrators, organizations, webhook_deliveries,
 };
 use crate::{OpenError, StoreOptions};
 
@@ -450,6 +449,17 @@ macro_rules! delivery_queue {
     };
 }
 
+/// A statement both backends run, as [`Dialect::run`] and [`Dialect::pipeline`] take it.
+pub(crate) trait Statement:
+    QueryFragment<diesel::pg::Pg> + QueryFragment<diesel::sqlite::Sqlite> + QueryId + Send
+{
+}
+
+impl<S> Statement for S where
+    S: QueryFragment<diesel::pg::Pg> + QueryFragment<diesel::sqlite::Sqlite> + QueryId + Send
+{
+}
+
 /// What differs between the backends inside a transaction.
 pub(crate) trait Dialect {
     /// Locks the row of a key's owner until the transaction ends, so that concurrent key
@@ -499,12 +509,16 @@ pub(crate) trait Dialect {
     /// commit to receiver.
     fn commit_without_flush(&mut self) -> impl Future<Output = QueryResult<()>> + Send;
 
-    /// Inserts a new request's row and its event's row; on PostgreSQL both statements travel
-    /// together (pipelined).
-    fn insert_request_rows(
+    /// Runs one statement; how many rows it changed.
+    fn run(&mut self, statement: impl Statement)
+    -> impl Future<Output = QueryResult<usize>> + Send;
+
+    /// Runs two statements: on PostgreSQL both travel together (pipelined), a round trip
+    /// less; on SQLite one after the other.
+    fn pipeline(
         &mut self,
-        request: &RequestRow,
-        event: &EventRow,
+        first: impl Statement,
+        second: impl Statement,
     ) -> impl Future<Output = QueryResult<()>> + Send;
 
     /// Inserts attempts: in a few multi-row statements on PostgreSQL, one statement per row
@@ -601,23 +615,17 @@ impl Dialect for AsyncPgConnection {
         without_flush(self).await
     }
 
-    async fn insert_request_rows(
-        &mut self,
-        request: &RequestRow,
-        event: &EventRow,
-    ) -> QueryResult<()> {
+    async fn run(&mut self, statement: impl Statement) -> QueryResult<usize> {
+        statement.execute(self).await
+    }
+
+    async fn pipeline(&mut self, first: impl Statement, second: impl Statement) -> QueryResult<()> {
         let conn: &AsyncPgConnection = self;
-        let request = diesel::insert_into(payment_requests::table)
-            .values(request)
-            .execute(&mut &*conn);
-        let event = diesel::insert_into(events::table)
-            .values(event)
-            .execute(&mut &*conn);
         // Both run; the first failure is the one that explains (the second then only finds
         // the transaction aborted).
-        let (request, event) = tokio::join!(request, event);
-        request?;
-        event?;
+        let (first, second) = tokio::join!(first.execute(&mut &*conn), second.execute(&mut &*conn));
+        first?;
+        second?;
         Ok(())
     }
 
@@ -700,19 +708,13 @@ impl Dialect for SqliteConn {
         Ok(())
     }
 
-    async fn insert_request_rows(
-        &mut self,
-        request: &RequestRow,
-        event: &EventRow,
-    ) -> QueryResult<()> {
-        diesel::insert_into(payment_requests::table)
-            .values(request)
-            .execute(self)
-            .await?;
-        diesel::insert_into(events::table)
-            .values(event)
-            .execute(self)
-            .await?;
+    async fn run(&mut self, statement: impl Statement) -> QueryResult<usize> {
+        statement.execute(self).await
+    }
+
+    async fn pipeline(&mut self, first: impl Statement, second: impl Statement) -> QueryResult<()> {
+        first.execute(&mut *self).await?;
+        second.execute(self).await?;
         Ok(())
     }
 

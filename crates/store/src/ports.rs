@@ -26,6 +26,7 @@ use mandate_domain::webhooks::EventScope;
 
 use crate::DbStore;
 use crate::feed::{FeedFilter, FeedPredicate};
+use crate::outbox::{Outbox, db_write};
 use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
 use crate::rows::{
     ClientChanges, ClientRow, CustomerChanges, CustomerRow, DESTINATION, DestinationChanges,
@@ -502,19 +503,15 @@ impl ClientFilter {
 impl ClientStore for DbStore {
     async fn insert_client(&self, client: &Client, event: &Event) -> Result<(), StoreError> {
         let row = ClientRow::try_from(client)?;
-        let event = EventRow::try_from(event)?;
-        db_transaction!(self, |conn| {
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
+        db_write!(self, outbox, |conn| {
             insert_into(client_ids::table)
                 .values(&row)
                 .execute(conn)
                 .await?;
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(())
         })
-        .inspect(|_| self.work.committed())
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
@@ -597,8 +594,8 @@ impl ClientStore for DbStore {
         let id = client.id.to_string();
         let changes = ClientChanges::try_from(client)?;
         let expected = version_column(expected_version)?;
-        let event = EventRow::try_from(event)?;
-        db_transaction!(self, |conn| {
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
+        db_write!(self, outbox, |conn| {
             let updated = update(client_ids::table.find(&id))
                 .filter(client_ids::version.eq(expected))
                 .set(&changes)
@@ -607,13 +604,9 @@ impl ClientStore for DbStore {
             if updated == 0 {
                 return Ok(false);
             }
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(true)
         })
-        .inspect(|_| self.work.committed())
     }
 }
 
@@ -648,12 +641,13 @@ impl RequestStore for DbStore {
         event: &Event,
     ) -> Result<(), StoreError> {
         let row = RequestRow::try_from(request)?;
-        let event = EventRow::try_from(event)?;
-        db_transaction!(self, |conn| {
-            conn.insert_request_rows(&row, &event).await?;
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
+        db_write!(self, outbox, |conn| {
+            outbox
+                .store_with(conn, insert_into(payment_requests::table).values(&row))
+                .await?;
             Ok(())
         })
-        .inspect(|_| self.work.committed())
     }
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
@@ -766,8 +760,8 @@ impl RequestStore for DbStore {
         let changes = RequestChanges::try_from(request)?;
         let expected = version_column(expected_version)?;
         let payment = payment.map(PaymentRow::from);
-        let event = EventRow::try_from(event)?;
-        db_transaction!(self, |conn| {
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
+        db_write!(self, outbox, |conn| {
             let updated = update(payment_requests::table.find(&id))
                 .filter(payment_requests::version.eq(expected))
                 .set(&changes)
@@ -782,13 +776,9 @@ impl RequestStore for DbStore {
                     .execute(conn)
                     .await?;
             }
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(true)
         })
-        .inspect(|_| self.work.committed())
     }
 
     async fn requests_due_for_expiry(
@@ -920,20 +910,16 @@ impl EventStore for DbStore {
 impl CustomerStore for DbStore {
     async fn insert_customer(&self, customer: &Customer, event: &Event) -> Result<(), StoreError> {
         let row = CustomerRow::try_from(customer)?;
-        let event = EventRow::try_from(event)?;
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
         // A taken email breaks the unique constraint: the error rolls back the event too.
-        db_transaction!(self, |conn| {
+        db_write!(self, outbox, |conn| {
             insert_into(customers::table)
                 .values(&row)
                 .execute(conn)
                 .await?;
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(())
         })
-        .inspect(|_| self.work.committed())
     }
 
     async fn customer(&self, id: &CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -999,8 +985,8 @@ impl CustomerStore for DbStore {
         let id = customer.id.to_string();
         let organization_id = customer.organization_id.to_string();
         let changes = CustomerChanges::try_from(customer)?;
-        let event = EventRow::try_from(event)?;
-        db_transaction!(self, |conn| {
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
+        db_write!(self, outbox, |conn| {
             let updated = update(customers::table.find(&id))
                 .filter(customers::organization_id.eq(&organization_id))
                 .set(&changes)
@@ -1009,30 +995,22 @@ impl CustomerStore for DbStore {
             if updated == 0 {
                 return Err(Error::Data(format!("customer {id} does not exist")));
             }
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(())
         })
-        .inspect(|_| self.work.committed())
     }
 
     async fn delete_customer(&self, id: &CustomerId, event: &Event) -> Result<bool, StoreError> {
         let id = id.to_string();
-        let event = EventRow::try_from(event)?;
-        db_transaction!(self, |conn| {
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
+        db_write!(self, outbox, |conn| {
             let deleted = delete(customers::table.find(&id)).execute(conn).await?;
             if deleted == 0 {
                 return Ok(false);
             }
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(true)
         })
-        .inspect(|_| self.work.committed())
     }
 }
 

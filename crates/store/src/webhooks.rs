@@ -19,6 +19,7 @@ use mandate_domain::values::{Permission, PermissionSet};
 use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
 
 use crate::DbStore;
+use crate::outbox::{Outbox, db_write};
 use crate::pool::{Dialect, Error, StableUpdate, db_run, db_transaction};
 use crate::ports::{into_page, page_cursor, page_limit, sql_limit};
 use crate::rows::{
@@ -422,22 +423,17 @@ impl WebhookStore for DbStore {
         event: &Event,
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let mut event = EventRow::try_from(event)?;
-        // Its one attempt is stored with it: the fan-out has nothing to add.
-        event.fanned_out = true;
+        let outbox = Outbox::direct(event)?;
         let delivery = DeliveryRow::try_from(delivery)?;
-        db_transaction!(self, |conn| {
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+        db_write!(self, outbox, |conn| {
+            // The attempt references its event: the event goes first.
+            outbox.store(conn).await?;
             insert_into(webhook_deliveries::table)
                 .values(&delivery)
                 .execute(conn)
                 .await?;
             Ok(())
         })
-        .inspect(|()| self.work.committed())
     }
 
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {
