@@ -307,6 +307,30 @@ impl DestinationStore for DbStore {
     }
 }
 
+/// The key `$key` finds and the client ID `$client_id`, in one query. The join's condition
+/// names the client ID alone, so a key comes back even when no such client ID exists.
+macro_rules! key_with_client {
+    ($key:expr, $client_id:expr) => {
+        api_keys::table
+            .left_join(client_ids::table.on(client_ids::id.eq($client_id)))
+            .filter($key)
+            .select((KeyRow::as_select(), Option::<ClientRow>::as_select()))
+    };
+}
+
+/// A key and the client ID read with it, as the domain's types.
+fn key_and_client(
+    row: Option<(KeyRow, Option<ClientRow>)>,
+) -> Result<Option<(ApiKey, Option<Client>)>, Error> {
+    row.map(|(key, client)| {
+        Ok((
+            ApiKey::try_from(key)?,
+            client.map(Client::try_from).transpose()?,
+        ))
+    })
+    .transpose()
+}
+
 #[async_trait]
 impl KeyStore for DbStore {
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
@@ -330,22 +354,12 @@ impl KeyStore for DbStore {
         let hash = key_hash.to_owned();
         let client_id = client_id.to_string();
         db_run!(self, |conn| {
-            // The join's condition names the client ID alone, so a key comes back even when
-            // no such client ID exists.
-            let row = api_keys::table
-                .left_join(client_ids::table.on(client_ids::id.eq(&client_id)))
-                .filter(api_keys::key_hash.eq(&hash))
-                .select((KeyRow::as_select(), Option::<ClientRow>::as_select()))
-                .first::<(KeyRow, Option<ClientRow>)>(conn)
-                .await
-                .optional()?;
-            row.map(|(key, client)| {
-                Ok((
-                    ApiKey::try_from(key)?,
-                    client.map(Client::try_from).transpose()?,
-                ))
-            })
-            .transpose()
+            key_and_client(
+                key_with_client!(api_keys::key_hash.eq(&hash), &client_id)
+                    .first(conn)
+                    .await
+                    .optional()?,
+            )
         })
     }
 
@@ -357,21 +371,12 @@ impl KeyStore for DbStore {
         let key_id = key_id.to_string();
         let client_id = client_id.to_string();
         db_run!(self, |conn| {
-            // As in `key_with_client`: the join names the client ID alone.
-            let row = api_keys::table
-                .left_join(client_ids::table.on(client_ids::id.eq(&client_id)))
-                .filter(api_keys::id.eq(&key_id))
-                .select((KeyRow::as_select(), Option::<ClientRow>::as_select()))
-                .first::<(KeyRow, Option<ClientRow>)>(conn)
-                .await
-                .optional()?;
-            row.map(|(key, client)| {
-                Ok((
-                    ApiKey::try_from(key)?,
-                    client.map(Client::try_from).transpose()?,
-                ))
-            })
-            .transpose()
+            key_and_client(
+                key_with_client!(api_keys::id.eq(&key_id), &client_id)
+                    .first(conn)
+                    .await
+                    .optional()?,
+            )
         })
     }
 
