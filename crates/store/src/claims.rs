@@ -23,16 +23,17 @@ use mandate_domain::ports::{
 use mandate_domain::values::Slug;
 
 use crate::DbStore;
+use crate::clients::{ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text};
+use crate::dialect::Dialect;
+use crate::errors::Error;
 use crate::outbox::{Outbox, db_write};
-use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
-use crate::ports::{ClientFilter, empty_page, into_page, page_limit, sql_limit};
-use crate::rows::{
-    ClientChanges, ClientRow, known, optional, parsed, permission_set, permissions_text, to_i64,
-    to_naive, to_u64, to_utc,
-};
+use crate::page::{empty_page, into_page, page_limit, sql_limit};
+use crate::pool::{db_run, db_transaction};
+use crate::rows::{known, optional, parsed, to_i64, to_naive, to_u64, to_utc};
 use crate::schema::{
     claim_nonces, claims, client_ids, ledger_entries, ledger_queue, signature_nonces,
 };
+use crate::sql::IndexPredicate;
 
 /// The live claims, spelled as in the partial unique indexes' predicate.
 const LIVE: IndexPredicate = IndexPredicate("status IN ('pending', 'approved')");
@@ -323,7 +324,7 @@ impl ClaimStore for DbStore {
         };
         let status = status.map(ClaimStatus::as_str);
         let limit = page_limit(page);
-        let cursor = crate::ports::page_cursor(page, ClaimId::parse);
+        let cursor = crate::page::page_cursor(page, ClaimId::parse);
         db_run!(self, |conn| {
             let mut query = claims::table
                 .select(ClaimRow::as_select())

@@ -11,9 +11,11 @@ use diesel::prelude::*;
 use diesel::query_builder::InsertStatement;
 use mandate_domain::events::Event;
 
-use crate::pool::{Dialect, Error, Statement};
-use crate::rows::EventRow;
+use crate::dialect::Dialect;
+use crate::errors::Error;
+use crate::events::EventRow;
 use crate::schema::events;
+use crate::sql::Statement;
 
 /// The events of one change, ready to be stored with it.
 #[derive(Debug)]
