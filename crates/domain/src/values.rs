@@ -144,28 +144,36 @@ impl Amount {
         const RULE: InvalidValue = InvalidValue(
             "must be a decimal string greater than 0 with at most 20 integer and 18 fractional digits",
         );
-        let (integer, fraction) = match value.split_once('.') {
-            Some((integer, fraction)) => (integer, fraction),
-            None => (value, ""),
-        };
-        let digits_ok =
-            |part: &str, max: usize| part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
-        if integer.is_empty()
-            || !digits_ok(integer, 20)
-            || !digits_ok(fraction, Self::FRACTION_DIGITS as usize)
-            || (value.contains('.') && fraction.is_empty())
-        {
-            return Err(RULE);
-        }
-        let integer: u128 = integer.parse().map_err(|_| RULE)?;
-        let padded = format!("{fraction:0<18}");
-        let fraction: u128 = padded.parse().map_err(|_| RULE)?;
-        let units = integer * Self::SCALE + fraction;
+        let units = parse_units(value, 20).ok_or(RULE)?;
         if units == 0 {
             return Err(InvalidValue("must be greater than 0"));
         }
         Ok(Self(units))
     }
+}
+
+/// The count of 10⁻¹⁸ units a decimal string spells, with at most `integer_digits` integer
+/// and 18 fractional digits (and no sign or exponent); `None` for any other string, or past
+/// `u128::MAX`.
+fn parse_units(value: &str, integer_digits: usize) -> Option<u128> {
+    let (integer, fraction) = match value.split_once('.') {
+        Some((integer, fraction)) => (integer, fraction),
+        None => (value, ""),
+    };
+    let digits_ok =
+        |part: &str, max: usize| part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
+    if integer.is_empty()
+        || !digits_ok(integer, integer_digits)
+        || !digits_ok(fraction, Amount::FRACTION_DIGITS as usize)
+        || (value.contains('.') && fraction.is_empty())
+    {
+        return None;
+    }
+    let integer: u128 = integer.parse().ok()?;
+    let fraction: u128 = format!("{fraction:0<18}").parse().ok()?;
+    integer
+        .checked_mul(Amount::SCALE)
+        .and_then(|units| units.checked_add(fraction))
 }
 
 /// The canonical spelling of a count of 10⁻¹⁸ units: no leading zeros, no trailing
@@ -222,29 +230,7 @@ impl Total {
         const RULE: InvalidValue = InvalidValue(
             "must be a decimal string of at most 340282366920938463463.374607431768211455",
         );
-        if value == "0" {
-            return Ok(Self::ZERO);
-        }
-        let (integer, fraction) = match value.split_once('.') {
-            Some((integer, fraction)) => (integer, fraction),
-            None => (value, ""),
-        };
-        let digits_ok =
-            |part: &str, max: usize| part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
-        if integer.is_empty()
-            || !digits_ok(integer, 21)
-            || !digits_ok(fraction, Amount::FRACTION_DIGITS as usize)
-            || (value.contains('.') && fraction.is_empty())
-        {
-            return Err(RULE);
-        }
-        let integer: u128 = integer.parse().map_err(|_| RULE)?;
-        let fraction: u128 = format!("{fraction:0<18}").parse().map_err(|_| RULE)?;
-        integer
-            .checked_mul(Amount::SCALE)
-            .and_then(|units| units.checked_add(fraction))
-            .map(Self)
-            .ok_or(RULE)
+        parse_units(value, 21).map(Self).ok_or(RULE)
     }
 
     /// The total after adding `amount`, or `None` past [`Total::MAX`].

@@ -23,15 +23,17 @@ use mandate_domain::ports::{
 use mandate_domain::values::Slug;
 
 use crate::DbStore;
-use crate::pool::{Dialect, Error, IndexPredicate, db_run, db_transaction};
-use crate::ports::{ClientFilter, empty_page, into_page, page_limit, sql_limit};
-use crate::rows::{
-    ClientChanges, ClientRow, EventRow, known, optional, parsed, permission_set, permissions_text,
-    to_i64, to_naive, to_u64, to_utc,
-};
+use crate::clients::{ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text};
+use crate::dialect::Dialect;
+use crate::errors::Error;
+use crate::outbox::{Outbox, db_write};
+use crate::page::{empty_page, into_page, page_limit, sql_limit};
+use crate::pool::{db_run, db_transaction};
+use crate::rows::{known, optional, parsed, to_i64, to_naive, to_u64, to_utc};
 use crate::schema::{
-    claim_nonces, claims, client_ids, events, ledger_entries, ledger_queue, signature_nonces,
+    claim_nonces, claims, client_ids, ledger_entries, ledger_queue, signature_nonces,
 };
+use crate::sql::IndexPredicate;
 
 /// The live claims, spelled as in the partial unique indexes' predicate.
 const LIVE: IndexPredicate = IndexPredicate("status IN ('pending', 'approved')");
@@ -322,7 +324,7 @@ impl ClaimStore for DbStore {
         };
         let status = status.map(ClaimStatus::as_str);
         let limit = page_limit(page);
-        let cursor = crate::ports::page_cursor(page, ClaimId::parse);
+        let cursor = crate::page::page_cursor(page, ClaimId::parse);
         db_run!(self, |conn| {
             let mut query = claims::table
                 .select(ClaimRow::as_select())
@@ -357,12 +359,9 @@ impl ClaimStore for DbStore {
         let expected = to_i64("claim version", expected_version)?;
         let client = ClientRow::try_from(client)?;
         let queued = LedgerQueueRow::of(claim, events)?;
-        let events = events
-            .iter()
-            .map(EventRow::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let outbox = Outbox::of(events)?;
         let max_agents = i64::from(max_agents);
-        let result = db_transaction!(self, |conn| {
+        let result = db_write!(self, outbox, |conn| {
             // Held until commit: concurrent approvals on this destination count after us.
             conn.lock_destination(&row.destination_id).await?;
             let approved: i64 = claims::table
@@ -388,12 +387,7 @@ impl ClaimStore for DbStore {
             if updated == 0 {
                 return Err(stale());
             }
-            for event in &events {
-                insert_into(events::table)
-                    .values(event)
-                    .execute(conn)
-                    .await?;
-            }
+            outbox.store(conn).await?;
             if let Some(queued) = &queued {
                 insert_into(ledger_queue::table)
                     .values(queued)
@@ -406,7 +400,7 @@ impl ClaimStore for DbStore {
         });
         match result {
             Err(error) if is_stale(&error) => Ok(ClaimApproval::Stale),
-            other => other.inspect(|_| self.work.committed()),
+            other => other,
         }
     }
 
@@ -429,12 +423,9 @@ impl ClaimStore for DbStore {
                 ))
             })
             .transpose()?;
-        let event_rows = events
-            .iter()
-            .map(EventRow::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let outbox = Outbox::of(events)?;
         let queued = LedgerQueueRow::of(claim, events)?;
-        let result = db_transaction!(self, |conn| {
+        let result = db_write!(self, outbox, |conn| {
             let updated = update(claims::table.find(&row.id))
                 .filter(claims::version.eq(expected))
                 .set(&changes)
@@ -453,12 +444,7 @@ impl ClaimStore for DbStore {
                     return Err(stale());
                 }
             }
-            for event in &event_rows {
-                insert_into(events::table)
-                    .values(event)
-                    .execute(conn)
-                    .await?;
-            }
+            outbox.store(conn).await?;
             if let Some(queued) = &queued {
                 insert_into(ledger_queue::table)
                     .values(queued)
@@ -469,7 +455,7 @@ impl ClaimStore for DbStore {
         });
         match result {
             Err(error) if is_stale(&error) => Ok(false),
-            other => other.inspect(|_| self.work.committed()),
+            other => other,
         }
     }
 
@@ -548,9 +534,9 @@ impl DbStore {
         event: &Event,
     ) -> Result<ClaimSubmission, StoreError> {
         let row = ClaimRow::try_from(claim)?;
-        let event = EventRow::try_from(event)?;
+        let outbox = Outbox::of(std::slice::from_ref(event))?;
         let nonce = nonce.to_owned();
-        db_transaction!(self, |conn| {
+        db_write!(self, outbox, |conn| {
             let recorded = insert_into(claim_nonces::table)
                 .values((
                     claim_nonces::orchestrator_id.eq(&row.orchestrator_id),
@@ -589,13 +575,9 @@ impl DbStore {
                 .values(&row)
                 .execute(conn)
                 .await?;
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+            outbox.store(conn).await?;
             Ok(ClaimSubmission::Created)
         })
-        .inspect(|_| self.work.committed())
     }
 }
 

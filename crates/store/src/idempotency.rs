@@ -18,7 +18,8 @@ use mandate_domain::ports::{
 use tokio::sync::Mutex;
 
 use crate::DbStore;
-use crate::pool::{Error, Keyed, Pools, SqliteConn, db_run, detached, pooled_postgres};
+use crate::errors::Error;
+use crate::pool::{Keyed, Pools, SqliteConn, db_run, detached, pooled_postgres};
 use crate::rows::to_naive;
 use crate::schema::idempotency_keys;
 

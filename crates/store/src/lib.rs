@@ -8,18 +8,32 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+// The aggregates: each module holds its rows, its port implementation and its queries.
 mod claims;
-mod feed;
+mod clients;
+mod customers;
+mod destinations;
+mod events;
 mod idempotency;
+mod orchestrators;
+mod organizations;
+mod requests;
+mod webhooks;
+
+// What the aggregates share.
+mod dialect;
+mod errors;
+mod feed;
 mod migrations;
 mod operations;
+mod outbox;
+mod page;
 mod pool;
-mod ports;
 mod rows;
 mod schema;
 mod sealing;
+mod sql;
 mod url;
-mod webhooks;
 mod work;
 
 pub use crate::operations::PoolStatus;

@@ -1,17 +1,22 @@
 //! The operators' port: queue statistics for metrics, and the early release of claimed
 //! attempts at shutdown. Also the connection pool's state, which only the binary reads.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::update;
-use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::deadpool::Object;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use mandate_domain::ids::DeliveryId;
 use mandate_domain::operations::{DeliveryQueueStats, DeliveryQueueStore};
-use mandate_domain::ports::StoreError;
+use mandate_domain::ports::{Health, StoreError};
 
 use crate::DbStore;
-use crate::pool::{NOT_FANNED_OUT, PENDING_DELIVERY, Pools, db_run};
+use crate::dialect::{NOT_FANNED_OUT, PENDING_DELIVERY};
+use crate::errors::Error;
+use crate::pool::{Pools, db_run, detached, pooled_postgres};
 use crate::rows::to_naive;
 use crate::schema::{events, webhook_deliveries};
 
@@ -109,5 +114,42 @@ impl DeliveryQueueStore for DbStore {
         // other replicas' workers find them when their idle wait ends (about a second).
         self.work.committed();
         Ok(released)
+    }
+}
+
+#[async_trait]
+impl Health for DbStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        ping(self.pools.clone(), self.acquire_timeout).await
+    }
+}
+
+/// `Ok` when the database answers: on PostgreSQL within `timeout`, on SQLite when its one
+/// connection frees up within `timeout`.
+pub(crate) async fn ping(pools: Pools, timeout: Duration) -> Result<(), StoreError> {
+    match pools {
+        Pools::Postgres(pool) => {
+            detached(async move {
+                let mut object = pooled_postgres(&pool, timeout).await?;
+                match tokio::time::timeout(timeout, object.batch_execute("SELECT 1")).await {
+                    Ok(answer) => Ok(answer?),
+                    Err(_) => {
+                        // The connection may be stuck mid-query: never hand it out again.
+                        drop(Object::take(object));
+                        Err(Error::PingTimeout(timeout))
+                    }
+                }
+            })
+            .await
+        }
+        // No timeout around the query, which must not be abandoned (see `detached`) and takes
+        // no lock.
+        Pools::Sqlite(pool) => {
+            detached(async move {
+                let mut object = pool.get().await?;
+                Ok(object.batch_execute("SELECT 1").await?)
+            })
+            .await
+        }
     }
 }

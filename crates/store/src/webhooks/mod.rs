@@ -2,6 +2,8 @@
 //! rows are leased (`lease_until`), and on PostgreSQL selected `FOR UPDATE SKIP LOCKED` in the
 //! claiming transaction so that concurrent workers take disjoint sets.
 
+pub(crate) mod rows;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -19,13 +21,17 @@ use mandate_domain::values::{Permission, PermissionSet};
 use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
 
 use crate::DbStore;
-use crate::pool::{Dialect, Error, StableUpdate, db_run, db_transaction};
-use crate::ports::{into_page, page_cursor, page_limit, sql_limit};
-use crate::rows::{
-    CLIENT, DESTINATION, DeliveryOutcome, DeliveryRow, EndpointChanges, EndpointRow, EventRow,
-    ORCHESTRATOR, PLATFORM, parsed, to_naive,
-};
+use crate::dialect::Dialect;
+use crate::errors::Error;
+use crate::events::EventRow;
+use crate::organizations::{DESTINATION, ORCHESTRATOR, PLATFORM};
+use crate::outbox::{Outbox, db_write};
+use crate::page::{into_page, page_cursor, page_limit, sql_limit};
+use crate::pool::{db_run, db_transaction};
+use crate::rows::{parsed, to_naive};
 use crate::schema::{client_ids, events, webhook_deliveries, webhook_endpoints};
+use crate::sql::StableUpdate;
+use crate::webhooks::rows::{CLIENT, DeliveryOutcome, DeliveryRow, EndpointChanges, EndpointRow};
 
 /// The family of customer events.
 const CUSTOMER_FAMILY: &str = "customer";
@@ -422,22 +428,17 @@ impl WebhookStore for DbStore {
         event: &Event,
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        let mut event = EventRow::try_from(event)?;
-        // Its one attempt is stored with it: the fan-out has nothing to add.
-        event.fanned_out = true;
+        let outbox = Outbox::direct(event)?;
         let delivery = DeliveryRow::try_from(delivery)?;
-        db_transaction!(self, |conn| {
-            insert_into(events::table)
-                .values(&event)
-                .execute(conn)
-                .await?;
+        db_write!(self, outbox, |conn| {
+            // The attempt references its event: the event goes first.
+            outbox.store(conn).await?;
             insert_into(webhook_deliveries::table)
                 .values(&delivery)
                 .execute(conn)
                 .await?;
             Ok(())
         })
-        .inspect(|()| self.work.committed())
     }
 
     async fn delivery(&self, id: &DeliveryId) -> Result<Option<Delivery>, StoreError> {

@@ -1,0 +1,346 @@
+//! What differs between the backends inside a transaction.
+
+use std::future::Future;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use mandate_domain::model::KeyOwner;
+
+use crate::pool::SqliteConn;
+use crate::schema::{
+    destinations, events, ledger_queue, orchestrators, organizations, webhook_deliveries,
+};
+use crate::sql::{IndexPredicate, StableUpdate, Statement};
+use crate::webhooks::rows::DeliveryRow;
+
+/// The events waiting for fan-out, spelled as in the partial index's predicate so that the
+/// planners of both backends can prove the index applies.
+pub(crate) const NOT_FANNED_OUT: IndexPredicate = IndexPredicate("NOT fanned_out");
+
+/// The pending attempts, spelled as in the partial index's predicate.
+pub(crate) const PENDING_DELIVERY: IndexPredicate = IndexPredicate("status = 'pending'");
+
+/// The ids of up to `limit` events waiting for fan-out whose lease (if any) has ended at
+/// `now`, oldest first.
+macro_rules! fanout_queue {
+    ($now:expr, $limit:expr) => {
+        events::table
+            .select(events::id)
+            .filter(NOT_FANNED_OUT)
+            .filter(
+                events::fanout_lease_until
+                    .is_null()
+                    .or(events::fanout_lease_until.le($now)),
+            )
+            .order(events::id.asc())
+            .limit($limit)
+    };
+}
+
+/// Marks the events `ids` fanned out and ends their lease, unless another worker did; returns
+/// the ids marked. Only the first worker to finish fans an event out: one whose lease ran out
+/// while it worked finds the event done, and stores nothing twice.
+macro_rules! mark_fanned_out {
+    ($ids:expr) => {
+        StableUpdate(
+            ::diesel::update(events::table.filter(events::id.eq_any($ids)))
+                .filter(NOT_FANNED_OUT)
+                .set((
+                    events::fanned_out.eq(true),
+                    events::fanout_lease_until.eq(None::<NaiveDateTime>),
+                ))
+                .returning(events::id),
+        )
+    };
+}
+
+/// The ids of up to `limit` pending attempts due at `now` whose lease (if any) has ended,
+/// soonest first.
+macro_rules! delivery_queue {
+    ($now:expr, $limit:expr) => {
+        webhook_deliveries::table
+            .select(webhook_deliveries::id)
+            .filter(PENDING_DELIVERY)
+            .filter(webhook_deliveries::next_attempt_at.le($now))
+            .filter(
+                webhook_deliveries::lease_until
+                    .is_null()
+                    .or(webhook_deliveries::lease_until.le($now)),
+            )
+            .order((
+                webhook_deliveries::next_attempt_at.asc(),
+                webhook_deliveries::id.asc(),
+            ))
+            .limit($limit)
+    };
+}
+
+/// What differs between the backends inside a transaction.
+pub(crate) trait Dialect {
+    /// Locks the row of a key's owner until the transaction ends, so that concurrent key
+    /// insertions for one owner run one after the other.
+    fn lock_owner(&mut self, owner: &KeyOwner) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Locks a destination's row until the transaction ends, so that concurrent approvals
+    /// of its claims count one after the other.
+    fn lock_destination(&mut self, id: &str) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Locks up to `limit` queued ledger records, oldest first, until the transaction ends;
+    /// a concurrent transaction waits for them (the chains are appended in order).
+    fn lock_ledger_queue(
+        &mut self,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Locks the events [`fanout_queue!`] names until the transaction ends (concurrent
+    /// transactions lock disjoint sets); the transaction then commits without the WAL flush.
+    fn lock_fanout_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Marks the events `ids` fanned out (ending their lease) unless another worker did;
+    /// returns the ids marked here. The transaction then commits without the WAL flush.
+    fn mark_fanned_out(
+        &mut self,
+        ids: &[String],
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Locks the attempts [`delivery_queue!`] names until the transaction ends (concurrent
+    /// transactions lock disjoint sets); the transaction then commits without the WAL flush.
+    fn lock_delivery_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Lets the current transaction commit without waiting for the WAL flush (PostgreSQL's
+    /// asynchronous commit; nothing on SQLite). Only for the delivery worker's bookkeeping:
+    /// its leases, fan-outs and outcomes. What a database crash can lose of them is the last
+    /// fraction of a second, and losing it only repeats work — an event fanned out again, an
+    /// attempt sent again — which at-least-once delivery allows; the events themselves are
+    /// committed by the API with the flush. The wait it saves sits on every event's way from
+    /// commit to receiver.
+    fn commit_without_flush(&mut self) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Runs one statement; how many rows it changed.
+    fn run(&mut self, statement: impl Statement)
+    -> impl Future<Output = QueryResult<usize>> + Send;
+
+    /// Runs two statements: on PostgreSQL both travel together (pipelined), a round trip
+    /// less; on SQLite one after the other.
+    fn pipeline(
+        &mut self,
+        first: impl Statement,
+        second: impl Statement,
+    ) -> impl Future<Output = QueryResult<()>> + Send;
+
+    /// Inserts attempts: in a few multi-row statements on PostgreSQL, one statement per row
+    /// on SQLite (diesel-async has no batch insert there).
+    fn insert_deliveries(
+        &mut self,
+        rows: &[DeliveryRow],
+    ) -> impl Future<Output = QueryResult<()>> + Send;
+}
+
+/// Rows per multi-row insert: 12 columns each stays far below PostgreSQL's 65,535 parameters.
+pub(crate) const INSERT_CHUNK: usize = 1000;
+
+impl Dialect for AsyncPgConnection {
+    async fn lock_owner(&mut self, owner: &KeyOwner) -> QueryResult<()> {
+        // A missing owner locks nothing; the key's foreign key then refuses the insert.
+        match owner {
+            KeyOwner::Platform { organization_id } => {
+                organizations::table
+                    .find(organization_id.as_str())
+                    .select(organizations::id)
+                    .for_update()
+                    .load::<String>(self)
+                    .await?;
+            }
+            KeyOwner::Destination { destination_id, .. } => {
+                self.lock_destination(destination_id.as_str()).await?;
+            }
+            KeyOwner::Orchestrator { orchestrator_id } => {
+                orchestrators::table
+                    .find(orchestrator_id.as_str())
+                    .select(orchestrators::id)
+                    .for_update()
+                    .load::<String>(self)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lock_destination(&mut self, id: &str) -> QueryResult<()> {
+        destinations::table
+            .find(id)
+            .select(destinations::id)
+            .for_update()
+            .load::<String>(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn lock_ledger_queue(&mut self, limit: i64) -> QueryResult<Vec<String>> {
+        ledger_queue::table
+            .select(ledger_queue::event_id)
+            .order(ledger_queue::event_id.asc())
+            .limit(limit)
+            .for_update()
+            .load(self)
+            .await
+    }
+
+    async fn lock_fanout_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        let conn: &AsyncPgConnection = self;
+        // Rows another worker holds are skipped, not waited for: it is leasing them.
+        let locked = fanout_queue!(now, limit)
+            .for_update()
+            .skip_locked()
+            .load(&mut &*conn);
+        without_flush_with(conn, locked).await
+    }
+
+    async fn mark_fanned_out(&mut self, ids: &[String]) -> QueryResult<Vec<String>> {
+        let conn: &AsyncPgConnection = self;
+        without_flush_with(conn, mark_fanned_out!(ids).get_results(&mut &*conn)).await
+    }
+
+    async fn lock_delivery_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        let conn: &AsyncPgConnection = self;
+        let locked = delivery_queue!(now, limit)
+            .for_update()
+            .skip_locked()
+            .load(&mut &*conn);
+        without_flush_with(conn, locked).await
+    }
+
+    async fn commit_without_flush(&mut self) -> QueryResult<()> {
+        without_flush(self).await
+    }
+
+    async fn run(&mut self, statement: impl Statement) -> QueryResult<usize> {
+        statement.execute(self).await
+    }
+
+    async fn pipeline(&mut self, first: impl Statement, second: impl Statement) -> QueryResult<()> {
+        let conn: &AsyncPgConnection = self;
+        // Both run; the first failure is the one that explains (the second then only finds
+        // the transaction aborted).
+        let (first, second) = tokio::join!(first.execute(&mut &*conn), second.execute(&mut &*conn));
+        first?;
+        second?;
+        Ok(())
+    }
+
+    async fn insert_deliveries(&mut self, rows: &[DeliveryRow]) -> QueryResult<()> {
+        // One row (an event for one endpoint, the common case) goes as a cached statement;
+        // a multi-row statement is prepared again each time, a second round trip.
+        if let [row] = rows {
+            diesel::insert_into(webhook_deliveries::table)
+                .values(row)
+                .execute(self)
+                .await?;
+            return Ok(());
+        }
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            diesel::insert_into(webhook_deliveries::table)
+                .values(chunk)
+                .execute(self)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// [`Dialect::commit_without_flush`] through a shared reference, so that it can be pipelined
+/// with the transaction's next statement.
+async fn without_flush(mut conn: &AsyncPgConnection) -> QueryResult<()> {
+    SimpleAsyncConnection::batch_execute(&mut conn, "SET LOCAL synchronous_commit TO OFF").await
+}
+
+/// Runs `statement` (made on `conn`) with [`without_flush`]: both travel together
+/// (pipelined), a round trip less on every event's way.
+async fn without_flush_with<T>(
+    conn: &AsyncPgConnection,
+    statement: impl Future<Output = QueryResult<T>>,
+) -> QueryResult<T> {
+    let ((), result) = tokio::try_join!(without_flush(conn), statement)?;
+    Ok(result)
+}
+
+// The immediate transaction already holds the database's only write lock.
+impl Dialect for SqliteConn {
+    async fn lock_owner(&mut self, _owner: &KeyOwner) -> QueryResult<()> {
+        Ok(())
+    }
+
+    async fn lock_destination(&mut self, _id: &str) -> QueryResult<()> {
+        Ok(())
+    }
+
+    async fn lock_ledger_queue(&mut self, limit: i64) -> QueryResult<Vec<String>> {
+        ledger_queue::table
+            .select(ledger_queue::event_id)
+            .order(ledger_queue::event_id.asc())
+            .limit(limit)
+            .load(self)
+            .await
+    }
+
+    async fn lock_fanout_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        fanout_queue!(now, limit).load(self).await
+    }
+
+    async fn mark_fanned_out(&mut self, ids: &[String]) -> QueryResult<Vec<String>> {
+        mark_fanned_out!(ids).get_results(self).await
+    }
+
+    async fn lock_delivery_queue(
+        &mut self,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        delivery_queue!(now, limit).load(self).await
+    }
+
+    async fn commit_without_flush(&mut self) -> QueryResult<()> {
+        Ok(())
+    }
+
+    async fn run(&mut self, statement: impl Statement) -> QueryResult<usize> {
+        statement.execute(self).await
+    }
+
+    async fn pipeline(&mut self, first: impl Statement, second: impl Statement) -> QueryResult<()> {
+        first.execute(&mut *self).await?;
+        second.execute(self).await?;
+        Ok(())
+    }
+
+    async fn insert_deliveries(&mut self, rows: &[DeliveryRow]) -> QueryResult<()> {
+        for row in rows {
+            diesel::insert_into(webhook_deliveries::table)
+                .values(row)
+                .execute(self)
+                .await?;
+        }
+        Ok(())
+    }
+}
