@@ -19,7 +19,8 @@ use tokio::sync::Mutex;
 
 use crate::DbStore;
 use crate::errors::Error;
-use crate::pool::{Keyed, Pools, SqliteConn, db_run, detached, pooled_postgres};
+use crate::keyed::Keyed;
+use crate::pool::{Pools, SqliteConn, db_run, detached, pooled_postgres};
 use crate::rows::to_naive;
 use crate::schema::idempotency_keys;
 

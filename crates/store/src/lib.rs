@@ -24,6 +24,7 @@ mod webhooks;
 mod dialect;
 mod errors;
 mod feed;
+mod keyed;
 mod migrations;
 mod operations;
 mod outbox;
@@ -130,7 +131,7 @@ pub struct DbStore {
     sealer: Option<sealing::Sealer>,
     /// The keyed call this store runs in (see [`mandate_domain::ports::KeyedWrite`]); `None`
     /// for the store of the pools.
-    keyed: Option<pool::Keyed>,
+    keyed: Option<keyed::Keyed>,
 }
 
 impl std::fmt::Debug for DbStore {
