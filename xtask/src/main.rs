@@ -32,8 +32,8 @@ tasks:
                           (MANDATE_TEST_NODE_TOOLS, or installed under
                           target/node-tools); extra args go to `cargo test`
   faults [full|short]     the fault suite against the real server on PostgreSQL
-                          (crash, database outage, receiver outage, replica loss,
-                          keyed crash):
+                          (crash, database outage, PostgreSQL crash, failover,
+                          receiver outage, replica loss, keyed crash):
                           prints a table of lost, duplicated and leaked events and
                           fails on any lost or leaked; full by default (minutes),
                           `cargo xtask test` runs the short form (seconds)
