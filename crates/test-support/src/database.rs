@@ -3,7 +3,7 @@
 use crate::with_database;
 
 /// The server the tests create their databases on, from `TEST_DATABASE_URL`.
-pub fn test_database_url() -> String {
+fn test_database_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| {
         panic!(
             "TEST_DATABASE_URL is not set: run `cargo xtask test`, which finds or starts \

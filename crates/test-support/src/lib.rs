@@ -8,7 +8,7 @@ mod database;
 mod urls;
 
 #[cfg(feature = "database")]
-pub use database::{FreshDatabase, connect, test_database_url};
+pub use database::{FreshDatabase, connect};
 pub use urls::{address_of, with_address, with_database};
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -36,6 +36,7 @@ pub fn describe(cmd: &Command) -> String {
     s
 }
 
+/// Whether this process runs as root (then the clusters belong to the `postgres` user).
 pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
