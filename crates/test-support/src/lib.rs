@@ -225,6 +225,21 @@ impl Cluster {
     /// Starts the cluster again after [`crash`](Self::crash): PostgreSQL replays its WAL
     /// before it accepts connections.
     pub fn restart(&self) -> Result<()> {
+        // A killed postmaster nobody has reaped yet still answers `kill(pid, 0)`, which
+        // PostgreSQL would take for a running one in its lock files and refuse to start; it is
+        // dead all the same.
+        if self.running_postmaster().is_none() {
+            let socket_lock = format!(".s.PGSQL.{}.lock", self.port);
+            for lock_file in [
+                self.data.join("postmaster.pid"),
+                self.root.join("sockets").join(socket_lock),
+            ] {
+                if lock_file.exists() {
+                    std::fs::remove_file(&lock_file)
+                        .with_context(|| format!("removing {}", lock_file.display()))?;
+                }
+            }
+        }
         self.pg_ctl_start()
     }
 
