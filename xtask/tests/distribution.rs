@@ -23,12 +23,20 @@ fn root() -> PathBuf {
 /// body mentions `organization_id`.
 fn store_functions() -> BTreeMap<String, bool> {
     let mut functions = BTreeMap::new();
-    let sources = std::fs::read_dir(root().join("crates/store/src")).expect("store sources");
-    for entry in sources {
-        let path = entry.expect("a directory entry").path();
-        if path.extension().is_none_or(|extension| extension != "rs") {
-            continue;
+    // The store's modules, those of its aggregates' folders too.
+    let mut folders = vec![root().join("crates/store/src")];
+    let mut sources = Vec::new();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("store sources") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                sources.push(path);
+            }
         }
+    }
+    for path in sources {
         let text = std::fs::read_to_string(&path).expect("a readable source");
         let mut in_impl = false;
         let mut current: Option<(String, bool)> = None;
