@@ -64,17 +64,35 @@ pub(crate) async fn sqlite(path: String) -> Result<usize, OpenError> {
                 source: Box::new(source),
             }
         })?;
-        // Foreign keys stay off here (SQLite's default) so that a later migration may rebuild
-        // a referenced table, which SQLite's limited ALTER TABLE requires.
-        conn.batch_execute(SQLITE_PRAGMAS)?;
-        conn.immediate_transaction(|conn| {
-            conn.run_pending_migrations(SQLITE)
-                .map(|versions| versions.len())
-        })
+        // Another process opening the same file may be migrating it, which can take longer
+        // than one `busy_timeout`: wait for it, as PostgreSQL's advisory lock does.
+        let deadline = std::time::Instant::now() + SQLITE_MIGRATION_WAIT;
+        loop {
+            // Foreign keys stay off here (SQLite's default) so that a later migration may
+            // rebuild a referenced table, which SQLite's limited ALTER TABLE requires.
+            let migrated = conn
+                .batch_execute(SQLITE_PRAGMAS)
+                .map_err(BoxError::from)
+                .and_then(|()| {
+                    conn.immediate_transaction(|conn| {
+                        conn.run_pending_migrations(SQLITE)
+                            .map(|versions| versions.len())
+                    })
+                });
+            match migrated {
+                Err(error)
+                    if error.to_string().contains("database is locked")
+                        && std::time::Instant::now() < deadline => {}
+                other => break other,
+            }
+        }
     })
     .await;
     finish(applied)
 }
+
+/// How long opening an SQLite file waits for another process's migration of it.
+const SQLITE_MIGRATION_WAIT: Duration = Duration::from_secs(60);
 
 fn finish(
     outcome: Result<Result<usize, BoxError>, tokio::task::JoinError>,
