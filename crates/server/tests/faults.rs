@@ -682,6 +682,20 @@ async fn database_outage() {
     outcome.report();
 }
 
+/// How long after `killed_at` the server's `/readyz` says 200 again, by itself; at most 60 s.
+async fn ready_again(api: &Api, killed_at: Instant) -> Duration {
+    loop {
+        if api.send("GET", "/readyz", None, None, &[]).await.status == 200 {
+            return killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "/readyz not ready 60 s after PostgreSQL was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_crash() {
     let scale = scale();
@@ -706,16 +720,7 @@ async fn postgres_crash() {
         tokio::task::block_in_place(|| cluster.restart()).unwrap();
         let restarted = killed_at.elapsed();
         // Ready again by itself, without a restart of Mandate.
-        let ready = loop {
-            if api.send("GET", "/readyz", None, None, &[]).await.status == 200 {
-                break killed_at.elapsed();
-            }
-            assert!(
-                killed_at.elapsed() < Duration::from_secs(60),
-                "/readyz not ready 60 s after PostgreSQL was killed"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let ready = ready_again(&api, killed_at).await;
         (before, restarted, ready)
     };
     let ((before, restarted, ready), ()) = tokio::join!(crash, load.run());
@@ -782,16 +787,7 @@ async fn failover() {
         }
         tokio::task::block_in_place(|| standby.promote()).unwrap();
         let promoted = killed_at.elapsed();
-        let ready_at = loop {
-            if ready().await == 200 {
-                break killed_at.elapsed();
-            }
-            assert!(
-                killed_at.elapsed() < Duration::from_secs(60),
-                "/readyz not ready 60 s after the primary was killed"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let ready_at = ready_again(&api, killed_at).await;
         (before, not_ready, promoted, ready_at)
     };
     let ((before, not_ready, promoted, ready_at), ()) = tokio::join!(failover, load.run());
