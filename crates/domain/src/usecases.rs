@@ -4,6 +4,7 @@
 mod claims;
 mod clients;
 mod customers;
+mod operations;
 mod requests;
 mod webhooks;
 
@@ -318,7 +319,8 @@ impl Mandate {
         }
     }
 
-    /// The store, for adapters that need its health.
+    /// The store, for the keyed writes of the HTTP adapter and the webhook workers; anything
+    /// else an adapter needs is a use case.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::agent_signing::{AgentRequest, python_sign, send_signed};
 use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, tenant};
@@ -31,7 +31,7 @@ impl Agent {
     }
 
     fn public_key(&self) -> String {
-        self.signer.public_key().to_string()
+        self.signer.key_id().to_owned()
     }
 }
 
@@ -210,7 +210,7 @@ async fn an_agent_is_approved_acts_with_its_signature_and_is_revoked_into_the_le
     // Both sides see it; nobody else does.
     let read = api.get(&format!("/v1/claims/{claim_id}"), owner).await;
     assert_eq!(read.status, 200, "{}", read.body);
-    assert_eq!(read.body["public_key"], agent.public_key().as_str());
+    assert_eq!(read.body["public_key"], agent.key_id());
     assert_eq!(read.body["ip_address"], "203.0.113.7");
     let listed = api
         .get("/v1/claims?status=pending", &orchestrator_key)
@@ -246,7 +246,7 @@ async fn an_agent_is_approved_acts_with_its_signature_and_is_revoked_into_the_le
     assert_eq!(approved.body["ledger_status"], "queued");
     let client_id = approved.body["client_id"].as_str().unwrap().to_owned();
     let client = api.get(&format!("/v1/client-ids/{client_id}"), owner).await;
-    assert_eq!(client.body["agent_public_key"], agent.public_key().as_str());
+    assert_eq!(client.body["agent_public_key"], agent.key_id());
     assert_eq!(client.body["permissions"], json!(["create:incoming"]));
 
     // The agent acts with its signature alone, signed by either implementation.
@@ -475,7 +475,7 @@ async fn every_bad_claim_is_refused_and_changes_nothing() {
             if name.eq_ignore_ascii_case("content-digest") {
                 (
                     name.clone(),
-                    mandate_http::signatures::content_digest(&altered_bytes),
+                    mandate_signatures::content_digest(&altered_bytes),
                 )
             } else {
                 (name.clone(), value.clone())
