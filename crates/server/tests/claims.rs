@@ -210,7 +210,7 @@ async fn an_agent_is_approved_acts_with_its_signature_and_is_revoked_into_the_le
     // Both sides see it; nobody else does.
     let read = api.get(&format!("/v1/claims/{claim_id}"), owner).await;
     assert_eq!(read.status, 200, "{}", read.body);
-    assert_eq!(read.body["public_key"], agent.key_id());
+    assert_eq!(read.body["public_key"], agent.public_key().as_str());
     assert_eq!(read.body["ip_address"], "203.0.113.7");
     let listed = api
         .get("/v1/claims?status=pending", &orchestrator_key)
@@ -246,7 +246,7 @@ async fn an_agent_is_approved_acts_with_its_signature_and_is_revoked_into_the_le
     assert_eq!(approved.body["ledger_status"], "queued");
     let client_id = approved.body["client_id"].as_str().unwrap().to_owned();
     let client = api.get(&format!("/v1/client-ids/{client_id}"), owner).await;
-    assert_eq!(client.body["agent_public_key"], agent.key_id());
+    assert_eq!(client.body["agent_public_key"], agent.public_key().as_str());
     assert_eq!(client.body["permissions"], json!(["create:incoming"]));
 
     // The agent acts with its signature alone, signed by either implementation.
