@@ -1,22 +1,20 @@
 //! Agents: software holding an Ed25519 key. The key is the agent's identity (`keyid` of its
-//! HTTP message signatures) and, once a claim is approved, the only credential of its client ID.
+//! HTTP message signatures, which the HTTP adapter verifies) and, once a claim is approved, the
+//! only credential of its client ID.
 
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-/// Why a public key or a signature was refused.
+/// Why a public key was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AgentKeyError {
     /// Not `ed25519:<base64 of 32 bytes>`, or not a point on the curve.
     #[error("expected ed25519:<base64 of a 32-byte Ed25519 public key>")]
     Malformed,
-    /// The signature does not verify with this key.
-    #[error("the signature does not verify")]
-    BadSignature,
 }
 
 /// An agent's Ed25519 public key, written `ed25519:<standard base64 of the 32 bytes>`.
@@ -54,10 +52,7 @@ impl AgentKey {
     /// The key with these 32 bytes.
     pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, AgentKeyError> {
         let key = VerifyingKey::from_bytes(bytes).map_err(|_| AgentKeyError::Malformed)?;
-        Ok(Self {
-            key,
-            text: format!("{}{}", Self::PREFIX, STANDARD.encode(bytes)),
-        })
+        Ok(Self::from(key))
     }
 
     /// The raw 32 bytes.
@@ -68,16 +63,6 @@ impl AgentKey {
     /// The written form, `ed25519:<base64>`.
     pub fn as_str(&self) -> &str {
         &self.text
-    }
-
-    /// Checks an Ed25519 signature (64 bytes) of `message` by this key, rejecting weak keys
-    /// and malleable signatures.
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), AgentKeyError> {
-        let signature =
-            Signature::from_slice(signature).map_err(|_| AgentKeyError::BadSignature)?;
-        self.key
-            .verify_strict(message, &signature)
-            .map_err(|_| AgentKeyError::BadSignature)
     }
 }
 
@@ -90,6 +75,16 @@ impl fmt::Debug for AgentKey {
 impl fmt::Display for AgentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// The key of a signature that verified: already a valid point, so nothing to check again.
+impl From<VerifyingKey> for AgentKey {
+    fn from(key: VerifyingKey) -> Self {
+        Self {
+            text: format!("{}{}", Self::PREFIX, STANDARD.encode(key.as_bytes())),
+            key,
+        }
     }
 }
 
@@ -108,7 +103,7 @@ impl From<AgentKey> for String {
 
 #[cfg(test)]
 mod tests {
-    use ed25519_dalek::{Signer, SigningKey};
+    use ed25519_dalek::SigningKey;
 
     use super::*;
 
@@ -145,20 +140,5 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn signatures_verify_only_for_the_signed_message() {
-        let key = agent_key();
-        let signature = signing_key().sign(b"message").to_bytes();
-        assert_eq!(key.verify(b"message", &signature), Ok(()));
-        assert_eq!(
-            key.verify(b"messagE", &signature),
-            Err(AgentKeyError::BadSignature)
-        );
-        assert_eq!(
-            key.verify(b"message", &signature[..63]),
-            Err(AgentKeyError::BadSignature)
-        );
     }
 }

@@ -1,6 +1,8 @@
 //! Steps 2 and 3 of the authentication pipeline: resolving a credential to a principal
 //! (checked against the store *now*) and applying `X-Destination-Id`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 
 use crate::agents::AgentKey;
@@ -31,9 +33,11 @@ pub enum AuthError {
 /// `last_used_at` is refreshed at most this often, so authentication stays a read.
 const TOUCH_INTERVAL_SECONDS: i64 = 60;
 
-/// Resolves bearer credentials to principals.
+/// Resolves credentials to principals against its store, *now*: API keys and the admin token,
+/// access tokens, agents' signatures, and the OAuth client-credentials grant.
 #[derive(Clone)]
 pub struct Authenticator {
+    store: Arc<dyn Store>,
     hasher: KeyHasher,
     admin_token: Option<String>,
 }
@@ -47,60 +51,62 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator; the admin API is off when `admin_token` is `None`.
-    pub fn new(hasher: KeyHasher, admin_token: Option<String>) -> Self {
+    /// An authenticator over `store`, with the keyed hash API keys are stored under; the admin
+    /// API is off when `admin_token` is `None`.
+    pub fn new(store: Arc<dyn Store>, hasher: KeyHasher, admin_token: Option<String>) -> Self {
         Self {
+            store,
             hasher,
             admin_token: admin_token.filter(|token| !token.is_empty()),
         }
     }
 
-    /// Resolves a bearer token: an API key by its keyed hash, or the admin token.
+    /// Resolves a Bearer credential that is not an access token — an API key by its keyed
+    /// hash, or the admin token — and, when the request sends `X-Client-Id` (`client_header`),
+    /// the client ID it acts as: only an orchestrator key may name one, and only an active
+    /// client ID of its own that is not an agent's. A key and the client ID it names are read
+    /// in one store round trip.
     pub async fn bearer(
         &self,
-        store: &dyn Store,
         token: &str,
+        client_header: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
+        let Some(client_header) = client_header else {
+            return self.key_or_admin(token, now).await;
+        };
+        let (Some(_), Ok(client_id)) = (KeyKind::of(token), ClientId::parse(client_header)) else {
+            // Nothing to read together: the admin token needs no query, and a header that is
+            // no client ID names none of the orchestrator's.
+            let principal = self.key_or_admin(token, now).await?;
+            orchestrator_of(&principal)?;
+            return Err(AuthError::Forbidden(NOT_YOURS));
+        };
+        let (key, client) = self
+            .store
+            .key_with_client(&self.hasher.hash(token), &client_id)
+            .await?
+            .unzip();
+        let principal = key_principal(self.store.as_ref(), key, now).await?;
+        acting_client(orchestrator_of(&principal)?, client.flatten())
+    }
+
+    /// An API key by its keyed hash, or the admin token.
+    async fn key_or_admin(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, AuthError> {
         if KeyKind::of(token).is_none() {
             return match &self.admin_token {
                 Some(admin) if self.hasher.matches(token, admin) => Ok(Principal::Admin),
                 _ => Err(AuthError::Unauthenticated("unknown_token")),
             };
         }
-        let key = store.key_by_hash(&self.hasher.hash(token)).await?;
-        key_principal(store, key, now).await
-    }
-
-    /// `bearer` followed by `act_as_client` for a request that sends `X-Client-Id`, with the
-    /// same checks and reasons, but reading an API key and the client ID it names in one
-    /// store round trip instead of two.
-    pub async fn bearer_as_client(
-        &self,
-        store: &dyn Store,
-        token: &str,
-        client_header: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Principal, AuthError> {
-        let (Some(_), Ok(client_id)) = (KeyKind::of(token), ClientId::parse(client_header)) else {
-            // Nothing to read together: the admin token needs no query, and a header that is
-            // no client ID is refused without one.
-            let principal = self.bearer(store, token, now).await?;
-            return self.act_as_client(store, principal, client_header).await;
-        };
-        let (key, client) = store
-            .key_with_client(&self.hasher.hash(token), &client_id)
-            .await?
-            .unzip();
-        let principal = key_principal(store, key, now).await?;
-        acting_client(orchestrator_of(&principal)?, client.flatten())
+        let key = self.store.key_by_hash(&self.hasher.hash(token)).await?;
+        key_principal(self.store.as_ref(), key, now).await
     }
 
     /// Applies `X-Destination-Id`: a platform key then acts as that destination's owner; a
     /// destination key may only name itself; no other principal may send it.
     pub async fn act_for_destination(
         &self,
-        store: &dyn Store,
         principal: Principal,
         header: &str,
     ) -> Result<Principal, AuthError> {
@@ -114,7 +120,7 @@ impl Authenticator {
             } => {
                 let id = DestinationId::parse(header)
                     .map_err(|_| AuthError::Forbidden(NOT_IN_ORGANIZATION))?;
-                match store.destination(&id).await? {
+                match self.store.destination(&id).await? {
                     Some(destination) if destination.organization_id == organization_id => {
                         Ok(Principal::Platform {
                             organization_id,
@@ -199,26 +205,12 @@ pub enum TokenGrantError {
 }
 
 impl Authenticator {
-    /// Applies `X-Client-Id`: an orchestrator key naming one of its active client IDs acts as
-    /// that client ID; nobody else may send the header.
-    pub async fn act_as_client(
-        &self,
-        store: &dyn Store,
-        principal: Principal,
-        header: &str,
-    ) -> Result<Principal, AuthError> {
-        let orchestrator_id = orchestrator_of(&principal)?;
-        let id = ClientId::parse(header).map_err(|_| AuthError::Forbidden(NOT_YOURS))?;
-        acting_client(orchestrator_id, store.client(&id).await?)
-    }
-
     /// Resolves an agent's verified signature: `X-Client-Id` must name an active client ID
     /// whose credential is the signing key, and the approval that created it must not have
     /// reached its `expires_at` — checked here, at `now`, not only when the background job
     /// revokes the client ID a moment later.
     pub async fn agent_client(
         &self,
-        store: &dyn Store,
         key: &AgentKey,
         client_header: Option<&str>,
         now: DateTime<Utc>,
@@ -226,7 +218,8 @@ impl Authenticator {
         let header = client_header.ok_or(AuthError::Unauthenticated("agent_without_client_id"))?;
         let id =
             ClientId::parse(header).map_err(|_| AuthError::Unauthenticated("unknown_agent"))?;
-        let (client, expires_at) = store
+        let (client, expires_at) = self
+            .store
             .client_with_approval_expiry(&id)
             .await?
             .filter(|(client, _)| client.agent_key.as_ref() == Some(key))
@@ -243,12 +236,11 @@ impl Authenticator {
     /// Accepts an agent signature's nonce once per key: a replay is refused.
     pub async fn accept_signature_nonce(
         &self,
-        store: &dyn Store,
         key: &AgentKey,
         nonce: &str,
         now: DateTime<Utc>,
     ) -> Result<(), AuthError> {
-        if store.record_signature_nonce(key, nonce, now).await? {
+        if self.store.record_signature_nonce(key, nonce, now).await? {
             Ok(())
         } else {
             Err(AuthError::ReplayedNonce)
@@ -261,13 +253,12 @@ impl Authenticator {
     /// names it, so revoking the key ends the token) and the granted scope.
     pub async fn client_credentials(
         &self,
-        store: &dyn Store,
         client_id: &str,
         secret: &str,
         scope: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(Client, KeyId, PermissionSet), TokenGrantError> {
-        let (orchestrator_id, key_id) = match self.bearer(store, secret, now).await {
+        let (orchestrator_id, key_id) = match self.key_or_admin(secret, now).await {
             Ok(Principal::Orchestrator {
                 orchestrator_id,
                 key_id,
@@ -276,7 +267,8 @@ impl Authenticator {
             _ => return Err(TokenGrantError::InvalidClient),
         };
         let id = ClientId::parse(client_id).map_err(|_| TokenGrantError::InvalidClient)?;
-        let client = store
+        let client = self
+            .store
             .client(&id)
             .await?
             .ok_or(TokenGrantError::InvalidClient)?;
@@ -309,17 +301,19 @@ impl Authenticator {
     /// (`key_id`) must still be active (neither revoked nor expired), and the client ID acts
     /// with the token's scope narrowed to the permissions it holds now — so revoking the
     /// client ID or the key takes effect on the very next request. One store round trip
-    /// reads both.
+    /// reads both. The token names its client ID, so `X-Client-Id` (`client_header`) is
+    /// refused with it, once the token is known to be good.
     pub async fn token_client(
         &self,
-        store: &dyn Store,
         token: &TokenSubject<'_>,
+        client_header: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
         const REVOKED: AuthError = AuthError::Unauthenticated("revoked_token");
         let id = ClientId::parse(token.client_id).map_err(|_| REVOKED)?;
         let key_id = KeyId::parse(token.key_id).map_err(|_| REVOKED)?;
-        let (key, client) = store
+        let (key, client) = self
+            .store
             .key_by_id_with_client(&key_id, &id)
             .await?
             .ok_or(AuthError::Unauthenticated("revoked_key"))?;
@@ -338,6 +332,9 @@ impl Authenticator {
             || client.status != ClientStatus::Active
         {
             return Err(REVOKED);
+        }
+        if client_header.is_some() {
+            return Err(AuthError::Forbidden(ONLY_ORCHESTRATOR_KEYS));
         }
         Ok(client_principal(client, Some(token.scope)))
     }
@@ -358,6 +355,7 @@ pub struct TokenSubject<'a> {
 }
 
 const NOT_YOURS: &str = "X-Client-Id does not name a client ID of this orchestrator";
+const ONLY_ORCHESTRATOR_KEYS: &str = "only an orchestrator key may send X-Client-Id";
 
 /// The orchestrator behind a principal that sends `X-Client-Id`: nobody else may send it.
 fn orchestrator_of(principal: &Principal) -> Result<&OrchestratorId, AuthError> {
@@ -365,9 +363,7 @@ fn orchestrator_of(principal: &Principal) -> Result<&OrchestratorId, AuthError> 
         Principal::Orchestrator {
             orchestrator_id, ..
         } => Ok(orchestrator_id),
-        _ => Err(AuthError::Forbidden(
-            "only an orchestrator key may send X-Client-Id",
-        )),
+        _ => Err(AuthError::Forbidden(ONLY_ORCHESTRATOR_KEYS)),
     }
 }
 
@@ -434,20 +430,37 @@ mod tests {
         client.id.to_string()
     }
 
+    /// What the one-query path must decide, read in two steps: the credential alone, then the
+    /// client ID that `header` names.
+    async fn credential_then_client(
+        authenticator: &Authenticator,
+        store: &MemoryStore,
+        token: &str,
+        header: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
+        let principal = authenticator.bearer(token, None, now).await?;
+        let orchestrator_id = orchestrator_of(&principal)?;
+        let id = ClientId::parse(header).map_err(|_| AuthError::Forbidden(NOT_YOURS))?;
+        acting_client(orchestrator_id, store.client(&id).await?)
+    }
+
     /// Reading the key and the client ID together changes the round trips and nothing else:
-    /// every credential with every `X-Client-Id` meets the outcome of `bearer` followed by
-    /// `act_as_client`.
+    /// every credential with every `X-Client-Id` meets the outcome of resolving the credential
+    /// first and reading the client ID after.
     #[tokio::test]
-    async fn reading_key_and_client_together_decides_like_bearer_then_act_as_client() {
+    async fn reading_key_and_client_together_decides_like_two_reads() {
         let hasher = KeyHasher::new(b"0123456789abcdef0123456789abcdef");
-        let authenticator = Authenticator::new(hasher.clone(), Some("admin-secret".into()));
-        let store = MemoryStore::new();
+        let memory = Arc::new(MemoryStore::new());
+        let authenticator =
+            Authenticator::new(memory.clone(), hasher.clone(), Some("admin-secret".into()));
+        let store = memory.as_ref();
         let now = crate::now();
 
-        let (organization, destinations) = testing::seed_organization(&store, 1).await;
+        let (organization, destinations) = testing::seed_organization(store, 1).await;
         let destination = &destinations[0];
-        let mine = testing::seed_orchestrator(&store).await;
-        let theirs = testing::seed_orchestrator(&store).await;
+        let mine = testing::seed_orchestrator(store).await;
+        let theirs = testing::seed_orchestrator(store).await;
         let orchestrator = || KeyOwner::Orchestrator {
             orchestrator_id: mine.id.clone(),
         };
@@ -458,28 +471,28 @@ mod tests {
             organization_id: organization.id.clone(),
             destination_id: destination.id.clone(),
         };
-        stored_key(&store, &hasher, "mnd_plat_p", platform, |_| {}).await;
-        stored_key(&store, &hasher, "mnd_dest_d", destination_owner, |_| {}).await;
-        stored_key(&store, &hasher, "mnd_orch_mine", orchestrator(), |_| {}).await;
-        stored_key(&store, &hasher, "mnd_orch_used", orchestrator(), |key| {
+        stored_key(store, &hasher, "mnd_plat_p", platform, |_| {}).await;
+        stored_key(store, &hasher, "mnd_dest_d", destination_owner, |_| {}).await;
+        stored_key(store, &hasher, "mnd_orch_mine", orchestrator(), |_| {}).await;
+        stored_key(store, &hasher, "mnd_orch_used", orchestrator(), |key| {
             key.last_used_at = Some(now);
         })
         .await;
-        stored_key(&store, &hasher, "mnd_orch_revoked", orchestrator(), |key| {
+        stored_key(store, &hasher, "mnd_orch_revoked", orchestrator(), |key| {
             key.revoked_at = Some(now - Duration::hours(1));
         })
         .await;
-        stored_key(&store, &hasher, "mnd_orch_expired", orchestrator(), |key| {
+        stored_key(store, &hasher, "mnd_orch_expired", orchestrator(), |key| {
             key.expires_at = Some(now - Duration::hours(1));
         })
         .await;
 
         let active = testing::client(destination, &mine.id, PermissionSet::default());
-        let active_id = stored_client(&store, active.clone()).await;
+        let active_id = stored_client(store, active.clone()).await;
         let headers = [
             active_id.clone(),
             stored_client(
-                &store,
+                store,
                 Client {
                     status: ClientStatus::Revoked,
                     ..testing::client(destination, &mine.id, PermissionSet::default())
@@ -487,7 +500,7 @@ mod tests {
             )
             .await,
             stored_client(
-                &store,
+                store,
                 Client {
                     agent_key: Some(testing::agent_key()),
                     ..testing::client(destination, &mine.id, PermissionSet::default())
@@ -495,7 +508,7 @@ mod tests {
             )
             .await,
             stored_client(
-                &store,
+                store,
                 testing::client(destination, &theirs.id, PermissionSet::default()),
             )
             .await,
@@ -516,13 +529,8 @@ mod tests {
 
         for token in tokens {
             for header in &headers {
-                let together = authenticator
-                    .bearer_as_client(&store, token, header, now)
-                    .await;
-                let apart = match authenticator.bearer(&store, token, now).await {
-                    Ok(principal) => authenticator.act_as_client(&store, principal, header).await,
-                    Err(error) => Err(error),
-                };
+                let together = authenticator.bearer(token, Some(header), now).await;
+                let apart = credential_then_client(&authenticator, store, token, header, now).await;
                 assert_eq!(
                     format!("{together:?}"),
                     format!("{apart:?}"),
@@ -531,7 +539,7 @@ mod tests {
             }
         }
         let acting = authenticator
-            .bearer_as_client(&store, "mnd_orch_mine", &active_id, now)
+            .bearer("mnd_orch_mine", Some(&active_id), now)
             .await
             .unwrap();
         assert_eq!(acting, client_principal(active, None));

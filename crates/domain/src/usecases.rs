@@ -6,6 +6,7 @@ mod clients;
 mod customers;
 mod destinations;
 mod keys;
+mod operations;
 mod operators;
 mod requests;
 mod webhooks;
@@ -146,7 +147,8 @@ impl Mandate {
         }
     }
 
-    /// The store, for adapters that need its health.
+    /// The store, for the keyed writes of the HTTP adapter and the webhook workers; anything
+    /// else an adapter needs is a use case.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

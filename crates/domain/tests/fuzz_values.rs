@@ -225,8 +225,6 @@ fn agent_keys_parse_only_ed25519_points() {
         if let Ok(key) = AgentKey::parse(&text) {
             prop_assert_eq!(key.as_str(), text.as_str());
             prop_assert_eq!(AgentKey::from_bytes(&key.to_bytes()), Ok(key.clone()));
-            // A random message and signature never verify.
-            prop_assert!(key.verify(b"message", &[0u8; 64]).is_err());
         }
         Ok(())
     });

@@ -12,7 +12,6 @@ mod rate_limit;
 mod request_id;
 pub mod routes;
 mod schemas;
-pub mod signatures;
 mod state;
 pub mod tokens;
 mod views;

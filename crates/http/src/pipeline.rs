@@ -10,13 +10,14 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use mandate_domain::agents::AgentKey;
 use mandate_domain::auth::TokenSubject;
 use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
 use crate::idempotency;
-use crate::signatures::{self, SignatureError, SignedMessage, VerifiedSignature};
 use crate::state::AppState;
+use mandate_signatures::{self as signatures, SignatureError, SignedMessage};
 
 /// `X-Destination-Id`.
 pub const DESTINATION_HEADER: HeaderName = HeaderName::from_static("x-destination-id");
@@ -93,10 +94,9 @@ async fn resolve(
     admits: Admits,
     state: &AppState,
     request: &ServiceRequest,
-    signature: Option<&VerifiedSignature>,
+    signature: Option<&AgentSignature>,
 ) -> Result<Principal, ApiError> {
     let token = bearer_token(request)?;
-    let store = state.mandate.store().as_ref();
     let signed_by_agent = matches!(admits, Admits::KindsSignedByAgent(_));
     let token = match (token, signature) {
         (Some(token), None) => token,
@@ -110,7 +110,7 @@ async fn resolve(
             let client = single_header(request, &CLIENT_HEADER)?;
             let principal = state
                 .authenticator
-                .agent_client(store, &signature.key, client, mandate_domain::now())
+                .agent_client(&signature.key, client, mandate_domain::now())
                 .await?;
             return apply_destination(state, request, principal).await;
         }
@@ -120,51 +120,34 @@ async fn resolve(
             ));
         }
     };
-    let is_token = crate::tokens::looks_like_jwt(token);
-    // Its errors wait until the credential is resolved: a bad credential answers 401 whatever
-    // the header.
-    let client_header = single_header(request, &CLIENT_HEADER);
-    let principal = if let (false, Ok(Some(client))) = (is_token, &client_header) {
-        // The key and the client ID it names, in one round trip.
+    // A malformed or repeated X-Client-Id waits until the credential is resolved: a bad
+    // credential answers 401 whatever the header.
+    let (client, client_header_error) = match single_header(request, &CLIENT_HEADER) {
+        Ok(client) => (client, None),
+        Err(error) => (None, Some(error)),
+    };
+    let now = mandate_domain::now();
+    let principal = if crate::tokens::looks_like_jwt(token) {
+        let claims = state.tokens.verify(token).map_err(|error| {
+            tracing::info!(reason = error.0, "access token refused");
+            ApiError::unauthenticated("a valid credential is required")
+        })?;
+        let subject = TokenSubject {
+            client_id: &claims.sub,
+            orchestrator_id: &claims.orc,
+            key_id: &claims.key,
+            scope: &claims.scope,
+        };
         state
             .authenticator
-            .bearer_as_client(store, token, client, mandate_domain::now())
+            .token_client(&subject, client, now)
             .await?
     } else {
-        let principal = if is_token {
-            let claims = state.tokens.verify(token).map_err(|error| {
-                tracing::info!(reason = error.0, "access token refused");
-                ApiError::unauthenticated("a valid credential is required")
-            })?;
-            state
-                .authenticator
-                .token_client(
-                    store,
-                    &TokenSubject {
-                        client_id: &claims.sub,
-                        orchestrator_id: &claims.orc,
-                        key_id: &claims.key,
-                        scope: &claims.scope,
-                    },
-                    mandate_domain::now(),
-                )
-                .await?
-        } else {
-            state
-                .authenticator
-                .bearer(store, token, mandate_domain::now())
-                .await?
-        };
-        match client_header? {
-            Some(client) => {
-                state
-                    .authenticator
-                    .act_as_client(store, principal, client)
-                    .await?
-            }
-            None => principal,
-        }
+        state.authenticator.bearer(token, client, now).await?
     };
+    if let Some(error) = client_header_error {
+        return Err(error);
+    }
     apply_destination(state, request, principal).await
 }
 
@@ -177,10 +160,33 @@ async fn apply_destination(
     match single_header(request, &DESTINATION_HEADER)? {
         Some(destination) => Ok(state
             .authenticator
-            .act_for_destination(state.mandate.store().as_ref(), principal, destination)
+            .act_for_destination(principal, destination)
             .await?),
         None => Ok(principal),
     }
+}
+
+/// Whether the request carries a signature at all (either signature header), so that it counts
+/// as a credential and a half-signed request is refused instead of ignored.
+fn is_signed(request: &ServiceRequest) -> bool {
+    let headers = request.headers();
+    headers.contains_key(signatures::SIGNATURE_INPUT) || headers.contains_key(signatures::SIGNATURE)
+}
+
+/// actix-web's headers as the `http` 1.x map the verifier reads. Names and values are copied
+/// as bytes (both crates validate them alike), every field line in order; only signed requests
+/// pay for it.
+fn http_headers(headers: &actix_web::http::header::HeaderMap) -> http::HeaderMap {
+    let mut converted = http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            converted.append(name, value);
+        }
+    }
+    converted
 }
 
 /// Verifies an agent's signature over the request, body included (the body is read here and
@@ -189,7 +195,7 @@ async fn apply_destination(
 async fn verify_agent_signature(
     state: &AppState,
     request: &mut ServiceRequest,
-) -> Result<VerifiedSignature, ApiError> {
+) -> Result<AgentSignature, ApiError> {
     let body = request
         .extract::<web::Bytes>()
         .await
@@ -201,14 +207,15 @@ async fn verify_agent_signature(
         .map_or("/", |path| path.as_str());
     let origin = origin(&state.public_url);
     let target_uri = format!("{origin}{path}");
+    let headers = http_headers(request.headers());
     let message = SignedMessage {
         method: request.method().as_str(),
         target_uri: &target_uri,
-        headers: request.headers(),
+        headers: &headers,
         body: &body,
     };
     let now = mandate_domain::now();
-    signatures::verify(&message, now).map_err(|error| {
+    let verified = signatures::verify(&message, now).map_err(|error| {
         tracing::info!(reason = error.reason(), "agent signature refused");
         let refused =
             ApiError::signature_invalid(error.to_string()).with_auth_reason(error.reason());
@@ -246,6 +253,10 @@ async fn verify_agent_signature(
             .with_details(details)
             .with_auth_reason(error.reason())
         }
+    })?;
+    Ok(AgentSignature {
+        key: AgentKey::from(verified.key),
+        nonce: verified.nonce,
     })
 }
 
@@ -292,7 +303,7 @@ pub async fn authenticate(
         }
     };
     let mut request = request;
-    let signature = if signatures::is_signed(request.headers()) {
+    let signature = if is_signed(&request) {
         match verify_agent_signature(&state, &mut request).await {
             Ok(signature) => Some(signature),
             Err(error) => {
@@ -314,7 +325,7 @@ pub async fn authenticate(
                 .extensions_mut()
                 .insert(Authenticated(principal.clone()));
             if let Some(signature) = signature {
-                request.extensions_mut().insert(AgentSignature(signature));
+                request.extensions_mut().insert(signature);
             }
             match key {
                 Some(key) => idempotency::run_once(&state, &principal, key, request, next).await,
@@ -343,7 +354,7 @@ async fn admit(
     kinds: &[PrincipalKind],
     state: &AppState,
     request: &ServiceRequest,
-    signature: Option<&VerifiedSignature>,
+    signature: Option<&AgentSignature>,
 ) -> Result<Principal, ApiError> {
     let principal = resolve(admits, state, request, signature).await?;
     if let Some(limit) = &state.rate_limit {
@@ -361,12 +372,7 @@ async fn admit(
     if let Some(signature) = signature {
         state
             .authenticator
-            .accept_signature_nonce(
-                state.mandate.store().as_ref(),
-                &signature.key,
-                &signature.nonce,
-                mandate_domain::now(),
-            )
+            .accept_signature_nonce(&signature.key, &signature.nonce, mandate_domain::now())
             .await?;
     }
     Ok(principal)
@@ -396,9 +402,15 @@ impl FromRequest for Authenticated {
 #[error("a public route's handler asked for a principal")]
 struct PublicRouteAskedForPrincipal;
 
-/// The agent signature the pipeline verified, for handlers of routes that need one.
+/// An agent signature the pipeline verified (for handlers of routes that need one): the
+/// domain's key for its `keyid`, and its nonce.
 #[derive(Debug, Clone)]
-pub struct AgentSignature(pub VerifiedSignature);
+pub struct AgentSignature {
+    /// The agent's key, which signed.
+    pub key: AgentKey,
+    /// The signature's nonce, accepted once per key.
+    pub nonce: String,
+}
 
 impl FromRequest for AgentSignature {
     type Error = ApiError;

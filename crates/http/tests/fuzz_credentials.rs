@@ -1,5 +1,5 @@
 //! Property tests of the credential parsers that face the network, beyond the unit tests of
-//! `signatures` (which already throw arbitrary and one-byte-mutated headers at the verifier):
+//! `mandate-signatures` (which already throw arbitrary and one-byte-mutated headers at the verifier):
 //! random genuine agent signatures round-trip, any change to what they cover is refused,
 //! `Content-Digest` accepts exactly the body's SHA-256, and access tokens — random, mutated
 //! or signed by another key — never verify and never panic. Each test prints how many cases
@@ -9,15 +9,15 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use mandate_domain::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId};
 use mandate_domain::model::{Client, ClientStatus};
 use mandate_domain::values::{Permission, PermissionSet};
-use mandate_http::signatures::{AgentSigner, SignedMessage, content_digest, verify};
 use mandate_http::tokens::{TokenService, looks_like_jwt};
+use mandate_signatures::{AgentSigner, SignedMessage, content_digest, verify};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sha2::{Digest, Sha256};

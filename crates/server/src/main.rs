@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use mandate_domain::auth::Authenticator;
 use mandate_domain::keys::KeyHasher;
 use mandate_domain::principal::Principal;
 use mandate_domain::usecases::Mandate;
@@ -220,8 +219,7 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
         let addresses = server.addrs();
         (server.run(), addresses)
     } else {
-        let authenticator =
-            Authenticator::new(mandate.hasher().clone(), settings.admin.token.clone());
+        let authenticator = mandate.authenticator(settings.admin.token.clone());
         let signing_secret = secrets::load_or_generate(
             settings.secrets.token_signing_key.as_deref(),
             &settings.data.dir,
@@ -372,14 +370,14 @@ async fn housekeeping(
         if round % PURGE_EVERY_ROUNDS == 0 {
             let before =
                 mandate_domain::now() - chrono::Duration::hours(IDEMPOTENCY_RETENTION_HOURS);
-            if let Err(error) = mandate.store().purge_idempotency(before).await {
+            if let Err(error) = mandate.purge_idempotency(before).await {
                 tracing::warn!(error = %error, "purging idempotency records failed; retrying later");
             }
         }
         if round % NONCE_PURGE_EVERY_ROUNDS == 0 {
             let before = mandate_domain::now()
                 - chrono::Duration::seconds(SIGNATURE_NONCE_RETENTION_SECONDS);
-            if let Err(error) = mandate.store().purge_signature_nonces(before).await {
+            if let Err(error) = mandate.purge_signature_nonces(before).await {
                 tracing::warn!(error = %error, "purging signature nonces failed; retrying later");
             }
         }

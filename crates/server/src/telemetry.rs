@@ -109,7 +109,7 @@ pub async fn refresh(mandate: Mandate, store: DbStore, handle: PrometheusHandle)
         handle.run_upkeep();
         record_pool(&store);
         let now = mandate_domain::now();
-        match mandate.store().delivery_queue_stats(now).await {
+        match mandate.delivery_queue_stats(now).await {
             Ok(stats) => {
                 metrics::gauge!("mandate_webhook_queue_depth", "state" => "due")
                     .set(stats.due as f64);

@@ -1,4 +1,5 @@
-//! The agent example (`cargo run --example agent`) against a real server: it submits its claim,
+//! The agent example (`cargo run -p mandate-signatures --example agent`), which signs with
+//! `mandate-signatures` alone, against a real server: it submits its claim,
 //! the destination's owner approves it while the example polls, and the example then acts with
 //! its signature alone and creates a payment request that the owner can read. Run again with
 //! the same seed file, it is the same agent with the same claim. A rejected claim and missing
@@ -13,17 +14,31 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 use support::{ADMIN_TOKEN, Api, Database, Server, TempDir, tenant};
 
-/// The example's source: a binary older than it is rebuilt.
-const SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent.rs");
+/// The example's crate, and the folders of its sources: a binary older than any of them is
+/// rebuilt.
+const EXAMPLE_CRATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../signatures");
+const SOURCES: [&str; 2] = ["examples", "src"];
 
-/// The compiled example. `cargo test` builds examples next to the test binaries
-/// (`target/<profile>/examples/`), but not when only one test target is selected; then (or
-/// when the binary is older than its source) it is built here with the same profile.
+/// When the newest file under `folder` (or `folder` itself, if a file) was modified.
+fn newest_modification(folder: &Path) -> Option<SystemTime> {
+    let meta = std::fs::metadata(folder).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(folder)
+        .ok()?
+        .filter_map(|entry| newest_modification(&entry.ok()?.path()))
+        .max()
+}
+
+/// The compiled example. `cargo test` builds a package's examples next to its test binaries
+/// (`target/<profile>/examples/`), but not another package's; so (when the binary is missing
+/// or older than the example crate's sources) it is built here with the same profile.
 fn example_binary() -> PathBuf {
     let test_binary = std::env::current_exe().unwrap();
     // target/<profile>/deps/agent_example-<hash>
@@ -39,7 +54,13 @@ fn example_binary() -> PathBuf {
             .and_then(|meta| meta.modified())
             .ok()
     };
-    let fresh = match (modified(&binary), modified(Path::new(SOURCE))) {
+    let crate_dir = Path::new(EXAMPLE_CRATE);
+    let source = SOURCES
+        .iter()
+        .filter_map(|folder| newest_modification(&crate_dir.join(folder)))
+        .chain(newest_modification(&crate_dir.join("Cargo.toml")))
+        .max();
+    let fresh = match (modified(&binary), source) {
         (Some(built), Some(source)) => built >= source,
         (Some(_), None) => true,
         (None, _) => false,
@@ -51,7 +72,7 @@ fn example_binary() -> PathBuf {
             "build",
             "--quiet",
             "-p",
-            "mandate-server",
+            "mandate-signatures",
             "--example",
             "agent",
         ]);
@@ -76,8 +97,8 @@ fn example_binary() -> PathBuf {
     }
     assert!(
         binary.is_file(),
-        "the agent example is not at {}: build it with `cargo build -p mandate-server --example \
-         agent` (same profile as the tests)",
+        "the agent example is not at {}: build it with `cargo build -p mandate-signatures \
+         --example agent` (same profile as the tests)",
         binary.display()
     );
     binary

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::agent_signing::{AgentRequest, python_sign, send_signed};
 use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, tenant};
@@ -31,7 +31,7 @@ impl Agent {
     }
 
     fn public_key(&self) -> String {
-        self.signer.public_key().to_string()
+        self.signer.key_id().to_owned()
     }
 }
 
@@ -475,7 +475,7 @@ async fn every_bad_claim_is_refused_and_changes_nothing() {
             if name.eq_ignore_ascii_case("content-digest") {
                 (
                     name.clone(),
-                    mandate_http::signatures::content_digest(&altered_bytes),
+                    mandate_signatures::content_digest(&altered_bytes),
                 )
             } else {
                 (name.clone(), value.clone())

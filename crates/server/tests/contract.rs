@@ -11,7 +11,7 @@ use base64::Engine;
 use mandate_domain::principal::PrincipalKind;
 use mandate_http::pipeline::Admits;
 use mandate_http::routes::ROUTES;
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::{
     ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, Tenant, ids, tenant,
@@ -458,7 +458,7 @@ async fn claim_refusals_name_the_body_nonce_and_the_expected_authority() {
     let agent = AgentSigner::generate();
     let body = json!({
         "namespace": namespace,
-        "public_key": agent.public_key().to_string(),
+        "public_key": agent.key_id().to_owned(),
         "service": "claims-runner",
         "ip_address": "203.0.113.7",
         "nonce": format!("claim-{}", support::random_hex(12)),

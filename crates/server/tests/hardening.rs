@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mandate_domain::ids::ClientId;
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::agent_signing::{AgentRequest, send_signed};
 use support::{ADMIN_TOKEN, Api, Database, FreshDatabase, Reply, Server, TempDir, tenant};
@@ -78,7 +78,7 @@ async fn invented_methods_do_not_multiply_the_metrics() {
 
 /// `sig1=(<components>);created=…;keyid=…;nonce=…` by a fresh key, with a made-up signature.
 fn signature_input_with(components: &[String]) -> (String, String) {
-    let key = AgentSigner::generate().public_key();
+    let key = AgentSigner::generate().key_id().to_owned();
     let listed: Vec<String> = components
         .iter()
         .map(|name| format!("\"{name}\""))
@@ -823,7 +823,7 @@ async fn approved_agent(
     let (service, orchestrator_key) = register_orchestrator(api).await;
     let body = json!({
         "namespace": namespace,
-        "public_key": agent.signer.public_key().to_string(),
+        "public_key": agent.signer.key_id().to_owned(),
         "service": service,
         "ip_address": "203.0.113.7",
         "nonce": format!("claim-{}", support::random_hex(8)),

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join, join_all};
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -703,7 +703,7 @@ impl World {
         let signer = AgentSigner::from_seed(self.rng.r#gen());
         let body = json!({
             "namespace": self.dests[dest].slug,
-            "public_key": signer.public_key().to_string(),
+            "public_key": signer.key_id().to_owned(),
             "service": self.orchs[orch].slug,
             "ip_address": "203.0.113.9",
             "nonce": format!("claim-{}", support::random_hex(12)),

@@ -8,11 +8,10 @@
 
 mod support;
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
-use mandate_domain::agents::AgentKey;
-use mandate_http::signatures::{
-    self, AgentSigner, SignatureError, SignedMessage, VerifiedSignature,
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use mandate_signatures::{
+    self as signatures, AgentSigner, SignatureError, SignedMessage, VerifiedSignature,
 };
 use serde_json::Value;
 use support::agent_signing::{AgentRequest, PythonVerdict, python_sign, python_verify};
@@ -93,9 +92,9 @@ fn python_signatures_with_a_body_and_a_client_id_verify() {
         "{input}"
     );
     let verified = rust_verify(&request, &signed.pairs(), now).unwrap();
-    let key = AgentSigner::from_seed(SEED).public_key();
-    assert_eq!(verified.key, key);
-    assert_eq!(AgentKey::parse(&signed.key_id).unwrap(), key);
+    let signer = AgentSigner::from_seed(SEED);
+    assert_eq!(verified.key, signer.public_key());
+    assert_eq!(signed.key_id, signer.key_id());
     assert_eq!(verified.nonce, "python-nonce-1");
     assert_eq!(verified.created, now);
     assert_eq!(verified.covered, covered);
@@ -223,7 +222,7 @@ fn verified_by_python(verdict: PythonVerdict) -> (String, Vec<String>, Value) {
 #[test]
 fn rust_signatures_verify_with_python() {
     let signer = AgentSigner::from_seed(SEED);
-    let key = signer.public_key();
+    let key = signer.key_id().to_owned();
     let created = now().timestamp();
 
     let request = post(JSON_AND_CLIENT, BODY);
@@ -280,7 +279,7 @@ fn rust_signatures_verify_with_python() {
 #[test]
 fn a_tampered_rust_signed_request_fails_in_python() {
     let signer = AgentSigner::from_seed(SEED);
-    let key = signer.public_key();
+    let key = signer.key_id().to_owned();
     let request = post(JSON_AND_CLIENT, BODY);
     let required = request.required_components();
     let signed = signer
@@ -346,7 +345,7 @@ fn a_tampered_rust_signed_request_fails_in_python() {
         .unwrap();
     let forged_input = forged
         .signature_input
-        .replace(impostor.public_key().as_str(), key.as_str());
+        .replace(impostor.key_id(), key.as_str());
     let mut forged_headers = forged.pairs();
     for (name, value) in &mut forged_headers {
         if *name == "Signature-Input" {

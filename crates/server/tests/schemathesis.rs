@@ -15,7 +15,7 @@ use std::fs::File;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use serde_json::{Value, json};
 use support::{ADMIN_TOKEN, Api, Database, Reply, Server, TempDir, random_hex};
 
@@ -224,7 +224,7 @@ impl<'a> World<'a> {
         let signer = AgentSigner::generate();
         let body = json!({
             "namespace": self.destination_slug,
-            "public_key": signer.public_key().as_str(),
+            "public_key": signer.key_id(),
             "service": self.orchestrator_slug,
             "ip_address": "203.0.113.7",
             "nonce": format!("nonce-{}", random_hex(8)),

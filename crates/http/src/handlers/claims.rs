@@ -164,7 +164,7 @@ fn claim_id(text: &str) -> Result<ClaimId, ApiError> {
 pub async fn submit(
     state: State,
     Authenticated(principal): Authenticated,
-    AgentSignature(signature): AgentSignature,
+    signature: AgentSignature,
     body: Json<SubmitClaim>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();

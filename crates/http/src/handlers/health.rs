@@ -29,7 +29,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Status), (status = 503, body = ErrorEnvelope)))]
 pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
-    match tokio::time::timeout(READY_TIMEOUT, state.mandate.store().ping()).await {
+    match tokio::time::timeout(READY_TIMEOUT, state.mandate.ping()).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(Status { status: "ready" })),
         Ok(Err(error)) => {
             tracing::warn!(error = %error, "not ready");

@@ -368,11 +368,10 @@ async fn grant(
             .into());
         }
     };
-    let store = state.mandate.store().as_ref();
     let now = mandate_domain::now();
     let (client, key_id, scope) = state
         .authenticator
-        .client_credentials(store, &client_id, &secret, params.scope.as_deref(), now)
+        .client_credentials(&client_id, &secret, params.scope.as_deref(), now)
         .await
         .map_err(|error| match error {
             TokenGrantError::InvalidClient => {

@@ -10,8 +10,9 @@
 //!    an incoming payment request, then read it back.
 //!
 //! ```sh
-//! cargo run --example agent -- --url http://127.0.0.1:8080 --orchestrator-key "$ORCH" \
-//!     --service agents-inc --namespace rosas-coffee --seed-file agent.seed
+//! cargo run -p mandate-signatures --example agent -- --url http://127.0.0.1:8080 \
+//!     --orchestrator-key "$ORCH" --service agents-inc --namespace rosas-coffee \
+//!     --seed-file agent.seed
 //! ```
 //!
 //! Every signed request gets a fresh nonce and `created` = now. The URL must be the server's
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use mandate_http::signatures::AgentSigner;
+use mandate_signatures::AgentSigner;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
 
@@ -101,9 +102,9 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<()> {
     let base = base_url(&args.url)?;
     let signer = load_signer(args.seed_file.as_deref())?;
-    let public_key = signer.public_key();
+    let public_key = signer.key_id();
     let agent_id = args.agent_id.clone().unwrap_or_else(|| {
-        let bytes = public_key.to_bytes();
+        let bytes = signer.public_key().to_bytes();
         format!("example-{}", hex(&bytes[..6]))
     });
     println!("Agent key: {public_key} (agent id {agent_id:?})");
@@ -119,7 +120,7 @@ async fn run(args: Args) -> Result<()> {
     // 1. The claim: the orchestrator's key as the Bearer, signed by the agent.
     let claim = json!({
         "namespace": args.namespace,
-        "public_key": public_key.to_string(),
+        "public_key": public_key,
         "service": args.service,
         "ip_address": args.ip_address,
         "nonce": random_nonce(),
