@@ -13,16 +13,12 @@ pub mod customers;
 pub mod events;
 pub mod ids;
 pub mod keys;
-#[cfg(feature = "memory")]
-pub mod memory;
 pub mod model;
 pub mod operations;
 pub mod payments;
 pub mod policy;
 pub mod ports;
 pub mod principal;
-#[cfg(feature = "testing")]
-pub mod testing;
 pub mod usecases;
 pub mod values;
 pub mod webhooks;

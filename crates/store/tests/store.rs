@@ -16,10 +16,10 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use mandate_contract::fixtures;
 use mandate_domain::ids::OrganizationId;
 use mandate_domain::model::KeyOwner;
 use mandate_domain::ports::{Store, StoreError};
-use mandate_domain::testing;
 use mandate_store::{Backend, DbStore, StoreOptions, migrate};
 use mandate_test_support::{address_of, with_address};
 use support::{FreshDatabase, Proxy};
@@ -227,25 +227,25 @@ struct JournalMode {
 /// A destination needs its organization, and a destination key its destination in the same
 /// organization.
 async fn references_are_enforced(store: Arc<dyn Store>) {
-    let orphan = testing::destination(&OrganizationId::generate());
+    let orphan = fixtures::destination(&OrganizationId::generate());
     let refused = store.insert_destination(&orphan).await;
     assert!(matches!(refused, Err(StoreError::Other(_))), "{refused:?}");
 
     let mut destinations = Vec::new();
     for _ in 0..2 {
-        let organization = testing::organization();
+        let organization = fixtures::organization();
         let platform = KeyOwner::Platform {
             organization_id: organization.id.clone(),
         };
         store
-            .insert_organization(&organization, &testing::key(platform))
+            .insert_organization(&organization, &fixtures::key(platform))
             .await
             .unwrap();
-        let destination = testing::destination(&organization.id);
+        let destination = fixtures::destination(&organization.id);
         store.insert_destination(&destination).await.unwrap();
         destinations.push(destination);
     }
-    let crossed = testing::key(KeyOwner::Destination {
+    let crossed = fixtures::key(KeyOwner::Destination {
         organization_id: destinations[0].organization_id.clone(),
         destination_id: destinations[1].id.clone(),
     });
@@ -377,18 +377,18 @@ async fn ping_is_bounded_when_the_database_stops_answering() {
 async fn key_limit_holds_under_contention(store: Arc<dyn Store>) {
     futures_util::future::join_all((0..16).map(|_| store.ping())).await;
     for _ in 0..10 {
-        let orchestrator = testing::orchestrator();
+        let orchestrator = fixtures::orchestrator();
         let owner = KeyOwner::Orchestrator {
             orchestrator_id: orchestrator.id.clone(),
         };
         store
-            .insert_orchestrator(&orchestrator, &testing::key(owner.clone()))
+            .insert_orchestrator(&orchestrator, &fixtures::key(owner.clone()))
             .await
             .unwrap();
         let at = mandate_domain::now();
         let attempts = (0..16).map(|_| {
             let store = store.clone();
-            let candidate = testing::key(owner.clone());
+            let candidate = fixtures::key(owner.clone());
             async move { store.insert_key(&candidate, Some(3), at).await.unwrap() }
         });
         let accepted = futures_util::future::join_all(attempts)
@@ -422,18 +422,18 @@ async fn two_stores_on_one_sqlite_file_write_concurrently_without_lock_errors() 
     let (first, second) =
         tokio::join!(DbStore::open(&url, &options), DbStore::open(&url, &options));
     let stores = [store_of(first.unwrap()), store_of(second.unwrap())];
-    let organization = testing::organization();
+    let organization = fixtures::organization();
     let platform = KeyOwner::Platform {
         organization_id: organization.id.clone(),
     };
     stores[0]
-        .insert_organization(&organization, &testing::key(platform.clone()))
+        .insert_organization(&organization, &fixtures::key(platform.clone()))
         .await
         .unwrap();
     let writes = (0..64).map(|n| {
         let store = stores[n % 2].clone();
-        let destination = testing::destination(&organization.id);
-        let key = testing::key(platform.clone());
+        let destination = fixtures::destination(&organization.id);
+        let key = fixtures::key(platform.clone());
         async move {
             store.insert_destination(&destination).await?;
             store
@@ -465,16 +465,16 @@ fn page() -> mandate_domain::ports::PageRequest {
 #[tokio::test]
 async fn abandoned_operations_complete_on_a_current_thread_runtime() {
     let (store, _directory) = support::sqlite_store().await;
-    let organization = testing::organization();
+    let organization = fixtures::organization();
     let platform = KeyOwner::Platform {
         organization_id: organization.id.clone(),
     };
     store
-        .insert_organization(&organization, &testing::key(platform.clone()))
+        .insert_organization(&organization, &fixtures::key(platform.clone()))
         .await
         .unwrap();
     for _ in 0..20 {
-        let key = testing::key(platform.clone());
+        let key = fixtures::key(platform.clone());
         let mut insert = store.insert_key(&key, Some(100), mandate_domain::now());
         // Polled once, then dropped.
         std::future::poll_fn(|context| {
@@ -497,8 +497,8 @@ async fn abandoned_operations_complete_on_a_current_thread_runtime() {
 async fn keyed_calls_keep_nothing_unless_they_commit(store: Arc<dyn Store>) {
     use mandate_domain::ports::{KeyedCall, KeyedStart};
 
-    let (_, destinations) = testing::seed_organization(&*store, 1).await;
-    let events = testing::all_events(&*store).await;
+    let (_, destinations) = fixtures::seed_organization(&*store, 1).await;
+    let events = fixtures::all_events(&*store).await;
     let call = KeyedCall {
         scope: "key_a".into(),
         key: "order-1".into(),
@@ -510,12 +510,12 @@ async fn keyed_calls_keep_nothing_unless_they_commit(store: Arc<dyn Store>) {
         let KeyedStart::Run(write) = store.clone().begin_keyed(&call).await.unwrap() else {
             panic!("the key is unused until a call commits");
         };
-        let request = testing::payment_request(
+        let request = fixtures::payment_request(
             &destinations[0],
             mandate_domain::payments::Direction::Incoming,
             None,
         );
-        let event = testing::request_event(
+        let event = fixtures::request_event(
             mandate_domain::events::EventType::PaymentRequestCreated,
             &request,
         );
@@ -535,7 +535,7 @@ async fn keyed_calls_keep_nothing_unless_they_commit(store: Arc<dyn Store>) {
         assert_eq!(kept, ending == "commit", "after {ending}");
     }
     assert_eq!(
-        testing::all_events(&*store).await.len(),
+        fixtures::all_events(&*store).await.len(),
         events.len() + 1,
         "one event, of the call that committed"
     );
@@ -643,12 +643,12 @@ async fn waited(store: &Arc<dyn Store>, timeout: Duration) -> Duration {
 
 /// A request of `destination` and its event, stored by `store`.
 async fn store_request(store: &Arc<dyn Store>, destination: &mandate_domain::model::Destination) {
-    let request = testing::payment_request(
+    let request = fixtures::payment_request(
         destination,
         mandate_domain::payments::Direction::Incoming,
         None,
     );
-    let event = testing::request_event(
+    let event = fixtures::request_event(
         mandate_domain::events::EventType::PaymentRequestCreated,
         &request,
     );
@@ -679,7 +679,7 @@ async fn postgres_workers_wake_when_another_replica_commits() {
     let options = StoreOptions::default();
     let waiter = store_of(DbStore::open(&database.url, &options).await.unwrap());
     let writer = store_of(DbStore::open(&database.url, &options).await.unwrap());
-    let (_, destinations) = testing::seed_organization(&*writer, 1).await;
+    let (_, destinations) = fixtures::seed_organization(&*writer, 1).await;
 
     // The first wait starts listening, and ends once the listener listens: what was committed
     // before could not be heard.
@@ -693,9 +693,9 @@ async fn postgres_workers_wake_when_another_replica_commits() {
     assert!(waited(&waiter, QUIET).await >= QUIET);
 
     // So does a new attempt (a retry, a rescheduled delivery).
-    let endpoint = testing::destination_endpoint(&destinations[0]);
+    let endpoint = fixtures::destination_endpoint(&destinations[0]);
     writer.insert_endpoint(&endpoint).await.unwrap();
-    let event = testing::all_events(&*writer).await.remove(0);
+    let event = fixtures::all_events(&*writer).await.remove(0);
     let attempt = Delivery::first(&event.id, &endpoint.id, mandate_domain::now());
     let delay = wake_delay(&waiter, async {
         writer.insert_delivery(&attempt).await.unwrap();
@@ -730,7 +730,7 @@ async fn postgres_work_listener_reconnects_after_losing_its_connection() {
             .await
             .unwrap(),
     );
-    let (_, destinations) = testing::seed_organization(&*writer, 1).await;
+    let (_, destinations) = fixtures::seed_organization(&*writer, 1).await;
     assert!(waited(&waiter, Duration::from_secs(30)).await < Duration::from_secs(5));
 
     proxy.cut().await;
@@ -746,7 +746,7 @@ async fn postgres_work_listener_reconnects_after_losing_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_workers_wake_when_the_store_commits() {
     let (store, _directory) = support::sqlite_store().await;
-    let (_, destinations) = testing::seed_organization(&*store, 1).await;
+    let (_, destinations) = fixtures::seed_organization(&*store, 1).await;
     assert!(waited(&store, QUIET).await >= QUIET);
 
     let delay = wake_delay(&store, store_request(&store, &destinations[0])).await;

@@ -30,7 +30,18 @@ pub struct FreshDatabase {
 }
 
 impl FreshDatabase {
+    /// An empty database.
     pub async fn create() -> FreshDatabase {
+        FreshDatabase::create_as("").await
+    }
+
+    /// A copy of `template`, which no session may be connected to.
+    pub(crate) async fn clone_of(template: &FreshDatabase) -> FreshDatabase {
+        FreshDatabase::create_as(&format!(" TEMPLATE {}", template.name)).await
+    }
+
+    /// A database made by `CREATE DATABASE <a new name><options>`.
+    async fn create_as(options: &str) -> FreshDatabase {
         let admin_url = test_database_url();
         let name = format!(
             "mandate_test_{}",
@@ -38,7 +49,7 @@ impl FreshDatabase {
         );
         connect(&admin_url)
             .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name}{options}"))
             .await
             .unwrap_or_else(|error| panic!("cannot create the test database {name}: {error}"));
         let url = with_database(&admin_url, &name)
@@ -48,6 +59,19 @@ impl FreshDatabase {
             admin_url,
             name,
         }
+    }
+
+    /// Ends the database's sessions and refuses new ones, as a template must be.
+    pub(crate) async fn close_to_sessions(&self) {
+        let name = &self.name;
+        connect(&self.admin_url)
+            .await
+            .batch_execute(&format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            ))
+            .await
+            .unwrap_or_else(|error| panic!("cannot close {name} to sessions: {error}"));
     }
 
     /// A connection to the database.

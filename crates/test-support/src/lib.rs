@@ -1,14 +1,18 @@
 //! What the tests, the fault suite and the benchmarks need from the machine: fresh databases on
-//! a running PostgreSQL (feature `database`), a PostgreSQL cluster of their own (started with
+//! a running PostgreSQL, or cloned from a template migrated once (feature `database`), a PostgreSQL cluster of their own (started with
 //! the machine's `initdb` and `pg_ctl`, stopped and deleted on drop), PostgreSQL URLs pointed
 //! elsewhere, and a free loopback port.
 
 #[cfg(feature = "database")]
 mod database;
+#[cfg(feature = "database")]
+mod template;
 mod urls;
 
 #[cfg(feature = "database")]
 pub use database::{FreshDatabase, connect};
+#[cfg(feature = "database")]
+pub use template::{FreshSqlite, PostgresTemplate, SqliteTemplate};
 pub use urls::{address_of, with_address, with_database};
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
