@@ -21,6 +21,7 @@ pub mod payments;
 pub mod policy;
 pub mod ports;
 pub mod principal;
+pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod usecases;

@@ -98,6 +98,8 @@ struct State {
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
     /// The keys of keyed calls that have begun and not ended.
     keyed_calls: BTreeSet<(String, String)>,
+    /// Console sessions by token hash.
+    console_sessions: BTreeMap<String, crate::sessions::ConsoleSession>,
 }
 
 struct StoredEvent {
@@ -1715,5 +1717,38 @@ impl DeliveryQueueStore for MemoryStore {
         drop(state);
         self.committed();
         Ok(released)
+    }
+}
+
+#[async_trait]
+impl crate::sessions::ConsoleSessionStore for MemoryStore {
+    async fn insert_console_session(
+        &self,
+        session: &crate::sessions::ConsoleSession,
+    ) -> Result<(), StoreError> {
+        self.state()
+            .console_sessions
+            .insert(session.token_hash.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn console_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<crate::sessions::ConsoleSession>, StoreError> {
+        Ok(self.state().console_sessions.get(token_hash).cloned())
+    }
+
+    async fn delete_console_session(&self, token_hash: &str) -> Result<bool, StoreError> {
+        Ok(self.state().console_sessions.remove(token_hash).is_some())
+    }
+
+    async fn purge_console_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let count = state.console_sessions.len();
+        state
+            .console_sessions
+            .retain(|_, session| session.expires_at > now);
+        Ok((count - state.console_sessions.len()) as u64)
     }
 }
