@@ -238,6 +238,9 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
             tokens,
             target_guard: Arc::new(SsrfGuard::new(policy)),
             allow_http: hooks.allow_http,
+            console_session_lifetime: chrono::Duration::hours(i64::from(
+                settings.console.session_hours,
+            )),
             metrics: Some(renderer),
         };
         let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
