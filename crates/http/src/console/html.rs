@@ -45,6 +45,7 @@ border:1px solid #1e3a8a;background:#1e3a8a;color:#fff;cursor:pointer}\
 button.secondary{background:#fff;color:#1e3a8a}\
 button.danger{background:#991b1b;border-color:#991b1b}\
 .actions{display:flex;flex-wrap:wrap;gap:10px;margin-top:14px}\
+h1.mono{font-size:22px}\
 h2{margin-top:22px}";
 
 /// A whole console page: navigation for a signed-in `caller`, the flash, then `content`.
