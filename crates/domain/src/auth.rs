@@ -92,7 +92,11 @@ impl Authenticator {
     }
 
     /// An API key by its keyed hash, or the admin token.
-    pub(crate) async fn key_or_admin(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, AuthError> {
+    pub(crate) async fn key_or_admin(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
         if KeyKind::of(token).is_none() {
             return match &self.admin_token {
                 Some(admin) if self.hasher.matches(token, admin) => Ok(Principal::Admin),

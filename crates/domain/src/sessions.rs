@@ -135,7 +135,8 @@ impl Authenticator {
     /// The CSRF token that the forms of a session carry: derived from the session token under
     /// the server secret, so another session's (or a guessed) token never matches.
     pub fn console_csrf_token(&self, session_token: &str) -> String {
-        self.hasher().hash(&format!("{CSRF_CONTEXT}{session_token}"))
+        self.hasher()
+            .hash(&format!("{CSRF_CONTEXT}{session_token}"))
     }
 
     /// Whether `presented` is the CSRF token of the session, compared in constant time.

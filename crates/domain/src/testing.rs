@@ -4032,7 +4032,10 @@ pub async fn console_sessions_are_found_by_token_hash_ended_and_purged(store: Ar
     for one in [&live, &ended, &signed_out] {
         store.insert_console_session(one).await.unwrap();
     }
-    assert_eq!(store.console_session("live").await.unwrap(), Some(live.clone()));
+    assert_eq!(
+        store.console_session("live").await.unwrap(),
+        Some(live.clone())
+    );
     assert_eq!(store.console_session("ended").await.unwrap(), Some(ended));
     assert_eq!(store.console_session("unknown").await.unwrap(), None);
 

@@ -146,7 +146,8 @@ fn use_cases(settings: &Settings, store: DbStore) -> anyhow::Result<Mandate> {
     // The same server secret keys the API-key hashes and seals webhook secrets at rest
     // (each use with its own derived key).
     let store = store.with_webhook_secret_sealing(&secret);
-    Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret)).with_public_url(&settings.public_url()))
+    Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret))
+        .with_public_url(&settings.public_url()))
 }
 
 async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {

@@ -15,7 +15,10 @@ use support::{Api, Database, Server, TempDir, Tenant, tenant};
 fn assert_hardened(page: &Page) {
     let policy = page.header("content-security-policy");
     assert!(policy.contains("default-src 'none'"), "{policy}");
-    assert!(!policy.contains("script-src"), "no script may run: {policy}");
+    assert!(
+        !policy.contains("script-src"),
+        "no script may run: {policy}"
+    );
     assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
     assert_eq!(page.header("x-frame-options"), "DENY");
     assert_eq!(page.header("referrer-policy"), "no-referrer");
@@ -54,7 +57,10 @@ async fn a_session_is_a_strict_cookie_and_ends_at_sign_out() {
     // No session: every page sends the browser to sign in, and back afterwards.
     let unsigned = browser.get("/console/claims").await;
     assert_eq!(unsigned.status, 303);
-    assert_eq!(unsigned.location(), "/console/login?next=%2Fconsole%2Fclaims");
+    assert_eq!(
+        unsigned.location(),
+        "/console/login?next=%2Fconsole%2Fclaims"
+    );
     let form = browser.get(unsigned.location()).await;
     assert_eq!(form.status, 200);
     assert_hardened(&form);
@@ -92,7 +98,12 @@ async fn a_session_is_a_strict_cookie_and_ends_at_sign_out() {
     let attributes: Vec<&str> = cookie.split("; ").skip(1).collect();
     assert_eq!(
         attributes,
-        ["Path=/console", "Max-Age=43200", "HttpOnly", "SameSite=Strict"],
+        [
+            "Path=/console",
+            "Max-Age=43200",
+            "HttpOnly",
+            "SameSite=Strict"
+        ],
         "plain http: no Secure; {cookie}"
     );
     let token = browser.cookies["mandate_session"].clone();
@@ -101,7 +112,10 @@ async fn a_session_is_a_strict_cookie_and_ends_at_sign_out() {
     let page = browser.get("/console/client-ids").await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert_hardened(&page);
-    assert!(page.body.contains("Signed in."), "the flash says what happened");
+    assert!(
+        page.body.contains("Signed in."),
+        "the flash says what happened"
+    );
     assert!(!page.body.contains(&tenant.destination_key));
     assert!(!page.body.contains(&token));
     let again = browser.get("/console/client-ids").await;
@@ -139,8 +153,14 @@ async fn forms_without_their_sessions_csrf_token_change_nothing() {
     let withdraw = format!("/console/client-ids/{client}/withdraw");
     for fields in [
         vec![("permission", "create:outgoing")],
-        vec![("permission", "create:outgoing"), ("csrf_token", foreign.as_str())],
-        vec![("permission", "create:outgoing"), ("csrf_token", "0".repeat(64).as_str())],
+        vec![
+            ("permission", "create:outgoing"),
+            ("csrf_token", foreign.as_str()),
+        ],
+        vec![
+            ("permission", "create:outgoing"),
+            ("csrf_token", "0".repeat(64).as_str()),
+        ],
     ] {
         let refused = mine.post(&withdraw, &fields).await;
         assert_eq!(refused.status, 403, "{fields:?}: {}", refused.body);
@@ -164,7 +184,10 @@ async fn forms_without_their_sessions_csrf_token_change_nothing() {
     let done = mine
         .post(
             &withdraw,
-            &[("permission", "create:outgoing"), ("csrf_token", csrf.as_str())],
+            &[
+                ("permission", "create:outgoing"),
+                ("csrf_token", csrf.as_str()),
+            ],
         )
         .await;
     assert_eq!(done.status, 303, "{}", done.body);
@@ -182,7 +205,11 @@ async fn forms_without_their_sessions_csrf_token_change_nothing() {
     let unconfirmed = mine.post(&revoke, &[("csrf_token", csrf.as_str())]).await;
     assert_eq!(unconfirmed.status, 303);
     let shown = mine.get(unconfirmed.location()).await;
-    assert!(shown.body.contains("confirm the revocation"), "{}", shown.body);
+    assert!(
+        shown.body.contains("confirm the revocation"),
+        "{}",
+        shown.body
+    );
     let state = api
         .get(&format!("/v1/client-ids/{client}"), &tenant.destination_key)
         .await;
@@ -243,11 +270,17 @@ async fn another_destinations_objects_are_not_found() {
         assert_eq!(refused.status, 404, "{path}: {}", refused.body);
     }
     let claim = api
-        .get(&format!("/v1/claims/{their_claim}"), &theirs.destination_key)
+        .get(
+            &format!("/v1/claims/{their_claim}"),
+            &theirs.destination_key,
+        )
         .await;
     assert_eq!(claim.body["status"], "pending");
     let client = api
-        .get(&format!("/v1/client-ids/{their_client}"), &theirs.destination_key)
+        .get(
+            &format!("/v1/client-ids/{their_client}"),
+            &theirs.destination_key,
+        )
         .await;
     assert_eq!(client.body["status"], "active");
     assert_eq!(client.body["permissions"].as_array().unwrap().len(), 2);
@@ -290,7 +323,11 @@ async fn revoking_the_key_ends_its_sessions_at_once() {
     assert!(revoked.status < 300, "{}", revoked.body);
     let next = browser.get("/console/claims").await;
     assert_eq!(next.status, 303);
-    assert!(next.location().starts_with("/console/login"), "{}", next.location());
+    assert!(
+        next.location().starts_with("/console/login"),
+        "{}",
+        next.location()
+    );
     assert!(!browser.cookies.contains_key("mandate_session"));
 }
 
@@ -331,7 +368,14 @@ async fn a_claim_is_approved_narrower_from_its_review_link() {
     assert_eq!(signed_in.location(), path);
     let page = browser.get(path).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    for shown in ["Invoice agent", "SHA256:", "203.0.113.7", &service, "create:outgoing", "0 of "] {
+    for shown in [
+        "Invoice agent",
+        "SHA256:",
+        "203.0.113.7",
+        &service,
+        "create:outgoing",
+        "0 of ",
+    ] {
         assert!(page.body.contains(shown), "{shown}: {}", page.body);
     }
 
@@ -341,13 +385,18 @@ async fn a_claim_is_approved_narrower_from_its_review_link() {
     let wider = browser
         .post(
             &approve,
-            &[("permissions", "customers:write"), ("csrf_token", csrf.as_str())],
+            &[
+                ("permissions", "customers:write"),
+                ("csrf_token", csrf.as_str()),
+            ],
         )
         .await;
     assert_eq!(wider.status, 303);
     let refused = browser.get(path).await;
     assert!(
-        refused.body.contains("must be a subset of the permissions the claim requests"),
+        refused
+            .body
+            .contains("must be a subset of the permissions the claim requests"),
         "{}",
         refused.body
     );
@@ -374,6 +423,10 @@ async fn a_claim_is_approved_narrower_from_its_review_link() {
     assert_eq!(state.body["permissions"], json!(["create:incoming"]));
     assert_eq!(state.body["expires_at"], "2099-01-31T18:00:00Z");
     let shown = browser.get(path).await;
-    assert!(shown.body.contains("Approved Invoice agent"), "{}", shown.body);
+    assert!(
+        shown.body.contains("Approved Invoice agent"),
+        "{}",
+        shown.body
+    );
     assert!(shown.body.contains("1 of "), "{}", shown.body);
 }

@@ -36,7 +36,11 @@ fn program(variable: &str) -> PathBuf {
                  and chromedriver, or set CHROME_BIN and CHROMEDRIVER_BIN"
             )
         });
-    assert!(path.is_file(), "{variable}={} is not a file", path.display());
+    assert!(
+        path.is_file(),
+        "{variable}={} is not a file",
+        path.display()
+    );
     path
 }
 
@@ -71,7 +75,10 @@ impl Driver {
             if ready {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver not ready within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver not ready within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let profile = TempDir::new();
@@ -194,7 +201,10 @@ impl Driver {
                 Ok(body) => self
                     .try_command(
                         reqwest::Method::GET,
-                        &format!("/element/{}/text", body[ELEMENT].as_str().unwrap_or_default()),
+                        &format!(
+                            "/element/{}/text",
+                            body[ELEMENT].as_str().unwrap_or_default()
+                        ),
                         None,
                     )
                     .await
@@ -352,11 +362,22 @@ async fn an_owner_decides_in_the_browser() {
     browser.click("button[type=submit]").await;
     let text = browser.text_with("Invoice agent").await;
     assert_eq!(browser.url().await, review_url);
-    for shown in ["Invoice agent", "SHA256:", "203.0.113.7", service.as_str(), "0 of "] {
-        assert!(text.contains(shown), "{shown} not on the claim page:\n{text}");
+    for shown in [
+        "Invoice agent",
+        "SHA256:",
+        "203.0.113.7",
+        service.as_str(),
+        "0 of ",
+    ] {
+        assert!(
+            text.contains(shown),
+            "{shown} not on the claim page:\n{text}"
+        );
     }
     browser.screenshot(390, 844, "console-claim-390.png").await;
-    browser.screenshot(1280, 800, "console-claim-1280.png").await;
+    browser
+        .screenshot(1280, 800, "console-claim-1280.png")
+        .await;
 
     // Approve with create:incoming only: untick create:outgoing.
     browser
@@ -378,17 +399,25 @@ async fn an_owner_decides_in_the_browser() {
     // Withdraw create:outgoing from one client ID, revoke another after confirming.
     let kept = issue_client(&api, key, &service, "Billing runner").await;
     let ended = issue_client(&api, key, &service, "Old runner").await;
-    browser.open(&server.url(&format!("/console/client-ids/{kept}"))).await;
+    browser
+        .open(&server.url(&format!("/console/client-ids/{kept}")))
+        .await;
     browser.text_with("Billing runner").await;
-    browser.screenshot(390, 844, "console-client-id-390.png").await;
-    browser.screenshot(1280, 800, "console-client-id-1280.png").await;
+    browser
+        .screenshot(390, 844, "console-client-id-390.png")
+        .await;
+    browser
+        .screenshot(1280, 800, "console-client-id-1280.png")
+        .await;
     browser
         .click("form[action$='/withdraw']:has(input[value='create:outgoing']) button")
         .await;
     browser.text_with("Withdrew create:outgoing").await;
     let client = get(&api, &format!("/v1/client-ids/{kept}"), key).await;
     assert_eq!(client["permissions"], json!(["create:incoming"]));
-    browser.open(&server.url(&format!("/console/client-ids/{ended}"))).await;
+    browser
+        .open(&server.url(&format!("/console/client-ids/{ended}")))
+        .await;
     browser.click("a[href$='/revoke']").await;
     browser.text_with("Revoke client ID").await;
     browser.click("form[action$='/revoke'] button").await;
@@ -419,9 +448,13 @@ async fn an_owner_decides_in_the_browser() {
     .await;
     let delivery = failed(&get(&api, &log_path, key).await).unwrap();
     let sent_before = receiver.received().len();
-    browser.open(&server.url(&format!("/console/webhooks/{endpoint}"))).await;
     browser
-        .click(&format!("form[action='/console/webhook-deliveries/{delivery}/retry'] button"))
+        .open(&server.url(&format!("/console/webhooks/{endpoint}")))
+        .await;
+    browser
+        .click(&format!(
+            "form[action='/console/webhook-deliveries/{delivery}/retry'] button"
+        ))
         .await;
     browser.text_with("Sending event").await;
     receiver

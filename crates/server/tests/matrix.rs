@@ -600,11 +600,20 @@ async fn every_console_route_refuses_without_a_session() {
         let attempts: [(&str, Option<(&str, String)>); 5] = [
             ("none", None),
             ("forged session", Some(("cookie", forged.clone()))),
-            ("admin token", Some(("authorization", format!("Bearer {ADMIN_TOKEN}")))),
-            ("platform key", Some(("authorization", format!("Bearer {}", tenant.platform_key)))),
+            (
+                "admin token",
+                Some(("authorization", format!("Bearer {ADMIN_TOKEN}"))),
+            ),
+            (
+                "platform key",
+                Some(("authorization", format!("Bearer {}", tenant.platform_key))),
+            ),
             (
                 "destination key",
-                Some(("authorization", format!("Bearer {}", tenant.destination_key))),
+                Some((
+                    "authorization",
+                    format!("Bearer {}", tenant.destination_key),
+                )),
             ),
         ];
         for (label, header) in attempts {
@@ -634,6 +643,9 @@ async fn every_console_route_refuses_without_a_session() {
             }
         }
     }
-    println!("console matrix: {} routes, {cells} cells checked", ROUTES.len());
+    println!(
+        "console matrix: {} routes, {cells} cells checked",
+        ROUTES.len()
+    );
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -311,7 +311,10 @@ async fn no_secret_reaches_the_logs_or_the_database() {
     let withdrawn = browser
         .post(
             &format!("/console/client-ids/{client_id}/withdraw"),
-            &[("permission", "read:incoming"), ("csrf_token", csrf.as_str())],
+            &[
+                ("permission", "read:incoming"),
+                ("csrf_token", csrf.as_str()),
+            ],
         )
         .await;
     assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);

@@ -96,7 +96,10 @@ pub(crate) async fn list(state: State, request: HttpRequest, caller: Caller) -> 
     )
 }
 
-fn issue_form(caller: &Caller, destinations: Option<&[mandate_domain::model::Destination]>) -> String {
+fn issue_form(
+    caller: &Caller,
+    destinations: Option<&[mandate_domain::model::Destination]>,
+) -> String {
     let mut form = format!(
         "<h2>Issue a client ID</h2>\n<form method=\"post\" action=\"{LIST}\">{}",
         html::csrf_field(caller)
@@ -283,7 +286,8 @@ async fn change_permission(
     let location = format!("{LIST}/{id}");
     let outcome = async {
         let id = client_id(id)?;
-        let permission = parse_permission("permission", form.get("permission").unwrap_or_default())?;
+        let permission =
+            parse_permission("permission", form.get("permission").unwrap_or_default())?;
         let client = state
             .mandate
             .change_client(

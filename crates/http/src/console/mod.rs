@@ -232,8 +232,8 @@ async fn admit(access: Access, request: &mut ServiceRequest) -> Result<(), HttpR
             .extensions()
             .get::<Form>()
             .and_then(|form| form.get("csrf_token").map(str::to_owned));
-        let matches = sent
-            .is_some_and(|sent| state.authenticator.console_csrf_matches(&token, &sent));
+        let matches =
+            sent.is_some_and(|sent| state.authenticator.console_csrf_matches(&token, &sent));
         if !matches {
             tracing::info!("console form refused: missing or foreign csrf_token");
             return Err(html::error_page(&ApiError::forbidden(
@@ -422,7 +422,10 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("other=1; mandate_session_x=2"),
         );
-        headers.append(header::COOKIE, HeaderValue::from_static("mandate_session=abc"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("mandate_session=abc"),
+        );
         assert_eq!(cookie(&headers, SESSION_COOKIE).as_deref(), Some("abc"));
         assert_eq!(cookie(&headers, "missing"), None);
     }

@@ -10,8 +10,8 @@ use mandate_domain::auth::AuthError;
 
 use super::html;
 use super::{
-    Caller, Flash, Form, LOGIN_PATH, SESSION_COOKIE, cookie_header, expire_cookie,
-    page, redirect, set_cookie,
+    Caller, Flash, Form, LOGIN_PATH, SESSION_COOKIE, cookie_header, expire_cookie, page, redirect,
+    set_cookie,
 };
 use crate::error::ApiError;
 use crate::state::State;
@@ -34,7 +34,12 @@ fn landing(next: Option<&str>) -> &str {
     }
 }
 
-fn login_form(request: &HttpRequest, status: StatusCode, next: &str, refusal: Option<&str>) -> HttpResponse {
+fn login_form(
+    request: &HttpRequest,
+    status: StatusCode,
+    next: &str,
+    refusal: Option<&str>,
+) -> HttpResponse {
     let flash = match refusal {
         Some(text) => Some(Flash::Refused(text.to_owned())),
         None => Flash::of(request),
@@ -57,14 +62,11 @@ fn login_form(request: &HttpRequest, status: StatusCode, next: &str, refusal: Op
 
 /// `GET /console/login`: the form.
 pub(crate) async fn login_page(request: HttpRequest) -> HttpResponse {
-    let next = request
-        .uri()
-        .query()
-        .and_then(|query| {
-            form_urlencoded::parse(query.as_bytes())
-                .find(|(name, _)| name == "next")
-                .map(|(_, value)| value.into_owned())
-        });
+    let next = request.uri().query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "next")
+            .map(|(_, value)| value.into_owned())
+    });
     login_form(&request, StatusCode::OK, landing(next.as_deref()), None)
 }
 
@@ -76,7 +78,12 @@ pub(crate) async fn login(state: State, request: HttpRequest, form: Form) -> Htt
     if let Some((throttle, address)) = throttle {
         if let Err(wait) = throttle.check(address) {
             let error = ApiError::failed_auth_throttled(wait);
-            let mut response = login_form(&request, StatusCode::TOO_MANY_REQUESTS, &next, Some(error.message()));
+            let mut response = login_form(
+                &request,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                Some(error.message()),
+            );
             if let Ok(value) = wait.to_string().parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -102,7 +109,12 @@ pub(crate) async fn login(state: State, request: HttpRequest, form: Form) -> Htt
             let max_age = (opened.expires_at - now).num_seconds();
             set_cookie(
                 &mut response,
-                &cookie_header(SESSION_COOKIE, &opened.token, max_age, super::is_https(&state)),
+                &cookie_header(
+                    SESSION_COOKIE,
+                    &opened.token,
+                    max_age,
+                    super::is_https(&state),
+                ),
             );
             response
         }
@@ -145,7 +157,10 @@ mod tests {
 
     #[test]
     fn sign_ins_land_only_on_console_pages() {
-        assert_eq!(landing(Some("/console/claims/clm_1")), "/console/claims/clm_1");
+        assert_eq!(
+            landing(Some("/console/claims/clm_1")),
+            "/console/claims/clm_1"
+        );
         for elsewhere in [
             None,
             Some("https://evil.example/"),
@@ -156,6 +171,9 @@ mod tests {
         ] {
             assert_eq!(landing(elsewhere), HOME, "{elsewhere:?}");
         }
-        assert_eq!(login_from("/console/claims/clm_1"), "/console/login?next=%2Fconsole%2Fclaims%2Fclm_1");
+        assert_eq!(
+            login_from("/console/claims/clm_1"),
+            "/console/login?next=%2Fconsole%2Fclaims%2Fclm_1"
+        );
     }
 }
