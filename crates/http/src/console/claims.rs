@@ -207,7 +207,7 @@ fn render_claim(caller: &Caller, claim: &Claim, (approved, max_agents): (usize, 
         escape(claim.destination_id.as_str()),
     );
     if let Some(subject) = &claim.subject {
-        let _ = write!(content, "<dt>Acting for</dt><dd>{}</dd>\n", escape(subject));
+        let _ = writeln!(content, "<dt>Acting for</dt><dd>{}</dd>", escape(subject));
     }
     let _ = write!(
         content,
@@ -228,9 +228,9 @@ fn render_claim(caller: &Caller, claim: &Claim, (approved, max_agents): (usize, 
     );
     match claim.status {
         ClaimStatus::Pending => {
-            let _ = write!(
+            let _ = writeln!(
                 content,
-                "<dt>Waits until</dt><dd>{}</dd>\n",
+                "<dt>Waits until</dt><dd>{}</dd>",
                 html::at(claim.pending_expires_at)
             );
         }
@@ -244,10 +244,10 @@ fn render_claim(caller: &Caller, claim: &Claim, (approved, max_agents): (usize, 
         }
     }
     if let Some(client_id) = &claim.client_id {
-        let _ = write!(
+        let _ = writeln!(
             content,
             "<dt>Agent's client ID</dt><dd><a class=\"mono\" href=\"/console/client-ids/{0}\">{0}\
-             </a></dd>\n",
+             </a></dd>",
             escape(client_id.as_str())
         );
     }

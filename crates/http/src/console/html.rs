@@ -58,11 +58,11 @@ pub(crate) fn document(
     let mut body = String::new();
     if let Some(caller) = caller {
         // Writing to a String cannot fail.
-        let _ = write!(
+        let _ = writeln!(
             body,
             "<nav><a href=\"/console/claims\">Claims</a><a href=\"/console/client-ids\">Client \
              IDs</a><a href=\"/console/webhooks\">Webhooks</a><span class=\"who\">{}</span>{}\
-             </nav>\n",
+             </nav>",
             escape(&who(&caller.principal)),
             post_button(caller, "/console/logout", "Sign out", "secondary", "")
         );
