@@ -35,7 +35,7 @@ fn claim_path(id: &ClaimId) -> String {
 
 /// `SHA256:<base64>` of the raw key, as SSH shows fingerprints: short enough to compare by eye
 /// with what the agent's operator sees.
-fn fingerprint(key: &AgentKey) -> String {
+pub(super) fn fingerprint(key: &AgentKey) -> String {
     format!(
         "SHA256:{}",
         STANDARD_NO_PAD.encode(Sha256::digest(key.to_bytes()))

@@ -61,7 +61,8 @@ pub(crate) fn document(
         let _ = writeln!(
             body,
             "<nav><a href=\"/console/claims\">Claims</a><a href=\"/console/client-ids\">Client \
-             IDs</a><a href=\"/console/webhooks\">Webhooks</a><span class=\"who\">{}</span>{}\
+             IDs</a><a href=\"/console/webhooks\">Webhooks</a><a \
+             href=\"/console/requests\">Payments</a><a href=\"/console/ledger\">Ledger</a><span class=\"who\">{}</span>{}\
              </nav>",
             escape(&who(&caller.principal)),
             post_button(caller, "/console/logout", "Sign out", "secondary", "")

@@ -11,6 +11,8 @@
 mod claims;
 mod clients;
 mod html;
+mod ledger;
+mod requests;
 mod session;
 mod webhooks;
 
@@ -100,6 +102,9 @@ console_routes! {
     GET "/console/webhooks" => Session => webhooks::list;
     GET "/console/webhooks/{id}" => Session => webhooks::show;
     POST "/console/webhook-deliveries/{id}/retry" => Form => webhooks::retry;
+    GET "/console/requests" => Session => requests::list;
+    GET "/console/requests/{id}" => Session => requests::show;
+    GET "/console/ledger" => Session => ledger::show;
 }
 
 /// The signed-in caller of a console request, for handlers.
