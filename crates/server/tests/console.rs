@@ -237,10 +237,41 @@ async fn another_destinations_objects_are_not_found() {
     assert_eq!(endpoint.status, 201, "{}", endpoint.body);
     let their_endpoint = endpoint.body["id"].as_str().unwrap().to_owned();
 
+    let request = |key: String| {
+        let api = &api;
+        async move {
+            let created = api
+                .post(
+                    "/v1/requests",
+                    &key,
+                    json!({"direction": "incoming", "amount": "42.50", "currency": "EUR"}),
+                )
+                .await;
+            assert_eq!(created.status, 201, "{}", created.body);
+            created.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let my_request = request(mine.destination_key.clone()).await;
+    let their_request = request(theirs.destination_key.clone()).await;
+
     let mut browser = Browser::new(&server.base);
     browser.sign_in(&mine.destination_key).await;
     let csrf = browser.csrf_token().await;
+    let requests = browser.get("/console/requests").await;
+    assert_eq!(requests.status, 200, "{}", requests.body);
+    assert!(requests.body.contains(&my_request), "{}", requests.body);
+    assert!(!requests.body.contains(&their_request));
+    let paid = browser
+        .get("/console/requests?direction=&status=paid")
+        .await;
+    assert!(!paid.body.contains(&my_request), "the API's filters apply");
+    let detail = browser
+        .get(&format!("/console/requests/{my_request}"))
+        .await;
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    assert!(detail.body.contains("42.5"), "{}", detail.body);
     for path in [
+        format!("/console/requests/{their_request}"),
         format!("/console/claims/{their_claim}"),
         format!("/console/client-ids/{their_client}"),
         format!("/console/client-ids/{their_client}/revoke"),
@@ -429,4 +460,25 @@ async fn a_claim_is_approved_narrower_from_its_review_link() {
         shown.body
     );
     assert!(shown.body.contains("1 of "), "{}", shown.body);
+
+    // The approval reaches the ledger (appended by housekeeping), which verifies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let ledger = browser.get("/console/ledger").await;
+        assert_eq!(ledger.status, 200, "{}", ledger.body);
+        if ledger.body.contains(&claim) {
+            assert!(
+                ledger.body.contains("The chain verifies"),
+                "{}",
+                ledger.body
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the approval is not in the ledger: {}",
+            ledger.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
