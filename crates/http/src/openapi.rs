@@ -443,27 +443,6 @@ fn object_schema(event_type: EventType) -> &'static str {
 /// The schema of an event of `event_type`, as `GET /v1/events` lists it and webhooks deliver
 /// it.
 fn event_schema(event_type: EventType) -> Value {
-    let object = json!({
-        "$ref": format!("#/components/schemas/{}", object_schema(event_type))
-    });
-    // The owner's notification of a new claim links straight to its decision.
-    let object = if event_type == EventType::ClaimSubmitted {
-        json!({
-            "allOf": [object, {
-                "type": "object",
-                "properties": {
-                    "review_url": {
-                        "type": "string",
-                        "format": "uri",
-                        "description": "The claim's page in the owner's console, on the \
-                                        server's public URL: `<public_url>/console/claims/<id>`."
-                    }
-                }
-            }]
-        })
-    } else {
-        object
-    };
     json!({
         "allOf": [
             { "$ref": "#/components/schemas/EventView" },
@@ -475,7 +454,9 @@ fn event_schema(event_type: EventType) -> Value {
                         "type": "object",
                         "required": ["object"],
                         "properties": {
-                            "object": object
+                            "object": {
+                                "$ref": format!("#/components/schemas/{}", object_schema(event_type))
+                            }
                         }
                     }
                 }
