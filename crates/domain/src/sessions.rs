@@ -159,3 +159,120 @@ fn session_token() -> String {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[cfg(all(test, feature = "memory", feature = "testing"))]
+mod tests {
+    // Assertions are how a test reports.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::keys::KeyHasher;
+    use crate::memory::MemoryStore;
+    use crate::model::KeyOwner;
+    use crate::ports::KeyStore;
+    use crate::testing;
+
+    #[tokio::test]
+    async fn a_session_lives_while_its_key_does_and_until_it_expires() {
+        let hasher = KeyHasher::new(b"0123456789abcdef0123456789abcdef");
+        let memory = Arc::new(MemoryStore::new());
+        let authenticator = Authenticator::new(memory.clone(), hasher.clone(), None);
+        let (organization, destinations) = testing::seed_organization(memory.as_ref(), 1).await;
+        let owner = KeyOwner::Destination {
+            organization_id: organization.id.clone(),
+            destination_id: destinations[0].id.clone(),
+        };
+        let key = crate::model::ApiKey {
+            hash: hasher.hash("mnd_dest_owner"),
+            ..testing::key(owner.clone())
+        };
+        assert!(memory.insert_key(&key, None, crate::now()).await.unwrap());
+        let orchestrator = testing::seed_orchestrator(memory.as_ref()).await;
+        let orchestrator_key = crate::model::ApiKey {
+            hash: hasher.hash("mnd_orch_runner"),
+            ..testing::key(KeyOwner::Orchestrator {
+                orchestrator_id: orchestrator.id,
+            })
+        };
+        assert!(
+            memory
+                .insert_key(&orchestrator_key, None, crate::now())
+                .await
+                .unwrap()
+        );
+        let now = crate::now();
+        let hour = Duration::hours(1);
+
+        let opened = authenticator
+            .open_console_session("mnd_dest_owner", hour, now)
+            .await
+            .unwrap();
+        let stored = memory
+            .console_session(&hasher.hash(&opened.token))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(stored.token_hash, opened.token, "only the hash is stored");
+        assert_eq!(stored.expires_at, now + hour);
+        let principal = authenticator
+            .console_principal(&opened.token, now)
+            .await
+            .unwrap();
+        assert_eq!(principal, opened.principal);
+
+        // The CSRF token belongs to its session only.
+        let other = authenticator
+            .open_console_session("mnd_dest_owner", hour, now)
+            .await
+            .unwrap();
+        let csrf = authenticator.console_csrf_token(&opened.token);
+        assert!(authenticator.console_csrf_matches(&opened.token, &csrf));
+        assert!(!authenticator.console_csrf_matches(&other.token, &csrf));
+        assert_ne!(csrf, stored.token_hash);
+
+        // Past its lifetime the session is gone, and its row with it.
+        assert!(matches!(
+            authenticator
+                .console_principal(&opened.token, now + hour)
+                .await,
+            Err(AuthError::Unauthenticated("expired_session"))
+        ));
+        assert_eq!(
+            memory.console_session(&stored.token_hash).await.unwrap(),
+            None
+        );
+
+        // A revoked key ends the sessions it opened at once.
+        assert!(
+            memory
+                .revoke_key(&owner, &key.id, now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(matches!(
+            authenticator.console_principal(&other.token, now).await,
+            Err(AuthError::Unauthenticated("revoked_key"))
+        ));
+
+        // Only the people who decide for a destination sign in.
+        assert!(matches!(
+            authenticator
+                .open_console_session("mnd_orch_runner", hour, now)
+                .await,
+            Err(AuthError::Forbidden(_))
+        ));
+        assert!(matches!(
+            authenticator
+                .open_console_session("mnd_dest_unknown", hour, now)
+                .await,
+            Err(AuthError::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            authenticator.console_principal("forged", now).await,
+            Err(AuthError::Unauthenticated("unknown_session"))
+        ));
+    }
+}

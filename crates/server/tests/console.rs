@@ -482,3 +482,35 @@ async fn a_claim_is_approved_narrower_from_its_review_link() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_sign_ins_are_throttled_per_address() {
+    let data = TempDir::new();
+    let mut command = support::mandate_command(&data.0, &Database::Sqlite);
+    command
+        .env("MANDATE__RATE_LIMIT__FAILED_AUTH_PER_MINUTE", "1")
+        .env("MANDATE__RATE_LIMIT__FAILED_AUTH_BURST", "2");
+    let server = Server::start_with(command, &data.0).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let mut browser = Browser::new(&server.base);
+    for _ in 0..2 {
+        let wrong = browser
+            .post("/console/login", &[("key", "mnd_dest_guessed-key")])
+            .await;
+        assert_eq!(wrong.status, 401, "{}", wrong.body);
+    }
+    // Past its failures the address is refused before the key is even read: the right key too.
+    let throttled = browser
+        .post(
+            "/console/login",
+            &[("key", tenant.destination_key.as_str())],
+        )
+        .await;
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    assert!(throttled.header("retry-after").parse::<u64>().unwrap() > 0);
+    assert!(browser.cookies.is_empty());
+    // The API shares the address's throttle.
+    let api_call = api.get("/v1/claims", &tenant.destination_key).await;
+    assert_eq!(api_call.status, 429, "{}", api_call.body);
+}
