@@ -514,3 +514,72 @@ async fn failed_sign_ins_are_throttled_per_address() {
     let api_call = api.get("/v1/claims", &tenant.destination_key).await;
     assert_eq!(api_call.status, 429, "{}", api_call.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_platform_picks_the_destination_of_a_client_id() {
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Sqlite).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let (orchestrator, _) = register_orchestrator(&api).await;
+    let mut browser = Browser::new(&server.base);
+    browser.sign_in(&tenant.platform_key).await;
+    let list = browser.get("/console/client-ids").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    let option = format!("<option value=\"{}\">", tenant.destination_id);
+    assert!(list.body.contains(&option), "{}", list.body);
+    let csrf = list.csrf_token();
+
+    // Without a destination the API's refusal, in its words.
+    let unnamed = browser
+        .post(
+            "/console/client-ids",
+            &[
+                ("orchestrator", orchestrator.as_str()),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(unnamed.status, 303);
+    let refused = browser.get(unnamed.location()).await;
+    assert!(
+        refused.body.contains("X-Destination-Id is required"),
+        "{}",
+        refused.body
+    );
+
+    let issued = browser
+        .post(
+            "/console/client-ids",
+            &[
+                ("destination_id", tenant.destination_id.as_str()),
+                ("orchestrator", orchestrator.as_str()),
+                ("label", "Billing <runner>"),
+                ("permissions", "create:incoming"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(issued.status, 303, "{}", issued.body);
+    let client = issued
+        .location()
+        .strip_prefix("/console/client-ids/")
+        .unwrap()
+        .to_owned();
+    let shown = browser.get(issued.location()).await;
+    assert!(
+        shown.body.contains("Billing &lt;runner&gt;"),
+        "escaped: {}",
+        shown.body
+    );
+    let stored = api
+        .get(&format!("/v1/client-ids/{client}"), &tenant.destination_key)
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(
+        stored.body["destination_id"],
+        tenant.destination_id.as_str()
+    );
+    assert_eq!(stored.body["permissions"], json!(["create:incoming"]));
+    assert_eq!(stored.body["label"], "Billing <runner>");
+}
