@@ -195,7 +195,8 @@ async fn guard(
 
 /// Decides whether the request reaches its handler; the answer to give when it does not.
 async fn admit(access: Access, request: &mut ServiceRequest) -> Result<(), HttpResponse> {
-    if access == Access::Form || request.method() == Method::POST {
+    // Every change is a POST: its form is read here, once, for the CSRF check and the handler.
+    if request.method() == Method::POST {
         let body = request
             .extract::<web::Bytes>()
             .await
