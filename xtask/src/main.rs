@@ -22,8 +22,9 @@ tasks:
                           (TEST_DATABASE_URL, DATABASE_URL, 127.0.0.1:5432, or a
                           throwaway cluster; the fault scenarios start clusters of
                           their own with initdb/pg_ctl, installed when missing)
-                          and a headless Chromium (CHROME_BIN,
-                          or on PATH, or installed) and a Python with the
+                          and a headless Chromium with its chromedriver
+                          (CHROME_BIN, CHROMEDRIVER_BIN, or on PATH, or
+                          installed) and a Python with the
                           standardwebhooks, http-message-signatures,
                           schemathesis, openapi-spec-validator and
                           openapi-python-client packages (MANDATE_TEST_PYTHON, or
@@ -114,6 +115,8 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
     // The payment page is checked in a real headless browser; never skip that for lack of one.
     let chrome = chromium::resolve()?;
     println!("xtask: using Chromium {}", chrome.display());
+    let chromedriver = chromium::resolve_driver()?;
+    println!("xtask: using chromedriver {}", chromedriver.display());
     // Webhook and agent request signatures are checked by independent Python libraries; never
     // skip them.
     let python = python::resolve()?;
@@ -140,6 +143,7 @@ fn test(extra: &[OsString]) -> Result<ExitCode> {
         // The fault suite's short form; `cargo xtask faults` runs the full one.
         .env("MANDATE_FAULTS_SCALE", "short")
         .env(chromium::ENV, &chrome)
+        .env(chromium::DRIVER_ENV, &chromedriver)
         .env(python::ENV, &python)
         .env(node::ENV, &node_tools);
     let status = cmd

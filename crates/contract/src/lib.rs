@@ -57,6 +57,7 @@ pub mod memory;
 mod orchestrators;
 mod organizations;
 mod requests;
+mod sessions;
 mod webhooks;
 
 /// What a case is run as: a future that panics on a broken promise.

@@ -92,7 +92,11 @@ impl Authenticator {
     }
 
     /// An API key by its keyed hash, or the admin token.
-    async fn key_or_admin(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, AuthError> {
+    pub(crate) async fn key_or_admin(
+        &self,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
         if KeyKind::of(token).is_none() {
             return match &self.admin_token {
                 Some(admin) if self.hasher.matches(token, admin) => Ok(Principal::Admin),
@@ -101,6 +105,14 @@ impl Authenticator {
         }
         let key = self.store.key_by_hash(&self.hasher.hash(token)).await?;
         key_principal(self.store.as_ref(), key, now).await
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn hasher(&self) -> &KeyHasher {
+        &self.hasher
     }
 
     /// Applies `X-Destination-Id`: a platform key then acts as that destination's owner; a
@@ -151,7 +163,7 @@ impl Authenticator {
 
 /// The principal of the API key found for a presented secret, if it may still be used;
 /// records the use at most once per [`TOUCH_INTERVAL_SECONDS`].
-async fn key_principal(
+pub(crate) async fn key_principal(
     store: &dyn Store,
     key: Option<ApiKey>,
     now: DateTime<Utc>,

@@ -19,6 +19,7 @@ pub mod payments;
 pub mod policy;
 pub mod ports;
 pub mod principal;
+pub mod sessions;
 pub mod usecases;
 pub mod values;
 pub mod webhooks;

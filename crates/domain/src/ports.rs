@@ -834,6 +834,7 @@ pub trait Store:
     + IdempotencyStore
     + Health
     + crate::operations::DeliveryQueueStore
+    + crate::sessions::ConsoleSessionStore
 {
 }
 
@@ -852,5 +853,6 @@ impl<T> Store for T where
         + IdempotencyStore
         + Health
         + crate::operations::DeliveryQueueStore
+        + crate::sessions::ConsoleSessionStore
 {
 }

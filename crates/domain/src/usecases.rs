@@ -130,12 +130,25 @@ pub enum ReadError {
 pub struct Mandate {
     store: Arc<dyn Store>,
     hasher: KeyHasher,
+    public_url: Option<Arc<str>>,
 }
 
 impl Mandate {
     /// Wires the use cases to a store and the server's key-hashing secret.
     pub fn new(store: Arc<dyn Store>, hasher: KeyHasher) -> Self {
-        Self { store, hasher }
+        Self {
+            store,
+            hasher,
+            public_url: None,
+        }
+    }
+
+    /// The same use cases, knowing the URL people reach the server at (without a trailing
+    /// slash): events then link to the console page where an owner decides
+    /// (`claim.submitted`'s `review_url`).
+    pub fn with_public_url(mut self, public_url: &str) -> Self {
+        self.public_url = Some(public_url.trim_end_matches('/').into());
+        self
     }
 
     /// The same use cases on another store: the transaction of a keyed call
@@ -143,7 +156,7 @@ impl Mandate {
     pub fn on_store(&self, store: Arc<dyn Store>) -> Self {
         Self {
             store,
-            hasher: self.hasher.clone(),
+            ..self.clone()
         }
     }
 

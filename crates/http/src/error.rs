@@ -239,6 +239,16 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         self.code
     }
+
+    /// The message, as the envelope shows it.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status, as a number.
+    pub(crate) fn status_code_u16(&self) -> u16 {
+        self.status.as_u16()
+    }
 }
 
 impl std::fmt::Display for ApiError {

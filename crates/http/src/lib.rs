@@ -1,6 +1,7 @@
 //! Mandate's HTTP adapter: the actix-web application, the one authentication pipeline,
 //! the error envelope, and the OpenAPI document. It knows the domain, not the database.
 
+pub mod console;
 mod error;
 mod handlers;
 pub mod idempotency;
@@ -63,6 +64,7 @@ pub fn app(
         .app_data(web::PayloadConfig::default().limit(BODY_LIMIT_BYTES))
         .app_data(web::PathConfig::default().error_handler(path_error))
         .configure(routes::register)
+        .configure(console::register)
         .default_service(web::to(unknown_route))
         .wrap(from_fn(input::refuse_encoded_bodies))
         .wrap(from_fn(metrics::middleware))

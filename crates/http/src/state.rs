@@ -33,6 +33,8 @@ pub struct AppState {
     pub target_guard: Arc<dyn TargetGuard>,
     /// Whether `http://` webhook targets are allowed.
     pub allow_http: bool,
+    /// How long a console sign-in lasts.
+    pub console_session_lifetime: chrono::Duration,
     /// Renders the process's metrics at `GET /metrics`; `None` answers 404 there.
     pub metrics: Option<crate::MetricsRenderer>,
 }

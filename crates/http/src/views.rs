@@ -563,6 +563,10 @@ pub struct ClaimView {
     pub created_at: DateTime<Utc>,
     /// RFC 3339, UTC.
     pub updated_at: DateTime<Utc>,
+    /// Only in the data of `claim.submitted` events: the claim's page in the owner's console
+    /// (`<public_url>/console/claims/<id>`), where the destination's owner decides.
+    #[schema(format = "uri")]
+    pub review_url: Option<String>,
 }
 
 /// A ledger entry (documentation of the shape `mandate_domain::claims::LedgerEntry`

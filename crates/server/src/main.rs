@@ -146,7 +146,8 @@ fn use_cases(settings: &Settings, store: DbStore) -> anyhow::Result<Mandate> {
     // The same server secret keys the API-key hashes and seals webhook secrets at rest
     // (each use with its own derived key).
     let store = store.with_webhook_secret_sealing(&secret);
-    Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret)))
+    Ok(Mandate::new(Arc::new(store), KeyHasher::new(&secret))
+        .with_public_url(&settings.public_url()))
 }
 
 async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
@@ -238,6 +239,9 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
             tokens,
             target_guard: Arc::new(SsrfGuard::new(policy)),
             allow_http: hooks.allow_http,
+            console_session_lifetime: chrono::Duration::hours(i64::from(
+                settings.console.session_hours,
+            )),
             metrics: Some(renderer),
         };
         let mut server = actix_web::HttpServer::new(move || mandate_http::app(state.clone()));
@@ -351,13 +355,14 @@ const PURGE_EVERY_ROUNDS: u64 = 600;
 /// Signature nonces are kept past the 300 s a signature stays acceptable (plus the 60 s it
 /// may run ahead), then forgotten.
 const SIGNATURE_NONCE_RETENTION_SECONDS: i64 = 420;
-/// Forgetting signature nonces every minute keeps the table small.
+/// Forgetting signature nonces and expired console sessions every minute keeps the tables
+/// small.
 const NONCE_PURGE_EVERY_ROUNDS: u64 = 60;
 
 /// Expires due requests (reads expire them too, so this bounds how long a due request can
 /// linger unread) and due claims, appends queued approvals and revocations to the ledger,
-/// purges old idempotency records and signature nonces, and lets the rate limiter forget
-/// idle credentials.
+/// purges old idempotency records, signature nonces and expired console sessions, and lets
+/// the rate limiter forget idle credentials.
 async fn housekeeping(
     mandate: Mandate,
     rate_limit: Option<RateLimit>,
@@ -379,6 +384,11 @@ async fn housekeeping(
                 - chrono::Duration::seconds(SIGNATURE_NONCE_RETENTION_SECONDS);
             if let Err(error) = mandate.purge_signature_nonces(before).await {
                 tracing::warn!(error = %error, "purging signature nonces failed; retrying later");
+            }
+        }
+        if round % NONCE_PURGE_EVERY_ROUNDS == 0 {
+            if let Err(error) = mandate.purge_console_sessions(mandate_domain::now()).await {
+                tracing::warn!(error = %error, "purging console sessions failed; retrying later");
             }
         }
         match mandate

@@ -26,6 +26,22 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// `[webhooks]`
     pub webhooks: WebhookSettings,
+    /// `[console]`
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`: the owner's console in the browser.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// How long a sign-in lasts; revoking its key ends it sooner.
+    pub session_hours: u32,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self { session_hours: 12 }
+    }
 }
 
 /// `[webhooks]`: delivery and the network policy for targets.

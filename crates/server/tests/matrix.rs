@@ -576,3 +576,76 @@ async fn every_operation_admits_exactly_its_principal_kinds() {
     );
     assert_eq!(cells, operations.len() * Caller::ALL.len());
 }
+
+/// The console's routes take no API credential: each one but the sign-in form refuses a
+/// request without a live session — no cookie, a forged one, or any Bearer credential — by
+/// sending the browser to sign in, before its handler runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_console_route_refuses_without_a_session() {
+    use mandate_http::console::{Access, LOGIN_PATH, ROUTES};
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Sqlite).await;
+    let api = server.api();
+    let tenant = support::tenant(&api).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let forged = format!("mandate_session={}", random_hex(32));
+    let mut cells = 0;
+    let mut failures = Vec::new();
+    for route in ROUTES {
+        let path = route.path.replace("{id}", NOBODY);
+        let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
+        let attempts: [(&str, Option<(&str, String)>); 5] = [
+            ("none", None),
+            ("forged session", Some(("cookie", forged.clone()))),
+            (
+                "admin token",
+                Some(("authorization", format!("Bearer {ADMIN_TOKEN}"))),
+            ),
+            (
+                "platform key",
+                Some(("authorization", format!("Bearer {}", tenant.platform_key))),
+            ),
+            (
+                "destination key",
+                Some((
+                    "authorization",
+                    format!("Bearer {}", tenant.destination_key),
+                )),
+            ),
+        ];
+        for (label, header) in attempts {
+            let mut request = client.request(method.clone(), server.url(&path));
+            if method == reqwest::Method::POST {
+                request = request.form(&[("csrf_token", "x"), ("permission", "create:incoming")]);
+            }
+            if let Some((name, value)) = header {
+                request = request.header(name, value);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            cells += 1;
+            let refused = status == 303 && location.starts_with(LOGIN_PATH);
+            let expected = route.access != Access::Public;
+            if refused != expected {
+                failures.push(format!(
+                    "{} {} with {label}: {status} {location}",
+                    route.method, route.path
+                ));
+            }
+        }
+    }
+    println!(
+        "console matrix: {} routes, {cells} cells checked",
+        ROUTES.len()
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -1,9 +1,9 @@
 //! No secret in the logs or in the database: a server on PostgreSQL, logging at debug level as
 //! JSON, goes through every credential there is — platform, destination and orchestrator keys
 //! and their rotation, an OAuth access token, webhook endpoints and a secret rotation with
-//! deliveries signed by both secrets, a payment link opened by a payer — and afterwards
-//! neither its captured output nor a dump of every table holds any of those secrets, the
-//! server's own secrets from the data directory or the admin token.
+//! deliveries signed by both secrets, a payment link opened by a payer, a console session —
+//! and afterwards neither its captured output nor a dump of every table holds any of those
+//! secrets, the server's own secrets from the data directory or the admin token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -297,6 +297,31 @@ async fn no_secret_reaches_the_logs_or_the_database() {
             .any(|r| r.signature.split(' ').count() == 2),
         "no delivery carried both signatures"
     );
+
+    // The console: a refused sign-in, a session used for a page and a change, a sign-out.
+    let mut browser = support::console::Browser::new(&server.base);
+    let wrong_key = "mnd_dest_wrong-key-for-the-console-log-check";
+    let refused = browser.post("/console/login", &[("key", wrong_key)]).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    secrets.add("refused console key", wrong_key);
+    browser.sign_in(destination).await;
+    secrets.add("console session token", &browser.cookies["mandate_session"]);
+    let csrf = browser.csrf_token().await;
+    secrets.add("console csrf token", &csrf);
+    let withdrawn = browser
+        .post(
+            &format!("/console/client-ids/{client_id}/withdraw"),
+            &[
+                ("permission", "read:incoming"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);
+    let signed_out = browser
+        .post("/console/logout", &[("csrf_token", csrf.as_str())])
+        .await;
+    assert_eq!(signed_out.status, 303, "{}", signed_out.body);
 
     // The server's own secrets, as stored in the data directory and as raw bytes in hex.
     for name in ["key_hash_secret", "token_signing_key"] {

@@ -18,6 +18,7 @@ mod idempotency;
 mod orchestrators;
 mod organizations;
 mod requests;
+mod sessions;
 mod webhooks;
 
 // What the aggregates share.

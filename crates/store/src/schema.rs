@@ -224,6 +224,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    console_sessions (token_hash) {
+        token_hash -> Text,
+        key_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     webhook_endpoints (id) {
         id -> Text,
         owner_kind -> Text,
@@ -283,6 +292,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     events,
     customers,
     idempotency_keys,
+    console_sessions,
     webhook_endpoints,
     webhook_deliveries,
 );

@@ -29,6 +29,7 @@ mod idempotency;
 mod keys;
 mod organizations;
 mod requests;
+mod sessions;
 mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +62,7 @@ use mandate_domain::ports::{
     OrchestratorStore, OrganizationFilter, OrganizationStore, Page, PageRequest, RecordedAttempt,
     RequestFilter, RequestStore, Store, StoreError, WebhookStore,
 };
+use mandate_domain::sessions::ConsoleSession;
 use mandate_domain::values::{PermissionSet, Slug};
 use mandate_domain::webhooks::{
     Delivery, DeliveryStatus, EndpointOwner, EventScope, WebhookEndpoint,
@@ -107,6 +109,8 @@ struct State {
     idempotency: BTreeMap<(String, String), IdempotencyRecord>,
     /// The keys of keyed calls that have begun and not ended.
     keyed_calls: BTreeSet<(String, String)>,
+    /// Console sessions by token hash.
+    console_sessions: BTreeMap<String, ConsoleSession>,
 }
 
 struct StoredEvent {

@@ -255,7 +255,14 @@ impl Mandate {
             created_at: now,
             updated_at: now,
         };
-        let event = claim_event(EventType::ClaimSubmitted, &claim, now);
+        let mut event = claim_event(EventType::ClaimSubmitted, &claim, now);
+        // The owner's notification links straight to the decision.
+        if let (Some(public_url), Some(object)) = (&self.public_url, event.object.as_object_mut()) {
+            object.insert(
+                "review_url".into(),
+                format!("{public_url}/console/claims/{}", claim.id).into(),
+            );
+        }
         match self
             .store
             .submit_claim(&claim, &input.nonce, &event)

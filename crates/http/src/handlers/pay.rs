@@ -256,7 +256,7 @@ fn parse_quality(text: &str) -> Option<u16> {
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -276,7 +276,7 @@ fn human_time(at: DateTime<Utc>) -> String {
 }
 
 /// `<time>` with a machine-readable value, both escaped.
-fn time_element(at: DateTime<Utc>) -> String {
+pub(crate) fn time_element(at: DateTime<Utc>) -> String {
     format!(
         "<time datetime=\"{}\">{}</time>",
         escape(&at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
@@ -317,7 +317,7 @@ fn status_wording(
 }
 
 // Phone first: one readable column, large type, high contrast, nothing fetched.
-const STYLE: &str = "\
+pub(crate) const STYLE: &str = "\
 *{box-sizing:border-box}\
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%}\
 body{margin:0;padding:16px;background:#eef1f5;color:#111827;\

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use mandate_domain::ids::{DestinationId, RequestId};
 use mandate_domain::payments::{Direction, RequestStatus};
-use mandate_domain::ports::RequestFilter;
+use mandate_domain::ports::{PageRequest, RequestFilter};
 use mandate_domain::usecases::NewRequest;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -132,42 +132,54 @@ pub async fn list(
     Authenticated(principal): Authenticated,
     params: Query<RequestListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = params.into_inner();
-    let filter = RequestFilter {
-        direction: params
-            .direction
-            .map(|text| {
-                Direction::parse(&text).ok_or_else(|| {
-                    ApiError::invalid_field("direction", "direction must be incoming or outgoing")
-                })
-            })
-            .transpose()?,
-        status: params
-            .status
-            .map(|text| {
-                RequestStatus::parse(&text)
-                    .ok_or_else(|| ApiError::invalid_field("status", "unknown status"))
-            })
-            .transpose()?,
-        destination_id: params
-            .destination_id
-            .map(|text| {
-                DestinationId::parse(&text)
-                    .map_err(|_| ApiError::invalid_field("destination_id", "not a destination id"))
-            })
-            .transpose()?,
-        customer_id: params.customer_id,
-    };
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(RequestId::parse)?;
+    let (filter, page) = params.into_inner().query()?;
     let requests = state
         .mandate
         .list_requests(&principal, &filter, &page, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Ok().json(ListBody::new(requests, |request| request.id.to_string())))
+}
+
+impl RequestListParams {
+    /// The filter and the page these parameters ask for (the console's list reads them too).
+    pub(crate) fn query(self) -> Result<(RequestFilter, PageRequest), ApiError> {
+        let params = self;
+        let filter = RequestFilter {
+            direction: params
+                .direction
+                .map(|text| {
+                    Direction::parse(&text).ok_or_else(|| {
+                        ApiError::invalid_field(
+                            "direction",
+                            "direction must be incoming or outgoing",
+                        )
+                    })
+                })
+                .transpose()?,
+            status: params
+                .status
+                .map(|text| {
+                    RequestStatus::parse(&text)
+                        .ok_or_else(|| ApiError::invalid_field("status", "unknown status"))
+                })
+                .transpose()?,
+            destination_id: params
+                .destination_id
+                .map(|text| {
+                    DestinationId::parse(&text).map_err(|_| {
+                        ApiError::invalid_field("destination_id", "not a destination id")
+                    })
+                })
+                .transpose()?,
+            customer_id: params.customer_id,
+        };
+        let page = ListParams {
+            limit: params.limit,
+            starting_after: params.starting_after,
+        }
+        .page(RequestId::parse)?;
+        Ok((filter, page))
+    }
 }
 
 /// Reads one request.

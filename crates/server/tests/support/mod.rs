@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod agent_signing;
+pub mod console;
 pub mod proxy;
 pub mod receiver;
 
