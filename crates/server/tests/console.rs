@@ -584,14 +584,6 @@ async fn a_platform_picks_the_destination_of_a_client_id() {
     assert_eq!(stored.body["label"], "Billing <runner>");
 }
 
-/// The value a page shows once, beneath its flash; `None` when it shows none.
-fn revealed(page: &Page) -> Option<String> {
-    let marker = "<p class=\"mono secret\">";
-    let start = page.body.find(marker)? + marker.len();
-    let end = start + page.body[start..].find("</p>")?;
-    Some(page.body[start..end].replace("&amp;", "&"))
-}
-
 /// A redirect that carries a value shown once carries it sealed: not in its URL, not in clear
 /// in its cookie.
 fn assert_sealed(redirect: &Page, secret_marker: &str) {
@@ -691,11 +683,13 @@ async fn webhook_endpoints_are_added_rotated_and_tested_with_secrets_shown_once(
         .to_owned();
     let page = browser.get(added.location()).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let secret = revealed(&page).unwrap_or_else(|| panic!("no secret shown: {}", page.body));
+    let secret = page
+        .revealed()
+        .unwrap_or_else(|| panic!("no secret shown: {}", page.body));
     assert!(secret.starts_with("whsec_"), "{secret}");
     assert!(page.body.contains("Books &lt;main&gt;"), "{}", page.body);
     let again = browser.get(added.location()).await;
-    assert_eq!(revealed(&again), None, "a secret shows once");
+    assert_eq!(again.revealed(), None, "a secret shows once");
     assert!(!again.body.contains(&secret));
     let stored = api
         .get(
@@ -721,7 +715,9 @@ async fn webhook_endpoints_are_added_rotated_and_tested_with_secrets_shown_once(
     assert_sealed(&rotated, "whsec_");
     assert_eq!(rotated.location(), format!("/console/webhooks/{endpoint}"));
     let page = browser.get(rotated.location()).await;
-    let new_secret = revealed(&page).unwrap_or_else(|| panic!("no secret: {}", page.body));
+    let new_secret = page
+        .revealed()
+        .unwrap_or_else(|| panic!("no secret: {}", page.body));
     assert!(new_secret.starts_with("whsec_") && new_secret != secret);
 
     // A test event, to this endpoint only, signed with both secrets.
@@ -905,11 +901,13 @@ async fn a_request_page_shows_its_payments_and_events_and_takes_new_ones() {
         .await;
     assert_sealed(&linked, "/pay/");
     let page = browser.get(&path).await;
-    let url = revealed(&page).unwrap_or_else(|| panic!("no link: {}", page.body));
+    let url = page
+        .revealed()
+        .unwrap_or_else(|| panic!("no link: {}", page.body));
     let payer_path = url.strip_prefix(&server.base).unwrap();
     assert!(payer_path.starts_with("/pay/"), "{url}");
     assert_eq!(
-        revealed(&browser.get(&path).await),
+        browser.get(&path).await.revealed(),
         None,
         "a link shows once"
     );
