@@ -394,6 +394,7 @@ impl Mandate {
                     _ => ReadError::Forbidden,
                 })?;
             scanned += listed.data.len();
+            // The request's first event is its creation: nothing of it is older.
             let reached_creation = listed
                 .data
                 .last()
@@ -405,7 +406,10 @@ impl Mandate {
                     .into_iter()
                     .filter(|event| event.object["id"] == request.id.as_str()),
             );
-            let complete = reached_creation || !listed.has_more;
+            let found_creation = events
+                .last()
+                .is_some_and(|event| event.event_type == EventType::PaymentRequestCreated);
+            let complete = found_creation || reached_creation || !listed.has_more;
             if complete || scanned >= HISTORY_EVENTS_SCANNED {
                 return Ok(RequestHistory {
                     request,
