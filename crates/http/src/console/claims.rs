@@ -387,18 +387,3 @@ pub(crate) async fn revoke(state: State, caller: Caller, id: web::Path<String>) 
         )
     })
 }
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn form_instants_read_as_utc() {
-        let at = html::parse_instant("2030-01-31T18:00").unwrap();
-        assert_eq!(at.to_rfc3339(), "2030-01-31T18:00:00+00:00");
-        assert_eq!(html::parse_instant("2030-01-31T19:00:00+01:00"), Some(at));
-        assert_eq!(html::parse_instant("tomorrow"), None);
-    }
-}

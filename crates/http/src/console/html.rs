@@ -200,7 +200,17 @@ pub(crate) fn error_page(error: &ApiError) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn form_instants_read_as_utc() {
+        let at = parse_instant("2030-01-31T18:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2030-01-31T18:00:00+00:00");
+        assert_eq!(parse_instant("2030-01-31T19:00:00+01:00"), Some(at));
+        assert_eq!(parse_instant("tomorrow"), None);
+    }
 
     #[test]
     fn error_pages_escape_the_message_and_keep_the_status() {

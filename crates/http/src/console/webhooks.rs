@@ -89,8 +89,10 @@ fn create_form(caller: &Caller) -> String {
 /// default `*`) and `description`. The endpoint's page then shows its secret, once.
 pub(crate) async fn create(state: State, caller: Caller, form: Form) -> HttpResponse {
     let outcome = async {
-        let url = form.get("url").unwrap_or_default().to_owned();
-        check_target(&state, &url).await?;
+        let url = form.get("url");
+        if let Some(url) = url {
+            check_target(&state, url).await?;
+        }
         let event_types: Vec<String> = form
             .get("event_types")
             .unwrap_or("*")
@@ -99,7 +101,7 @@ pub(crate) async fn create(state: State, caller: Caller, form: Form) -> HttpResp
             .map(str::to_owned)
             .collect();
         let input = EndpointInput {
-            url: Some(url),
+            url: url.map(str::to_owned),
             event_types: Some(event_types),
             description: Some(form.get("description").map(str::to_owned)),
             enabled: None,
