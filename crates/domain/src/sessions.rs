@@ -69,6 +69,10 @@ const CONSOLE_KEYS_ONLY: &str = "only a platform or destination key may sign in 
 /// separate input, so the token in a page tells nothing about the hash that is stored.
 const CSRF_CONTEXT: &str = "mandate console csrf\0";
 
+/// What the key sealing a session's shown-once values is derived from, apart from the session
+/// token: neither the stored hash nor the CSRF token, so neither opens them.
+const FLASH_CONTEXT: &str = "mandate console flash\0";
+
 impl Authenticator {
     /// Opens a console session for a platform or destination `key`, valid for `lifetime`.
     pub async fn open_console_session(
@@ -137,6 +141,14 @@ impl Authenticator {
     pub fn console_csrf_token(&self, session_token: &str) -> String {
         self.hasher()
             .hash(&format!("{CSRF_CONTEXT}{session_token}"))
+    }
+
+    /// The key material that seals a value shown once (a signing secret, a payment link) on
+    /// its way through the browser to the session's next page: derived from the session
+    /// token under the server secret, never stored, never sent.
+    pub fn console_flash_key(&self, session_token: &str) -> String {
+        self.hasher()
+            .hash(&format!("{FLASH_CONTEXT}{session_token}"))
     }
 
     /// Whether `presented` is the CSRF token of the session, compared in constant time.

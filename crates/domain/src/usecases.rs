@@ -40,8 +40,8 @@ pub use destinations::{
 pub use keys::{IssuedKey, KeyError, KeyTarget};
 pub use operators::{CreateOrchestratorError, CreateOrganizationError};
 pub use requests::{
-    CreateRequestError, NewRequest, PaymentPage, PaymentPageError, RequestActionError,
-    request_audience,
+    CreateRequestError, HISTORY_EVENTS_SCANNED, NewRequest, PaymentPage, PaymentPageError,
+    RequestActionError, RequestHistory, request_audience,
 };
 pub use webhooks::{
     AfterFailure, AttemptOutcome, ClaimedBatch, EndpointInput, FannedOut, FinishedAttempt,

@@ -583,3 +583,381 @@ async fn a_platform_picks_the_destination_of_a_client_id() {
     assert_eq!(stored.body["permissions"], json!(["create:incoming"]));
     assert_eq!(stored.body["label"], "Billing <runner>");
 }
+
+/// A redirect that carries a value shown once carries it sealed: not in its URL, not in clear
+/// in its cookie.
+fn assert_sealed(redirect: &Page, secret_marker: &str) {
+    assert_eq!(redirect.status, 303, "{}", redirect.body);
+    assert!(
+        !redirect.location().contains(secret_marker),
+        "{}",
+        redirect.location()
+    );
+    for cookie in redirect.set_cookies() {
+        assert!(!cookie.contains(secret_marker), "in clear: {cookie}");
+    }
+}
+
+fn webhook_server(data: &TempDir) -> std::process::Command {
+    let mut command = support::mandate_command(&data.0, &Database::Sqlite);
+    command
+        .env("MANDATE__WEBHOOKS__ALLOW_HTTP", "true")
+        .env("MANDATE__WEBHOOKS__ALLOW_PRIVATE_TARGETS", "true");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_endpoints_are_added_rotated_and_tested_with_secrets_shown_once() {
+    use mandate_webhooks::WebhookSecret;
+    use support::receiver::Receiver;
+
+    let data = TempDir::new();
+    let server = Server::start_with(webhook_server(&data), &data.0).await;
+    let api = server.api();
+    let mine = tenant(&api).await;
+    let theirs = tenant(&api).await;
+    let receiver = Receiver::start(&[]).await;
+    let their_endpoint = api
+        .post(
+            "/v1/webhook-endpoints",
+            &theirs.destination_key,
+            json!({"url": receiver.url}),
+        )
+        .await;
+    assert_eq!(their_endpoint.status, 201, "{}", their_endpoint.body);
+    let their_endpoint = their_endpoint.body["id"].as_str().unwrap().to_owned();
+
+    let mut browser = Browser::new(&server.base);
+    browser.sign_in(&mine.destination_key).await;
+    let list = browser.get("/console/webhooks").await;
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("name=\"url\""), "{}", list.body);
+    let csrf = list.csrf_token();
+
+    // Without the session's token nothing is registered.
+    let fields = [
+        ("url", receiver.url.as_str()),
+        ("event_types", "payment_request.* webhook.test"),
+        ("description", "Books <main>"),
+    ];
+    let refused = browser.post("/console/webhooks", &fields).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let endpoints = api
+        .get("/v1/webhook-endpoints", &mine.destination_key)
+        .await;
+    assert_eq!(endpoints.body["data"], json!([]), "{}", endpoints.body);
+
+    // A refusal in the API's wording.
+    let api_refusal = api
+        .post(
+            "/v1/webhook-endpoints",
+            &mine.destination_key,
+            json!({"url": receiver.url, "event_types": ["no.such"]}),
+        )
+        .await;
+    assert_eq!(api_refusal.status, 400, "{}", api_refusal.body);
+    let wording = api_refusal.body["error"]["message"].as_str().unwrap();
+    let unknown = browser
+        .post(
+            "/console/webhooks",
+            &[
+                ("url", receiver.url.as_str()),
+                ("event_types", "no.such"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(unknown.location(), "/console/webhooks");
+    let shown = browser.get("/console/webhooks").await;
+    assert!(shown.body.contains(wording), "{wording}: {}", shown.body);
+
+    // Registered: the secret on the next page only, and the one that signs.
+    let mut with_csrf = fields.to_vec();
+    with_csrf.push(("csrf_token", csrf.as_str()));
+    let added = browser.post("/console/webhooks", &with_csrf).await;
+    assert_sealed(&added, "whsec_");
+    let endpoint = added
+        .location()
+        .strip_prefix("/console/webhooks/")
+        .unwrap()
+        .to_owned();
+    let page = browser.get(added.location()).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let secret = page
+        .revealed()
+        .unwrap_or_else(|| panic!("no secret shown: {}", page.body));
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert!(page.body.contains("Books &lt;main&gt;"), "{}", page.body);
+    let again = browser.get(added.location()).await;
+    assert_eq!(again.revealed(), None, "a secret shows once");
+    assert!(!again.body.contains(&secret));
+    let stored = api
+        .get(
+            &format!("/v1/webhook-endpoints/{endpoint}"),
+            &mine.destination_key,
+        )
+        .await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    assert_eq!(
+        stored.body["event_types"],
+        json!(["payment_request.*", "webhook.test"])
+    );
+    assert_eq!(stored.body["url"], receiver.url.as_str());
+
+    // Rotated: a new secret, shown once; the old one signs alongside for the grace period.
+    let csrf = page.csrf_token();
+    let rotate = format!("/console/webhooks/{endpoint}/rotate-secret");
+    let refused = browser.post(&rotate, &[]).await;
+    assert_eq!(refused.status, 403);
+    let rotated = browser
+        .post(&rotate, &[("csrf_token", csrf.as_str())])
+        .await;
+    assert_sealed(&rotated, "whsec_");
+    assert_eq!(rotated.location(), format!("/console/webhooks/{endpoint}"));
+    let page = browser.get(rotated.location()).await;
+    let new_secret = page
+        .revealed()
+        .unwrap_or_else(|| panic!("no secret: {}", page.body));
+    assert!(new_secret.starts_with("whsec_") && new_secret != secret);
+
+    // A test event, to this endpoint only, signed with both secrets.
+    let test = format!("/console/webhooks/{endpoint}/test");
+    assert_eq!(browser.post(&test, &[]).await.status, 403);
+    let tested = browser.post(&test, &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(tested.status, 303, "{}", tested.body);
+    let page = browser.get(tested.location()).await;
+    assert!(
+        page.body.contains("Sent a webhook.test event"),
+        "{}",
+        page.body
+    );
+    receiver
+        .wait_for(
+            std::time::Duration::from_secs(20),
+            "the test event",
+            |received| received.iter().any(|r| r.body.contains("webhook.test")),
+        )
+        .await;
+    let delivered = receiver
+        .received()
+        .into_iter()
+        .find(|r| r.body.contains("webhook.test"))
+        .unwrap();
+    let timestamp: i64 = delivered.timestamp.parse().unwrap();
+    for secret in [&secret, &new_secret] {
+        let expected = WebhookSecret::parse(secret).unwrap().sign(
+            &delivered.webhook_id,
+            timestamp,
+            delivered.body.as_bytes(),
+        );
+        assert!(
+            delivered.signature.split(' ').any(|part| part == expected),
+            "not signed with {secret}: {}",
+            delivered.signature
+        );
+    }
+    let deliveries = api
+        .get(
+            &format!("/v1/webhook-endpoints/{endpoint}/deliveries"),
+            &mine.destination_key,
+        )
+        .await;
+    assert_eq!(deliveries.body["data"].as_array().unwrap().len(), 1);
+
+    // Another destination's endpoint is not found, and stays as it was.
+    for action in ["rotate-secret", "test"] {
+        let path = format!("/console/webhooks/{their_endpoint}/{action}");
+        let refused = browser.post(&path, &[("csrf_token", csrf.as_str())]).await;
+        assert_eq!(refused.status, 404, "{path}: {}", refused.body);
+    }
+    let theirs_now = api
+        .get(
+            &format!("/v1/webhook-endpoints/{their_endpoint}/deliveries"),
+            &theirs.destination_key,
+        )
+        .await;
+    assert_eq!(theirs_now.body["data"], json!([]), "{}", theirs_now.body);
+    let listed = browser.get("/console/webhooks").await;
+    assert!(listed.body.contains(&endpoint));
+    assert!(!listed.body.contains(&their_endpoint));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_page_shows_its_payments_and_events_and_takes_new_ones() {
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Sqlite).await;
+    let api = server.api();
+    let mine = tenant(&api).await;
+    let theirs = tenant(&api).await;
+    let create = |key: String| {
+        let api = &api;
+        async move {
+            let created = api
+                .post(
+                    "/v1/requests",
+                    &key,
+                    json!({"direction": "incoming", "amount": "42.50", "currency": "EUR"}),
+                )
+                .await;
+            assert_eq!(created.status, 201, "{}", created.body);
+            created.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let request = create(mine.destination_key.clone()).await;
+    let their_request = create(theirs.destination_key.clone()).await;
+    let path = format!("/console/requests/{request}");
+
+    let mut browser = Browser::new(&server.base);
+    browser.sign_in(&mine.destination_key).await;
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("payment_request.created"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("No payment recorded yet."),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf_token();
+    let payments = format!("{path}/payments");
+    let links = format!("{path}/payment-links");
+
+    // Without the session's token nothing is recorded or linked.
+    let refused = browser
+        .post(&payments, &[("amount", "20.00"), ("reference", "bank-1")])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(browser.post(&links, &[]).await.status, 403);
+    let api_view = api
+        .get(&format!("/v1/requests/{request}"), &mine.destination_key)
+        .await;
+    assert_eq!(api_view.body["amount_paid"], "0", "{}", api_view.body);
+
+    // A wrong amount is refused in the API's words.
+    let api_refusal = api
+        .post(
+            &format!("/v1/requests/{request}/payments"),
+            &mine.destination_key,
+            json!({"amount": "20,00", "reference": "bank-1"}),
+        )
+        .await;
+    assert_eq!(api_refusal.status, 400, "{}", api_refusal.body);
+    let wording = api_refusal.body["error"]["message"].as_str().unwrap();
+    let wrong = browser
+        .post(
+            &payments,
+            &[
+                ("amount", "20,00"),
+                ("reference", "bank-1"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.location(), path);
+    let shown = browser.get(&path).await;
+    assert!(shown.body.contains(wording), "{wording}: {}", shown.body);
+
+    // A payment: through the API's use case, on the page with its event.
+    let recorded = browser
+        .post(
+            &payments,
+            &[
+                ("amount", "20.25"),
+                ("reference", "bank-ref-1"),
+                ("paid_at", "2026-01-31T18:00"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!((recorded.status, recorded.location()), (303, path.as_str()));
+    let api_view = api
+        .get(&format!("/v1/requests/{request}"), &mine.destination_key)
+        .await;
+    assert_eq!(api_view.body["amount_paid"], "20.25", "{}", api_view.body);
+    assert_eq!(api_view.body["status"], "partially_paid");
+    let page = browser.get(&path).await;
+    for shown in [
+        "Recorded payment pay_",
+        "bank-ref-1",
+        "20.25 EUR",
+        "payment_request.partially_paid",
+        "2026-01-31T18:00:00Z",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+
+    // A payment link: the address on the next page only, and it opens the payer's page.
+    let linked = browser
+        .post(
+            &links,
+            &[
+                ("expires_in_seconds", "86400"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_sealed(&linked, "/pay/");
+    let page = browser.get(&path).await;
+    let url = page
+        .revealed()
+        .unwrap_or_else(|| panic!("no link: {}", page.body));
+    let payer_path = url.strip_prefix(&server.base).unwrap();
+    assert!(payer_path.starts_with("/pay/"), "{url}");
+    assert_eq!(
+        browser.get(&path).await.revealed(),
+        None,
+        "a link shows once"
+    );
+    let payer = api.client.get(&url).send().await.unwrap();
+    assert_eq!(payer.status(), 200);
+    assert!(payer.text().await.unwrap().contains("42.5"));
+    let too_long = browser
+        .post(
+            &links,
+            &[
+                ("expires_in_seconds", "2592001"),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(too_long.status, 303);
+    let shown = browser.get(&path).await;
+    assert!(
+        shown.body.contains("must be between 1 and 2592000"),
+        "{}",
+        shown.body
+    );
+
+    // Another destination's request is not found, and takes nothing.
+    let their_path = format!("/console/requests/{their_request}");
+    for (action, fields) in [
+        ("payments", vec![("amount", "1"), ("reference", "x-1")]),
+        ("payment-links", vec![]),
+    ] {
+        let mut fields = fields;
+        fields.push(("csrf_token", csrf.as_str()));
+        let refused = browser
+            .post(&format!("{their_path}/{action}"), &fields)
+            .await;
+        assert_eq!(refused.status, 404, "{action}: {}", refused.body);
+    }
+    let theirs_now = api
+        .get(
+            &format!("/v1/requests/{their_request}"),
+            &theirs.destination_key,
+        )
+        .await;
+    assert_eq!(theirs_now.body["amount_paid"], "0", "{}", theirs_now.body);
+    let their_events = api
+        .get("/v1/events?type=payment_request.*", &theirs.destination_key)
+        .await;
+    assert_eq!(
+        their_events.body["data"].as_array().unwrap().len(),
+        1,
+        "{}",
+        their_events.body
+    );
+}

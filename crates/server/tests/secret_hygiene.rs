@@ -1,9 +1,10 @@
 //! No secret in the logs or in the database: a server on PostgreSQL, logging at debug level as
 //! JSON, goes through every credential there is — platform, destination and orchestrator keys
 //! and their rotation, an OAuth access token, webhook endpoints and a secret rotation with
-//! deliveries signed by both secrets, a payment link opened by a payer, a console session —
-//! and afterwards neither its captured output nor a dump of every table holds any of those
-//! secrets, the server's own secrets from the data directory or the admin token.
+//! deliveries signed by both secrets, a payment link opened by a payer, a console session
+//! with the endpoint secrets and the payment link it shows once — and afterwards neither its
+//! captured output nor a dump of every table holds any of those secrets, the server's own
+//! secrets from the data directory or the admin token.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -318,6 +319,44 @@ async fn no_secret_reaches_the_logs_or_the_database() {
         )
         .await;
     assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);
+    // Secrets the console shows once: an endpoint's, its rotation, a payment link.
+    let added = browser
+        .post(
+            "/console/webhooks",
+            &[
+                ("url", receiver.url.as_str()),
+                ("csrf_token", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let console_endpoint = added.location().to_owned();
+    let shown = browser.get(&console_endpoint).await;
+    secrets.add("console webhook secret", &shown.revealed().unwrap());
+    let rotated = browser
+        .post(
+            &format!("{console_endpoint}/rotate-secret"),
+            &[("csrf_token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(rotated.status, 303, "{}", rotated.body);
+    let shown = browser.get(rotated.location()).await;
+    secrets.add("console rotated webhook secret", &shown.revealed().unwrap());
+    let linked = browser
+        .post(
+            &format!("/console/requests/{request_id}/payment-links"),
+            &[("csrf_token", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(linked.status, 303, "{}", linked.body);
+    let shown = browser.get(linked.location()).await;
+    let console_link = shown.revealed().unwrap();
+    secrets.add(
+        "console payment link token",
+        console_link.rsplit_once("/pay/").unwrap().1,
+    );
+    let opened = api.client.get(&console_link).send().await.unwrap();
+    assert_eq!(opened.status(), 200);
     let signed_out = browser
         .post("/console/logout", &[("csrf_token", csrf.as_str())])
         .await;

@@ -16,6 +16,7 @@ use crate::payments::{
     Direction, Payment, PaymentLink, PaymentRefused, PaymentRequest, RequestStatus,
 };
 use crate::policy::{Action, Decision, Resource, authorize, request_scope};
+use crate::ports::EventFilter;
 use crate::ports::{Page, PageRequest, RequestFilter, StoreError};
 use crate::principal::Principal;
 use crate::values::{Amount, Currency, Permission, Total};
@@ -110,6 +111,24 @@ pub struct PaymentPage {
     /// The link.
     pub link: PaymentLink,
 }
+
+/// One request with what happened to it: for the owner's page of a request.
+#[derive(Debug, Clone)]
+pub struct RequestHistory {
+    /// The request, current.
+    pub request: PaymentRequest,
+    /// Its payments, oldest first.
+    pub payments: Vec<Payment>,
+    /// Its events that the caller's feed shows, newest first.
+    pub events: Vec<Event>,
+    /// Whether `events` is every one: `false` when the feed held more events newer than the
+    /// request than one look reads ([`HISTORY_EVENTS_SCANNED`]).
+    pub events_complete: bool,
+}
+
+/// How many of the caller's newest request events one history reads at most: the feed is
+/// not indexed by request, so it is read back to the request's creation, within this bound.
+pub const HISTORY_EVENTS_SCANNED: usize = 1000;
 
 /// Why a payment that would overflow `amount_paid` is refused.
 const TOTAL_TOO_LARGE: &str = "would bring amount_paid past 340282366920938463463.374607431768211455, the largest total a request holds";
@@ -340,6 +359,66 @@ impl Mandate {
                 }
                 _ => ReadError::NotFound,
             })
+    }
+
+    /// One request the caller may read, its payments, and its events as the caller's feed
+    /// shows them (the same scope, so never an event the caller's webhooks would not get).
+    pub async fn request_history(
+        &self,
+        principal: &Principal,
+        id: &RequestId,
+        now: DateTime<Utc>,
+    ) -> Result<RequestHistory, ReadError> {
+        let request = self.request(principal, id, now).await?;
+        let payments = self.store.payments_of(&request.id).await?;
+        let filter = EventFilter {
+            types: Some(
+                EventType::ALL
+                    .into_iter()
+                    .filter(|event_type| event_type.family() == "payment_request")
+                    .collect(),
+            ),
+        };
+        let mut page = PageRequest {
+            limit: PageRequest::MAX_LIMIT,
+            starting_after: None,
+        };
+        let mut events = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let listed = self
+                .list_events(principal, &filter, &page)
+                .await
+                .map_err(|error| match error {
+                    super::WebhookError::Store(error) => ReadError::Store(error),
+                    _ => ReadError::Forbidden,
+                })?;
+            scanned += listed.data.len();
+            // The request's first event is its creation: nothing of it is older.
+            let reached_creation = listed
+                .data
+                .last()
+                .is_none_or(|oldest| oldest.created_at < request.created_at);
+            page.starting_after = listed.data.last().map(|event| event.id.to_string());
+            events.extend(
+                listed
+                    .data
+                    .into_iter()
+                    .filter(|event| event.object["id"] == request.id.as_str()),
+            );
+            let found_creation = events
+                .last()
+                .is_some_and(|event| event.event_type == EventType::PaymentRequestCreated);
+            let complete = found_creation || reached_creation || !listed.has_more;
+            if complete || scanned >= HISTORY_EVENTS_SCANNED {
+                return Ok(RequestHistory {
+                    request,
+                    payments,
+                    events,
+                    events_complete: complete,
+                });
+            }
+        }
     }
 
     /// The requests the caller may read that pass `filter`, newest first. Requests past

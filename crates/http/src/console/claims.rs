@@ -8,7 +8,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
-use chrono::{DateTime, NaiveDateTime, Utc};
 use mandate_domain::agents::AgentKey;
 use mandate_domain::claims::{Claim, ClaimStatus};
 use mandate_domain::ids::ClaimId;
@@ -293,17 +292,6 @@ fn render_claim(caller: &Caller, claim: &Claim, (approved, max_agents): (usize, 
     content
 }
 
-/// An instant from a form: `datetime-local` (read as UTC) or RFC 3339.
-fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(value) {
-        return Some(at.with_timezone(&Utc));
-    }
-    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
-        .map(|naive| naive.and_utc())
-}
-
 fn claim_id(id: &str) -> Result<ClaimId, ApiError> {
     ClaimId::parse(id).map_err(|_| ApiError::not_found())
 }
@@ -319,7 +307,7 @@ pub(crate) async fn approve(
     let outcome = async {
         let id = claim_id(&id)?;
         let expires_at = match form.get("expires_at") {
-            Some(value) => Some(parse_instant(value).ok_or_else(|| {
+            Some(value) => Some(html::parse_instant(value).ok_or_else(|| {
                 ApiError::invalid_field(
                     "expires_at",
                     "expires_at: expected a date and time, e.g. 2030-01-31T18:00 (UTC)",
@@ -398,19 +386,4 @@ pub(crate) async fn revoke(state: State, caller: Caller, id: web::Path<String>) 
             claim.agent_name
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn form_instants_read_as_utc() {
-        let at = parse_instant("2030-01-31T18:00").unwrap();
-        assert_eq!(at.to_rfc3339(), "2030-01-31T18:00:00+00:00");
-        assert_eq!(parse_instant("2030-01-31T19:00:00+01:00"), Some(at));
-        assert_eq!(parse_instant("tomorrow"), None);
-    }
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use mandate_domain::principal::Principal;
 
 pub(crate) use crate::handlers::pay::escape;
@@ -26,6 +26,8 @@ nav a{color:#1e3a8a;font-weight:600}\
 nav .who{margin-left:auto;color:#4b5563;overflow-wrap:anywhere}\
 nav form{margin:0}\
 .flash{max-width:960px;margin:0 auto 12px;padding:12px 14px;border-radius:10px;font-weight:600}\
+.secret{user-select:all;background:#fff;padding:8px;border-radius:6px}\
+.flash p{margin:4px 0}\
 .done{background:#dcfce7;color:#14532d}\
 .refused{background:#fee2e2;color:#7f1d1d}\
 ul.rows{list-style:none;margin:8px 0 0;padding:0}\
@@ -81,6 +83,15 @@ pub(crate) fn document(
                 body,
                 "<p class=\"flash refused\" role=\"alert\">{}</p>",
                 escape(text)
+            );
+        }
+        Some(Flash::Reveal { text, secret }) => {
+            let _ = writeln!(
+                body,
+                "<div class=\"flash done\" role=\"status\"><p>{}</p><p class=\"mono secret\">{}</p>\
+                 <p class=\"muted\">Copy it now: it is not shown again.</p></div>",
+                escape(text),
+                escape(secret)
             );
         }
         None => {}
@@ -155,6 +166,17 @@ pub(crate) fn at(at: DateTime<Utc>) -> String {
     time_element(at)
 }
 
+/// An instant from a form: `datetime-local` (read as UTC) or RFC 3339.
+pub(crate) fn parse_instant(value: &str) -> Option<DateTime<Utc>> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(value) {
+        return Some(at.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|naive| naive.and_utc())
+}
+
 /// A refusal as a page: its status, and its message in the API's wording.
 pub(crate) fn error_page(error: &ApiError) -> HttpResponse {
     let status = error.status_code();
@@ -178,7 +200,17 @@ pub(crate) fn error_page(error: &ApiError) -> HttpResponse {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn form_instants_read_as_utc() {
+        let at = parse_instant("2030-01-31T18:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2030-01-31T18:00:00+00:00");
+        assert_eq!(parse_instant("2030-01-31T19:00:00+01:00"), Some(at));
+        assert_eq!(parse_instant("tomorrow"), None);
+    }
 
     #[test]
     fn error_pages_escape_the_message_and_keep_the_status() {

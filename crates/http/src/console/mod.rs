@@ -10,6 +10,7 @@
 
 mod claims;
 mod clients;
+mod flash;
 mod html;
 mod ledger;
 mod requests;
@@ -29,6 +30,7 @@ use mandate_domain::principal::Principal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+pub(crate) use flash::Flash;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "mandate_session";
@@ -100,10 +102,15 @@ console_routes! {
     GET "/console/client-ids/{id}/revoke" => Session => clients::confirm_revoke;
     POST "/console/client-ids/{id}/revoke" => Form => clients::revoke;
     GET "/console/webhooks" => Session => webhooks::list;
+    POST "/console/webhooks" => Form => webhooks::create;
     GET "/console/webhooks/{id}" => Session => webhooks::show;
+    POST "/console/webhooks/{id}/rotate-secret" => Form => webhooks::rotate;
+    POST "/console/webhooks/{id}/test" => Form => webhooks::test;
     POST "/console/webhook-deliveries/{id}/retry" => Form => webhooks::retry;
     GET "/console/requests" => Session => requests::list;
     GET "/console/requests/{id}" => Session => requests::show;
+    POST "/console/requests/{id}/payment-links" => Form => requests::create_payment_link;
+    POST "/console/requests/{id}/payments" => Form => requests::record_payment;
     GET "/console/ledger" => Session => ledger::show;
 }
 
@@ -314,46 +321,44 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-/// What the last action did, shown once on the page it redirected to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Flash {
-    /// It was done.
-    Done(String),
-    /// It was refused, in the API's wording.
-    Refused(String),
-}
-
 impl Flash {
-    fn encode(&self) -> String {
-        let (mark, text) = match self {
-            Flash::Done(text) => ('+', text),
-            Flash::Refused(text) => ('!', text),
-        };
-        form_urlencoded::byte_serialize(format!("{mark}{text}").as_bytes()).collect()
-    }
-
-    fn decode(value: &str) -> Option<Self> {
-        let (text, _) = form_urlencoded::parse(value.as_bytes()).next()?;
-        let mut chars = text.chars();
-        match chars.next()? {
-            '+' => Some(Flash::Done(chars.collect())),
-            '!' => Some(Flash::Refused(chars.collect())),
-            _ => None,
-        }
-    }
-
-    /// The flash a request carries.
+    /// The plain flash a request carries (a shown-once value opens only with its session,
+    /// [`Flash::shown_to`]).
     fn of(request: &HttpRequest) -> Option<Self> {
-        cookie(request.headers(), FLASH_COOKIE).and_then(|value| Flash::decode(&value))
+        cookie(request.headers(), FLASH_COOKIE).and_then(|value| Flash::decode(&value, None))
+    }
+
+    /// The flash a request of `caller`'s session carries, a value shown once included.
+    fn shown_to(request: &HttpRequest, state: &AppState, caller: &Caller) -> Option<Self> {
+        let flash_key = state.authenticator.console_flash_key(&caller.session_token);
+        cookie(request.headers(), FLASH_COOKIE)
+            .and_then(|value| Flash::decode(&value, Some(&flash_key)))
     }
 }
 
 /// 303 to `location`, which shows `flash` once.
 fn redirect(state: &AppState, location: &str, flash: &Flash) -> HttpResponse {
+    flash_redirect(state, location, &flash.encode(None))
+}
+
+/// 303 to `location`, which shows `text` and, this once, `secret` to `caller`'s session only.
+fn reveal(
+    state: &AppState,
+    caller: &Caller,
+    location: &str,
+    text: String,
+    secret: String,
+) -> HttpResponse {
+    let flash_key = state.authenticator.console_flash_key(&caller.session_token);
+    let flash = Flash::Reveal { text, secret };
+    flash_redirect(state, location, &flash.encode(Some(&flash_key)))
+}
+
+fn flash_redirect(state: &AppState, location: &str, encoded: &str) -> HttpResponse {
     let mut response = see_other(location);
     set_cookie(
         &mut response,
-        &cookie_header(FLASH_COOKIE, &flash.encode(), 60, is_https(state)),
+        &cookie_header(FLASH_COOKIE, encoded, 60, is_https(state)),
     );
     response
 }
@@ -391,7 +396,7 @@ fn page(request: &HttpRequest, status: StatusCode, body: String) -> HttpResponse
     let mut response = HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
         .body(body);
-    if Flash::of(request).is_some() {
+    if cookie(request.headers(), FLASH_COOKIE).is_some() {
         expire_cookie(&mut response, FLASH_COOKIE);
     }
     response
@@ -402,24 +407,6 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-
-    #[test]
-    fn flashes_survive_their_cookie() {
-        for flash in [
-            Flash::Done("Approved clm_1 with create:incoming; 1 of 5 agents".into()),
-            Flash::Refused("permissions: must be a subset; \"quoted\" & <marked>".into()),
-        ] {
-            let encoded = flash.encode();
-            assert!(
-                encoded
-                    .bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b';' && b != b','),
-                "{encoded}"
-            );
-            assert_eq!(Flash::decode(&encoded), Some(flash));
-        }
-        assert_eq!(Flash::decode("garbage"), None);
-    }
 
     #[test]
     fn cookies_are_read_by_exact_name() {

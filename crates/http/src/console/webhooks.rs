@@ -1,5 +1,6 @@
-//! Webhooks: the caller's endpoints, each endpoint's delivery log, and sending a delivery's
-//! event again (the API's retry use case).
+//! Webhooks: the caller's endpoints and registering one, each endpoint's delivery log,
+//! rotating its signing secret, sending it a test event, and sending a delivery's event again
+//! — through the API's use cases. A new secret is shown once, on the page after the redirect.
 
 use std::fmt::Write as _;
 
@@ -7,11 +8,13 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use mandate_domain::ids::{DeliveryId, EndpointId};
 use mandate_domain::ports::PageRequest;
+use mandate_domain::usecases::{EndpointInput, ROTATION_GRACE_HOURS};
 use mandate_domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
 
 use super::html::{self, escape, post_button};
-use super::{Caller, Flash, after_change, page, refused};
+use super::{Caller, Flash, Form, after_change, page, refused, reveal};
 use crate::error::ApiError;
+use crate::handlers::webhooks::check_target;
 use crate::state::State;
 
 const LIST: &str = "/console/webhooks";
@@ -60,12 +63,127 @@ pub(crate) async fn list(state: State, request: HttpRequest, caller: Caller) -> 
         content.push_str("<li class=\"muted\">No webhook endpoint yet.</li>\n");
     }
     content.push_str("</ul>\n");
+    content.push_str(&create_form(&caller));
     let flash = Flash::of(&request);
     page(
         &request,
         StatusCode::OK,
         html::document("Webhooks", Some(&caller), flash.as_ref(), &content),
     )
+}
+
+fn create_form(caller: &Caller) -> String {
+    format!(
+        "<h2>Add an endpoint</h2>\n<form method=\"post\" action=\"{LIST}\">{}\
+         <label>URL<input type=\"text\" name=\"url\" required spellcheck=\"false\" \
+         inputmode=\"url\" placeholder=\"https://\"></label>\
+         <label>Events (exact types, family.* or *, separated by spaces)<input type=\"text\" \
+         name=\"event_types\" value=\"*\" spellcheck=\"false\"></label>\
+         <label>Description (optional)<input type=\"text\" name=\"description\"></label>\
+         <div class=\"actions\"><button type=\"submit\">Add</button></div></form>\n",
+        html::csrf_field(caller)
+    )
+}
+
+/// `POST /console/webhooks`: fields `url`, `event_types` (separated by spaces or commas;
+/// default `*`) and `description`. The endpoint's page then shows its secret, once.
+pub(crate) async fn create(state: State, caller: Caller, form: Form) -> HttpResponse {
+    let outcome = async {
+        let url = form.get("url");
+        if let Some(url) = url {
+            check_target(&state, url).await?;
+        }
+        let event_types: Vec<String> = form
+            .get("event_types")
+            .unwrap_or("*")
+            .split([' ', ','])
+            .filter(|pattern| !pattern.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let input = EndpointInput {
+            url: url.map(str::to_owned),
+            event_types: Some(event_types),
+            description: Some(form.get("description").map(str::to_owned)),
+            enabled: None,
+        };
+        Ok::<_, ApiError>(
+            state
+                .mandate
+                .create_endpoint(
+                    &caller.principal,
+                    input,
+                    state.allow_http,
+                    mandate_domain::now(),
+                )
+                .await?,
+        )
+    }
+    .await;
+    match outcome {
+        Ok(endpoint) => reveal(
+            &state,
+            &caller,
+            &endpoint_path(&endpoint.id),
+            format!(
+                "Added endpoint {} for {}. Verify its deliveries' signatures with this \
+                 signing secret:",
+                endpoint.id, endpoint.url
+            ),
+            endpoint.secret,
+        ),
+        Err(error) => refused(&state, LIST, &error),
+    }
+}
+
+/// `POST /console/webhooks/{id}/rotate-secret`: the endpoint's page then shows the new
+/// secret, once.
+pub(crate) async fn rotate(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
+    let location = format!("{LIST}/{id}");
+    let outcome = async {
+        let id = EndpointId::parse(&id).map_err(|_| ApiError::not_found())?;
+        Ok::<_, ApiError>(
+            state
+                .mandate
+                .rotate_endpoint_secret(&caller.principal, &id, mandate_domain::now())
+                .await?,
+        )
+    }
+    .await;
+    match outcome {
+        Ok(endpoint) => reveal(
+            &state,
+            &caller,
+            &location,
+            format!(
+                "Rotated the signing secret of {}: for {ROTATION_GRACE_HOURS} hours deliveries \
+                 carry a signature with the previous one too. The new one:",
+                endpoint.id
+            ),
+            endpoint.secret,
+        ),
+        Err(error) => refused(&state, &location, &error),
+    }
+}
+
+/// `POST /console/webhooks/{id}/test`: a `webhook.test` event to this endpoint only.
+pub(crate) async fn test(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
+    let location = format!("{LIST}/{id}");
+    let outcome = async {
+        let id = EndpointId::parse(&id).map_err(|_| ApiError::not_found())?;
+        Ok::<_, ApiError>(
+            state
+                .mandate
+                .test_endpoint(&caller.principal, &id, mandate_domain::now())
+                .await?,
+        )
+    }
+    .await;
+    after_change(&state, &location, outcome, |event| {
+        format!(
+            "Sent a webhook.test event ({}) to this endpoint; its delivery shows below.",
+            event.id
+        )
+    })
 }
 
 /// `GET /console/webhooks/{id}`: one endpoint and its delivery log, newest first.
@@ -90,7 +208,7 @@ pub(crate) async fn show(
         Err(error) => return html::error_page(&error),
     };
     let content = render_endpoint(&caller, &endpoint, &deliveries);
-    let flash = Flash::of(&request);
+    let flash = Flash::shown_to(&request, &state, &caller);
     page(
         &request,
         StatusCode::OK,
@@ -102,7 +220,8 @@ fn render_endpoint(caller: &Caller, endpoint: &WebhookEndpoint, deliveries: &[De
     let mut content = format!(
         "<p class=\"eyebrow\">Webhook endpoint {}</p>\n<h1 class=\"mono\">{}</h1>\n<dl>\n\
          <dt>Events</dt><dd class=\"mono\">{}</dd>\n<dt>Description</dt><dd>{}</dd>\n\
-         <dt>State</dt><dd>{}</dd>\n</dl>\n<h2>Deliveries</h2>\n<ul class=\"rows\">\n",
+         <dt>State</dt><dd>{}</dd>\n</dl>\n<div class=\"actions\">{}{}</div>\n\
+         <h2>Deliveries</h2>\n<ul class=\"rows\">\n",
         escape(endpoint.id.as_str()),
         escape(&endpoint.url),
         escape(&endpoint.event_types.patterns().join(", ")),
@@ -112,6 +231,20 @@ fn render_endpoint(caller: &Caller, endpoint: &WebhookEndpoint, deliveries: &[De
         } else {
             "disabled"
         },
+        post_button(
+            caller,
+            &format!("{}/test", endpoint_path(&endpoint.id)),
+            "Send a test event",
+            "",
+            ""
+        ),
+        post_button(
+            caller,
+            &format!("{}/rotate-secret", endpoint_path(&endpoint.id)),
+            "Rotate the signing secret",
+            "secondary",
+            ""
+        ),
     );
     for delivery in deliveries {
         let class = match delivery.status {

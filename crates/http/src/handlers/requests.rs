@@ -240,9 +240,14 @@ pub async fn create_payment_link(
     Ok(HttpResponse::Created().json(PaymentLinkCreated {
         id: link.id.to_string(),
         object: "payment_link",
-        url: format!("{}/pay/{token}", state.public_url),
+        url: payment_link_url(&state, &token),
         expires_at: link.expires_at,
     }))
+}
+
+/// The payer's address of a payment link: its token on the public URL.
+pub(crate) fn payment_link_url(state: &State, token: &str) -> String {
+    format!("{}/pay/{token}", state.public_url)
 }
 
 /// Reports a payment against the request: partial, full or over.

@@ -208,7 +208,8 @@ fn endpoint_id(text: &str) -> Result<EndpointId, ApiError> {
     path_id(text, EndpointId::parse)
 }
 
-async fn check_target(state: &State, url: &str) -> Result<(), ApiError> {
+/// The network policy's verdict on a webhook target, in the API's wording (the console's too).
+pub(crate) async fn check_target(state: &State, url: &str) -> Result<(), ApiError> {
     state
         .target_guard
         .check(url)

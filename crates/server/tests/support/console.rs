@@ -40,6 +40,15 @@ impl Page {
             .collect()
     }
 
+    /// The value the page shows once beneath its flash (a signing secret, a payment link);
+    /// `None` when it shows none.
+    pub fn revealed(&self) -> Option<String> {
+        let marker = "<p class=\"mono secret\">";
+        let start = self.body.find(marker)? + marker.len();
+        let end = start + self.body[start..].find("</p>")?;
+        Some(self.body[start..end].replace("&amp;", "&"))
+    }
+
     /// The `csrf_token` the page's forms carry.
     pub fn csrf_token(&self) -> String {
         let marker = "name=\"csrf_token\" value=\"";
