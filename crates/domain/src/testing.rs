@@ -2917,6 +2917,132 @@ pub async fn concurrent_delivery_claims_take_each_attempt_once(store: Arc<dyn St
     assert_eq!(claimed, due);
 }
 
+pub async fn delivery_claims_leave_each_endpoint_its_limit_in_flight(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let hanging = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let healthy = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    // The hanging endpoint's backlog falls due first, all of it before the healthy one's.
+    let mut backlog = Vec::new();
+    for index in 0..30 {
+        let delivery = Delivery::first(&event.id, &hanging.id, at - Duration::seconds(60 - index));
+        store.insert_delivery(&delivery).await.unwrap();
+        backlog.push(delivery);
+    }
+    let mut fresh = Vec::new();
+    for index in 0..3 {
+        let delivery = Delivery::first(&event.id, &healthy.id, at - Duration::seconds(10 - index));
+        store.insert_delivery(&delivery).await.unwrap();
+        fresh.push(delivery);
+    }
+    let of = |claimed: &[ClaimedDelivery], endpoint: &WebhookEndpoint| {
+        claimed
+            .iter()
+            .filter(|claimed| claimed.delivery.endpoint_id == endpoint.id)
+            .count()
+    };
+
+    // Concurrent claims (other replicas) together never exceed the limit of one endpoint.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    let claims = (0..6).map(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_due_deliveries_per_endpoint(10, 4, at, lease())
+                .await
+                .unwrap()
+        }
+    });
+    let claimed: Vec<ClaimedDelivery> = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut more = store
+        .claim_due_deliveries_per_endpoint(10, 4, at, lease())
+        .await
+        .unwrap();
+    assert_eq!(of(&claimed, &hanging) + of(&more, &hanging), 4);
+    // The healthy endpoint's attempts are not held back behind the hanging one's backlog.
+    assert_eq!(of(&claimed, &healthy) + of(&more, &healthy), 3);
+    more.extend(claimed);
+    let mut hanging_claimed: Vec<DeliveryId> = more
+        .iter()
+        .filter(|claimed| claimed.delivery.endpoint_id == hanging.id)
+        .map(|claimed| claimed.delivery.id.clone())
+        .collect();
+    hanging_claimed.sort();
+    assert_eq!(hanging_claimed, delivery_ids(&backlog[..4]), "soonest due first");
+
+    // One finishes: one more of that endpoint may go.
+    let finished = Delivery {
+        status: DeliveryStatus::Failed,
+        response_status: None,
+        next_attempt_at: None,
+        ..backlog[0].clone()
+    };
+    store
+        .record_attempts(&[recorded(&finished, None)])
+        .await
+        .unwrap();
+    let next = store
+        .claim_due_deliveries_per_endpoint(10, 4, at, lease())
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&next), delivery_ids(&backlog[4..5]));
+    // Leases that ended are no longer in flight.
+    let later = store
+        .claim_due_deliveries_per_endpoint(10, 4, at + lease(), lease())
+        .await
+        .unwrap();
+    assert_eq!(of(&later, &hanging), 4);
+    assert_eq!(of(&later, &healthy), 3);
+}
+
+pub async fn finished_attempts_are_purged_after_their_retention(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    let made = |status: DeliveryStatus, days_ago: i64| {
+        let mut delivery = Delivery::first(&event.id, &endpoint.id, at);
+        delivery.created_at = at - Duration::days(days_ago);
+        if status != DeliveryStatus::Pending {
+            delivery.status = status;
+            delivery.next_attempt_at = None;
+        }
+        delivery
+    };
+    let old_finished = [
+        made(DeliveryStatus::Succeeded, 40),
+        made(DeliveryStatus::Failed, 39),
+        made(DeliveryStatus::Skipped, 38),
+    ];
+    // A pending attempt is never purged, however old; recent finished ones are kept.
+    let kept = [
+        made(DeliveryStatus::Pending, 50),
+        made(DeliveryStatus::Succeeded, 1),
+    ];
+    for delivery in old_finished.iter().chain(&kept) {
+        store.insert_delivery(delivery).await.unwrap();
+    }
+    let before = at - Duration::days(30);
+    // In batches, oldest first.
+    assert_eq!(store.purge_finished_deliveries(before, 2).await.unwrap(), 2);
+    assert_eq!(store.delivery(&old_finished[0].id).await.unwrap(), None);
+    assert_eq!(store.delivery(&old_finished[1].id).await.unwrap(), None);
+    assert!(store.delivery(&old_finished[2].id).await.unwrap().is_some());
+    assert_eq!(store.purge_finished_deliveries(before, 2).await.unwrap(), 1);
+    assert_eq!(store.purge_finished_deliveries(before, 2).await.unwrap(), 0);
+    for delivery in &kept {
+        assert_eq!(
+            store.delivery(&delivery.id).await.unwrap().as_ref(),
+            Some(delivery)
+        );
+    }
+}
+
 pub async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     let (_, destinations) = seed_organization(&*store, 1).await;
     let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
@@ -3991,6 +4117,8 @@ macro_rules! store_contract_tests {
             concurrent_fanout_claims_take_each_event_once,
             delivery_claims_lease_due_attempts,
             concurrent_delivery_claims_take_each_attempt_once,
+            delivery_claims_leave_each_endpoint_its_limit_in_flight,
+            finished_attempts_are_purged_after_their_retention,
             attempts_are_recorded_with_their_successor,
             direct_events_are_not_fanned_out_again,
             event_feed_matches_can_see_event,
