@@ -1736,6 +1736,27 @@ impl DeliveryQueueStore for MemoryStore {
         Ok(released)
     }
 
+    async fn postpone_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let mut postponed = 0;
+        for id in ids {
+            if let Some(stored) = state
+                .deliveries
+                .get_mut(id.as_str())
+                .filter(|stored| stored.delivery.status == DeliveryStatus::Pending)
+            {
+                stored.lease_until = None;
+                stored.delivery.next_attempt_at = Some(until);
+                postponed += 1;
+            }
+        }
+        Ok(postponed)
+    }
+
     async fn purge_finished_deliveries(
         &self,
         before: DateTime<Utc>,

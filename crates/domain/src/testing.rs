@@ -3000,6 +3000,53 @@ pub async fn delivery_claims_leave_each_endpoint_its_limit_in_flight(store: Arc<
     assert_eq!(of(&later, &healthy), 3);
 }
 
+pub async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    let first = Delivery::first(&event.id, &endpoint.id, at);
+    store.insert_delivery(&first).await.unwrap();
+    let claimed = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&claimed), vec![first.id.clone()]);
+    let until = at + Duration::seconds(30);
+    assert_eq!(
+        store
+            .postpone_deliveries(&[first.id.clone()], until)
+            .await
+            .unwrap(),
+        1
+    );
+    // Not due before then, although its lease ended; due then as the same attempt.
+    let before = store
+        .claim_due_deliveries(10, until - Duration::seconds(1), lease())
+        .await
+        .unwrap();
+    assert!(before.is_empty());
+    let due = store.claim_due_deliveries(10, until, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&due), vec![first.id.clone()]);
+    assert_eq!(due[0].delivery.attempt, 1);
+    assert_eq!(due[0].delivery.next_attempt_at, Some(until));
+    // Finished attempts are left alone.
+    let done = Delivery {
+        status: DeliveryStatus::Succeeded,
+        next_attempt_at: None,
+        ..first.clone()
+    };
+    store
+        .record_attempts(&[recorded(&done, None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .postpone_deliveries(&[first.id.clone()], until)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.delivery(&first.id).await.unwrap(), Some(done));
+}
+
 pub async fn finished_attempts_are_purged_after_their_retention(store: Arc<dyn Store>) {
     let (_, destinations) = seed_organization(&*store, 1).await;
     let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
@@ -4118,6 +4165,7 @@ macro_rules! store_contract_tests {
             delivery_claims_lease_due_attempts,
             concurrent_delivery_claims_take_each_attempt_once,
             delivery_claims_leave_each_endpoint_its_limit_in_flight,
+            postponed_attempts_fall_due_later_without_an_attempt,
             finished_attempts_are_purged_after_their_retention,
             attempts_are_recorded_with_their_successor,
             direct_events_are_not_fanned_out_again,

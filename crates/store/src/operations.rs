@@ -1,6 +1,6 @@
 //! The operators' port: queue statistics for metrics, the early release of claimed attempts
-//! at shutdown, and the retention purge of finished attempts. Also the connection pool's
-//! state, which only the binary reads.
+//! at shutdown or their postponement while their endpoint is backed off, and the retention
+//! purge of finished attempts. Also the connection pool's state, which only the binary reads.
 
 use std::time::Duration;
 
@@ -115,6 +115,32 @@ impl DeliveryQueueStore for DbStore {
         // other replicas' workers find them when their idle wait ends (about a second).
         self.work.committed();
         Ok(released)
+    }
+
+    async fn postpone_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let until = to_naive(until);
+        db_run!(self, |conn| {
+            let postponed = update(
+                webhook_deliveries::table
+                    .filter(webhook_deliveries::id.eq_any(&ids))
+                    .filter(PENDING_DELIVERY),
+            )
+            .set((
+                webhook_deliveries::lease_until.eq(None::<chrono::NaiveDateTime>),
+                webhook_deliveries::next_attempt_at.eq(until),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(u64::try_from(postponed).unwrap_or(u64::MAX))
+        })
     }
 
     async fn purge_finished_deliveries(

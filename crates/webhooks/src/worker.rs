@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mandate_domain::ids::DeliveryId;
+use mandate_domain::ids::{DeliveryId, EndpointId};
 use mandate_domain::ports::{ClaimedDelivery, StoreError};
 use mandate_domain::usecases::{AfterFailure, ClaimedBatch, FannedOut, FinishedAttempt, Mandate};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::fairness::{Admission, Shares};
 use crate::retry::{RetrySchedule, next_attempt_delay};
 use crate::sender::{SendResult, Sender};
 
@@ -36,6 +37,9 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How many sends run at once (default 32).
     pub concurrency: usize,
+    /// How many of them one endpoint may hold (default 4), over every worker: endpoints whose
+    /// receivers hang until the timeout cannot take every send.
+    pub per_endpoint_concurrency: usize,
     /// The longest wait between rounds when there is no work (default 1 s): new work normally
     /// wakes the worker at once.
     pub idle_wait: Duration,
@@ -54,6 +58,7 @@ impl Default for WorkerConfig {
             batch: 100,
             lease: Duration::from_secs(60),
             concurrency: 32,
+            per_endpoint_concurrency: 4,
             idle_wait: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(25),
         }
@@ -137,10 +142,13 @@ trait Queue: Clone + Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
         lease: chrono::Duration,
     ) -> Result<ClaimedBatch, StoreError>;
 
     async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError>;
+
+    async fn postpone(&self, ids: &[DeliveryId], until: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError>;
 
@@ -162,13 +170,18 @@ impl Queue for Mandate {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
         lease: chrono::Duration,
     ) -> Result<ClaimedBatch, StoreError> {
-        Mandate::claim_deliveries(self, now, limit, lease).await
+        Mandate::claim_deliveries(self, now, limit, per_endpoint, lease).await
     }
 
     async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
         self.store().release_deliveries(ids).await
+    }
+
+    async fn postpone(&self, ids: &[DeliveryId], until: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.store().postpone_deliveries(ids, until).await
     }
 
     async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError> {
@@ -198,6 +211,7 @@ async fn run_on(
     let mut worker = Worker {
         queue,
         sender: Arc::new(sender),
+        shares: Shares::new(config.per_endpoint_concurrency),
         config: Arc::new(config),
         lease,
         waiting: VecDeque::new(),
@@ -208,6 +222,7 @@ async fn run_on(
     tracing::info!(
         attempts = worker.config.schedule.attempts(),
         concurrency = worker.config.concurrency,
+        per_endpoint_concurrency = worker.config.per_endpoint_concurrency,
         "webhook worker started"
     );
     let signal = std::pin::pin!(shutdown);
@@ -336,12 +351,14 @@ struct Worker<Q> {
     sender: Arc<Sender>,
     config: Arc<WorkerConfig>,
     lease: chrono::Duration,
-    /// Attempts this worker holds (leased) and has not started sending.
+    /// What each endpoint holds of the sends, and which are backed off.
+    shares: Shares,
+    /// Attempts this worker holds (leased) and has not started sending, each admitted.
     waiting: VecDeque<ClaimedDelivery>,
     /// Sends in progress, each ending with its attempt's outcome.
     running: JoinSet<FinishedAttempt>,
     /// The attempt of each send in progress, to hand back if it is abandoned.
-    in_flight: HashMap<tokio::task::Id, DeliveryId>,
+    in_flight: HashMap<tokio::task::Id, (DeliveryId, EndpointId)>,
     /// When due attempts are next looked for.
     next_claim: Instant,
 }
@@ -360,13 +377,15 @@ impl<Q: Queue> Worker<Q> {
         if fanned.events > 0 {
             tracing::debug!(events = fanned.events, "webhook events fanned out");
         }
-        self.waiting.extend(fanned.sendable);
+        self.admit(fanned.sendable).await;
         // Events with many endpoints can make more attempts than the lease covers: hand the
         // excess back for any worker to claim.
         if self.waiting.len() > batch_size {
-            let excess: Vec<DeliveryId> = self
-                .waiting
-                .split_off(batch_size)
+            let excess = self.waiting.split_off(batch_size);
+            for claimed in &excess {
+                self.shares.dropped(&claimed.delivery.endpoint_id);
+            }
+            let excess: Vec<DeliveryId> = excess
                 .into_iter()
                 .map(|claimed| claimed.delivery.id)
                 .collect();
@@ -376,9 +395,11 @@ impl<Q: Queue> Worker<Q> {
         let mut more = fanned.events >= batch_size;
         let room = batch.saturating_sub(u32::try_from(self.waiting.len()).unwrap_or(batch));
         if room > 0 && Instant::now() >= self.next_claim {
+            let per_endpoint =
+                u32::try_from(self.config.per_endpoint_concurrency.max(1)).unwrap_or(u32::MAX);
             let ClaimedBatch { sendable, skipped } = self
                 .queue
-                .claim_sendable(mandate_domain::now(), room, self.lease)
+                .claim_sendable(mandate_domain::now(), room, per_endpoint, self.lease)
                 .await?;
             count_deliveries("skipped", u64::try_from(skipped).unwrap_or(u64::MAX));
             if !sendable.is_empty() {
@@ -394,9 +415,40 @@ impl<Q: Queue> Worker<Q> {
                 Instant::now() + self.config.idle_wait.min(CLAIM_INTERVAL)
             };
             more |= full;
-            self.waiting.extend(sendable);
+            self.admit(sendable).await;
         }
         Ok(more)
+    }
+
+    /// Queues the attempts their endpoints' shares allow; hands back those over an
+    /// endpoint's share (a later claim takes them once it has room) and puts off those of
+    /// endpoints backed off until their backoff ends.
+    async fn admit(&mut self, attempts: Vec<ClaimedDelivery>) {
+        let now = mandate_domain::now();
+        let mut over_share = Vec::new();
+        let mut backed_off: HashMap<DateTime<Utc>, Vec<DeliveryId>> = HashMap::new();
+        for claimed in attempts {
+            match self.shares.admit(&claimed.delivery.endpoint_id, now) {
+                Admission::Send => self.waiting.push_back(claimed),
+                Admission::OverShare => over_share.push(claimed.delivery.id),
+                Admission::BackedOff(until) => {
+                    backed_off.entry(until).or_default().push(claimed.delivery.id);
+                }
+            }
+        }
+        self.release(&over_share, "over their endpoint's share of sends")
+            .await;
+        for (until, ids) in backed_off {
+            match self.queue.postpone(&ids, until).await {
+                Ok(postponed) => count_deliveries("postponed", postponed),
+                // Their leases end as usual, and they are put off again then.
+                Err(error) => tracing::warn!(
+                    attempts = ids.len(),
+                    error = %mandate_domain::error_chain(&error),
+                    "webhook worker could not put off the attempts of a backed-off endpoint"
+                ),
+            }
+        }
     }
 
     /// Starts waiting attempts, up to `concurrency` sends at once.
@@ -406,7 +458,10 @@ impl<Q: Queue> Worker<Q> {
             let Some(claimed) = self.waiting.pop_front() else {
                 return;
             };
-            let id = claimed.delivery.id.clone();
+            let id = (
+                claimed.delivery.id.clone(),
+                claimed.delivery.endpoint_id.clone(),
+            );
             let task = self.running.spawn(deliver(
                 Arc::clone(&self.sender),
                 Arc::clone(&self.config),
@@ -425,18 +480,37 @@ impl<Q: Queue> Worker<Q> {
             match joined {
                 Ok((task, attempt)) => {
                     self.in_flight.remove(&task);
+                    self.backoff(&attempt);
                     finished.push(attempt);
                 }
                 // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
                 Err(error) if error.is_cancelled() => {}
                 Err(error) => {
-                    self.in_flight.remove(&error.id());
+                    if let Some((_, endpoint)) = self.in_flight.remove(&error.id()) {
+                        self.shares.dropped(&endpoint);
+                    }
                     tracing::error!(error = %error, "webhook send task failed");
                 }
             }
             next = self.running.try_join_next_with_id();
         }
         self.record(&finished).await;
+    }
+
+    /// Counts a finished send towards its endpoint's failure streak, backing the endpoint off
+    /// when it keeps failing.
+    fn backoff(&mut self, attempt: &FinishedAttempt) {
+        let endpoint = &attempt.claimed.delivery.endpoint_id;
+        if let Some(until) =
+            self.shares
+                .finished(endpoint, attempt.outcome.succeeded, attempt.finished_at)
+        {
+            tracing::info!(
+                endpoint_id = %endpoint,
+                until = %until,
+                "webhook endpoint keeps failing: its attempts wait until its backoff ends"
+            );
+        }
     }
 
     async fn record(&self, finished: &[FinishedAttempt]) {
@@ -489,7 +563,7 @@ impl<Q: Queue> Worker<Q> {
         while let Some(joined) = self.running.join_next_with_id().await {
             self.finished(Some(joined)).await;
         }
-        let abandoned: Vec<DeliveryId> = self.in_flight.drain().map(|(_, id)| id).collect();
+        let abandoned: Vec<DeliveryId> = self.in_flight.drain().map(|(_, (id, _))| id).collect();
         self.release(&abandoned, "in flight at the shutdown deadline")
             .await;
     }
@@ -794,6 +868,8 @@ mod tests {
         records: Vec<Recorded>,
         /// Attempts handed back.
         released: Vec<DeliveryId>,
+        /// Attempts put off, with until when.
+        postponed: Vec<(DeliveryId, DateTime<Utc>)>,
     }
 
     #[derive(Clone, Default)]
@@ -856,6 +932,7 @@ mod tests {
             &self,
             _: DateTime<Utc>,
             _: u32,
+            _: u32,
             _: chrono::Duration,
         ) -> Result<ClaimedBatch, StoreError> {
             let next = self.with(|script| {
@@ -874,6 +951,20 @@ mod tests {
 
         async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
             self.with(|script| script.released.extend_from_slice(ids));
+            self.changed.notify_waiters();
+            Ok(ids.len() as u64)
+        }
+
+        async fn postpone(
+            &self,
+            ids: &[DeliveryId],
+            until: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            self.with(|script| {
+                script
+                    .postponed
+                    .extend(ids.iter().map(|id| (id.clone(), until)));
+            });
             self.changed.notify_waiters();
             Ok(ids.len() as u64)
         }
@@ -1133,6 +1224,97 @@ mod tests {
         queue.with(|script| {
             assert!(script.claim_calls >= 3);
             assert!(script.records.is_empty());
+        });
+    }
+
+    /// Another attempt to the endpoint of `claimed`.
+    fn another(claimed: &ClaimedDelivery) -> ClaimedDelivery {
+        let mut another = claimed.clone();
+        another.delivery = Delivery::first(
+            &claimed.event.id,
+            &claimed.endpoint.id,
+            claimed.delivery.first_attempt_at,
+        );
+        another
+    }
+
+    #[tokio::test]
+    async fn fanned_out_attempts_beyond_an_endpoints_share_are_handed_back() {
+        let receiver = receiver(Duration::from_millis(300)).await;
+        let now = mandate_domain::now();
+        let first = claimed_to(&receiver.url, 1, now);
+        let mut busy = vec![first.clone()];
+        busy.extend((0..5).map(|_| another(&first)));
+        let others: Vec<ClaimedDelivery> =
+            (0..2).map(|_| claimed_to(&receiver.url, 1, now)).collect();
+        let mut sendable = busy.clone();
+        sendable.extend(others.iter().cloned());
+        let queue = FakeQueue::new(
+            vec![Ok(FannedOut {
+                events: 6,
+                sendable,
+            })],
+            Vec::new(),
+        );
+        let config = WorkerConfig {
+            per_endpoint_concurrency: 2,
+            ..quick()
+        };
+        run_until(&queue, config, |script| script.records.len() == 4).await;
+        // Two of the busy endpoint's and both others' at once, the rest handed back.
+        assert_eq!(receiver.most_at_once.load(Ordering::SeqCst), 4);
+        queue.with(|script| {
+            let mut released = script.released.clone();
+            released.sort_by_key(ToString::to_string);
+            let mut beyond: Vec<DeliveryId> =
+                busy[2..].iter().map(|c| c.delivery.id.clone()).collect();
+            beyond.sort_by_key(ToString::to_string);
+            assert_eq!(released, beyond);
+            for other in &others {
+                assert!(
+                    script
+                        .records
+                        .iter()
+                        .any(|(claimed, ..)| claimed.delivery.id == other.delivery.id)
+                );
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_keeps_failing_is_backed_off_without_holding_others_back() {
+        let receiver = receiver(Duration::ZERO).await;
+        let now = mandate_domain::now();
+        // Outside the policy: each attempt fails at once.
+        let failing = claimed_to("http://10.0.0.1/hook", 1, now);
+        let mut first_round = vec![failing.clone()];
+        first_round.extend((0..2).map(|_| another(&failing)));
+        let queue = FakeQueue::new(Vec::new(), vec![first_round]);
+        let later = vec![another(&failing), claimed_to(&receiver.url, 1, now)];
+        let healthy = later[1].delivery.id.clone();
+        let put_off = later[0].delivery.id.clone();
+        // The next claim finds more once the three failures are recorded.
+        let feeder = queue.clone();
+        tokio::spawn(async move {
+            feeder.until(|script| script.records.len() == 3).await;
+            feeder.with(|script| script.claims.push_back(later));
+            feeder.changed.notify_waiters();
+        });
+        run_until(&queue, quick(), |script| {
+            script.records.len() == 4 && !script.postponed.is_empty()
+        })
+        .await;
+        queue.with(|script| {
+            let last_failure = script.records[..3].iter().map(|(.., at)| *at).max();
+            assert_eq!(script.postponed.len(), 1);
+            let (id, until) = &script.postponed[0];
+            assert_eq!(id, &put_off);
+            // The third failure in a row backs the endpoint off for a second.
+            let wait = (*until - last_failure.unwrap()).num_milliseconds();
+            assert!((900..=1000).contains(&wait), "{wait} ms");
+            let (claimed, outcome, ..) = &script.records[3];
+            assert_eq!(claimed.delivery.id, healthy);
+            assert!(outcome.succeeded);
         });
     }
 }
