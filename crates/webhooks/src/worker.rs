@@ -436,6 +436,8 @@ impl<Q: Queue> Worker<Q> {
                 }
             }
         }
+        // What may go goes before the bookkeeping of what may not.
+        self.start_sends();
         self.release(&over_share, "over their endpoint's share of sends")
             .await;
         for (until, ids) in backed_off {

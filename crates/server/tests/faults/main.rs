@@ -41,6 +41,7 @@ mod database_outage;
 mod postgres_crash;
 mod failover;
 mod receiver_outage;
+mod receiver_isolation;
 mod replica_loss;
 mod keyed_crash;
 

@@ -176,6 +176,7 @@ impl Drop for Server {
 }
 
 /// A thin JSON client: every call returns the status and the parsed body.
+#[derive(Clone)]
 pub struct Api {
     base: String,
     pub client: reqwest::Client,
