@@ -2973,7 +2973,11 @@ pub async fn delivery_claims_leave_each_endpoint_its_limit_in_flight(store: Arc<
         .map(|claimed| claimed.delivery.id.clone())
         .collect();
     hanging_claimed.sort();
-    assert_eq!(hanging_claimed, delivery_ids(&backlog[..4]), "soonest due first");
+    assert_eq!(
+        hanging_claimed,
+        delivery_ids(&backlog[..4]),
+        "soonest due first"
+    );
 
     // One finishes: one more of that endpoint may go.
     let finished = Delivery {
@@ -3023,7 +3027,10 @@ pub async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn
         .await
         .unwrap();
     assert!(before.is_empty());
-    let due = store.claim_due_deliveries(10, until, lease()).await.unwrap();
+    let due = store
+        .claim_due_deliveries(10, until, lease())
+        .await
+        .unwrap();
     assert_eq!(claimed_ids(&due), vec![first.id.clone()]);
     assert_eq!(due[0].delivery.attempt, 1);
     assert_eq!(due[0].delivery.next_attempt_at, Some(until));

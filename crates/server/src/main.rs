@@ -449,7 +449,10 @@ async fn purge_finished_deliveries(mandate: &Mandate, before: chrono::DateTime<c
         }
     }
     if purged > 0 {
-        tracing::info!(purged, "purged finished delivery attempts past their retention");
+        tracing::info!(
+            purged,
+            "purged finished delivery attempts past their retention"
+        );
     }
 }
 

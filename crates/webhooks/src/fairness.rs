@@ -128,7 +128,8 @@ mod tests {
     use chrono::TimeZone;
 
     fn at(millis: i64) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(1_700_000_000_000 + millis).unwrap()
+        Utc.timestamp_millis_opt(1_700_000_000_000 + millis)
+            .unwrap()
     }
 
     #[test]
@@ -170,7 +171,10 @@ mod tests {
         assert_eq!(shares.finished(&failing, false, at(0)), Some(at(1000)));
         // The last send made before the backoff fails too: the backoff stays as it is.
         assert_eq!(shares.finished(&failing, false, at(500)), None);
-        assert_eq!(shares.admit(&failing, at(999)), Admission::BackedOff(at(1000)));
+        assert_eq!(
+            shares.admit(&failing, at(999)),
+            Admission::BackedOff(at(1000))
+        );
         assert_eq!(shares.admit(&healthy, at(999)), Admission::Send);
         // Its backoff over, it is tried again; one more failure doubles the wait.
         assert_eq!(shares.admit(&failing, at(1000)), Admission::Send);

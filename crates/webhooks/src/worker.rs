@@ -432,7 +432,10 @@ impl<Q: Queue> Worker<Q> {
                 Admission::Send => self.waiting.push_back(claimed),
                 Admission::OverShare => over_share.push(claimed.delivery.id),
                 Admission::BackedOff(until) => {
-                    backed_off.entry(until).or_default().push(claimed.delivery.id);
+                    backed_off
+                        .entry(until)
+                        .or_default()
+                        .push(claimed.delivery.id);
                 }
             }
         }

@@ -129,9 +129,7 @@ async fn receiver_isolation() {
         .await
         .into_iter()
         .filter(|event| event["type"] == "payment_request.created")
-        .filter(|event| {
-            beside.contains(event["data"]["object"]["id"].as_str().unwrap_or_default())
-        })
+        .filter(|event| beside.contains(event["data"]["object"]["id"].as_str().unwrap_or_default()))
         .map(|event| event["id"].as_str().unwrap().to_owned())
         .collect();
     let everything_in = wait_until(Duration::from_secs(180), || async {
