@@ -217,6 +217,7 @@ async fn run_on(
         waiting: VecDeque::new(),
         running: JoinSet::new(),
         in_flight: HashMap::new(),
+        ended: Vec::new(),
         next_claim: Instant::now(),
     };
     tracing::info!(
@@ -271,7 +272,14 @@ async fn run_on(
             continue;
         }
         tokio::select! {
-            joined = worker.running.join_next_with_id() => worker.finished(joined).await,
+            joined = worker.running.join_next_with_id() => {
+                worker.finished(joined).await;
+                // An ended send frees its endpoint's share: attempts held back for it are
+                // claimed at the next claim time, not only with news or after the idle wait.
+                if Instant::now() >= worker.next_claim {
+                    drained = false;
+                }
+            }
             () = shutdown.wait() => {}
             () = news_or_pause(&worker.queue, worker.config.idle_wait, pause), if may_take_more => {
                 pause = None;
@@ -359,6 +367,8 @@ struct Worker<Q> {
     running: JoinSet<FinishedAttempt>,
     /// The attempt of each send in progress, to hand back if it is abandoned.
     in_flight: HashMap<tokio::task::Id, (DeliveryId, EndpointId)>,
+    /// Sends that have ended, not yet recorded.
+    ended: Vec<FinishedAttempt>,
     /// When due attempts are next looked for.
     next_claim: Instant,
 }
@@ -417,6 +427,10 @@ impl<Q: Queue> Worker<Q> {
             more |= full;
             self.admit(sendable).await;
         }
+        // Sends that ended while this round ran are recorded now, not at the next one's end.
+        if !self.ended.is_empty() {
+            self.finished(None).await;
+        }
         Ok(more)
     }
 
@@ -424,6 +438,8 @@ impl<Q: Queue> Worker<Q> {
     /// endpoint's share (a later claim takes them once it has room) and puts off those of
     /// endpoints backed off until their backoff ends.
     async fn admit(&mut self, attempts: Vec<ClaimedDelivery>) {
+        // Sends that ended since the loop last looked no longer hold their endpoint's share.
+        self.reap();
         let now = mandate_domain::now();
         let mut over_share = Vec::new();
         let mut backed_off: HashMap<DateTime<Utc>, Vec<DeliveryId>> = HashMap::new();
@@ -479,27 +495,38 @@ impl<Q: Queue> Worker<Q> {
     /// Records a send that ended, together with every other send that has ended meanwhile
     /// (one transaction for all of them).
     async fn finished(&mut self, joined: Option<Joined>) {
-        let mut finished = Vec::new();
-        let mut next = joined;
-        while let Some(joined) = next {
-            match joined {
-                Ok((task, attempt)) => {
-                    self.in_flight.remove(&task);
-                    self.backoff(&attempt);
-                    finished.push(attempt);
-                }
-                // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
-                Err(error) if error.is_cancelled() => {}
-                Err(error) => {
-                    if let Some((_, endpoint)) = self.in_flight.remove(&error.id()) {
-                        self.shares.dropped(&endpoint);
-                    }
-                    tracing::error!(error = %error, "webhook send task failed");
-                }
-            }
-            next = self.running.try_join_next_with_id();
+        if let Some(joined) = joined {
+            self.ended(joined);
         }
+        self.reap();
+        let finished = std::mem::take(&mut self.ended);
         self.record(&finished).await;
+    }
+
+    /// Takes in the sends that have ended, without waiting: their endpoints' shares are free
+    /// again at once, and their outcomes wait in `ended` for the next [`Worker::finished`].
+    fn reap(&mut self) {
+        while let Some(joined) = self.running.try_join_next_with_id() {
+            self.ended(joined);
+        }
+    }
+
+    fn ended(&mut self, joined: Joined) {
+        match joined {
+            Ok((task, attempt)) => {
+                self.in_flight.remove(&task);
+                self.backoff(&attempt);
+                self.ended.push(attempt);
+            }
+            // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
+            Err(error) if error.is_cancelled() => {}
+            Err(error) => {
+                if let Some((_, endpoint)) = self.in_flight.remove(&error.id()) {
+                    self.shares.dropped(&endpoint);
+                }
+                tracing::error!(error = %error, "webhook send task failed");
+            }
+        }
     }
 
     /// Counts a finished send towards its endpoint's failure streak, backing the endpoint off
@@ -568,6 +595,7 @@ impl<Q: Queue> Worker<Q> {
         while let Some(joined) = self.running.join_next_with_id().await {
             self.finished(Some(joined)).await;
         }
+        self.finished(None).await;
         let abandoned: Vec<DeliveryId> = self.in_flight.drain().map(|(_, (id, _))| id).collect();
         self.release(&abandoned, "in flight at the shutdown deadline")
             .await;
