@@ -3016,7 +3016,7 @@ pub async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn
     let until = at + Duration::seconds(30);
     assert_eq!(
         store
-            .postpone_deliveries(&[first.id.clone()], until)
+            .postpone_deliveries(std::slice::from_ref(&first.id), until)
             .await
             .unwrap(),
         1
@@ -3046,7 +3046,7 @@ pub async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn
         .unwrap();
     assert_eq!(
         store
-            .postpone_deliveries(&[first.id.clone()], until)
+            .postpone_deliveries(std::slice::from_ref(&first.id), until)
             .await
             .unwrap(),
         0
