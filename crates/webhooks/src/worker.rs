@@ -218,6 +218,9 @@ async fn run_on(
         running: JoinSet::new(),
         in_flight: HashMap::new(),
         ended: Vec::new(),
+        parked: HashMap::new(),
+        to_postpone: Vec::new(),
+        claim_again: false,
         next_claim: Instant::now(),
     };
     tracing::info!(
@@ -262,15 +265,17 @@ async fn run_on(
         let may_take_more = drained && worker.waiting.is_empty();
         if worker.running.is_empty() {
             if may_take_more {
+                let wait = worker.next_look();
                 tokio::select! {
                     () = shutdown.wait() => break,
-                    () = news_or_pause(&worker.queue, worker.config.idle_wait, pause.take()) => {
+                    () = news_or_pause(&worker.queue, wait, pause.take()) => {
                         drained = false;
                     }
                 }
             }
             continue;
         }
+        let wait = worker.next_look();
         tokio::select! {
             joined = worker.running.join_next_with_id() => {
                 worker.finished(joined).await;
@@ -281,7 +286,7 @@ async fn run_on(
                 }
             }
             () = shutdown.wait() => {}
-            () = news_or_pause(&worker.queue, worker.config.idle_wait, pause), if may_take_more => {
+            () = news_or_pause(&worker.queue, wait, pause), if may_take_more => {
                 pause = None;
                 drained = false;
             }
@@ -369,6 +374,14 @@ struct Worker<Q> {
     in_flight: HashMap<tokio::task::Id, (DeliveryId, EndpointId)>,
     /// Sends that have ended, not yet recorded.
     ended: Vec<FinishedAttempt>,
+    /// Attempts beyond their endpoint's share, at most a share of them per endpoint, started
+    /// as the endpoint's sends end (the rest are handed back).
+    parked: HashMap<EndpointId, VecDeque<ClaimedDelivery>>,
+    /// Attempts of endpoints backed off meanwhile, to put off until then.
+    to_postpone: Vec<(DateTime<Utc>, DeliveryId)>,
+    /// The last claim found attempts: there may be more, so look again at the next claim
+    /// time instead of after the idle wait.
+    claim_again: bool,
     /// When due attempts are next looked for.
     next_claim: Instant,
 }
@@ -425,6 +438,7 @@ impl<Q: Queue> Worker<Q> {
                 Instant::now() + self.config.idle_wait.min(CLAIM_INTERVAL)
             };
             more |= full;
+            self.claim_again = !sendable.is_empty();
             self.admit(sendable).await;
         }
         // Sends that ended while this round ran are recorded now, not at the next one's end.
@@ -432,6 +446,16 @@ impl<Q: Queue> Worker<Q> {
             self.finished(None).await;
         }
         Ok(more)
+    }
+
+    /// How long to wait for news before looking for work again: until the next claim time
+    /// when the last claim found attempts, the idle wait otherwise.
+    fn next_look(&self) -> Duration {
+        if self.claim_again {
+            self.next_claim.saturating_duration_since(Instant::now())
+        } else {
+            self.config.idle_wait
+        }
     }
 
     /// Queues the attempts their endpoints' shares allow; hands back those over an
@@ -442,24 +466,38 @@ impl<Q: Queue> Worker<Q> {
         self.reap();
         let now = mandate_domain::now();
         let mut over_share = Vec::new();
-        let mut backed_off: HashMap<DateTime<Utc>, Vec<DeliveryId>> = HashMap::new();
+        let mut backed_off = Vec::new();
         for claimed in attempts {
             match self.shares.admit(&claimed.delivery.endpoint_id, now) {
                 Admission::Send => self.waiting.push_back(claimed),
-                Admission::OverShare => over_share.push(claimed.delivery.id),
-                Admission::BackedOff(until) => {
-                    backed_off
-                        .entry(until)
-                        .or_default()
-                        .push(claimed.delivery.id);
+                Admission::OverShare => {
+                    let parked = self
+                        .parked
+                        .entry(claimed.delivery.endpoint_id.clone())
+                        .or_default();
+                    if parked.len() < self.config.per_endpoint_concurrency.max(1) {
+                        parked.push_back(claimed);
+                    } else {
+                        over_share.push(claimed.delivery.id);
+                    }
                 }
+                Admission::BackedOff(until) => backed_off.push((until, claimed.delivery.id)),
             }
         }
         // What may go goes before the bookkeeping of what may not.
         self.start_sends();
         self.release(&over_share, "over their endpoint's share of sends")
             .await;
-        for (until, ids) in backed_off {
+        self.postpone(backed_off).await;
+    }
+
+    /// Puts attempts of backed-off endpoints off until their backoff ends.
+    async fn postpone(&self, attempts: Vec<(DateTime<Utc>, DeliveryId)>) {
+        let mut by_end: HashMap<DateTime<Utc>, Vec<DeliveryId>> = HashMap::new();
+        for (until, id) in attempts {
+            by_end.entry(until).or_default().push(id);
+        }
+        for (until, ids) in by_end {
             match self.queue.postpone(&ids, until).await {
                 Ok(postponed) => count_deliveries("postponed", postponed),
                 // Their leases end as usual, and they are put off again then.
@@ -501,6 +539,8 @@ impl<Q: Queue> Worker<Q> {
         self.reap();
         let finished = std::mem::take(&mut self.ended);
         self.record(&finished).await;
+        let to_postpone = std::mem::take(&mut self.to_postpone);
+        self.postpone(to_postpone).await;
     }
 
     /// Takes in the sends that have ended, without waiting: their endpoints' shares are free
@@ -516,6 +556,7 @@ impl<Q: Queue> Worker<Q> {
             Ok((task, attempt)) => {
                 self.in_flight.remove(&task);
                 self.backoff(&attempt);
+                self.unpark(&attempt.claimed.delivery.endpoint_id);
                 self.ended.push(attempt);
             }
             // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
@@ -526,6 +567,27 @@ impl<Q: Queue> Worker<Q> {
                 }
                 tracing::error!(error = %error, "webhook send task failed");
             }
+        }
+    }
+
+    /// A send of `endpoint` ended: one attempt parked for it may go, or all of them are put
+    /// off if the endpoint is backed off now.
+    fn unpark(&mut self, endpoint: &EndpointId) {
+        let Some(parked) = self.parked.get_mut(endpoint) else {
+            return;
+        };
+        match parked.front() {
+            Some(_) => match self.shares.admit(endpoint, mandate_domain::now()) {
+                Admission::Send => self.waiting.extend(parked.pop_front()),
+                Admission::OverShare => {}
+                Admission::BackedOff(until) => self
+                    .to_postpone
+                    .extend(parked.drain(..).map(|claimed| (until, claimed.delivery.id))),
+            },
+            None => {}
+        }
+        if parked.is_empty() {
+            self.parked.remove(endpoint);
         }
     }
 
@@ -577,9 +639,11 @@ impl<Q: Queue> Worker<Q> {
     /// shutdown deadline, and are recorded as they end; those still running then are
     /// abandoned and handed back too.
     async fn stop(&mut self, shutdown: &mut Shutdown<'_, impl Future<Output = ()>>) {
+        let parked = self.parked.drain().flat_map(|(_, parked)| parked);
         let not_started: Vec<DeliveryId> = self
             .waiting
             .drain(..)
+            .chain(parked)
             .map(|claimed| claimed.delivery.id)
             .collect();
         self.release(&not_started, "not started").await;
@@ -1272,7 +1336,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn fanned_out_attempts_beyond_an_endpoints_share_are_handed_back() {
+    async fn fanned_out_attempts_beyond_an_endpoints_share_wait_for_it_or_are_handed_back() {
         let receiver = receiver(Duration::from_millis(300)).await;
         let now = mandate_domain::now();
         let first = claimed_to(&receiver.url, 1, now);
@@ -1293,16 +1357,25 @@ mod tests {
             per_endpoint_concurrency: 2,
             ..quick()
         };
-        run_until(&queue, config, |script| script.records.len() == 4).await;
-        // Two of the busy endpoint's and both others' at once, the rest handed back.
+        run_until(&queue, config, |script| script.records.len() == 6).await;
+        // Two of the busy endpoint's and both others' at once; two more of the busy one's
+        // once those end, the last two handed back.
         assert_eq!(receiver.most_at_once.load(Ordering::SeqCst), 4);
         queue.with(|script| {
             let mut released = script.released.clone();
             released.sort_by_key(ToString::to_string);
             let mut beyond: Vec<DeliveryId> =
-                busy[2..].iter().map(|c| c.delivery.id.clone()).collect();
+                busy[4..].iter().map(|c| c.delivery.id.clone()).collect();
             beyond.sort_by_key(ToString::to_string);
             assert_eq!(released, beyond);
+            for parked in &busy[2..4] {
+                assert!(
+                    script
+                        .records
+                        .iter()
+                        .any(|(claimed, ..)| claimed.delivery.id == parked.delivery.id)
+                );
+            }
             for other in &others {
                 assert!(
                     script
