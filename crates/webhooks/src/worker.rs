@@ -576,15 +576,14 @@ impl<Q: Queue> Worker<Q> {
         let Some(parked) = self.parked.get_mut(endpoint) else {
             return;
         };
-        match parked.front() {
-            Some(_) => match self.shares.admit(endpoint, mandate_domain::now()) {
+        if !parked.is_empty() {
+            match self.shares.admit(endpoint, mandate_domain::now()) {
                 Admission::Send => self.waiting.extend(parked.pop_front()),
                 Admission::OverShare => {}
                 Admission::BackedOff(until) => self
                     .to_postpone
                     .extend(parked.drain(..).map(|claimed| (until, claimed.delivery.id))),
-            },
-            None => {}
+            }
         }
         if parked.is_empty() {
             self.parked.remove(endpoint);
