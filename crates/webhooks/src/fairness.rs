@@ -81,6 +81,11 @@ impl Shares {
         Admission::Send
     }
 
+    /// Whether the last send of `endpoint` failed.
+    pub(crate) fn failing(&self, endpoint: &EndpointId) -> bool {
+        self.failing.contains_key(endpoint)
+    }
+
     /// An admitted attempt ended without being sent (handed back or abandoned).
     pub(crate) fn dropped(&mut self, endpoint: &EndpointId) {
         if let Some(held) = self.held.get_mut(endpoint) {

@@ -297,6 +297,10 @@ async fn run_on(
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// How many shares of attempts an endpoint that is not failing may have waiting in the
+/// worker beyond those it sends: a burst of events that piles up while the worker is busy
+/// waits here for the endpoint's sends instead of for a claim.
+const PARKED_SHARES: usize = 4;
 /// The most often due attempts are looked for while new events keep coming.
 const CLAIM_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -374,7 +378,7 @@ struct Worker<Q> {
     in_flight: HashMap<tokio::task::Id, (DeliveryId, EndpointId)>,
     /// Sends that have ended, not yet recorded.
     ended: Vec<FinishedAttempt>,
-    /// Attempts beyond their endpoint's share, at most a share of them per endpoint, started
+    /// Attempts beyond their endpoint's share, a few shares of them per endpoint, started
     /// as the endpoint's sends end (the rest are handed back).
     parked: HashMap<EndpointId, VecDeque<ClaimedDelivery>>,
     /// Attempts of endpoints backed off meanwhile, to put off until then.
@@ -471,11 +475,17 @@ impl<Q: Queue> Worker<Q> {
             match self.shares.admit(&claimed.delivery.endpoint_id, now) {
                 Admission::Send => self.waiting.push_back(claimed),
                 Admission::OverShare => {
-                    let parked = self
-                        .parked
-                        .entry(claimed.delivery.endpoint_id.clone())
-                        .or_default();
-                    if parked.len() < self.config.per_endpoint_concurrency.max(1) {
+                    let endpoint = &claimed.delivery.endpoint_id;
+                    // An endpoint that answers takes a burst of events in its stride; one
+                    // that fails keeps no more than a share waiting on it.
+                    let shares = if self.shares.failing(endpoint) {
+                        1
+                    } else {
+                        PARKED_SHARES
+                    };
+                    let bound = self.config.per_endpoint_concurrency.max(1) * shares;
+                    let parked = self.parked.entry(endpoint.clone()).or_default();
+                    if parked.len() < bound {
                         parked.push_back(claimed);
                     } else {
                         over_share.push(claimed.delivery.id);
@@ -1339,42 +1349,41 @@ mod tests {
         let receiver = receiver(Duration::from_millis(300)).await;
         let now = mandate_domain::now();
         let first = claimed_to(&receiver.url, 1, now);
+        // One sent, four shares waiting, two handed back.
         let mut busy = vec![first.clone()];
-        busy.extend((0..5).map(|_| another(&first)));
+        busy.extend((0..PARKED_SHARES + 2).map(|_| another(&first)));
         let others: Vec<ClaimedDelivery> =
             (0..2).map(|_| claimed_to(&receiver.url, 1, now)).collect();
         let mut sendable = busy.clone();
         sendable.extend(others.iter().cloned());
         let queue = FakeQueue::new(
             vec![Ok(FannedOut {
-                events: 6,
+                events: busy.len(),
                 sendable,
             })],
             Vec::new(),
         );
         let config = WorkerConfig {
-            per_endpoint_concurrency: 2,
+            per_endpoint_concurrency: 1,
             ..quick()
         };
-        run_until(&queue, config, |script| script.records.len() == 6).await;
-        // Two of the busy endpoint's and both others' at once; two more of the busy one's
-        // once those end, the last two handed back.
-        assert_eq!(receiver.most_at_once.load(Ordering::SeqCst), 4);
+        run_until(&queue, config, |script| script.records.len() == 4).await;
+        // One of the busy endpoint's and both others' at once; the next of the busy one's
+        // once the first ended.
+        assert_eq!(receiver.most_at_once.load(Ordering::SeqCst), 3);
         queue.with(|script| {
-            let mut released = script.released.clone();
-            released.sort_by_key(ToString::to_string);
-            let mut beyond: Vec<DeliveryId> =
-                busy[4..].iter().map(|c| c.delivery.id.clone()).collect();
-            beyond.sort_by_key(ToString::to_string);
-            assert_eq!(released, beyond);
-            for parked in &busy[2..4] {
-                assert!(
-                    script
-                        .records
-                        .iter()
-                        .any(|(claimed, ..)| claimed.delivery.id == parked.delivery.id)
-                );
-            }
+            let beyond: Vec<DeliveryId> = busy[1 + PARKED_SHARES..]
+                .iter()
+                .map(|c| c.delivery.id.clone())
+                .collect();
+            // Handed back at once, before those still waiting at the shutdown.
+            assert_eq!(script.released[..2], beyond[..]);
+            assert!(
+                script
+                    .records
+                    .iter()
+                    .any(|(claimed, ..)| claimed.delivery.id == busy[1].delivery.id)
+            );
             for other in &others {
                 assert!(
                     script
