@@ -32,12 +32,16 @@ tasks:
                           openapi-typescript, typescript and openapi-fetch
                           (MANDATE_TEST_NODE_TOOLS, or installed under
                           target/node-tools); extra args go to `cargo test`
-  faults [full|short]     the fault suite against the real server on PostgreSQL
+  faults [full|short|soak]
+                          the fault suite against the real server on PostgreSQL
                           (crash, database outage, PostgreSQL crash, failover,
-                          receiver outage, replica loss, keyed crash):
-                          prints a table of lost, duplicated and leaked events and
-                          fails on any lost or leaked; full by default (minutes),
-                          `cargo xtask test` runs the short form (seconds)
+                          receiver outage, receiver isolation, replica loss, keyed
+                          crash): prints a table of lost, duplicated and leaked
+                          events and fails on any lost or leaked; full by default
+                          (minutes), `cargo xtask test` runs the short form
+                          (seconds, without receiver isolation); `soak`: 30 minutes
+                          of load (MANDATE_SOAK_MINUTES to shorten it) checking that
+                          memory, descriptors and queues stay flat
   lint                    cargo fmt --check, clippy -D warnings, cargo deny check (advisories when the database can be fetched)
   openapi                 regenerate docs/openapi.json
   bench [--smoke] [--rounds N] [--seconds N] [--no-write]

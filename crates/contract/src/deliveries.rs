@@ -7,8 +7,8 @@ use chrono::Duration;
 
 use mandate_domain::events::{Audience, Event, EventType};
 use mandate_domain::ids::{DeliveryId, EndpointId, EventId};
-use mandate_domain::ports::{Fanout, RecordedAttempt, Store};
-use mandate_domain::webhooks::{Delivery, DeliveryStatus, Viewer, event_scope};
+use mandate_domain::ports::{ClaimedDelivery, Fanout, RecordedAttempt, Store};
+use mandate_domain::webhooks::{Delivery, DeliveryStatus, Viewer, WebhookEndpoint, event_scope};
 
 use mandate_domain::now;
 
@@ -308,6 +308,189 @@ async fn concurrent_delivery_claims_take_each_attempt_once(store: Arc<dyn Store>
     assert_eq!(claimed, due);
 }
 case!(concurrent_delivery_claims_take_each_attempt_once);
+
+async fn delivery_claims_leave_each_endpoint_its_limit_in_flight(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let hanging = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let healthy = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    // The hanging endpoint's backlog falls due first, all of it before the healthy one's.
+    let mut backlog = Vec::new();
+    for index in 0..30 {
+        let delivery = Delivery::first(&event.id, &hanging.id, at - Duration::seconds(60 - index));
+        store.insert_delivery(&delivery).await.unwrap();
+        backlog.push(delivery);
+    }
+    let mut fresh = Vec::new();
+    for index in 0..3 {
+        let delivery = Delivery::first(&event.id, &healthy.id, at - Duration::seconds(10 - index));
+        store.insert_delivery(&delivery).await.unwrap();
+        fresh.push(delivery);
+    }
+    let of = |claimed: &[ClaimedDelivery], endpoint: &WebhookEndpoint| {
+        claimed
+            .iter()
+            .filter(|claimed| claimed.delivery.endpoint_id == endpoint.id)
+            .count()
+    };
+
+    // Concurrent claims (other replicas) together never exceed the limit of one endpoint.
+    futures_util::future::join_all((0..8).map(|_| store.ping())).await;
+    let claims = (0..6).map(|_| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_due_deliveries_per_endpoint(10, 4, at, lease())
+                .await
+                .unwrap()
+        }
+    });
+    let claimed: Vec<ClaimedDelivery> = futures_util::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut more = store
+        .claim_due_deliveries_per_endpoint(10, 4, at, lease())
+        .await
+        .unwrap();
+    assert_eq!(of(&claimed, &hanging) + of(&more, &hanging), 4);
+    // The healthy endpoint's attempts are not held back behind the hanging one's backlog.
+    assert_eq!(of(&claimed, &healthy) + of(&more, &healthy), 3);
+    more.extend(claimed);
+    let mut hanging_claimed: Vec<DeliveryId> = more
+        .iter()
+        .filter(|claimed| claimed.delivery.endpoint_id == hanging.id)
+        .map(|claimed| claimed.delivery.id.clone())
+        .collect();
+    hanging_claimed.sort();
+    assert_eq!(
+        hanging_claimed,
+        delivery_ids(&backlog[..4]),
+        "soonest due first"
+    );
+
+    // One finishes: one more of that endpoint may go.
+    let finished = Delivery {
+        status: DeliveryStatus::Failed,
+        response_status: None,
+        next_attempt_at: None,
+        ..backlog[0].clone()
+    };
+    store
+        .record_attempts(&[recorded(&finished, None)])
+        .await
+        .unwrap();
+    let next = store
+        .claim_due_deliveries_per_endpoint(10, 4, at, lease())
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&next), delivery_ids(&backlog[4..5]));
+    // Leases that ended are no longer in flight.
+    let later = store
+        .claim_due_deliveries_per_endpoint(10, 4, at + lease(), lease())
+        .await
+        .unwrap();
+    assert_eq!(of(&later, &hanging), 4);
+    assert_eq!(of(&later, &healthy), 3);
+}
+case!(delivery_claims_leave_each_endpoint_its_limit_in_flight);
+
+async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    let first = Delivery::first(&event.id, &endpoint.id, at);
+    store.insert_delivery(&first).await.unwrap();
+    let claimed = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    assert_eq!(claimed_ids(&claimed), vec![first.id.clone()]);
+    let until = at + Duration::seconds(30);
+    assert_eq!(
+        store
+            .postpone_deliveries(std::slice::from_ref(&first.id), until)
+            .await
+            .unwrap(),
+        1
+    );
+    // Not due before then, although its lease ended; due then as the same attempt.
+    let before = store
+        .claim_due_deliveries(10, until - Duration::seconds(1), lease())
+        .await
+        .unwrap();
+    assert!(before.is_empty());
+    let due = store
+        .claim_due_deliveries(10, until, lease())
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&due), vec![first.id.clone()]);
+    assert_eq!(due[0].delivery.attempt, 1);
+    assert_eq!(due[0].delivery.next_attempt_at, Some(until));
+    // Finished attempts are left alone.
+    let done = Delivery {
+        status: DeliveryStatus::Succeeded,
+        next_attempt_at: None,
+        ..first.clone()
+    };
+    store
+        .record_attempts(&[recorded(&done, None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .postpone_deliveries(std::slice::from_ref(&first.id), until)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.delivery(&first.id).await.unwrap(), Some(done));
+}
+case!(postponed_attempts_fall_due_later_without_an_attempt);
+
+async fn finished_attempts_are_purged_after_their_retention(store: Arc<dyn Store>) {
+    let (_, destinations) = seed_organization(&*store, 1).await;
+    let endpoint = seed_endpoint(&*store, destination_endpoint(&destinations[0])).await;
+    let event = seed_request_event(&*store, &destinations[0]).await;
+    let at = now();
+    let made = |status: DeliveryStatus, days_ago: i64| {
+        let mut delivery = Delivery::first(&event.id, &endpoint.id, at);
+        delivery.created_at = at - Duration::days(days_ago);
+        if status != DeliveryStatus::Pending {
+            delivery.status = status;
+            delivery.next_attempt_at = None;
+        }
+        delivery
+    };
+    let old_finished = [
+        made(DeliveryStatus::Succeeded, 40),
+        made(DeliveryStatus::Failed, 39),
+        made(DeliveryStatus::Skipped, 38),
+    ];
+    // A pending attempt is never purged, however old; recent finished ones are kept.
+    let kept = [
+        made(DeliveryStatus::Pending, 50),
+        made(DeliveryStatus::Succeeded, 1),
+    ];
+    for delivery in old_finished.iter().chain(&kept) {
+        store.insert_delivery(delivery).await.unwrap();
+    }
+    let before = at - Duration::days(30);
+    // In batches, oldest first.
+    assert_eq!(store.purge_finished_deliveries(before, 2).await.unwrap(), 2);
+    assert_eq!(store.delivery(&old_finished[0].id).await.unwrap(), None);
+    assert_eq!(store.delivery(&old_finished[1].id).await.unwrap(), None);
+    assert!(store.delivery(&old_finished[2].id).await.unwrap().is_some());
+    assert_eq!(store.purge_finished_deliveries(before, 2).await.unwrap(), 1);
+    assert_eq!(store.purge_finished_deliveries(before, 2).await.unwrap(), 0);
+    for delivery in &kept {
+        assert_eq!(
+            store.delivery(&delivery.id).await.unwrap().as_ref(),
+            Some(delivery)
+        );
+    }
+}
+case!(finished_attempts_are_purged_after_their_retention);
 
 async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     let (_, destinations) = seed_organization(&*store, 1).await;

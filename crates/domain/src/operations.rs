@@ -1,6 +1,7 @@
 //! The port operators' tooling needs beyond the use cases: how much webhook work waits (for
-//! metrics and alerts), and handing claimed attempts back at shutdown so that another worker
-//! sends them at once instead of after their lease.
+//! metrics and alerts), handing claimed attempts back (at shutdown, so that another worker
+//! sends them at once instead of after their lease) or putting them off (while their
+//! endpoint is backed off), and forgetting finished attempts once their retention ends.
 //!
 //! Kept apart from [`crate::ports`] so that the use cases' ports stay the API an embedder reads
 //! first; [`crate::ports::Store`] includes this trait all the same.
@@ -24,7 +25,8 @@ pub struct DeliveryQueueStats {
     pub events_awaiting_fanout: u64,
 }
 
-/// Queue statistics and the early release of claimed attempts.
+/// Queue statistics, the early release or postponement of claimed attempts, and the purge
+/// of finished ones.
 #[async_trait]
 pub trait DeliveryQueueStore: Send + Sync {
     /// The queue as it stands at `now`, over every organization.
@@ -37,4 +39,21 @@ pub trait DeliveryQueueStore: Send + Sync {
     /// claim them again at once; returns how many were released. Attempts recorded meanwhile
     /// are left alone.
     async fn release_deliveries(&self, ids: &[DeliveryId]) -> Result<u64, StoreError>;
+
+    /// Puts these attempts off until `until` if they are still pending: their lease ends and
+    /// they fall due then, without counting as an attempt (their endpoint is backed off);
+    /// returns how many.
+    async fn postpone_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes up to `limit` finished attempts (succeeded, failed or skipped) created before
+    /// `before`, oldest first; returns how many. Pending attempts are never touched.
+    async fn purge_finished_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }

@@ -178,6 +178,7 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
                 .context("invalid webhooks.retry_schedule")?,
             disable_after: Duration::from_secs(hooks.disable_after_hours * 3600),
             concurrency: hooks.concurrency,
+            per_endpoint_concurrency: hooks.per_endpoint_concurrency,
             lease: Duration::from_secs(hooks.lease_seconds),
             shutdown_timeout,
             ..WorkerConfig::default()
@@ -204,6 +205,9 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     );
     let housekeeping = tokio::spawn(housekeeping(
         mandate.clone(),
+        chrono::Duration::hours(
+            i64::try_from(settings.webhooks.delivery_retention_hours).unwrap_or(i64::MAX),
+        ),
         rate_limit.clone().filter(|_| role != Role::Worker),
         failed_auth.clone().filter(|_| role != Role::Worker),
     ));
@@ -359,12 +363,20 @@ const SIGNATURE_NONCE_RETENTION_SECONDS: i64 = 420;
 /// small.
 const NONCE_PURGE_EVERY_ROUNDS: u64 = 60;
 
+/// Finished delivery attempts are purged every minute too, in batches of this many, at most
+/// [`DELIVERY_PURGE_BATCHES`] batches a round: a backlog (a lowered retention) is worked off
+/// over the following rounds without one round holding the database for long.
+const DELIVERY_PURGE_BATCH: u32 = 1000;
+const DELIVERY_PURGE_BATCHES: u32 = 20;
+
 /// Expires due requests (reads expire them too, so this bounds how long a due request can
 /// linger unread) and due claims, appends queued approvals and revocations to the ledger,
-/// purges old idempotency records, signature nonces and expired console sessions, and lets
-/// the rate limiter forget idle credentials.
+/// purges old idempotency records, signature nonces, expired console sessions and finished
+/// delivery attempts (older than `delivery_retention`), and lets the rate limiter forget idle
+/// credentials.
 async fn housekeeping(
     mandate: Mandate,
+    delivery_retention: chrono::Duration,
     rate_limit: Option<RateLimit>,
     failed_auth: Option<FailedAuthThrottle>,
 ) {
@@ -385,8 +397,7 @@ async fn housekeeping(
             if let Err(error) = mandate.purge_signature_nonces(before).await {
                 tracing::warn!(error = %error, "purging signature nonces failed; retrying later");
             }
-        }
-        if round % NONCE_PURGE_EVERY_ROUNDS == 0 {
+            purge_finished_deliveries(&mandate, mandate_domain::now() - delivery_retention).await;
             if let Err(error) = mandate.purge_console_sessions(mandate_domain::now()).await {
                 tracing::warn!(error = %error, "purging console sessions failed; retrying later");
             }
@@ -422,6 +433,35 @@ async fn housekeeping(
         if let Some(throttle) = &failed_auth {
             throttle.forget_idle();
         }
+    }
+}
+
+/// Purges finished delivery attempts made before `before`, batch after batch while batches
+/// come back full, at most [`DELIVERY_PURGE_BATCHES`] of them.
+async fn purge_finished_deliveries(mandate: &Mandate, before: chrono::DateTime<chrono::Utc>) {
+    let mut purged = 0;
+    for _ in 0..DELIVERY_PURGE_BATCHES {
+        match mandate
+            .purge_finished_deliveries(before, DELIVERY_PURGE_BATCH)
+            .await
+        {
+            Ok(batch) => {
+                purged += batch;
+                if batch < u64::from(DELIVERY_PURGE_BATCH) {
+                    break;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "purging delivery attempts failed; retrying later");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        tracing::info!(
+            purged,
+            "purged finished delivery attempts past their retention"
+        );
     }
 }
 

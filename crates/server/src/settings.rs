@@ -62,9 +62,14 @@ pub struct WebhookSettings {
     pub timeout_seconds: u64,
     /// Deliveries sent at once by one worker.
     pub concurrency: usize,
+    /// Deliveries one endpoint may have in flight at once, over every worker.
+    pub per_endpoint_concurrency: usize,
     /// How long a worker holds what it claimed; a crashed worker's claims are taken again
     /// after this (raised if a full batch could take longer to send).
     pub lease_seconds: u64,
+    /// Finished delivery attempts (delivered, failed, skipped) are purged this long after
+    /// they were made.
+    pub delivery_retention_hours: u64,
 }
 
 impl Default for WebhookSettings {
@@ -77,7 +82,9 @@ impl Default for WebhookSettings {
             disable_after_hours: 5 * 24,
             timeout_seconds: 15,
             concurrency: 32,
+            per_endpoint_concurrency: 4,
             lease_seconds: 60,
+            delivery_retention_hours: 720,
         }
     }
 }

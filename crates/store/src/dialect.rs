@@ -10,6 +10,7 @@ use mandate_domain::model::KeyOwner;
 use crate::pool::SqliteConn;
 use crate::schema::{
     destinations, events, ledger_queue, orchestrators, organizations, webhook_deliveries,
+    webhook_endpoints,
 };
 use crate::sql::{IndexPredicate, StableUpdate, Statement};
 use crate::webhooks::rows::DeliveryRow;
@@ -20,6 +21,10 @@ pub(crate) const NOT_FANNED_OUT: IndexPredicate = IndexPredicate("NOT fanned_out
 
 /// The pending attempts, spelled as in the partial index's predicate.
 pub(crate) const PENDING_DELIVERY: IndexPredicate = IndexPredicate("status = 'pending'");
+
+/// The finished attempts (what the retention purge deletes), spelled as in the partial
+/// index's predicate.
+pub(crate) const FINISHED_DELIVERY: IndexPredicate = IndexPredicate("status <> 'pending'");
 
 /// The ids of up to `limit` events waiting for fan-out whose lease (if any) has ended at
 /// `now`, oldest first.
@@ -55,12 +60,10 @@ macro_rules! mark_fanned_out {
     };
 }
 
-/// The ids of up to `limit` pending attempts due at `now` whose lease (if any) has ended,
-/// soonest first.
-macro_rules! delivery_queue {
-    ($now:expr, $limit:expr) => {
+/// The pending attempts due at `now` whose lease (if any) has ended.
+macro_rules! due_deliveries {
+    ($now:expr) => {
         webhook_deliveries::table
-            .select(webhook_deliveries::id)
             .filter(PENDING_DELIVERY)
             .filter(webhook_deliveries::next_attempt_at.le($now))
             .filter(
@@ -68,6 +71,16 @@ macro_rules! delivery_queue {
                     .is_null()
                     .or(webhook_deliveries::lease_until.le($now)),
             )
+    };
+}
+
+/// The ids of up to `limit` of endpoint `endpoint`'s attempts [`due_deliveries!`] names,
+/// soonest first.
+macro_rules! endpoint_queue {
+    ($endpoint:expr, $now:expr, $limit:expr) => {
+        due_deliveries!($now)
+            .filter(webhook_deliveries::endpoint_id.eq($endpoint))
+            .select(webhook_deliveries::id)
             .order((
                 webhook_deliveries::next_attempt_at.asc(),
                 webhook_deliveries::id.asc(),
@@ -75,6 +88,19 @@ macro_rules! delivery_queue {
             .limit($limit)
     };
 }
+
+/// Up to `limit` endpoints with attempts due at `now` (as [`due_deliveries!`]), the one whose
+/// attempt fell due first first.
+macro_rules! due_endpoints {
+    ($now:expr, $limit:expr) => {
+        due_deliveries!($now)
+            .group_by(webhook_deliveries::endpoint_id)
+            .select(webhook_deliveries::endpoint_id)
+            .order(::diesel::dsl::min(webhook_deliveries::next_attempt_at).asc())
+            .limit($limit)
+    };
+}
+pub(crate) use {due_deliveries, due_endpoints};
 
 /// What differs between the backends inside a transaction.
 pub(crate) trait Dialect {
@@ -108,10 +134,20 @@ pub(crate) trait Dialect {
         ids: &[String],
     ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
 
-    /// Locks the attempts [`delivery_queue!`] names until the transaction ends (concurrent
-    /// transactions lock disjoint sets); the transaction then commits without the WAL flush.
-    fn lock_delivery_queue(
+    /// Locks the rows of the endpoints `ids` that no other transaction holds until the
+    /// transaction ends, so that concurrent claims count an endpoint's attempts in flight one
+    /// after the other (`FOR NO KEY UPDATE`: inserting its attempts is not held up); returns
+    /// those locked. The transaction then commits without the WAL flush.
+    fn lock_endpoints(
         &mut self,
+        ids: &[String],
+    ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
+
+    /// Locks the attempts [`endpoint_queue!`] names until the transaction ends (concurrent
+    /// transactions lock disjoint sets).
+    fn lock_endpoint_queue(
+        &mut self,
+        endpoint: &str,
         now: NaiveDateTime,
         limit: i64,
     ) -> impl Future<Output = QueryResult<Vec<String>>> + Send;
@@ -214,17 +250,29 @@ impl Dialect for AsyncPgConnection {
         without_flush_with(conn, mark_fanned_out!(ids).get_results(&mut &*conn)).await
     }
 
-    async fn lock_delivery_queue(
-        &mut self,
-        now: NaiveDateTime,
-        limit: i64,
-    ) -> QueryResult<Vec<String>> {
+    async fn lock_endpoints(&mut self, ids: &[String]) -> QueryResult<Vec<String>> {
         let conn: &AsyncPgConnection = self;
-        let locked = delivery_queue!(now, limit)
-            .for_update()
+        // An endpoint another claim holds is skipped, not waited for: it is being served.
+        let locked = webhook_endpoints::table
+            .filter(webhook_endpoints::id.eq_any(ids))
+            .select(webhook_endpoints::id)
+            .for_no_key_update()
             .skip_locked()
             .load(&mut &*conn);
         without_flush_with(conn, locked).await
+    }
+
+    async fn lock_endpoint_queue(
+        &mut self,
+        endpoint: &str,
+        now: NaiveDateTime,
+        limit: i64,
+    ) -> QueryResult<Vec<String>> {
+        endpoint_queue!(endpoint, now, limit)
+            .for_update()
+            .skip_locked()
+            .load(self)
+            .await
     }
 
     async fn commit_without_flush(&mut self) -> QueryResult<()> {
@@ -312,12 +360,17 @@ impl Dialect for SqliteConn {
         mark_fanned_out!(ids).get_results(self).await
     }
 
-    async fn lock_delivery_queue(
+    async fn lock_endpoints(&mut self, ids: &[String]) -> QueryResult<Vec<String>> {
+        Ok(ids.to_vec())
+    }
+
+    async fn lock_endpoint_queue(
         &mut self,
+        endpoint: &str,
         now: NaiveDateTime,
         limit: i64,
     ) -> QueryResult<Vec<String>> {
-        delivery_queue!(now, limit).load(self).await
+        endpoint_queue!(endpoint, now, limit).load(self).await
     }
 
     async fn commit_without_flush(&mut self) -> QueryResult<()> {

@@ -1,12 +1,13 @@
-//! The operators' port: queue statistics for metrics, and the early release of claimed
-//! attempts at shutdown. Also the connection pool's state, which only the binary reads.
+//! The operators' port: queue statistics for metrics, the early release of claimed attempts
+//! at shutdown or their postponement while their endpoint is backed off, and the retention
+//! purge of finished attempts. Also the connection pool's state, which only the binary reads.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::update;
+use diesel::{delete, update};
 use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use mandate_domain::ids::DeliveryId;
@@ -14,7 +15,7 @@ use mandate_domain::operations::{DeliveryQueueStats, DeliveryQueueStore};
 use mandate_domain::ports::{Health, StoreError};
 
 use crate::DbStore;
-use crate::dialect::{NOT_FANNED_OUT, PENDING_DELIVERY};
+use crate::dialect::{FINISHED_DELIVERY, NOT_FANNED_OUT, PENDING_DELIVERY};
 use crate::errors::Error;
 use crate::pool::{Pools, db_run, detached, pooled_postgres};
 use crate::rows::to_naive;
@@ -114,6 +115,60 @@ impl DeliveryQueueStore for DbStore {
         // other replicas' workers find them when their idle wait ends (about a second).
         self.work.committed();
         Ok(released)
+    }
+
+    async fn postpone_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let until = to_naive(until);
+        db_run!(self, |conn| {
+            let postponed = update(
+                webhook_deliveries::table
+                    .filter(webhook_deliveries::id.eq_any(&ids))
+                    .filter(PENDING_DELIVERY),
+            )
+            .set((
+                webhook_deliveries::lease_until.eq(None::<chrono::NaiveDateTime>),
+                webhook_deliveries::next_attempt_at.eq(until),
+            ))
+            .execute(conn)
+            .await?;
+            Ok(u64::try_from(postponed).unwrap_or(u64::MAX))
+        })
+    }
+
+    async fn purge_finished_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let before = to_naive(before);
+        let limit = i64::from(limit);
+        db_run!(self, |conn| {
+            let oldest: Vec<String> = webhook_deliveries::table
+                .filter(FINISHED_DELIVERY)
+                .filter(webhook_deliveries::created_at.lt(before))
+                .order(webhook_deliveries::created_at.asc())
+                .select(webhook_deliveries::id)
+                .limit(limit)
+                .load(conn)
+                .await?;
+            if oldest.is_empty() {
+                return Ok(0);
+            }
+            // Finished attempts never change again: deleting them needs no transaction.
+            let purged = delete(webhook_deliveries::table)
+                .filter(webhook_deliveries::id.eq_any(&oldest))
+                .execute(conn)
+                .await?;
+            Ok(u64::try_from(purged).unwrap_or(u64::MAX))
+        })
     }
 }
 

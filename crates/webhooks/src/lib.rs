@@ -10,6 +10,7 @@
 //! - `WorkerConfig { schedule: RetrySchedule::parse(text)?, ..WorkerConfig::default() }`;
 //! - `tokio::spawn(worker::run(mandate, sender, config, shutdown))`.
 
+pub mod fairness;
 pub mod guard;
 pub mod retry;
 pub mod sender;

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mandate_domain::ids::DeliveryId;
+use mandate_domain::ids::{DeliveryId, EndpointId};
 use mandate_domain::ports::{ClaimedDelivery, StoreError};
 use mandate_domain::usecases::{AfterFailure, ClaimedBatch, FannedOut, FinishedAttempt, Mandate};
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::fairness::{Admission, Shares};
 use crate::retry::{RetrySchedule, next_attempt_delay};
 use crate::sender::{SendResult, Sender};
 
@@ -36,6 +37,9 @@ pub struct WorkerConfig {
     pub lease: Duration,
     /// How many sends run at once (default 32).
     pub concurrency: usize,
+    /// How many of them one endpoint may hold (default 4), over every worker: endpoints whose
+    /// receivers hang until the timeout cannot take every send.
+    pub per_endpoint_concurrency: usize,
     /// The longest wait between rounds when there is no work (default 1 s): new work normally
     /// wakes the worker at once.
     pub idle_wait: Duration,
@@ -54,6 +58,7 @@ impl Default for WorkerConfig {
             batch: 100,
             lease: Duration::from_secs(60),
             concurrency: 32,
+            per_endpoint_concurrency: 4,
             idle_wait: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(25),
         }
@@ -137,10 +142,13 @@ trait Queue: Clone + Send + Sync + 'static {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
         lease: chrono::Duration,
     ) -> Result<ClaimedBatch, StoreError>;
 
     async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError>;
+
+    async fn postpone(&self, ids: &[DeliveryId], until: DateTime<Utc>) -> Result<u64, StoreError>;
 
     async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError>;
 
@@ -162,13 +170,18 @@ impl Queue for Mandate {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
         lease: chrono::Duration,
     ) -> Result<ClaimedBatch, StoreError> {
-        Mandate::claim_deliveries(self, now, limit, lease).await
+        Mandate::claim_deliveries(self, now, limit, per_endpoint, lease).await
     }
 
     async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
         self.store().release_deliveries(ids).await
+    }
+
+    async fn postpone(&self, ids: &[DeliveryId], until: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.store().postpone_deliveries(ids, until).await
     }
 
     async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError> {
@@ -198,16 +211,22 @@ async fn run_on(
     let mut worker = Worker {
         queue,
         sender: Arc::new(sender),
+        shares: Shares::new(config.per_endpoint_concurrency),
         config: Arc::new(config),
         lease,
         waiting: VecDeque::new(),
         running: JoinSet::new(),
         in_flight: HashMap::new(),
+        ended: Vec::new(),
+        parked: HashMap::new(),
+        to_postpone: Vec::new(),
+        claim_again: false,
         next_claim: Instant::now(),
     };
     tracing::info!(
         attempts = worker.config.schedule.attempts(),
         concurrency = worker.config.concurrency,
+        per_endpoint_concurrency = worker.config.per_endpoint_concurrency,
         "webhook worker started"
     );
     let signal = std::pin::pin!(shutdown);
@@ -246,19 +265,28 @@ async fn run_on(
         let may_take_more = drained && worker.waiting.is_empty();
         if worker.running.is_empty() {
             if may_take_more {
+                let wait = worker.next_look();
                 tokio::select! {
                     () = shutdown.wait() => break,
-                    () = news_or_pause(&worker.queue, worker.config.idle_wait, pause.take()) => {
+                    () = news_or_pause(&worker.queue, wait, pause.take()) => {
                         drained = false;
                     }
                 }
             }
             continue;
         }
+        let wait = worker.next_look();
         tokio::select! {
-            joined = worker.running.join_next_with_id() => worker.finished(joined).await,
+            joined = worker.running.join_next_with_id() => {
+                worker.finished(joined).await;
+                // An ended send frees its endpoint's share: attempts held back for it are
+                // claimed at the next claim time, not only with news or after the idle wait.
+                if Instant::now() >= worker.next_claim {
+                    drained = false;
+                }
+            }
             () = shutdown.wait() => {}
-            () = news_or_pause(&worker.queue, worker.config.idle_wait, pause), if may_take_more => {
+            () = news_or_pause(&worker.queue, wait, pause), if may_take_more => {
                 pause = None;
                 drained = false;
             }
@@ -269,6 +297,10 @@ async fn run_on(
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
+/// How many shares of attempts an endpoint that is not failing may have waiting in the
+/// worker beyond those it sends: a burst of events that piles up while the worker is busy
+/// waits here for the endpoint's sends instead of for a claim.
+const PARKED_SHARES: usize = 4;
 /// The most often due attempts are looked for while new events keep coming.
 const CLAIM_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -336,12 +368,24 @@ struct Worker<Q> {
     sender: Arc<Sender>,
     config: Arc<WorkerConfig>,
     lease: chrono::Duration,
-    /// Attempts this worker holds (leased) and has not started sending.
+    /// What each endpoint holds of the sends, and which are backed off.
+    shares: Shares,
+    /// Attempts this worker holds (leased) and has not started sending, each admitted.
     waiting: VecDeque<ClaimedDelivery>,
     /// Sends in progress, each ending with its attempt's outcome.
     running: JoinSet<FinishedAttempt>,
     /// The attempt of each send in progress, to hand back if it is abandoned.
-    in_flight: HashMap<tokio::task::Id, DeliveryId>,
+    in_flight: HashMap<tokio::task::Id, (DeliveryId, EndpointId)>,
+    /// Sends that have ended, not yet recorded.
+    ended: Vec<FinishedAttempt>,
+    /// Attempts beyond their endpoint's share, a few shares of them per endpoint, started
+    /// as the endpoint's sends end (the rest are handed back).
+    parked: HashMap<EndpointId, VecDeque<ClaimedDelivery>>,
+    /// Attempts of endpoints backed off meanwhile, to put off until then.
+    to_postpone: Vec<(DateTime<Utc>, DeliveryId)>,
+    /// The last claim found attempts: there may be more, so look again at the next claim
+    /// time instead of after the idle wait.
+    claim_again: bool,
     /// When due attempts are next looked for.
     next_claim: Instant,
 }
@@ -360,13 +404,15 @@ impl<Q: Queue> Worker<Q> {
         if fanned.events > 0 {
             tracing::debug!(events = fanned.events, "webhook events fanned out");
         }
-        self.waiting.extend(fanned.sendable);
+        self.admit(fanned.sendable).await;
         // Events with many endpoints can make more attempts than the lease covers: hand the
         // excess back for any worker to claim.
         if self.waiting.len() > batch_size {
-            let excess: Vec<DeliveryId> = self
-                .waiting
-                .split_off(batch_size)
+            let excess = self.waiting.split_off(batch_size);
+            for claimed in &excess {
+                self.shares.dropped(&claimed.delivery.endpoint_id);
+            }
+            let excess: Vec<DeliveryId> = excess
                 .into_iter()
                 .map(|claimed| claimed.delivery.id)
                 .collect();
@@ -376,9 +422,11 @@ impl<Q: Queue> Worker<Q> {
         let mut more = fanned.events >= batch_size;
         let room = batch.saturating_sub(u32::try_from(self.waiting.len()).unwrap_or(batch));
         if room > 0 && Instant::now() >= self.next_claim {
+            let per_endpoint =
+                u32::try_from(self.config.per_endpoint_concurrency.max(1)).unwrap_or(u32::MAX);
             let ClaimedBatch { sendable, skipped } = self
                 .queue
-                .claim_sendable(mandate_domain::now(), room, self.lease)
+                .claim_sendable(mandate_domain::now(), room, per_endpoint, self.lease)
                 .await?;
             count_deliveries("skipped", u64::try_from(skipped).unwrap_or(u64::MAX));
             if !sendable.is_empty() {
@@ -394,9 +442,82 @@ impl<Q: Queue> Worker<Q> {
                 Instant::now() + self.config.idle_wait.min(CLAIM_INTERVAL)
             };
             more |= full;
-            self.waiting.extend(sendable);
+            self.claim_again = !sendable.is_empty();
+            self.admit(sendable).await;
+        }
+        // Sends that ended while this round ran are recorded now, not at the next one's end.
+        if !self.ended.is_empty() {
+            self.finished(None).await;
         }
         Ok(more)
+    }
+
+    /// How long to wait for news before looking for work again: until the next claim time
+    /// when the last claim found attempts, the idle wait otherwise.
+    fn next_look(&self) -> Duration {
+        if self.claim_again {
+            self.next_claim.saturating_duration_since(Instant::now())
+        } else {
+            self.config.idle_wait
+        }
+    }
+
+    /// Queues the attempts their endpoints' shares allow; hands back those over an
+    /// endpoint's share (a later claim takes them once it has room) and puts off those of
+    /// endpoints backed off until their backoff ends.
+    async fn admit(&mut self, attempts: Vec<ClaimedDelivery>) {
+        // Sends that ended since the loop last looked no longer hold their endpoint's share.
+        self.reap();
+        let now = mandate_domain::now();
+        let mut over_share = Vec::new();
+        let mut backed_off = Vec::new();
+        for claimed in attempts {
+            match self.shares.admit(&claimed.delivery.endpoint_id, now) {
+                Admission::Send => self.waiting.push_back(claimed),
+                Admission::OverShare => {
+                    let endpoint = &claimed.delivery.endpoint_id;
+                    // An endpoint that answers takes a burst of events in its stride; one
+                    // that fails keeps no more than a share waiting on it.
+                    let shares = if self.shares.failing(endpoint) {
+                        1
+                    } else {
+                        PARKED_SHARES
+                    };
+                    let bound = self.config.per_endpoint_concurrency.max(1) * shares;
+                    let parked = self.parked.entry(endpoint.clone()).or_default();
+                    if parked.len() < bound {
+                        parked.push_back(claimed);
+                    } else {
+                        over_share.push(claimed.delivery.id);
+                    }
+                }
+                Admission::BackedOff(until) => backed_off.push((until, claimed.delivery.id)),
+            }
+        }
+        // What may go goes before the bookkeeping of what may not.
+        self.start_sends();
+        self.release(&over_share, "over their endpoint's share of sends")
+            .await;
+        self.postpone(backed_off).await;
+    }
+
+    /// Puts attempts of backed-off endpoints off until their backoff ends.
+    async fn postpone(&self, attempts: Vec<(DateTime<Utc>, DeliveryId)>) {
+        let mut by_end: HashMap<DateTime<Utc>, Vec<DeliveryId>> = HashMap::new();
+        for (until, id) in attempts {
+            by_end.entry(until).or_default().push(id);
+        }
+        for (until, ids) in by_end {
+            match self.queue.postpone(&ids, until).await {
+                Ok(postponed) => count_deliveries("postponed", postponed),
+                // Their leases end as usual, and they are put off again then.
+                Err(error) => tracing::warn!(
+                    attempts = ids.len(),
+                    error = %mandate_domain::error_chain(&error),
+                    "webhook worker could not put off the attempts of a backed-off endpoint"
+                ),
+            }
+        }
     }
 
     /// Starts waiting attempts, up to `concurrency` sends at once.
@@ -406,7 +527,10 @@ impl<Q: Queue> Worker<Q> {
             let Some(claimed) = self.waiting.pop_front() else {
                 return;
             };
-            let id = claimed.delivery.id.clone();
+            let id = (
+                claimed.delivery.id.clone(),
+                claimed.delivery.endpoint_id.clone(),
+            );
             let task = self.running.spawn(deliver(
                 Arc::clone(&self.sender),
                 Arc::clone(&self.config),
@@ -419,24 +543,77 @@ impl<Q: Queue> Worker<Q> {
     /// Records a send that ended, together with every other send that has ended meanwhile
     /// (one transaction for all of them).
     async fn finished(&mut self, joined: Option<Joined>) {
-        let mut finished = Vec::new();
-        let mut next = joined;
-        while let Some(joined) = next {
-            match joined {
-                Ok((task, attempt)) => {
-                    self.in_flight.remove(&task);
-                    finished.push(attempt);
-                }
-                // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
-                Err(error) if error.is_cancelled() => {}
-                Err(error) => {
-                    self.in_flight.remove(&error.id());
-                    tracing::error!(error = %error, "webhook send task failed");
-                }
-            }
-            next = self.running.try_join_next_with_id();
+        if let Some(joined) = joined {
+            self.ended(joined);
         }
+        self.reap();
+        let finished = std::mem::take(&mut self.ended);
         self.record(&finished).await;
+        let to_postpone = std::mem::take(&mut self.to_postpone);
+        self.postpone(to_postpone).await;
+    }
+
+    /// Takes in the sends that have ended, without waiting: their endpoints' shares are free
+    /// again at once, and their outcomes wait in `ended` for the next [`Worker::finished`].
+    fn reap(&mut self) {
+        while let Some(joined) = self.running.try_join_next_with_id() {
+            self.ended(joined);
+        }
+    }
+
+    fn ended(&mut self, joined: Joined) {
+        match joined {
+            Ok((task, attempt)) => {
+                self.in_flight.remove(&task);
+                self.backoff(&attempt);
+                self.unpark(&attempt.claimed.delivery.endpoint_id);
+                self.ended.push(attempt);
+            }
+            // Aborted at the shutdown deadline: it stays in `in_flight`, to be handed back.
+            Err(error) if error.is_cancelled() => {}
+            Err(error) => {
+                if let Some((_, endpoint)) = self.in_flight.remove(&error.id()) {
+                    self.shares.dropped(&endpoint);
+                }
+                tracing::error!(error = %error, "webhook send task failed");
+            }
+        }
+    }
+
+    /// A send of `endpoint` ended: one attempt parked for it may go, or all of them are put
+    /// off if the endpoint is backed off now.
+    fn unpark(&mut self, endpoint: &EndpointId) {
+        let Some(parked) = self.parked.get_mut(endpoint) else {
+            return;
+        };
+        if !parked.is_empty() {
+            match self.shares.admit(endpoint, mandate_domain::now()) {
+                Admission::Send => self.waiting.extend(parked.pop_front()),
+                Admission::OverShare => {}
+                Admission::BackedOff(until) => self
+                    .to_postpone
+                    .extend(parked.drain(..).map(|claimed| (until, claimed.delivery.id))),
+            }
+        }
+        if parked.is_empty() {
+            self.parked.remove(endpoint);
+        }
+    }
+
+    /// Counts a finished send towards its endpoint's failure streak, backing the endpoint off
+    /// when it keeps failing.
+    fn backoff(&mut self, attempt: &FinishedAttempt) {
+        let endpoint = &attempt.claimed.delivery.endpoint_id;
+        if let Some(until) =
+            self.shares
+                .finished(endpoint, attempt.outcome.succeeded, attempt.finished_at)
+        {
+            tracing::info!(
+                endpoint_id = %endpoint,
+                until = %until,
+                "webhook endpoint keeps failing: its attempts wait until its backoff ends"
+            );
+        }
     }
 
     async fn record(&self, finished: &[FinishedAttempt]) {
@@ -471,9 +648,11 @@ impl<Q: Queue> Worker<Q> {
     /// shutdown deadline, and are recorded as they end; those still running then are
     /// abandoned and handed back too.
     async fn stop(&mut self, shutdown: &mut Shutdown<'_, impl Future<Output = ()>>) {
+        let parked = self.parked.drain().flat_map(|(_, parked)| parked);
         let not_started: Vec<DeliveryId> = self
             .waiting
             .drain(..)
+            .chain(parked)
             .map(|claimed| claimed.delivery.id)
             .collect();
         self.release(&not_started, "not started").await;
@@ -489,7 +668,8 @@ impl<Q: Queue> Worker<Q> {
         while let Some(joined) = self.running.join_next_with_id().await {
             self.finished(Some(joined)).await;
         }
-        let abandoned: Vec<DeliveryId> = self.in_flight.drain().map(|(_, id)| id).collect();
+        self.finished(None).await;
+        let abandoned: Vec<DeliveryId> = self.in_flight.drain().map(|(_, (id, _))| id).collect();
         self.release(&abandoned, "in flight at the shutdown deadline")
             .await;
     }
@@ -575,564 +755,4 @@ async fn deliver(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-    use mandate_domain::events::{Audience, Event, EventType};
-    use mandate_domain::ids::{EndpointId, OrganizationId};
-    use mandate_domain::principal::Principal;
-    use mandate_domain::usecases::AttemptOutcome;
-    use mandate_domain::webhooks::{Delivery, EndpointOwner, EventTypeFilter, WebhookEndpoint};
-
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
-    }
-
-    fn claimed(attempt: u32, first_attempt_at: DateTime<Utc>) -> ClaimedDelivery {
-        claimed_to("https://example.com/hook", attempt, first_attempt_at)
-    }
-
-    fn claimed_to(url: &str, attempt: u32, first_attempt_at: DateTime<Utc>) -> ClaimedDelivery {
-        let event = Event::new(
-            EventType::WebhookTest,
-            Audience::default(),
-            &serde_json::json!({}),
-            first_attempt_at,
-        );
-        let endpoint = WebhookEndpoint {
-            id: EndpointId::generate(),
-            owner: EndpointOwner::Platform {
-                organization_id: OrganizationId::generate(),
-            },
-            organization_id: None,
-            destination_id: None,
-            scope: None,
-            url: url.into(),
-            event_types: EventTypeFilter::parse(&["*".into()], &Principal::Admin).unwrap(),
-            description: None,
-            enabled: true,
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
-            created_at: first_attempt_at,
-            updated_at: first_attempt_at,
-        };
-        let mut delivery = Delivery::first(&event.id, &endpoint.id, first_attempt_at);
-        delivery.attempt = attempt;
-        ClaimedDelivery {
-            delivery,
-            event,
-            endpoint,
-        }
-    }
-
-    fn result(status: Option<u16>, retry_after: Option<Duration>) -> SendResult {
-        SendResult {
-            outcome: AttemptOutcome {
-                succeeded: status.is_some_and(|status| (200..300).contains(&status)),
-                response_status: status,
-                response_body: None,
-                duration_ms: 3,
-            },
-            retry_after,
-            gone: status == Some(410),
-        }
-    }
-
-    #[test]
-    fn failures_follow_the_schedule() {
-        let config = WorkerConfig::default();
-        let now = at(10);
-        let after = after_failure(
-            &config,
-            &claimed(1, at(0)),
-            &result(Some(500), None),
-            now,
-            0.0,
-        );
-        assert_eq!(
-            after,
-            AfterFailure::RetryAt(now + chrono::Duration::seconds(5))
-        );
-        let after = after_failure(&config, &claimed(2, at(0)), &result(None, None), now, 1.0);
-        assert_eq!(
-            after,
-            AfterFailure::RetryAt(now + chrono::Duration::seconds(360))
-        );
-        let after = after_failure(
-            &config,
-            &claimed(1, at(0)),
-            &result(Some(429), Some(Duration::from_secs(90))),
-            now,
-            0.0,
-        );
-        assert_eq!(
-            after,
-            AfterFailure::RetryAt(now + chrono::Duration::seconds(90))
-        );
-    }
-
-    #[test]
-    fn an_exhausted_schedule_gives_up() {
-        let config = WorkerConfig::default();
-        let after = after_failure(
-            &config,
-            &claimed(8, at(0)),
-            &result(Some(500), None),
-            at(60),
-            0.0,
-        );
-        assert_eq!(after, AfterFailure::GiveUp);
-    }
-
-    #[test]
-    fn gone_disables_the_endpoint_at_once() {
-        let config = WorkerConfig::default();
-        let after = after_failure(
-            &config,
-            &claimed(1, at(0)),
-            &result(Some(410), None),
-            at(1),
-            0.0,
-        );
-        assert_eq!(after, AfterFailure::Disable);
-    }
-
-    #[test]
-    fn failing_for_too_long_disables_the_endpoint() {
-        let config = WorkerConfig {
-            disable_after: Duration::from_secs(100),
-            ..WorkerConfig::default()
-        };
-        let failure = result(Some(500), None);
-        assert_eq!(
-            after_failure(&config, &claimed(3, at(0)), &failure, at(100), 0.0),
-            AfterFailure::Disable
-        );
-        assert!(matches!(
-            after_failure(&config, &claimed(3, at(0)), &failure, at(99), 0.0),
-            AfterFailure::RetryAt(_)
-        ));
-        // With the default five days, a long schedule's late attempts disable it too.
-        let config = WorkerConfig::default();
-        assert_eq!(
-            after_failure(&config, &claimed(4, at(0)), &failure, at(5 * 86_400), 0.0),
-            AfterFailure::Disable
-        );
-    }
-
-    #[test]
-    fn success_needs_nothing_after_it() {
-        let config = WorkerConfig::default();
-        let after = after_failure(
-            &config,
-            &claimed(1, at(0)),
-            &result(Some(204), None),
-            at(1),
-            0.0,
-        );
-        assert_eq!(after, AfterFailure::GiveUp);
-        // Even long after the first attempt: a success never disables.
-        let after = after_failure(
-            &config,
-            &claimed(1, at(0)),
-            &result(Some(200), None),
-            at(10 * 86_400),
-            0.0,
-        );
-        assert_eq!(after, AfterFailure::GiveUp);
-    }
-
-    #[test]
-    fn the_lease_covers_a_full_batch() {
-        let config = WorkerConfig::default();
-        // 100 attempts, 32 at once, behind 32 running: 5 waves of at most 15 s + 5 s.
-        assert_eq!(
-            config.effective_lease(Duration::from_secs(15)),
-            Duration::from_secs(100)
-        );
-        assert_eq!(
-            config.effective_lease(Duration::from_secs(1)),
-            Duration::from_secs(60)
-        );
-        let odd = WorkerConfig {
-            batch: 0,
-            concurrency: 0,
-            ..WorkerConfig::default()
-        };
-        assert_eq!(
-            odd.effective_lease(Duration::from_secs(100)),
-            Duration::from_secs(210)
-        );
-    }
-
-    // The loop itself, over a scripted queue and a loopback receiver.
-
-    use std::collections::VecDeque;
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::sync::Notify;
-
-    use crate::guard::NetworkPolicy;
-
-    type Recorded = (ClaimedDelivery, AttemptOutcome, AfterFailure, DateTime<Utc>);
-
-    #[derive(Default)]
-    struct Script {
-        /// What successive `fan_out` calls return (`Err(())` = the store is down); then
-        /// nothing.
-        fan_outs: VecDeque<Result<FannedOut, ()>>,
-        /// What successive `claim_sendable` calls return; then nothing.
-        claims: VecDeque<Vec<ClaimedDelivery>>,
-        fan_out_calls: usize,
-        /// How many fan-outs had run when sending was first claimed.
-        fan_outs_before_first_claim: Option<usize>,
-        claim_calls: usize,
-        waits: usize,
-        records: Vec<Recorded>,
-        /// Attempts handed back.
-        released: Vec<DeliveryId>,
-    }
-
-    #[derive(Clone, Default)]
-    struct FakeQueue {
-        script: Arc<Mutex<Script>>,
-        changed: Arc<Notify>,
-    }
-
-    impl FakeQueue {
-        fn new(fan_outs: Vec<Result<FannedOut, ()>>, claims: Vec<Vec<ClaimedDelivery>>) -> Self {
-            let queue = Self::default();
-            {
-                let mut script = queue.script.lock().unwrap();
-                script.fan_outs = fan_outs.into();
-                script.claims = claims.into();
-            }
-            queue
-        }
-
-        fn with<T>(&self, read: impl FnOnce(&mut Script) -> T) -> T {
-            read(&mut self.script.lock().unwrap())
-        }
-
-        /// Completes once `done` holds.
-        async fn until(&self, done: impl Fn(&Script) -> bool) {
-            loop {
-                let changed = self.changed.notified();
-                if self.with(|script| done(script)) {
-                    return;
-                }
-                changed.await;
-            }
-        }
-    }
-
-    fn down() -> StoreError {
-        StoreError::Unavailable(Box::new(std::io::Error::other("down")))
-    }
-
-    #[async_trait]
-    impl Queue for FakeQueue {
-        async fn fan_out(
-            &self,
-            _: DateTime<Utc>,
-            _: u32,
-            _: chrono::Duration,
-        ) -> Result<FannedOut, StoreError> {
-            let next = self.with(|script| {
-                script.fan_out_calls += 1;
-                script
-                    .fan_outs
-                    .pop_front()
-                    .unwrap_or(Ok(FannedOut::default()))
-            });
-            self.changed.notify_waiters();
-            next.map_err(|()| down())
-        }
-
-        async fn claim_sendable(
-            &self,
-            _: DateTime<Utc>,
-            _: u32,
-            _: chrono::Duration,
-        ) -> Result<ClaimedBatch, StoreError> {
-            let next = self.with(|script| {
-                script.claim_calls += 1;
-                script
-                    .fan_outs_before_first_claim
-                    .get_or_insert(script.fan_out_calls);
-                script.claims.pop_front().unwrap_or_default()
-            });
-            self.changed.notify_waiters();
-            Ok(ClaimedBatch {
-                sendable: next,
-                skipped: 0,
-            })
-        }
-
-        async fn release(&self, ids: &[DeliveryId]) -> Result<u64, StoreError> {
-            self.with(|script| script.released.extend_from_slice(ids));
-            self.changed.notify_waiters();
-            Ok(ids.len() as u64)
-        }
-
-        async fn record_outcomes(&self, finished: &[FinishedAttempt]) -> Result<(), StoreError> {
-            self.with(|script| {
-                script.records.extend(finished.iter().map(|finished| {
-                    (
-                        finished.claimed.clone(),
-                        finished.outcome.clone(),
-                        finished.after_failure,
-                        finished.finished_at,
-                    )
-                }));
-            });
-            self.changed.notify_waiters();
-            Ok(())
-        }
-
-        async fn wait_for_work(&self, timeout: Duration) {
-            self.with(|script| script.waits += 1);
-            self.changed.notify_waiters();
-            tokio::time::sleep(timeout).await;
-        }
-    }
-
-    /// A receiver answering `200` after `delay`, counting the requests it holds at once.
-    struct Receiver {
-        url: String,
-        accepted: Arc<Notify>,
-        most_at_once: Arc<AtomicUsize>,
-    }
-
-    async fn receiver(delay: Duration) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let accepted = Arc::new(Notify::new());
-        let most_at_once = Arc::new(AtomicUsize::new(0));
-        let now_held = Arc::new(AtomicUsize::new(0));
-        let (accepted_, most_) = (Arc::clone(&accepted), Arc::clone(&most_at_once));
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                accepted_.notify_one();
-                let (most, held) = (Arc::clone(&most_), Arc::clone(&now_held));
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    // Requests are small: read until the body announced by content-length.
-                    loop {
-                        let read = stream.read(&mut chunk).await.unwrap_or(0);
-                        if read == 0 {
-                            return;
-                        }
-                        request.extend_from_slice(&chunk[..read]);
-                        let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let length = text
-                                .lines()
-                                .find_map(|line| line.strip_prefix("content-length:"))
-                                .and_then(|value| value.trim().parse::<usize>().ok())
-                                .unwrap_or(0);
-                            if request.len() >= end + 4 + length {
-                                break;
-                            }
-                        }
-                    }
-                    let at_once = held.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(at_once, Ordering::SeqCst);
-                    tokio::time::sleep(delay).await;
-                    held.fetch_sub(1, Ordering::SeqCst);
-                    let _ = stream
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                        )
-                        .await;
-                });
-            }
-        });
-        Receiver {
-            url,
-            accepted,
-            most_at_once,
-        }
-    }
-
-    fn loopback_sender() -> Sender {
-        let policy = NetworkPolicy {
-            allow_http: true,
-            allow_private_targets: false,
-            allowed_cidrs: vec!["127.0.0.0/8".parse().unwrap()],
-        };
-        Sender::new(policy, Duration::from_secs(5)).unwrap()
-    }
-
-    fn quick() -> WorkerConfig {
-        WorkerConfig {
-            idle_wait: Duration::from_millis(10),
-            ..WorkerConfig::default()
-        }
-    }
-
-    async fn run_until(queue: &FakeQueue, config: WorkerConfig, done: impl Fn(&Script) -> bool) {
-        let stop = queue.clone();
-        let worker = run_on(queue.clone(), loopback_sender(), config, async move {
-            stop.until(done).await;
-        });
-        tokio::time::timeout(Duration::from_secs(10), worker)
-            .await
-            .expect("the worker stops when asked to");
-    }
-
-    #[tokio::test]
-    async fn fans_out_then_sends_and_records_what_follows() {
-        let receiver = receiver(Duration::ZERO).await;
-        let now = mandate_domain::now();
-        let good = claimed_to(&receiver.url, 1, now);
-        // Outside the policy: refused at send time without any traffic.
-        let refused = claimed_to("http://10.0.0.1/hook", 1, now);
-        // The fan-out hands its first attempt over leased; the retry is claimed.
-        let queue = FakeQueue::new(
-            vec![
-                Ok(FannedOut {
-                    events: 2,
-                    sendable: vec![good.clone()],
-                }),
-                Ok(FannedOut {
-                    events: 1,
-                    sendable: Vec::new(),
-                }),
-            ],
-            vec![vec![refused.clone()]],
-        );
-        run_until(&queue, quick(), |script| script.records.len() == 2).await;
-
-        queue.with(|script| {
-            // Sending does not wait for the fan-out queue to empty (it had 2 batches).
-            assert_eq!(script.fan_outs_before_first_claim, Some(1));
-            let find = |id| {
-                script
-                    .records
-                    .iter()
-                    .find(|(claimed, ..)| claimed.delivery.id == id)
-                    .unwrap()
-            };
-            let (_, outcome, ..) = find(good.delivery.id.clone());
-            assert!(outcome.succeeded);
-            assert_eq!(outcome.response_status, Some(200));
-            let (_, outcome, after, at) = find(refused.delivery.id.clone());
-            assert!(!outcome.succeeded);
-            assert_eq!(outcome.response_status, None);
-            assert!(
-                outcome
-                    .response_body
-                    .as_deref()
-                    .unwrap()
-                    .starts_with("target refused")
-            );
-            let AfterFailure::RetryAt(retry_at) = *after else {
-                panic!("expected a retry, got {after:?}");
-            };
-            let delay = (retry_at - *at).num_milliseconds();
-            assert!((4000..=6000).contains(&delay), "{delay} ms");
-        });
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn store_errors_never_stop_the_worker() {
-        let now = mandate_domain::now();
-        let refused = claimed_to("http://10.0.0.1/hook", 1, now);
-        let queue = FakeQueue::new(vec![Err(()), Err(()), Err(())], vec![vec![refused]]);
-        run_until(&queue, quick(), |script| script.records.len() == 1).await;
-        queue.with(|script| {
-            assert!(script.fan_out_calls >= 4);
-            assert_eq!(script.records.len(), 1);
-        });
-    }
-
-    #[tokio::test]
-    async fn shutdown_lets_sends_in_flight_finish() {
-        let receiver = receiver(Duration::from_millis(300)).await;
-        let slow = claimed_to(&receiver.url, 1, mandate_domain::now());
-        let queue = FakeQueue::new(Vec::new(), vec![vec![slow]]);
-        let accepted = Arc::clone(&receiver.accepted);
-        let worker = run_on(queue.clone(), loopback_sender(), quick(), async move {
-            accepted.notified().await;
-        });
-        tokio::time::timeout(Duration::from_secs(10), worker)
-            .await
-            .unwrap();
-        queue.with(|script| {
-            assert_eq!(script.records.len(), 1, "the send in flight was recorded");
-            assert!(script.records[0].1.succeeded);
-        });
-    }
-
-    #[tokio::test]
-    async fn shutdown_hands_back_what_was_not_sent_by_the_deadline() {
-        // A receiver slower than the deadline: the two sends in flight are abandoned, the
-        // three never started are handed back at once.
-        let receiver = receiver(Duration::from_secs(30)).await;
-        let now = mandate_domain::now();
-        let batch: Vec<ClaimedDelivery> =
-            (0..5).map(|_| claimed_to(&receiver.url, 1, now)).collect();
-        let mut all: Vec<DeliveryId> = batch.iter().map(|c| c.delivery.id.clone()).collect();
-        let queue = FakeQueue::new(Vec::new(), vec![batch]);
-        let config = WorkerConfig {
-            concurrency: 2,
-            shutdown_timeout: Duration::from_millis(300),
-            ..quick()
-        };
-        let accepted = Arc::clone(&receiver.accepted);
-        let worker = run_on(queue.clone(), loopback_sender(), config, async move {
-            accepted.notified().await;
-        });
-        let started = std::time::Instant::now();
-        tokio::time::timeout(Duration::from_secs(10), worker)
-            .await
-            .expect("the worker stops by the deadline");
-        assert!(started.elapsed() < Duration::from_secs(5));
-        queue.with(|script| {
-            assert!(script.records.is_empty(), "nothing was answered in time");
-            let mut released = script.released.clone();
-            released.sort_by_key(ToString::to_string);
-            all.sort_by_key(ToString::to_string);
-            assert_eq!(released, all, "every claimed attempt was handed back once");
-        });
-    }
-
-    #[tokio::test]
-    async fn sends_run_in_parallel_up_to_the_bound() {
-        let receiver = receiver(Duration::from_millis(150)).await;
-        let now = mandate_domain::now();
-        let batch: Vec<ClaimedDelivery> =
-            (0..10).map(|_| claimed_to(&receiver.url, 1, now)).collect();
-        let queue = FakeQueue::new(Vec::new(), vec![batch]);
-        let config = WorkerConfig {
-            concurrency: 3,
-            ..quick()
-        };
-        run_until(&queue, config, |script| script.records.len() == 10).await;
-        let most = receiver.most_at_once.load(Ordering::SeqCst);
-        assert!((2..=3).contains(&most), "{most} sends at once");
-        queue.with(|script| {
-            assert!(
-                script
-                    .records
-                    .iter()
-                    .all(|(_, outcome, ..)| outcome.succeeded)
-            );
-        });
-    }
-
-    #[tokio::test]
-    async fn an_idle_worker_waits_for_work_and_stops_on_shutdown() {
-        let queue = FakeQueue::new(Vec::new(), Vec::new());
-        run_until(&queue, quick(), |script| script.waits >= 3).await;
-        queue.with(|script| {
-            assert!(script.claim_calls >= 3);
-            assert!(script.records.is_empty());
-        });
-    }
-}
+mod tests;

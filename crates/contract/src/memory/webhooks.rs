@@ -191,14 +191,26 @@ impl WebhookStore for MemoryStore {
         Ok(marked)
     }
 
-    async fn claim_due_deliveries(
+    async fn claim_due_deliveries_per_endpoint(
         &self,
         limit: u32,
+        per_endpoint: u32,
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let until = lease_end(now, lease);
         let mut state = self.state();
+        // What each endpoint has in flight already, taken from its room.
+        let mut in_flight: BTreeMap<String, u32> = BTreeMap::new();
+        for stored in state.deliveries.values() {
+            if stored.delivery.status == DeliveryStatus::Pending
+                && stored.lease_until.is_some_and(|at| at > now)
+            {
+                *in_flight
+                    .entry(stored.delivery.endpoint_id.to_string())
+                    .or_default() += 1;
+            }
+        }
         let mut due: Vec<(Option<DateTime<Utc>>, String)> = state
             .deliveries
             .iter()
@@ -216,6 +228,13 @@ impl WebhookStore for MemoryStore {
             let Some(stored) = state.deliveries.get(&id) else {
                 continue;
             };
+            let taken = in_flight
+                .entry(stored.delivery.endpoint_id.to_string())
+                .or_default();
+            if *taken >= per_endpoint {
+                continue;
+            }
+            *taken += 1;
             let (Some(event), Some(endpoint)) = (
                 state.events.get(stored.delivery.event_id.as_str()),
                 state.endpoints.get(stored.delivery.endpoint_id.as_str()),
@@ -394,5 +413,47 @@ impl DeliveryQueueStore for MemoryStore {
         drop(state);
         self.committed();
         Ok(released)
+    }
+
+    async fn postpone_deliveries(
+        &self,
+        ids: &[DeliveryId],
+        until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let mut postponed = 0;
+        for id in ids {
+            if let Some(stored) = state
+                .deliveries
+                .get_mut(id.as_str())
+                .filter(|stored| stored.delivery.status == DeliveryStatus::Pending)
+            {
+                stored.lease_until = None;
+                stored.delivery.next_attempt_at = Some(until);
+                postponed += 1;
+            }
+        }
+        Ok(postponed)
+    }
+
+    async fn purge_finished_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        let mut finished: Vec<(DateTime<Utc>, String)> = state
+            .deliveries
+            .iter()
+            .filter(|(_, stored)| stored.delivery.status != DeliveryStatus::Pending)
+            .filter(|(_, stored)| stored.delivery.created_at < before)
+            .map(|(id, stored)| (stored.delivery.created_at, id.clone()))
+            .collect();
+        finished.sort();
+        finished.truncate(limit as usize);
+        for (_, id) in &finished {
+            state.deliveries.remove(id);
+        }
+        Ok(finished.len() as u64)
     }
 }

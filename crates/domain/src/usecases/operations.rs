@@ -38,4 +38,14 @@ impl Mandate {
     pub async fn purge_signature_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         self.store.purge_signature_nonces(before).await
     }
+
+    /// Forgets up to `limit` finished webhook attempts created before `before` (their
+    /// retention ended); returns how many. Called again while it returns `limit`.
+    pub async fn purge_finished_deliveries(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.store.purge_finished_deliveries(before, limit).await
+    }
 }

@@ -616,19 +616,25 @@ impl Mandate {
         Ok(candidates)
     }
 
-    /// Claims due attempts and re-authorizes each receiver *now*: attempts whose receiver may
-    /// no longer see the event (or whose endpoint is disabled) are recorded as `skipped` and
-    /// counted (for the worker's metrics); the rest are to be sent.
+    /// Claims due attempts, leaving no endpoint more than `per_endpoint` in flight, and
+    /// re-authorizes each receiver *now*: attempts whose receiver may no longer see the event
+    /// (or whose endpoint is disabled) are recorded as `skipped` and counted (for the worker's
+    /// metrics); the rest are to be sent.
     pub async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        per_endpoint: u32,
         lease: Duration,
     ) -> Result<ClaimedBatch, StoreError> {
         let mut sendable = Vec::new();
         let mut skipped = Vec::new();
         let mut viewers = HashMap::new();
-        for claimed in self.store.claim_due_deliveries(limit, now, lease).await? {
+        let claimed = self
+            .store
+            .claim_due_deliveries_per_endpoint(limit, per_endpoint, now, lease)
+            .await?;
+        for claimed in claimed {
             let direct = claimed.event.audience.endpoint_id.as_ref() == Some(&claimed.endpoint.id);
             let allowed = claimed.endpoint.enabled
                 && (direct

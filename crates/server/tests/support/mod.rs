@@ -153,6 +153,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// How the process ended, if it has.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
@@ -177,6 +182,7 @@ impl Drop for Server {
 }
 
 /// A thin JSON client: every call returns the status and the parsed body.
+#[derive(Clone)]
 pub struct Api {
     base: String,
     pub client: reqwest::Client,

@@ -1,9 +1,10 @@
 //! A real HTTP receiver on loopback that records every webhook it gets and answers with a
-//! scripted sequence of statuses (then 200).
+//! scripted sequence of statuses (then 200); or one that holds every request unanswered
+//! until it is told to answer.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 
@@ -14,6 +15,8 @@ pub struct Received {
     pub timestamp: String,
     pub signature: String,
     pub body: String,
+    /// When it arrived.
+    pub arrived_at: SystemTime,
 }
 
 #[derive(Default)]
@@ -27,6 +30,8 @@ struct Inner {
 pub struct Receiver {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
+    /// While `true`, requests are held unanswered (and not recorded) until it turns `false`.
+    holding: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 fn header(request: &HttpRequest, name: &str) -> String {
@@ -40,22 +45,47 @@ fn header(request: &HttpRequest, name: &str) -> String {
 
 impl Receiver {
     pub async fn start(script: &[u16]) -> Self {
+        Self::start_with(script, false).await
+    }
+
+    /// A receiver that never answers (each request is held until the sender gives up) until
+    /// [`Receiver::answer`]; then it answers 200.
+    pub async fn start_holding() -> Self {
+        Self::start_with(&[], true).await
+    }
+
+    /// Stops holding requests: those held are let go (with a 503 nobody reads any more, and
+    /// not recorded), the next are answered.
+    pub fn answer(&self) {
+        self.holding.send_replace(false);
+    }
+
+    async fn start_with(script: &[u16], holding: bool) -> Self {
         let inner = Arc::new(Mutex::new(Inner {
             received: Vec::new(),
             script: script.iter().copied().collect(),
         }));
+        let holding = Arc::new(tokio::sync::watch::Sender::new(holding));
         let state = inner.clone();
+        let hold = holding.clone();
         let server = HttpServer::new(move || {
             let state = state.clone();
+            let hold = hold.clone();
             App::new().default_service(web::to(move |request: HttpRequest, body: web::Bytes| {
                 let state = state.clone();
+                let mut held = hold.subscribe();
                 async move {
+                    if *held.borrow_and_update() {
+                        let _ = held.wait_for(|holding| !*holding).await;
+                        return HttpResponse::ServiceUnavailable().finish();
+                    }
                     let mut inner = state.lock().unwrap();
                     inner.received.push(Received {
                         webhook_id: header(&request, "webhook-id"),
                         timestamp: header(&request, "webhook-timestamp"),
                         signature: header(&request, "webhook-signature"),
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        arrived_at: SystemTime::now(),
                     });
                     let status = inner.script.pop_front().unwrap_or(200);
                     HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
@@ -72,6 +102,7 @@ impl Receiver {
         Self {
             url: format!("http://127.0.0.1:{port}/hook"),
             inner,
+            holding,
         }
     }
 

@@ -21,7 +21,7 @@ use mandate_domain::values::{Permission, PermissionSet};
 use mandate_domain::webhooks::{Delivery, EndpointOwner, WebhookEndpoint};
 
 use crate::DbStore;
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, PENDING_DELIVERY, due_deliveries, due_endpoints};
 use crate::errors::Error;
 use crate::events::EventRow;
 use crate::organizations::{DESTINATION, ORCHESTRATOR, PLATFORM};
@@ -327,17 +327,42 @@ impl WebhookStore for DbStore {
             .collect()
     }
 
-    async fn claim_due_deliveries(
+    async fn claim_due_deliveries_per_endpoint(
         &self,
         limit: u32,
+        per_endpoint: u32,
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let until = lease_end(now, lease);
         let now = to_naive(now);
         let limit = i64::from(limit);
+        let per_endpoint = i64::from(per_endpoint);
         let found = db_transaction!(self, |conn| {
-            let ids = conn.lock_delivery_queue(now, limit).await?;
+            let due: Vec<String> = due_endpoints!(now, limit).load(conn).await?;
+            if due.is_empty() {
+                return Ok(Vec::new());
+            }
+            let locked = conn.lock_endpoints(&due).await?;
+            let in_flight: HashMap<String, i64> = webhook_deliveries::table
+                .filter(PENDING_DELIVERY)
+                .filter(webhook_deliveries::endpoint_id.eq_any(&locked))
+                .filter(webhook_deliveries::lease_until.gt(now))
+                .group_by(webhook_deliveries::endpoint_id)
+                .select((webhook_deliveries::endpoint_id, diesel::dsl::count_star()))
+                .load::<(String, i64)>(conn)
+                .await?
+                .into_iter()
+                .collect();
+            let mut ids = Vec::new();
+            // Soonest due endpoint first, each up to its room.
+            for endpoint in due.iter().filter(|id| locked.contains(id)) {
+                let room = per_endpoint - in_flight.get(endpoint).copied().unwrap_or(0);
+                let wanted = room.min(limit - i64::try_from(ids.len()).unwrap_or(limit));
+                if wanted > 0 {
+                    ids.extend(conn.lock_endpoint_queue(endpoint, now, wanted).await?);
+                }
+            }
             if ids.is_empty() {
                 return Ok(Vec::new());
             }

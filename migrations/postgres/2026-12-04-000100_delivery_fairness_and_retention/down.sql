@@ -1,0 +1,2 @@
+DROP INDEX webhook_deliveries_finished_idx;
+DROP INDEX webhook_deliveries_pending_endpoint_idx;
