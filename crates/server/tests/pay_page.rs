@@ -18,6 +18,8 @@ const NAME: &str = "Rosa's Coffee & Co";
 const ADDRESS: &str = "eip155:8453:0x52908400098527886E0F7030069857D2E4169EE7";
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
+/// What a request is for, with markup that must reach the payer as text.
+const DESCRIPTION: &str = "Beans <b>& 'cups'</b> for \"May\"";
 const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
@@ -216,7 +218,8 @@ async fn create_request(api: &Api, key: &str, reference: &str) -> String {
             "/v1/requests",
             key,
             json!({"direction": "incoming", "amount": "42.50", "currency": "USDC-base",
-                   "reference": reference, "due_at": "2030-01-02T00:00:00Z"}),
+                   "reference": reference, "description": DESCRIPTION,
+                   "due_at": "2030-01-02T00:00:00Z"}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -287,6 +290,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
             "currency": "USDC-base",
             "amount_paid": "0",
             "reference": "INV-7",
+            "description": DESCRIPTION,
             "due_at": "2030-01-02T00:00:00Z",
             "destination": {"display_name": NAME, "payment_address": ADDRESS},
             "expires_at": link["expires_at"],
@@ -305,6 +309,18 @@ async fn a_payer_sees_the_request_behind_a_link() {
             )
         );
         assert!(html.contains("Rosa&#39;s Coffee &amp; Co"), "{html}");
+        assert!(
+            html.contains(
+                "<dd>Beans &lt;b&gt;&amp; &#39;cups&#39;&lt;/b&gt; for &quot;May&quot;</dd>"
+            ),
+            "{html}"
+        );
+        // The address's QR code is drawn inline, once, and fetches nothing.
+        assert_eq!(html.matches("<svg ").count(), 1, "{html}");
+        assert!(
+            html.contains(r#"<div class="qr"><svg role="img" aria-label="QR code of the payment address""#),
+            "{html}"
+        );
         for forbidden in ["<script", "<link", "src=", "href=", "url(", "@import"] {
             assert!(
                 !html.contains(forbidden),
@@ -320,6 +336,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
         NAME,
         "42.5 USDC-base",
         "Awaiting payment",
+        &format!("Description {DESCRIPTION}"),
         "Payment reference to quote INV-7",
         ADDRESS,
         "Due 2 January 2030, 00:00 UTC",
@@ -353,6 +370,9 @@ async fn a_payer_sees_the_request_behind_a_link() {
     assert!(text.contains("This request has been paid"), "{text}");
     assert!(text.contains("No further payment is needed."), "{text}");
     assert!(!text.contains("paid so far"), "{text}");
+    // Nothing more to pay, nothing to scan.
+    let page = get_page(&api, &path, None).await;
+    assert!(!html_of(&page).contains("<svg"), "{}", page.body);
     screenshot(&url, "pay-page-paid.png").await;
 
     // Whatever the destination is called, it is shown as text, never as markup.
