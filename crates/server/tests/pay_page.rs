@@ -277,6 +277,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
     assert_eq!(patched.status, 200, "{}", patched.body);
     let request_id = create_request(&api, key, "INV-7").await;
     let (link, path) = create_link(&api, key, &request_id, json!({})).await;
+    assert_eq!(link["warnings"], json!([]), "{link}");
 
     // JSON, for programs that ask for it; only what a payer needs, nothing internal.
     let shown = get_page(&api, &path, Some("application/json")).await;
@@ -395,6 +396,56 @@ async fn a_payer_sees_the_request_behind_a_link() {
         "{html}"
     );
     assert!(rendered_text(&url).await.contains(hostile));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_to_a_destination_without_payment_address_warns_its_creator() {
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Sqlite).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let key = tenant.destination_key.as_str();
+    let request_id = create_request(&api, key, "INV-9").await;
+
+    // The link is made, and its creator is told at once what the payer will miss.
+    let (link, path) = create_link(&api, key, &request_id, json!({})).await;
+    assert_eq!(
+        link["warnings"],
+        json!([{
+            "code": "NO_PAYMENT_ADDRESS",
+            "field": "payment_address",
+            "message": "the destination has no payment_address: the page asks the payer to \
+                        contact the destination instead; set one with PATCH \
+                        /v1/destinations/{id} and the link shows it",
+        }]),
+        "{link}"
+    );
+    // The payer is sent to the payee, with no QR code of an address there is not.
+    let page = get_page(&api, &path, None).await;
+    let html = html_of(&page);
+    assert!(
+        html.contains("No payment address has been given. Please contact Shop."),
+        "{html}"
+    );
+    assert!(!html.contains("<svg"), "{html}");
+
+    // Once an address is set, the same link shows it, and new links no longer warn.
+    let patched = api
+        .send(
+            "PATCH",
+            &format!("/v1/destinations/{}", tenant.destination_id),
+            Some(key),
+            Some(json!({"payment_address": ADDRESS})),
+            &[],
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let page = get_page(&api, &path, None).await;
+    let html = html_of(&page);
+    assert!(html.contains(ADDRESS), "{html}");
+    assert!(html.contains("<svg "), "{html}");
+    let (link, _) = create_link(&api, key, &request_id, json!({})).await;
+    assert_eq!(link["warnings"], json!([]), "{link}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
