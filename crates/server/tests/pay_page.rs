@@ -319,7 +319,9 @@ async fn a_payer_sees_the_request_behind_a_link() {
         // The address's QR code is drawn inline, once, and fetches nothing.
         assert_eq!(html.matches("<svg ").count(), 1, "{html}");
         assert!(
-            html.contains(r#"<div class="qr"><svg role="img" aria-label="QR code of the payment address""#),
+            html.contains(
+                r#"<div class="qr"><svg role="img" aria-label="QR code of the payment address""#
+            ),
             "{html}"
         );
         for forbidden in ["<script", "<link", "src=", "href=", "url(", "@import"] {

@@ -585,7 +585,10 @@ mod tests {
         assert!(!qr.contains("<?xml"), "{qr}");
         // One unit per module, with the four-module quiet zone on each side.
         let side = QrCode::new(address).unwrap().width() + 8;
-        assert!(qr.contains(&format!("viewBox=\"0 0 {side} {side}\"")), "{qr}");
+        assert!(
+            qr.contains(&format!("viewBox=\"0 0 {side} {side}\"")),
+            "{qr}"
+        );
         // Different addresses draw different codes.
         assert_ne!(qr_code("IBAN DE00 1234").unwrap(), qr);
         // Past the capacity of the largest QR code there is none to draw.
