@@ -512,6 +512,31 @@ pub struct PaymentLinkCreated {
     pub url: String,
     /// When the link stops working.
     pub expires_at: DateTime<Utc>,
+    /// What would stop the payer from paying through the link; empty when nothing does.
+    pub warnings: Vec<PaymentLinkWarning>,
+}
+
+/// Why a payer could not pay through a new link as it stands. The link works all the same:
+/// its page shows the destination as it is when opened, so fixing the cause fixes the link.
+#[derive(Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PaymentLinkWarning {
+    /// `NO_PAYMENT_ADDRESS`: the destination has no `payment_address` to show.
+    pub code: &'static str,
+    /// The destination's field to set.
+    pub field: &'static str,
+    /// What the payer sees and how to fix it.
+    pub message: &'static str,
+}
+
+impl PaymentLinkWarning {
+    /// The destination gives the payer nowhere to send the money.
+    pub const NO_PAYMENT_ADDRESS: Self = Self {
+        code: "NO_PAYMENT_ADDRESS",
+        field: "payment_address",
+        message: "the destination has no payment_address: the page asks the payer to contact \
+                  the destination instead; set one with PATCH /v1/destinations/{id} and the link \
+                  shows it",
+    };
 }
 
 /// A claim (documentation of the shape `mandate_domain::claims::Claim` serializes to).

@@ -18,6 +18,8 @@ const NAME: &str = "Rosa's Coffee & Co";
 const ADDRESS: &str = "eip155:8453:0x52908400098527886E0F7030069857D2E4169EE7";
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
+/// What a request is for, with markup that must reach the payer as text.
+const DESCRIPTION: &str = "Beans <b>& 'cups'</b> for \"May\"";
 const BROWSER_ACCEPT: &str =
     "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
 
@@ -216,7 +218,8 @@ async fn create_request(api: &Api, key: &str, reference: &str) -> String {
             "/v1/requests",
             key,
             json!({"direction": "incoming", "amount": "42.50", "currency": "USDC-base",
-                   "reference": reference, "due_at": "2030-01-02T00:00:00Z"}),
+                   "reference": reference, "description": DESCRIPTION,
+                   "due_at": "2030-01-02T00:00:00Z"}),
         )
         .await;
     assert_eq!(created.status, 201, "{}", created.body);
@@ -274,6 +277,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
     assert_eq!(patched.status, 200, "{}", patched.body);
     let request_id = create_request(&api, key, "INV-7").await;
     let (link, path) = create_link(&api, key, &request_id, json!({})).await;
+    assert_eq!(link["warnings"], json!([]), "{link}");
 
     // JSON, for programs that ask for it; only what a payer needs, nothing internal.
     let shown = get_page(&api, &path, Some("application/json")).await;
@@ -287,6 +291,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
             "currency": "USDC-base",
             "amount_paid": "0",
             "reference": "INV-7",
+            "description": DESCRIPTION,
             "due_at": "2030-01-02T00:00:00Z",
             "destination": {"display_name": NAME, "payment_address": ADDRESS},
             "expires_at": link["expires_at"],
@@ -305,6 +310,20 @@ async fn a_payer_sees_the_request_behind_a_link() {
             )
         );
         assert!(html.contains("Rosa&#39;s Coffee &amp; Co"), "{html}");
+        assert!(
+            html.contains(
+                "<dd>Beans &lt;b&gt;&amp; &#39;cups&#39;&lt;/b&gt; for &quot;May&quot;</dd>"
+            ),
+            "{html}"
+        );
+        // The address's QR code is drawn inline, once, and fetches nothing.
+        assert_eq!(html.matches("<svg ").count(), 1, "{html}");
+        assert!(
+            html.contains(
+                r#"<div class="qr"><svg role="img" aria-label="QR code of the payment address""#
+            ),
+            "{html}"
+        );
         for forbidden in ["<script", "<link", "src=", "href=", "url(", "@import"] {
             assert!(
                 !html.contains(forbidden),
@@ -320,6 +339,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
         NAME,
         "42.5 USDC-base",
         "Awaiting payment",
+        &format!("Description {DESCRIPTION}"),
         "Payment reference to quote INV-7",
         ADDRESS,
         "Due 2 January 2030, 00:00 UTC",
@@ -353,6 +373,9 @@ async fn a_payer_sees_the_request_behind_a_link() {
     assert!(text.contains("This request has been paid"), "{text}");
     assert!(text.contains("No further payment is needed."), "{text}");
     assert!(!text.contains("paid so far"), "{text}");
+    // Nothing more to pay, nothing to scan.
+    let page = get_page(&api, &path, None).await;
+    assert!(!html_of(&page).contains("<svg"), "{}", page.body);
     screenshot(&url, "pay-page-paid.png").await;
 
     // Whatever the destination is called, it is shown as text, never as markup.
@@ -375,6 +398,56 @@ async fn a_payer_sees_the_request_behind_a_link() {
         "{html}"
     );
     assert!(rendered_text(&url).await.contains(hostile));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_to_a_destination_without_payment_address_warns_its_creator() {
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Sqlite).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let key = tenant.destination_key.as_str();
+    let request_id = create_request(&api, key, "INV-9").await;
+
+    // The link is made, and its creator is told at once what the payer will miss.
+    let (link, path) = create_link(&api, key, &request_id, json!({})).await;
+    assert_eq!(
+        link["warnings"],
+        json!([{
+            "code": "NO_PAYMENT_ADDRESS",
+            "field": "payment_address",
+            "message": "the destination has no payment_address: the page asks the payer to \
+                        contact the destination instead; set one with PATCH \
+                        /v1/destinations/{id} and the link shows it",
+        }]),
+        "{link}"
+    );
+    // The payer is sent to the payee, with no QR code of an address there is not.
+    let page = get_page(&api, &path, None).await;
+    let html = html_of(&page);
+    assert!(
+        html.contains("No payment address has been given. Please contact Shop."),
+        "{html}"
+    );
+    assert!(!html.contains("<svg"), "{html}");
+
+    // Once an address is set, the same link shows it, and new links no longer warn.
+    let patched = api
+        .send(
+            "PATCH",
+            &format!("/v1/destinations/{}", tenant.destination_id),
+            Some(key),
+            Some(json!({"payment_address": ADDRESS})),
+            &[],
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let page = get_page(&api, &path, None).await;
+    let html = html_of(&page);
+    assert!(html.contains(ADDRESS), "{html}");
+    assert!(html.contains("<svg "), "{html}");
+    let (link, _) = create_link(&api, key, &request_id, json!({})).await;
+    assert_eq!(link["warnings"], json!([]), "{link}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,6 +9,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use chrono::{DateTime, Utc};
 use mandate_domain::payments::RequestStatus;
 use mandate_domain::usecases::{PaymentPage, PaymentPageError};
+use qrcode::QrCode;
+use qrcode::render::svg;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -28,6 +30,8 @@ pub struct PaymentPageView {
     pub amount_paid: String,
     /// The payment reference to quote.
     pub reference: Option<String>,
+    /// What the payment is for, free text.
+    pub description: Option<String>,
     /// RFC 3339, UTC.
     pub due_at: Option<DateTime<Utc>>,
     /// Whom the payer pays.
@@ -54,6 +58,7 @@ impl From<&PaymentPage> for PaymentPageView {
             currency: request.currency.as_str().to_owned(),
             amount_paid: request.amount_paid.to_string(),
             reference: request.reference.clone(),
+            description: request.description.clone(),
             due_at: request.due_at,
             destination: PaymentPageDestination {
                 display_name: page.destination.display_name.clone(),
@@ -343,6 +348,8 @@ dd{margin:4px 0 0}\
 font:500 17px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,\"Liberation Mono\",monospace;\
 overflow-wrap:anywhere;word-break:break-all;-webkit-user-select:all;user-select:all}\
 .hint{margin:6px 0 0;font-size:15px;color:#4b5563}\
+.qr{margin:12px 0 0;text-align:center}\
+.qr svg{width:100%;max-width:240px;height:auto}\
 footer{max-width:480px;margin:14px auto 0;text-align:center;font-size:14px;color:#4b5563}\
 footer time{white-space:nowrap}\
 h2{margin:0 0 8px;font-size:24px}\
@@ -366,6 +373,24 @@ fn render_notice(heading: &str, text: &str) -> String {
         escape(text)
     );
     document(heading, &body)
+}
+
+/// The address as a QR code for a wallet or banking app to scan: an inline `<svg>` drawn
+/// here, so the page still fetches and runs nothing. `None` past what a QR code holds.
+fn qr_code(address: &str) -> Option<String> {
+    let code = QrCode::new(address.as_bytes()).ok()?;
+    let image = code
+        .render::<svg::Color>()
+        .module_dimensions(1, 1)
+        .dark_color(svg::Color("#111827"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    // An XML declaration has no place inside an HTML document.
+    let start = image.find("<svg ")?;
+    Some(format!(
+        "<div class=\"qr\"><svg role=\"img\" aria-label=\"QR code of the payment address\" {}</div>",
+        &image[start + "<svg ".len()..]
+    ))
 }
 
 fn render_page(page: &PaymentPage) -> String {
@@ -409,6 +434,13 @@ fn render_page(page: &PaymentPage) -> String {
     }
 
     body.push_str("<dl>\n");
+    if let Some(description) = &request.description {
+        let _ = writeln!(
+            body,
+            "<dt>Description</dt>\n<dd>{}</dd>",
+            escape(description)
+        );
+    }
     if let Some(reference) = &request.reference {
         // The advice only matters while a payment is still expected.
         let hint = if finished.is_none() {
@@ -432,9 +464,14 @@ fn render_page(page: &PaymentPage) -> String {
     };
     match &page.destination.payment_address {
         Some(address) => {
+            // A finished request asks for no payment, so nothing invites a scan.
+            let qr = match finished {
+                None => qr_code(address).unwrap_or_default(),
+                Some(_) => String::new(),
+            };
             let _ = writeln!(
                 body,
-                "<dt>{}</dt>\n<dd><div class=\"box\">{}</div></dd>",
+                "<dt>{}</dt>\n<dd><div class=\"box\">{}</div>{qr}</dd>",
                 escape(address_label),
                 escape(address)
             );
@@ -532,6 +569,30 @@ mod tests {
             time_element(at),
             "<time datetime=\"2030-01-02T00:00:00Z\">2 January 2030, 00:00 UTC</time>"
         );
+    }
+
+    #[test]
+    fn qr_codes_are_bare_inline_svg() {
+        let address = "eip155:8453:0x52908400098527886E0F7030069857D2E4169EE7";
+        let qr = qr_code(address).unwrap();
+        assert!(
+            qr.starts_with(
+                "<div class=\"qr\"><svg role=\"img\" aria-label=\"QR code of the payment address\" xmlns="
+            ),
+            "{qr}"
+        );
+        assert!(qr.ends_with("</svg></div>"), "{qr}");
+        assert!(!qr.contains("<?xml"), "{qr}");
+        // One unit per module, with the four-module quiet zone on each side.
+        let side = QrCode::new(address).unwrap().width() + 8;
+        assert!(
+            qr.contains(&format!("viewBox=\"0 0 {side} {side}\"")),
+            "{qr}"
+        );
+        // Different addresses draw different codes.
+        assert_ne!(qr_code("IBAN DE00 1234").unwrap(), qr);
+        // Past the capacity of the largest QR code there is none to draw.
+        assert_eq!(qr_code(&"9".repeat(8000)), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use mandate_domain::ids::{DestinationId, RequestId};
 use mandate_domain::payments::{Direction, RequestStatus};
 use mandate_domain::ports::{PageRequest, RequestFilter};
-use mandate_domain::usecases::NewRequest;
+use mandate_domain::usecases::{NewRequest, PaymentPageError};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -17,7 +17,8 @@ use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
 use crate::views::{
-    ListBody, PaymentLinkCreated, PaymentRecorded, PaymentRequestList, PaymentRequestView,
+    ListBody, PaymentLinkCreated, PaymentLinkWarning, PaymentRecorded, PaymentRequestList,
+    PaymentRequestView,
 };
 
 /// Body of `POST /v1/requests`.
@@ -237,11 +238,25 @@ pub async fn create_payment_link(
             mandate_domain::now(),
         )
         .await?;
+    // Read back as the payer will see it, so that the answer warns of what the page lacks.
+    let warnings = match state
+        .mandate
+        .payment_page(&token, mandate_domain::now())
+        .await
+    {
+        Ok(page) if page.destination.payment_address.is_none() => {
+            vec![PaymentLinkWarning::NO_PAYMENT_ADDRESS]
+        }
+        // A lifetime so short the link is already gone: no page is left to warn about.
+        Ok(_) | Err(PaymentPageError::NotFound | PaymentPageError::Gone) => Vec::new(),
+        Err(PaymentPageError::Store(error)) => return Err(error.into()),
+    };
     Ok(HttpResponse::Created().json(PaymentLinkCreated {
         id: link.id.to_string(),
         object: "payment_link",
         url: payment_link_url(&state, &token),
         expires_at: link.expires_at,
+        warnings,
     }))
 }
 
