@@ -361,10 +361,12 @@ impl ClaimStore for DbStore {
             // The claim references its client ID: the client ID goes first.
             conn.run(insert_into(client_ids::table).values(client))
                 .await?;
-            let updated = update(claims::table.find(&id))
-                .filter(claims::version.eq(expected))
-                .set(changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(claims::table.find(&id))
+                        .filter(claims::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Err(stale());
@@ -406,19 +408,23 @@ impl ClaimStore for DbStore {
         let outbox = Outbox::of(events)?;
         let queued = LedgerQueueRow::of(claim, events)?;
         let result = db_write!(self, outbox, |conn| {
-            let updated = update(claims::table.find(&id))
-                .filter(claims::version.eq(expected))
-                .set(changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(claims::table.find(&id))
+                        .filter(claims::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Ok(false);
             }
             if let Some((id, changes, version)) = client {
-                let updated = update(client_ids::table.find(id))
-                    .filter(client_ids::version.eq(version))
-                    .set(changes)
-                    .execute(conn)
+                let updated = conn
+                    .run(
+                        update(client_ids::table.find(id))
+                            .filter(client_ids::version.eq(version))
+                            .set(changes),
+                    )
                     .await?;
                 if updated == 0 {
                     return Err(stale());
@@ -493,9 +499,10 @@ impl ClaimStore for DbStore {
     async fn purge_signature_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
         let before = At::from(before);
         db_run!(self, |conn| {
-            let purged = delete(signature_nonces::table)
-                .filter(signature_nonces::created_at.lt(before))
-                .execute(conn)
+            let purged = conn
+                .run(
+                    delete(signature_nonces::table).filter(signature_nonces::created_at.lt(before)),
+                )
                 .await?;
             Ok(u64::try_from(purged).unwrap_or(u64::MAX))
         })
@@ -598,9 +605,10 @@ impl Ledger for DbStore {
                 heads.insert(organization_id, Some(entry.clone()));
                 appended.push(entry);
             }
-            delete(ledger_queue::table.filter(ledger_queue::event_id.eq_any(&ids)))
-                .execute(conn)
-                .await?;
+            conn.run(delete(
+                ledger_queue::table.filter(ledger_queue::event_id.eq_any(&ids)),
+            ))
+            .await?;
             // A claim whose later change is still queued stays `queued`.
             let still_queued: Vec<String> = ledger_queue::table
                 .filter(ledger_queue::claim_id.eq_any(&claim_ids))
@@ -608,10 +616,11 @@ impl Ledger for DbStore {
                 .load(conn)
                 .await?;
             claim_ids.retain(|id| !still_queued.contains(id));
-            update(claims::table.filter(claims::id.eq_any(&claim_ids)))
-                .set(claims::ledger_status.eq(LedgerStatus::Recorded.as_str()))
-                .execute(conn)
-                .await?;
+            conn.run(
+                update(claims::table.filter(claims::id.eq_any(&claim_ids)))
+                    .set(claims::ledger_status.eq(LedgerStatus::Recorded.as_str())),
+            )
+            .await?;
             Ok(appended)
         })
     }

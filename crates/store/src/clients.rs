@@ -231,10 +231,12 @@ impl ClientStore for DbStore {
         let expected = version_column(expected_version)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let updated = update(client_ids::table.find(&id))
-                .filter(client_ids::version.eq(expected))
-                .set(changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(client_ids::table.find(&id))
+                        .filter(client_ids::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Ok(false);

@@ -148,10 +148,12 @@ impl CustomerStore for DbStore {
         let changes = CustomerChanges::try_from(customer)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let updated = update(customers::table.find(&id))
-                .filter(customers::organization_id.eq(&organization_id))
-                .set(changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(customers::table.find(&id))
+                        .filter(customers::organization_id.eq(&organization_id))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Err(Error::Data(format!("customer {id} does not exist")));
@@ -165,7 +167,7 @@ impl CustomerStore for DbStore {
         let id = id.to_string();
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let deleted = delete(customers::table.find(&id)).execute(conn).await?;
+            let deleted = conn.run(delete(customers::table.find(&id))).await?;
             if deleted == 0 {
                 return Ok(false);
             }

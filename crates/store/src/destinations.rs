@@ -165,10 +165,12 @@ impl DestinationStore for DbStore {
         let id = destination.id.to_string();
         let organization_id = destination.organization_id.to_string();
         db_run!(self, |conn| {
-            let updated = update(destinations::table.find(&id))
-                .filter(destinations::organization_id.eq(&organization_id))
-                .set(changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(destinations::table.find(&id))
+                        .filter(destinations::organization_id.eq(&organization_id))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Err(Error::Data(format!("destination {id} does not exist")));

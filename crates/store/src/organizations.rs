@@ -371,11 +371,12 @@ impl KeyStore for DbStore {
                 return Ok(None);
             }
             // Only the first revocation sets the time.
-            update(api_keys::table.find(&id))
-                .filter(api_keys::revoked_at.is_null())
-                .set(api_keys::revoked_at.eq(at))
-                .execute(conn)
-                .await?;
+            conn.run(
+                update(api_keys::table.find(&id))
+                    .filter(api_keys::revoked_at.is_null())
+                    .set(api_keys::revoked_at.eq(at)),
+            )
+            .await?;
             let row = api_keys::table
                 .find(&id)
                 .select(KeyRow::as_select())
@@ -390,15 +391,16 @@ impl KeyStore for DbStore {
         let at = At::from(at);
         db_run!(self, |conn| {
             // Never moves backwards when touches race.
-            update(api_keys::table.find(&id))
-                .filter(
-                    api_keys::last_used_at
-                        .is_null()
-                        .or(api_keys::last_used_at.lt(at)),
-                )
-                .set(api_keys::last_used_at.eq(at))
-                .execute(conn)
-                .await?;
+            conn.run(
+                update(api_keys::table.find(&id))
+                    .filter(
+                        api_keys::last_used_at
+                            .is_null()
+                            .or(api_keys::last_used_at.lt(at)),
+                    )
+                    .set(api_keys::last_used_at.eq(at)),
+            )
+            .await?;
             Ok(())
         })
     }

@@ -71,9 +71,9 @@ impl TryFrom<&PaymentRequest> for RequestRow {
             organization_id: request.organization_id.clone(),
             destination_id: request.destination_id.clone(),
             direction: request.direction,
-            amount: request.amount.clone(),
+            amount: request.amount,
             currency: request.currency.clone(),
-            amount_paid: request.amount_paid.clone(),
+            amount_paid: request.amount_paid,
             status: request.status,
             customer_id: request.customer_id.clone(),
             reference: request.reference.clone(),
@@ -135,7 +135,7 @@ impl TryFrom<&PaymentRequest> for RequestChanges {
     type Error = Error;
     fn try_from(request: &PaymentRequest) -> Result<Self, Error> {
         Ok(Self {
-            amount_paid: request.amount_paid.clone(),
+            amount_paid: request.amount_paid,
             status: request.status,
             version: to_i64("request version", request.version)?,
             updated_at: request.updated_at,
@@ -356,10 +356,12 @@ impl RequestStore for DbStore {
         let payment = payment.map(PaymentRow::from);
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let updated = update(payment_requests::table.find(&id))
-                .filter(payment_requests::version.eq(expected))
-                .set(changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(payment_requests::table.find(&id))
+                        .filter(payment_requests::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Ok(false);
