@@ -67,6 +67,13 @@ impl Email {
     }
 }
 
+impl TryFrom<String> for Email {
+    type Error = InvalidValue;
+    fn try_from(value: String) -> Result<Self, InvalidValue> {
+        Self::parse(&value)
+    }
+}
+
 impl From<Email> for String {
     fn from(email: Email) -> String {
         email.0

@@ -14,6 +14,7 @@ mod webhooks;
 use std::sync::Arc;
 
 use crate::keys::KeyHasher;
+use crate::policy::Decision;
 use crate::ports::{Store, StoreError};
 use crate::principal::Principal;
 use crate::values::Slug;
@@ -123,6 +124,17 @@ pub enum ReadError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ReadError {
+    /// `Ok` where `decision` allows the read; otherwise the error that tells the caller.
+    pub(crate) fn unless_allowed(decision: Decision) -> Result<(), ReadError> {
+        match decision {
+            Decision::Allow => Ok(()),
+            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
+            Decision::NotFound => Err(ReadError::NotFound),
+        }
+    }
 }
 
 /// The use cases, over one store.

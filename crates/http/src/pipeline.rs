@@ -388,13 +388,9 @@ impl FromRequest for Authenticated {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         // Absent only if a handler asking for a principal sits on a public route: a bug.
-        ready(
-            request
-                .extensions()
-                .get::<Authenticated>()
-                .cloned()
-                .ok_or_else(|| ApiError::internal(&PublicRouteAskedForPrincipal)),
-        )
+        left_by_pipeline(request, || {
+            ApiError::internal(&PublicRouteAskedForPrincipal)
+        })
     }
 }
 
@@ -417,18 +413,20 @@ impl FromRequest for AgentSignature {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            request
-                .extensions()
-                .get::<AgentSignature>()
-                .cloned()
-                .ok_or_else(|| {
-                    ApiError::signature_invalid(
-                        "this endpoint needs the agent's signature (Signature-Input, Signature)",
-                    )
-                }),
-        )
+        left_by_pipeline(request, || {
+            ApiError::signature_invalid(
+                "this endpoint needs the agent's signature (Signature-Input, Signature)",
+            )
+        })
     }
+}
+
+/// What the pipeline left in the request's extensions for handlers; `missing` without it.
+fn left_by_pipeline<T: Clone + 'static>(
+    request: &HttpRequest,
+    missing: impl FnOnce() -> ApiError,
+) -> Ready<Result<T, ApiError>> {
+    ready(request.extensions().get::<T>().cloned().ok_or_else(missing))
 }
 
 #[cfg(test)]

@@ -35,19 +35,6 @@ impl From<Organization> for OrganizationView {
     }
 }
 
-/// A page of organizations, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrganizationList {
-    /// Always `list`.
-    pub object: &'static str,
-    /// The organizations.
-    pub data: Vec<OrganizationView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
 /// A destination.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DestinationView {
@@ -205,19 +192,6 @@ impl From<Orchestrator> for OrchestratorView {
     }
 }
 
-/// A page of orchestrators, newest first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrchestratorList {
-    /// Always `list`.
-    pub object: &'static str,
-    /// The orchestrators.
-    pub data: Vec<OrchestratorView>,
-    /// Whether older items follow.
-    pub has_more: bool,
-    /// Pass as `starting_after` for the next page.
-    pub next_cursor: Option<String>,
-}
-
 /// An orchestrator's own profile with its keys.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrchestratorProfile {
@@ -316,6 +290,16 @@ pub(crate) fn list_envelope(
         .into()
 }
 
+list_schema!(
+    /// A page of organizations, newest first.
+    OrganizationList,
+    OrganizationView
+);
+list_schema!(
+    /// A page of orchestrators, newest first.
+    OrchestratorList,
+    OrchestratorView
+);
 list_schema!(
     /// A page of destinations.
     DestinationList,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::{delete, insert_into, update};
@@ -14,7 +14,9 @@ use mandate_domain::claims::{
     Claim, ClaimStatus, LedgerAction, LedgerEntry, LedgerRecord, LedgerStatus,
 };
 use mandate_domain::events::Event;
-use mandate_domain::ids::{ClaimId, ClientId, DestinationId, OrchestratorId, OrganizationId};
+use mandate_domain::ids::{
+    ClaimId, ClientId, DestinationId, EventId, OrchestratorId, OrganizationId,
+};
 use mandate_domain::model::Client;
 use mandate_domain::policy::ClientScope;
 use mandate_domain::ports::{
@@ -24,12 +26,12 @@ use mandate_domain::values::Slug;
 
 use crate::DbStore;
 use crate::clients::{ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Row};
 use crate::errors::Error;
 use crate::outbox::{Outbox, db_write};
-use crate::page::{empty_page, into_page, page_limit, sql_limit};
-use crate::pool::{db_run, db_transaction};
-use crate::rows::{known, optional, parsed, to_i64, to_naive, to_u64, to_utc};
+use crate::page::{all, db_page, empty_page, into_page, page_limit, sql_limit};
+use crate::pool::{db_first, db_run, db_transaction};
+use crate::rows::{At, Maybe, Spelled, parsed, same_fields, to_i64, to_u64};
 use crate::schema::{
     claim_nonces, claims, client_ids, ledger_entries, ledger_queue, signature_nonces,
 };
@@ -44,53 +46,51 @@ const APPROVED: IndexPredicate = IndexPredicate("status = 'approved'");
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = claims, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
-pub(crate) struct ClaimRow {
-    id: String,
-    organization_id: String,
-    destination_id: String,
-    namespace: String,
-    orchestrator_id: String,
-    service: String,
-    public_key: String,
+struct ClaimRow {
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    id: ClaimId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    namespace: Slug,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    orchestrator_id: OrchestratorId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    service: Slug,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    public_key: AgentKey,
     agent_id: String,
     agent_name: String,
     subject: Option<String>,
     ip_address: String,
-    permissions: String,
-    status: String,
-    client_id: Option<String>,
-    pending_expires_at: NaiveDateTime,
-    expires_at: Option<NaiveDateTime>,
-    ledger_status: Option<String>,
-    version: i64,
-    created_at: NaiveDateTime,
-    updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    pending_expires_at: DateTime<Utc>,
+    #[diesel(embed)]
+    changes: ClaimChanges,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    created_at: DateTime<Utc>,
 }
 
 impl TryFrom<&Claim> for ClaimRow {
     type Error = Error;
     fn try_from(claim: &Claim) -> Result<Self, Error> {
         Ok(Self {
-            id: claim.id.to_string(),
-            organization_id: claim.organization_id.to_string(),
-            destination_id: claim.destination_id.to_string(),
-            namespace: claim.namespace.to_string(),
-            orchestrator_id: claim.orchestrator_id.to_string(),
-            service: claim.service.to_string(),
-            public_key: claim.public_key.to_string(),
+            id: claim.id.clone(),
+            organization_id: claim.organization_id.clone(),
+            destination_id: claim.destination_id.clone(),
+            namespace: claim.namespace.clone(),
+            orchestrator_id: claim.orchestrator_id.clone(),
+            service: claim.service.clone(),
+            public_key: claim.public_key.clone(),
             agent_id: claim.agent_id.clone(),
             agent_name: claim.agent_name.clone(),
             subject: claim.subject.clone(),
             ip_address: claim.ip_address.to_string(),
-            permissions: permissions_text(&claim.permissions),
-            status: claim.status.as_str().to_owned(),
-            client_id: claim.client_id.as_ref().map(ToString::to_string),
-            pending_expires_at: to_naive(claim.pending_expires_at),
-            expires_at: claim.expires_at.map(to_naive),
-            ledger_status: claim.ledger_status.map(|status| status.as_str().to_owned()),
-            version: to_i64("claim version", claim.version)?,
-            created_at: to_naive(claim.created_at),
-            updated_at: to_naive(claim.updated_at),
+            pending_expires_at: claim.pending_expires_at,
+            changes: ClaimChanges::try_from(claim)?,
+            created_at: claim.created_at,
         })
     }
 }
@@ -98,67 +98,63 @@ impl TryFrom<&Claim> for ClaimRow {
 impl TryFrom<ClaimRow> for Claim {
     type Error = Error;
     fn try_from(row: ClaimRow) -> Result<Self, Error> {
+        let changes = row.changes;
         Ok(Claim {
-            id: parsed("claim id", &row.id, ClaimId::parse)?,
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            namespace: parsed("namespace", &row.namespace, Slug::parse)?,
-            orchestrator_id: parsed(
-                "orchestrator id",
-                &row.orchestrator_id,
-                OrchestratorId::parse,
-            )?,
-            service: parsed("service", &row.service, Slug::parse)?,
-            public_key: parsed("public key", &row.public_key, AgentKey::parse)?,
+            ip_address: parsed("ip address", &row.ip_address, str::parse)?,
+            permissions: permission_set(&changes.permissions)?,
+            version: to_u64("claim version", changes.version)?,
+            id: row.id,
+            organization_id: row.organization_id,
+            destination_id: row.destination_id,
+            namespace: row.namespace,
+            orchestrator_id: row.orchestrator_id,
+            service: row.service,
+            public_key: row.public_key,
             agent_id: row.agent_id,
             agent_name: row.agent_name,
             subject: row.subject,
-            ip_address: parsed("ip address", &row.ip_address, str::parse)?,
-            permissions: permission_set(&row.permissions)?,
-            status: known("claim status", &row.status, ClaimStatus::parse)?,
-            client_id: optional("client id", row.client_id.as_deref(), ClientId::parse)?,
-            pending_expires_at: to_utc(row.pending_expires_at),
-            expires_at: row.expires_at.map(to_utc),
-            ledger_status: row
-                .ledger_status
-                .as_deref()
-                .map(|status| known("ledger status", status, LedgerStatus::parse))
-                .transpose()?,
-            version: to_u64("claim version", row.version)?,
-            created_at: to_utc(row.created_at),
-            updated_at: to_utc(row.updated_at),
+            status: changes.status,
+            client_id: changes.client_id,
+            pending_expires_at: row.pending_expires_at,
+            expires_at: changes.expires_at,
+            ledger_status: changes.ledger_status,
+            created_at: row.created_at,
+            updated_at: changes.updated_at,
         })
     }
 }
 
 /// The changeable fields of a claim.
-#[derive(Debug, AsChangeset)]
+#[derive(Debug, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = claims, treat_none_as_null = true)]
+#[diesel(treat_none_as_default_value = false)]
 struct ClaimChanges {
     permissions: String,
-    status: String,
-    client_id: Option<String>,
-    expires_at: Option<NaiveDateTime>,
-    ledger_status: Option<String>,
+    #[diesel(deserialize_as = Spelled, serialize_as = Spelled)]
+    status: ClaimStatus,
+    #[diesel(deserialize_as = Maybe<String>, serialize_as = Maybe<String>)]
+    client_id: Option<ClientId>,
+    #[diesel(deserialize_as = Maybe<At>, serialize_as = Maybe<At>)]
+    expires_at: Option<DateTime<Utc>>,
+    #[diesel(deserialize_as = Maybe<Spelled>, serialize_as = Maybe<Spelled>)]
+    ledger_status: Option<LedgerStatus>,
     version: i64,
-    updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    updated_at: DateTime<Utc>,
 }
 
-impl From<&ClaimRow> for ClaimChanges {
-    fn from(row: &ClaimRow) -> Self {
-        Self {
-            permissions: row.permissions.clone(),
-            status: row.status.clone(),
-            client_id: row.client_id.clone(),
-            expires_at: row.expires_at,
-            ledger_status: row.ledger_status.clone(),
-            version: row.version,
-            updated_at: row.updated_at,
-        }
+impl TryFrom<&Claim> for ClaimChanges {
+    type Error = Error;
+    fn try_from(claim: &Claim) -> Result<Self, Error> {
+        Ok(Self {
+            permissions: permissions_text(&claim.permissions),
+            status: claim.status,
+            client_id: claim.client_id.clone(),
+            expires_at: claim.expires_at,
+            ledger_status: claim.ledger_status,
+            version: to_i64("claim version", claim.version)?,
+            updated_at: claim.updated_at,
+        })
     }
 }
 
@@ -166,14 +162,41 @@ impl From<&ClaimRow> for ClaimChanges {
 #[diesel(table_name = ledger_queue, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 struct LedgerQueueRow {
-    event_id: String,
-    organization_id: String,
-    destination_id: String,
-    claim_id: String,
-    action: String,
-    public_key: String,
-    at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    event_id: EventId,
+    #[diesel(embed)]
+    record: LedgerRecordColumns,
 }
+
+/// The columns of a [`LedgerRecord`], queued or in the chain.
+#[derive(Debug, Queryable, Selectable, Insertable)]
+#[diesel(table_name = ledger_queue, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+struct LedgerRecordColumns {
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    claim_id: ClaimId,
+    #[diesel(deserialize_as = Spelled, serialize_as = Spelled)]
+    action: LedgerAction,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    public_key: AgentKey,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    at: DateTime<Utc>,
+}
+
+same_fields!(
+    LedgerRecord,
+    LedgerRecordColumns {
+        organization_id,
+        destination_id,
+        claim_id,
+        action,
+        public_key,
+        at,
+    }
+);
 
 impl LedgerQueueRow {
     /// The queue row of `claim`'s current state, keyed by the id of its claim event.
@@ -185,32 +208,9 @@ impl LedgerQueueRow {
             .first()
             .ok_or_else(|| Error::Data("a ledger record needs its claim event".into()))?;
         Ok(Some(Self {
-            event_id: event.id.to_string(),
-            organization_id: record.organization_id.to_string(),
-            destination_id: record.destination_id.to_string(),
-            claim_id: record.claim_id.to_string(),
-            action: record.action.as_str().to_owned(),
-            public_key: record.public_key.to_string(),
-            at: to_naive(record.at),
+            event_id: event.id.clone(),
+            record: LedgerRecordColumns::from(&record),
         }))
-    }
-}
-
-impl TryFrom<LedgerQueueRow> for LedgerRecord {
-    type Error = Error;
-    fn try_from(row: LedgerQueueRow) -> Result<Self, Error> {
-        Ok(LedgerRecord {
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            claim_id: parsed("claim id", &row.claim_id, ClaimId::parse)?,
-            action: known("ledger action", &row.action, LedgerAction::parse)?,
-            public_key: parsed("public key", &row.public_key, AgentKey::parse)?,
-            at: to_utc(row.at),
-        })
     }
 }
 
@@ -218,13 +218,19 @@ impl TryFrom<LedgerQueueRow> for LedgerRecord {
 #[diesel(table_name = ledger_entries, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 struct LedgerEntryRow {
-    organization_id: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
     seq: i64,
-    destination_id: String,
-    claim_id: String,
-    action: String,
-    public_key: String,
-    at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    claim_id: ClaimId,
+    #[diesel(deserialize_as = Spelled, serialize_as = Spelled)]
+    action: LedgerAction,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    public_key: AgentKey,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    at: DateTime<Utc>,
     prev_hash: String,
     hash: String,
 }
@@ -233,13 +239,13 @@ impl TryFrom<&LedgerEntry> for LedgerEntryRow {
     type Error = Error;
     fn try_from(entry: &LedgerEntry) -> Result<Self, Error> {
         Ok(Self {
-            organization_id: entry.organization_id.to_string(),
+            organization_id: entry.organization_id.clone(),
             seq: to_i64("ledger seq", entry.seq)?,
-            destination_id: entry.destination_id.to_string(),
-            claim_id: entry.claim_id.to_string(),
-            action: entry.action.as_str().to_owned(),
-            public_key: entry.public_key.to_string(),
-            at: to_naive(entry.at),
+            destination_id: entry.destination_id.clone(),
+            claim_id: entry.claim_id.clone(),
+            action: entry.action,
+            public_key: entry.public_key.clone(),
+            at: entry.at,
             prev_hash: entry.prev_hash.clone(),
             hash: entry.hash.clone(),
         })
@@ -251,16 +257,12 @@ impl TryFrom<LedgerEntryRow> for LedgerEntry {
     fn try_from(row: LedgerEntryRow) -> Result<Self, Error> {
         Ok(LedgerEntry {
             seq: to_u64("ledger seq", row.seq)?,
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            claim_id: parsed("claim id", &row.claim_id, ClaimId::parse)?,
-            action: known("ledger action", &row.action, LedgerAction::parse)?,
-            public_key: parsed("public key", &row.public_key, AgentKey::parse)?,
-            at: to_utc(row.at),
+            organization_id: row.organization_id,
+            destination_id: row.destination_id,
+            claim_id: row.claim_id,
+            action: row.action,
+            public_key: row.public_key,
+            at: row.at,
             prev_hash: row.prev_hash,
             hash: row.hash,
         })
@@ -302,15 +304,7 @@ impl ClaimStore for DbStore {
 
     async fn claim(&self, id: &ClaimId) -> Result<Option<Claim>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
-            let row = claims::table
-                .find(&id)
-                .select(ClaimRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(Claim::try_from).transpose()
-        })
+        db_first!(self, ClaimRow, claims::table.find(&id))
     }
 
     async fn list_claims(
@@ -323,14 +317,7 @@ impl ClaimStore for DbStore {
             return Ok(empty_page());
         };
         let status = status.map(ClaimStatus::as_str);
-        let limit = page_limit(page);
-        let cursor = crate::page::page_cursor(page, ClaimId::parse);
-        db_run!(self, |conn| {
-            let mut query = claims::table
-                .select(ClaimRow::as_select())
-                .order(claims::id.desc())
-                .limit(sql_limit(limit + 1))
-                .into_boxed();
+        db_page!(self, page, claims, ClaimRow, ClaimId, |query| {
             query = match &filter {
                 ClientFilter::Organization(id) => query.filter(claims::organization_id.eq(id)),
                 ClientFilter::Destination(id) => query.filter(claims::destination_id.eq(id)),
@@ -339,10 +326,6 @@ impl ClaimStore for DbStore {
             if let Some(status) = status {
                 query = query.filter(claims::status.eq(status));
             }
-            if let Some(cursor) = &cursor {
-                query = query.filter(claims::id.lt(cursor));
-            }
-            into_page(query.load(conn).await?, limit)
         })
     }
 
@@ -354,8 +337,9 @@ impl ClaimStore for DbStore {
         max_agents: u32,
         events: &[Event],
     ) -> Result<ClaimApproval, StoreError> {
-        let row = ClaimRow::try_from(claim)?;
-        let changes = ClaimChanges::from(&row);
+        let id = claim.id.to_string();
+        let destination_id = claim.destination_id.to_string();
+        let changes = ClaimChanges::try_from(claim)?;
         let expected = to_i64("claim version", expected_version)?;
         let client = ClientRow::try_from(client)?;
         let queued = LedgerQueueRow::of(claim, events)?;
@@ -363,10 +347,10 @@ impl ClaimStore for DbStore {
         let max_agents = i64::from(max_agents);
         let result = db_write!(self, outbox, |conn| {
             // Held until commit: concurrent approvals on this destination count after us.
-            conn.lock_destination(&row.destination_id).await?;
+            conn.lock_row(Row::Destination(&destination_id)).await?;
             let approved: i64 = claims::table
                 .select(count_star())
-                .filter(claims::destination_id.eq(&row.destination_id))
+                .filter(claims::destination_id.eq(&destination_id))
                 .filter(APPROVED)
                 .get_result(conn)
                 .await?;
@@ -375,23 +359,21 @@ impl ClaimStore for DbStore {
                 return Ok(ClaimApproval::Full { approved_agents });
             }
             // The claim references its client ID: the client ID goes first.
-            insert_into(client_ids::table)
-                .values(&client)
-                .execute(conn)
+            conn.run(insert_into(client_ids::table).values(client))
                 .await?;
-            let updated = update(claims::table.find(&row.id))
-                .filter(claims::version.eq(expected))
-                .set(&changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(claims::table.find(&id))
+                        .filter(claims::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Err(stale());
             }
             outbox.store(conn).await?;
-            if let Some(queued) = &queued {
-                insert_into(ledger_queue::table)
-                    .values(queued)
-                    .execute(conn)
+            if let Some(queued) = queued {
+                conn.run(insert_into(ledger_queue::table).values(queued))
                     .await?;
             }
             Ok(ClaimApproval::Approved {
@@ -411,8 +393,8 @@ impl ClaimStore for DbStore {
         client: Option<(&Client, u64)>,
         events: &[Event],
     ) -> Result<bool, StoreError> {
-        let row = ClaimRow::try_from(claim)?;
-        let changes = ClaimChanges::from(&row);
+        let id = claim.id.to_string();
+        let changes = ClaimChanges::try_from(claim)?;
         let expected = to_i64("claim version", expected_version)?;
         let client = client
             .map(|(client, version)| {
@@ -426,29 +408,31 @@ impl ClaimStore for DbStore {
         let outbox = Outbox::of(events)?;
         let queued = LedgerQueueRow::of(claim, events)?;
         let result = db_write!(self, outbox, |conn| {
-            let updated = update(claims::table.find(&row.id))
-                .filter(claims::version.eq(expected))
-                .set(&changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(claims::table.find(&id))
+                        .filter(claims::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Ok(false);
             }
-            if let Some((id, changes, version)) = &client {
-                let updated = update(client_ids::table.find(id))
-                    .filter(client_ids::version.eq(version))
-                    .set(changes)
-                    .execute(conn)
+            if let Some((id, changes, version)) = client {
+                let updated = conn
+                    .run(
+                        update(client_ids::table.find(id))
+                            .filter(client_ids::version.eq(version))
+                            .set(changes),
+                    )
                     .await?;
                 if updated == 0 {
                     return Err(stale());
                 }
             }
             outbox.store(conn).await?;
-            if let Some(queued) = &queued {
-                insert_into(ledger_queue::table)
-                    .values(queued)
-                    .execute(conn)
+            if let Some(queued) = queued {
+                conn.run(insert_into(ledger_queue::table).values(queued))
                     .await?;
             }
             Ok(true)
@@ -464,7 +448,7 @@ impl ClaimStore for DbStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Claim>, StoreError> {
-        let now = to_naive(now);
+        let now = At::from(now);
         let limit = i64::from(limit);
         db_run!(self, |conn| {
             let mut rows = claims::table
@@ -485,9 +469,7 @@ impl ClaimStore for DbStore {
                     .load(conn)
                     .await?,
             );
-            rows.into_iter()
-                .map(Claim::try_from)
-                .collect::<Result<Vec<_>, Error>>()
+            all(rows)
         })
     }
 
@@ -499,7 +481,7 @@ impl ClaimStore for DbStore {
     ) -> Result<bool, StoreError> {
         let key = key.to_string();
         let nonce = nonce.to_owned();
-        let now = to_naive(now);
+        let now = At::from(now);
         db_run!(self, |conn| {
             let inserted = insert_into(signature_nonces::table)
                 .values((
@@ -515,11 +497,12 @@ impl ClaimStore for DbStore {
     }
 
     async fn purge_signature_nonces(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        let before = to_naive(before);
+        let before = At::from(before);
         db_run!(self, |conn| {
-            let purged = delete(signature_nonces::table)
-                .filter(signature_nonces::created_at.lt(before))
-                .execute(conn)
+            let purged = conn
+                .run(
+                    delete(signature_nonces::table).filter(signature_nonces::created_at.lt(before)),
+                )
                 .await?;
             Ok(u64::try_from(purged).unwrap_or(u64::MAX))
         })
@@ -539,9 +522,9 @@ impl DbStore {
         db_write!(self, outbox, |conn| {
             let recorded = insert_into(claim_nonces::table)
                 .values((
-                    claim_nonces::orchestrator_id.eq(&row.orchestrator_id),
+                    claim_nonces::orchestrator_id.eq(row.orchestrator_id.as_str()),
                     claim_nonces::nonce.eq(&nonce),
-                    claim_nonces::created_at.eq(row.created_at),
+                    claim_nonces::created_at.eq(At::from(row.created_at)),
                 ))
                 .on_conflict_do_nothing()
                 .execute(conn)
@@ -551,11 +534,11 @@ impl DbStore {
             }
             let mut live = claims::table
                 .select(ClaimRow::as_select())
-                .filter(claims::destination_id.eq(&row.destination_id))
-                .filter(claims::orchestrator_id.eq(&row.orchestrator_id))
+                .filter(claims::destination_id.eq(row.destination_id.as_str()))
+                .filter(claims::orchestrator_id.eq(row.orchestrator_id.as_str()))
                 .filter(
                     claims::public_key
-                        .eq(&row.public_key)
+                        .eq(row.public_key.as_str())
                         .or(claims::agent_id.eq(&row.agent_id)),
                 )
                 .filter(LIVE)
@@ -571,10 +554,7 @@ impl DbStore {
             if !live.is_empty() {
                 return Ok(ClaimSubmission::AgentIdTaken);
             }
-            insert_into(claims::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
+            conn.run(insert_into(claims::table).values(row)).await?;
             outbox.store(conn).await?;
             Ok(ClaimSubmission::Created)
         })
@@ -597,13 +577,14 @@ impl Ledger for DbStore {
                 .select(LedgerQueueRow::as_select())
                 .load(conn)
                 .await?;
-            let mut heads: BTreeMap<String, Option<LedgerEntry>> = BTreeMap::new();
+            let mut heads: BTreeMap<OrganizationId, Option<LedgerEntry>> = BTreeMap::new();
             let mut appended = Vec::with_capacity(queued.len());
             let mut claim_ids = Vec::with_capacity(queued.len());
             for row in queued {
-                if !heads.contains_key(&row.organization_id) {
+                let record = LedgerRecord::from(row.record);
+                if !heads.contains_key(&record.organization_id) {
                     let head = ledger_entries::table
-                        .filter(ledger_entries::organization_id.eq(&row.organization_id))
+                        .filter(ledger_entries::organization_id.eq(record.organization_id.as_str()))
                         .order(ledger_entries::seq.desc())
                         .select(LedgerEntryRow::as_select())
                         .first(conn)
@@ -611,23 +592,23 @@ impl Ledger for DbStore {
                         .optional()?
                         .map(LedgerEntry::try_from)
                         .transpose()?;
-                    heads.insert(row.organization_id.clone(), head);
+                    heads.insert(record.organization_id.clone(), head);
                 }
-                let organization_id = row.organization_id.clone();
-                claim_ids.push(row.claim_id.clone());
-                let record = LedgerRecord::try_from(row)?;
+                let organization_id = record.organization_id.clone();
+                claim_ids.push(record.claim_id.to_string());
                 let previous = heads.get(&organization_id).and_then(Option::as_ref);
                 let entry = LedgerEntry::append(record, previous);
-                insert_into(ledger_entries::table)
-                    .values(&LedgerEntryRow::try_from(&entry)?)
-                    .execute(conn)
-                    .await?;
+                conn.run(
+                    insert_into(ledger_entries::table).values(LedgerEntryRow::try_from(&entry)?),
+                )
+                .await?;
                 heads.insert(organization_id, Some(entry.clone()));
                 appended.push(entry);
             }
-            delete(ledger_queue::table.filter(ledger_queue::event_id.eq_any(&ids)))
-                .execute(conn)
-                .await?;
+            conn.run(delete(
+                ledger_queue::table.filter(ledger_queue::event_id.eq_any(&ids)),
+            ))
+            .await?;
             // A claim whose later change is still queued stays `queued`.
             let still_queued: Vec<String> = ledger_queue::table
                 .filter(ledger_queue::claim_id.eq_any(&claim_ids))
@@ -635,10 +616,11 @@ impl Ledger for DbStore {
                 .load(conn)
                 .await?;
             claim_ids.retain(|id| !still_queued.contains(id));
-            update(claims::table.filter(claims::id.eq_any(&claim_ids)))
-                .set(claims::ledger_status.eq(LedgerStatus::Recorded.as_str()))
-                .execute(conn)
-                .await?;
+            conn.run(
+                update(claims::table.filter(claims::id.eq_any(&claim_ids)))
+                    .set(claims::ledger_status.eq(LedgerStatus::Recorded.as_str())),
+            )
+            .await?;
             Ok(appended)
         })
     }
@@ -693,9 +675,7 @@ impl Ledger for DbStore {
                 .select(LedgerEntryRow::as_select())
                 .load(conn)
                 .await?;
-            rows.into_iter()
-                .map(LedgerEntry::try_from)
-                .collect::<Result<Vec<_>, Error>>()
+            all(rows)
         })
     }
 }

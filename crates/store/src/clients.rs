@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::{insert_into, update};
 use diesel_async::RunQueryDsl;
@@ -16,32 +16,14 @@ use mandate_domain::ports::{ClientStore, Page, PageRequest, StoreError};
 use mandate_domain::values::{Permission, PermissionSet};
 
 use crate::DbStore;
+use crate::dialect::Dialect;
 use crate::errors::Error;
 use crate::outbox::{Outbox, db_write};
-use crate::page::{empty_page, into_page, page_cursor, page_limit, sql_limit};
-use crate::pool::db_run;
+use crate::page::{db_page, empty_page};
+use crate::pool::{db_first, db_run};
 use crate::requests::version_column;
-use crate::rows::{known, optional, parsed, to_i64, to_naive, to_u64, to_utc};
+use crate::rows::{At, Maybe, Spelled, parsed, to_i64, to_u64};
 use crate::schema::{claims, client_ids};
-
-pub(crate) const ACTIVE: &str = "active";
-
-pub(crate) const REVOKED: &str = "revoked";
-
-pub(crate) fn client_status_str(status: ClientStatus) -> &'static str {
-    match status {
-        ClientStatus::Active => ACTIVE,
-        ClientStatus::Revoked => REVOKED,
-    }
-}
-
-pub(crate) fn client_status(value: &str) -> Option<ClientStatus> {
-    match value {
-        ACTIVE => Some(ClientStatus::Active),
-        REVOKED => Some(ClientStatus::Revoked),
-        _ => None,
-    }
-}
 
 /// Sorted and space-separated, so that equal sets are equal text.
 pub(crate) fn permissions_text(permissions: &PermissionSet) -> String {
@@ -61,34 +43,35 @@ pub(crate) fn permission_set(value: &str) -> Result<PermissionSet, Error> {
 #[diesel(table_name = client_ids, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct ClientRow {
-    pub(crate) id: String,
-    pub(crate) organization_id: String,
-    pub(crate) destination_id: String,
-    pub(crate) orchestrator_id: String,
-    pub(crate) label: Option<String>,
-    pub(crate) permissions: String,
-    pub(crate) version: i64,
-    pub(crate) status: String,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) updated_at: NaiveDateTime,
-    pub(crate) agent_public_key: Option<String>,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    id: ClientId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    orchestrator_id: OrchestratorId,
+    label: Option<String>,
+    #[diesel(embed)]
+    changes: ClientChanges,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = Maybe<String>, serialize_as = Maybe<String>)]
+    agent_public_key: Option<AgentKey>,
 }
 
 impl TryFrom<&Client> for ClientRow {
     type Error = Error;
     fn try_from(client: &Client) -> Result<Self, Error> {
         Ok(Self {
-            id: client.id.to_string(),
-            organization_id: client.organization_id.to_string(),
-            destination_id: client.destination_id.to_string(),
-            orchestrator_id: client.orchestrator_id.to_string(),
+            id: client.id.clone(),
+            organization_id: client.organization_id.clone(),
+            destination_id: client.destination_id.clone(),
+            orchestrator_id: client.orchestrator_id.clone(),
             label: client.label.clone(),
-            permissions: permissions_text(&client.permissions),
-            version: to_i64("client version", client.version)?,
-            status: client_status_str(client.status).to_owned(),
-            created_at: to_naive(client.created_at),
-            updated_at: to_naive(client.updated_at),
-            agent_public_key: client.agent_key.as_ref().map(|key| key.to_string()),
+            changes: ClientChanges::try_from(client)?,
+            created_at: client.created_at,
+            agent_public_key: client.agent_key.clone(),
         })
     }
 }
@@ -96,42 +79,33 @@ impl TryFrom<&Client> for ClientRow {
 impl TryFrom<ClientRow> for Client {
     type Error = Error;
     fn try_from(row: ClientRow) -> Result<Self, Error> {
+        let changes = row.changes;
         Ok(Client {
-            id: parsed("client id", &row.id, ClientId::parse)?,
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            orchestrator_id: parsed(
-                "orchestrator id",
-                &row.orchestrator_id,
-                OrchestratorId::parse,
-            )?,
+            id: row.id,
+            organization_id: row.organization_id,
+            destination_id: row.destination_id,
+            orchestrator_id: row.orchestrator_id,
             label: row.label,
-            permissions: permission_set(&row.permissions)?,
-            agent_key: optional(
-                "agent public key",
-                row.agent_public_key.as_deref(),
-                AgentKey::parse,
-            )?,
-            version: to_u64("client version", row.version)?,
-            status: known("client status", &row.status, client_status)?,
-            created_at: to_utc(row.created_at),
-            updated_at: to_utc(row.updated_at),
+            permissions: permission_set(&changes.permissions)?,
+            agent_key: row.agent_public_key,
+            version: to_u64("client version", changes.version)?,
+            status: changes.status,
+            created_at: row.created_at,
+            updated_at: changes.updated_at,
         })
     }
 }
 
 /// The changeable fields of a client ID.
-#[derive(Debug, AsChangeset)]
+#[derive(Debug, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = client_ids)]
 pub(crate) struct ClientChanges {
-    pub(crate) permissions: String,
-    pub(crate) status: String,
-    pub(crate) version: i64,
-    pub(crate) updated_at: NaiveDateTime,
+    permissions: String,
+    #[diesel(deserialize_as = Spelled, serialize_as = Spelled)]
+    status: ClientStatus,
+    version: i64,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    updated_at: DateTime<Utc>,
 }
 
 impl TryFrom<&Client> for ClientChanges {
@@ -139,9 +113,9 @@ impl TryFrom<&Client> for ClientChanges {
     fn try_from(client: &Client) -> Result<Self, Error> {
         Ok(Self {
             permissions: permissions_text(&client.permissions),
-            status: client_status_str(client.status).to_owned(),
+            status: client.status,
             version: to_i64("client version", client.version)?,
-            updated_at: to_naive(client.updated_at),
+            updated_at: client.updated_at,
         })
     }
 }
@@ -149,6 +123,15 @@ impl TryFrom<&Client> for ClientChanges {
 pub(crate) fn metadata_text(metadata: &BTreeMap<String, String>) -> Result<String, Error> {
     serde_json::to_string(metadata)
         .map_err(|error| Error::Data(format!("metadata cannot be serialized: {error}")))
+}
+
+/// The stored metadata of the object `id`.
+pub(crate) fn metadata_of(
+    id: &impl std::fmt::Display,
+    text: &str,
+) -> Result<BTreeMap<String, String>, Error> {
+    serde_json::from_str(text)
+        .map_err(|error| Error::Data(format!("stored metadata of {id} is invalid: {error}")))
 }
 
 /// The SQL form of a [`ClientScope`] that can match something (client IDs and claims are
@@ -177,10 +160,7 @@ impl ClientStore for DbStore {
         let row = ClientRow::try_from(client)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            insert_into(client_ids::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
+            conn.run(insert_into(client_ids::table).values(row)).await?;
             outbox.store(conn).await?;
             Ok(())
         })
@@ -188,15 +168,7 @@ impl ClientStore for DbStore {
 
     async fn client(&self, id: &ClientId) -> Result<Option<Client>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
-            let row = client_ids::table
-                .find(&id)
-                .select(ClientRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(Client::try_from).transpose()
-        })
+        db_first!(self, ClientRow, client_ids::table.find(&id))
     }
 
     async fn client_with_approval_expiry(
@@ -210,11 +182,13 @@ impl ClientStore for DbStore {
                 .left_join(claims::table.on(claims::client_id.eq(client_ids::id.nullable())))
                 .filter(client_ids::id.eq(&id))
                 .select((ClientRow::as_select(), claims::expires_at.nullable()))
-                .first::<(ClientRow, Option<chrono::NaiveDateTime>)>(conn)
+                .first::<(ClientRow, Option<At>)>(conn)
                 .await
                 .optional()?;
-            row.map(|(client, expires_at)| Ok((Client::try_from(client)?, expires_at.map(to_utc))))
-                .transpose()
+            row.map(|(client, expires_at)| {
+                Ok((Client::try_from(client)?, expires_at.map(DateTime::from)))
+            })
+            .transpose()
         })
     }
 
@@ -227,15 +201,8 @@ impl ClientStore for DbStore {
         let Some(filter) = ClientFilter::of(scope) else {
             return Ok(empty_page());
         };
-        let status = status.map(client_status_str);
-        let limit = page_limit(page);
-        let cursor = page_cursor(page, ClientId::parse);
-        db_run!(self, |conn| {
-            let mut query = client_ids::table
-                .select(ClientRow::as_select())
-                .order(client_ids::id.desc())
-                .limit(sql_limit(limit + 1))
-                .into_boxed();
+        let status = status.map(ClientStatus::as_str);
+        db_page!(self, page, client_ids, ClientRow, ClientId, |query| {
             query = match &filter {
                 ClientFilter::Organization(id) => {
                     query.filter(client_ids::organization_id.eq(id.as_str()))
@@ -250,10 +217,6 @@ impl ClientStore for DbStore {
             if let Some(status) = status {
                 query = query.filter(client_ids::status.eq(status));
             }
-            if let Some(cursor) = &cursor {
-                query = query.filter(client_ids::id.lt(cursor.as_str()));
-            }
-            into_page(query.load(conn).await?, limit)
         })
     }
 
@@ -268,10 +231,12 @@ impl ClientStore for DbStore {
         let expected = version_column(expected_version)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let updated = update(client_ids::table.find(&id))
-                .filter(client_ids::version.eq(expected))
-                .set(&changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(client_ids::table.find(&id))
+                        .filter(client_ids::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Ok(false);

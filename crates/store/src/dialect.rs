@@ -5,7 +5,6 @@ use std::future::Future;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use mandate_domain::model::KeyOwner;
 
 use crate::pool::SqliteConn;
 use crate::schema::{
@@ -102,15 +101,19 @@ macro_rules! due_endpoints {
 }
 pub(crate) use {due_deliveries, due_endpoints};
 
+/// A row a transaction can hold, by its id.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Row<'a> {
+    Organization(&'a str),
+    Destination(&'a str),
+    Orchestrator(&'a str),
+}
+
 /// What differs between the backends inside a transaction.
 pub(crate) trait Dialect {
-    /// Locks the row of a key's owner until the transaction ends, so that concurrent key
-    /// insertions for one owner run one after the other.
-    fn lock_owner(&mut self, owner: &KeyOwner) -> impl Future<Output = QueryResult<()>> + Send;
-
-    /// Locks a destination's row until the transaction ends, so that concurrent approvals
-    /// of its claims count one after the other.
-    fn lock_destination(&mut self, id: &str) -> impl Future<Output = QueryResult<()>> + Send;
+    /// Locks `row` until the transaction ends, so that concurrent transactions that lock it
+    /// too run one after the other. A missing row locks nothing.
+    fn lock_row(&mut self, row: Row<'_>) -> impl Future<Output = QueryResult<()>> + Send;
 
     /// Locks up to `limit` queued ledger records, oldest first, until the transaction ends;
     /// a concurrent transaction waits for them (the chains are appended in order).
@@ -185,39 +188,33 @@ pub(crate) trait Dialect {
 pub(crate) const INSERT_CHUNK: usize = 1000;
 
 impl Dialect for AsyncPgConnection {
-    async fn lock_owner(&mut self, owner: &KeyOwner) -> QueryResult<()> {
-        // A missing owner locks nothing; the key's foreign key then refuses the insert.
-        match owner {
-            KeyOwner::Platform { organization_id } => {
+    async fn lock_row(&mut self, row: Row<'_>) -> QueryResult<()> {
+        match row {
+            Row::Organization(id) => {
                 organizations::table
-                    .find(organization_id.as_str())
+                    .find(id)
                     .select(organizations::id)
                     .for_update()
                     .load::<String>(self)
-                    .await?;
+                    .await?
             }
-            KeyOwner::Destination { destination_id, .. } => {
-                self.lock_destination(destination_id.as_str()).await?;
+            Row::Destination(id) => {
+                destinations::table
+                    .find(id)
+                    .select(destinations::id)
+                    .for_update()
+                    .load::<String>(self)
+                    .await?
             }
-            KeyOwner::Orchestrator { orchestrator_id } => {
+            Row::Orchestrator(id) => {
                 orchestrators::table
-                    .find(orchestrator_id.as_str())
+                    .find(id)
                     .select(orchestrators::id)
                     .for_update()
                     .load::<String>(self)
-                    .await?;
+                    .await?
             }
-        }
-        Ok(())
-    }
-
-    async fn lock_destination(&mut self, id: &str) -> QueryResult<()> {
-        destinations::table
-            .find(id)
-            .select(destinations::id)
-            .for_update()
-            .load::<String>(self)
-            .await?;
+        };
         Ok(())
     }
 
@@ -331,11 +328,7 @@ async fn without_flush_with<T>(
 
 // The immediate transaction already holds the database's only write lock.
 impl Dialect for SqliteConn {
-    async fn lock_owner(&mut self, _owner: &KeyOwner) -> QueryResult<()> {
-        Ok(())
-    }
-
-    async fn lock_destination(&mut self, _id: &str) -> QueryResult<()> {
+    async fn lock_row(&mut self, _row: Row<'_>) -> QueryResult<()> {
         Ok(())
     }
 

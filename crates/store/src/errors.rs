@@ -11,7 +11,7 @@ use crate::pool::PoolError;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
     #[error(transparent)]
-    Query(#[from] DieselError),
+    Query(DieselError),
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error("no database connection became available within {0:?}")]
@@ -22,6 +22,25 @@ pub(crate) enum Error {
     Data(String),
     #[error("the database task failed")]
     Task(#[from] tokio::task::JoinError),
+}
+
+impl From<DieselError> for Error {
+    /// A row whose stored values break a domain rule is unreadable data, not a failed query.
+    fn from(error: DieselError) -> Error {
+        match error {
+            DieselError::DeserializationError(cause) => {
+                Error::Data(format!("a stored row cannot be read: {cause}"))
+            }
+            error => Error::Query(error),
+        }
+    }
+}
+
+/// What a conversion that cannot fail fails with.
+impl From<std::convert::Infallible> for Error {
+    fn from(never: std::convert::Infallible) -> Error {
+        match never {}
+    }
 }
 
 impl From<Error> for StoreError {

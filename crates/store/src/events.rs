@@ -16,8 +16,8 @@ use mandate_domain::webhooks::EventScope;
 use crate::DbStore;
 use crate::errors::Error;
 use crate::feed::{FeedFilter, FeedPredicate};
-use crate::page::{empty_page, into_page, page_cursor, page_limit, sql_limit};
-use crate::pool::db_run;
+use crate::page::{db_page, empty_page};
+use crate::pool::db_first;
 use crate::rows::{known, optional, parsed, to_naive, to_utc};
 use crate::schema::events;
 
@@ -116,19 +116,7 @@ impl TryFrom<EventRow> for Event {
 #[async_trait]
 impl EventStore for DbStore {
     async fn events(&self, page: &PageRequest) -> Result<Page<Event>, StoreError> {
-        let limit = page_limit(page);
-        let cursor = page_cursor(page, EventId::parse);
-        db_run!(self, |conn| {
-            let mut query = events::table
-                .select(EventRow::as_select())
-                .order(events::id.desc())
-                .limit(sql_limit(limit + 1))
-                .into_boxed();
-            if let Some(cursor) = &cursor {
-                query = query.filter(events::id.lt(cursor.as_str()));
-            }
-            into_page(query.load(conn).await?, limit)
-        })
+        db_page!(self, page, events, EventRow, EventId, |query| {})
     }
 
     async fn list_events(
@@ -144,36 +132,17 @@ impl EventStore for DbStore {
             .types
             .as_ref()
             .map(|types| types.iter().map(|event_type| event_type.as_str()).collect());
-        let limit = page_limit(page);
-        let cursor = page_cursor(page, EventId::parse);
-        db_run!(self, |conn| {
+        db_page!(self, page, events, EventRow, EventId, |conn, query| {
             // `EventScope::contains`, in SQL.
-            let mut query = events::table
-                .select(EventRow::as_select())
-                .order(events::id.desc())
-                .limit(sql_limit(limit + 1))
-                .into_boxed()
-                .filter(conn.feed_predicate(&filter));
+            query = query.filter(conn.feed_predicate(&filter));
             if let Some(types) = &types {
                 query = query.filter(events::event_type.eq_any(types.clone()));
             }
-            if let Some(cursor) = &cursor {
-                query = query.filter(events::id.lt(cursor.as_str()));
-            }
-            into_page(query.load(conn).await?, limit)
         })
     }
 
     async fn event(&self, id: &EventId) -> Result<Option<Event>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
-            let row = events::table
-                .find(&id)
-                .select(EventRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(Event::try_from).transpose()
-        })
+        db_first!(self, EventRow, events::table.find(&id))
     }
 }

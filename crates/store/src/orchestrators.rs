@@ -1,7 +1,7 @@
 //! Orchestrators: their row and port.
 
 use async_trait::async_trait;
-use chrono::NaiveDateTime;
+use chrono::{DateTime, Utc};
 use diesel::insert_into;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -11,45 +11,35 @@ use mandate_domain::ports::{OrchestratorFilter, OrchestratorStore, Page, PageReq
 use mandate_domain::values::Slug;
 
 use crate::DbStore;
-use crate::errors::Error;
+use crate::dialect::Dialect;
 use crate::organizations::KeyRow;
-use crate::page::{into_page, page_cursor, page_limit, sql_limit};
-use crate::pool::{db_run, db_transaction};
-use crate::rows::{parsed, to_naive, to_utc};
+use crate::page::db_page;
+use crate::pool::{db_first, db_transaction};
+use crate::rows::{At, same_fields};
 use crate::schema::{api_keys, orchestrators};
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = orchestrators, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct OrchestratorRow {
-    pub(crate) id: String,
-    pub(crate) slug: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub(crate) id: OrchestratorId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub(crate) slug: Slug,
     pub(crate) name: String,
-    pub(crate) created_at: NaiveDateTime,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    pub(crate) created_at: DateTime<Utc>,
 }
 
-impl From<&Orchestrator> for OrchestratorRow {
-    fn from(orchestrator: &Orchestrator) -> Self {
-        Self {
-            id: orchestrator.id.to_string(),
-            slug: orchestrator.slug.to_string(),
-            name: orchestrator.name.clone(),
-            created_at: to_naive(orchestrator.created_at),
-        }
+same_fields!(
+    Orchestrator,
+    OrchestratorRow {
+        id,
+        slug,
+        name,
+        created_at
     }
-}
-
-impl TryFrom<OrchestratorRow> for Orchestrator {
-    type Error = Error;
-    fn try_from(row: OrchestratorRow) -> Result<Self, Error> {
-        Ok(Orchestrator {
-            id: parsed("orchestrator id", &row.id, OrchestratorId::parse)?,
-            slug: parsed("orchestrator slug", &row.slug, Slug::parse)?,
-            name: row.name,
-            created_at: to_utc(row.created_at),
-        })
-    }
-}
+);
 
 #[async_trait]
 impl OrchestratorStore for DbStore {
@@ -61,42 +51,25 @@ impl OrchestratorStore for DbStore {
         let orchestrator = OrchestratorRow::from(orchestrator);
         let key = KeyRow::from(key);
         db_transaction!(self, |conn| {
-            insert_into(orchestrators::table)
-                .values(&orchestrator)
-                .execute(conn)
+            conn.run(insert_into(orchestrators::table).values(orchestrator))
                 .await?;
-            insert_into(api_keys::table)
-                .values(&key)
-                .execute(conn)
-                .await?;
+            conn.run(insert_into(api_keys::table).values(key)).await?;
             Ok(())
         })
     }
 
     async fn orchestrator(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
-            let row = orchestrators::table
-                .find(&id)
-                .select(OrchestratorRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(Orchestrator::try_from).transpose()
-        })
+        db_first!(self, OrchestratorRow, orchestrators::table.find(&id))
     }
 
     async fn orchestrator_by_slug(&self, slug: &Slug) -> Result<Option<Orchestrator>, StoreError> {
         let slug = slug.to_string();
-        db_run!(self, |conn| {
-            let row = orchestrators::table
-                .filter(orchestrators::slug.eq(&slug))
-                .select(OrchestratorRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(Orchestrator::try_from).transpose()
-        })
+        db_first!(
+            self,
+            OrchestratorRow,
+            orchestrators::table.filter(orchestrators::slug.eq(&slug))
+        )
     }
 
     async fn list_orchestrators(
@@ -106,24 +79,20 @@ impl OrchestratorStore for DbStore {
     ) -> Result<Page<Orchestrator>, StoreError> {
         let slug = filter.slug.as_ref().map(ToString::to_string);
         let name = filter.name.clone();
-        let limit = page_limit(page);
-        let cursor = page_cursor(page, OrchestratorId::parse);
-        db_run!(self, |conn| {
-            let mut query = orchestrators::table
-                .select(OrchestratorRow::as_select())
-                .order(orchestrators::id.desc())
-                .limit(sql_limit(limit + 1))
-                .into_boxed();
-            if let Some(slug) = &slug {
-                query = query.filter(orchestrators::slug.eq(slug.as_str()));
+        db_page!(
+            self,
+            page,
+            orchestrators,
+            OrchestratorRow,
+            OrchestratorId,
+            |query| {
+                if let Some(slug) = &slug {
+                    query = query.filter(orchestrators::slug.eq(slug.as_str()));
+                }
+                if let Some(name) = &name {
+                    query = query.filter(orchestrators::name.eq(name.as_str()));
+                }
             }
-            if let Some(name) = &name {
-                query = query.filter(orchestrators::name.eq(name.as_str()));
-            }
-            if let Some(cursor) = &cursor {
-                query = query.filter(orchestrators::id.lt(cursor.as_str()));
-            }
-            into_page(query.load(conn).await?, limit)
-        })
+        )
     }
 }

@@ -2,7 +2,7 @@
 //! that read a key with the client ID it names.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::{insert_into, update};
@@ -15,11 +15,11 @@ use mandate_domain::ports::{
 
 use crate::DbStore;
 use crate::clients::ClientRow;
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, Row};
 use crate::errors::Error;
-use crate::page::{into_page, page_cursor, page_limit, sql_limit};
-use crate::pool::{db_run, db_transaction};
-use crate::rows::{parsed, to_naive, to_utc};
+use crate::page::db_page;
+use crate::pool::{db_first, db_run, db_transaction};
+use crate::rows::{At, Maybe, same_fields};
 use crate::schema::{api_keys, client_ids, organizations};
 
 /// The `api_keys.kind` of each owner.
@@ -33,80 +33,78 @@ pub(crate) const ORCHESTRATOR: &str = "orchestrator";
 #[diesel(table_name = organizations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct OrganizationRow {
-    pub(crate) id: String,
-    pub(crate) name: String,
-    pub(crate) created_at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    id: OrganizationId,
+    name: String,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    created_at: DateTime<Utc>,
 }
 
-impl From<&Organization> for OrganizationRow {
-    fn from(organization: &Organization) -> Self {
-        Self {
-            id: organization.id.to_string(),
-            name: organization.name.clone(),
-            created_at: to_naive(organization.created_at),
-        }
+same_fields!(
+    Organization,
+    OrganizationRow {
+        id,
+        name,
+        created_at
     }
-}
-
-impl TryFrom<OrganizationRow> for Organization {
-    type Error = Error;
-    fn try_from(row: OrganizationRow) -> Result<Self, Error> {
-        Ok(Organization {
-            id: parsed("organization id", &row.id, OrganizationId::parse)?,
-            name: row.name,
-            created_at: to_utc(row.created_at),
-        })
-    }
-}
+);
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct KeyRow {
-    pub(crate) id: String,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub(crate) id: KeyId,
     pub(crate) kind: String,
-    pub(crate) organization_id: Option<String>,
-    pub(crate) destination_id: Option<String>,
-    pub(crate) orchestrator_id: Option<String>,
+    #[diesel(deserialize_as = Maybe<String>, serialize_as = Maybe<String>)]
+    pub(crate) organization_id: Option<OrganizationId>,
+    #[diesel(deserialize_as = Maybe<String>, serialize_as = Maybe<String>)]
+    pub(crate) destination_id: Option<DestinationId>,
+    #[diesel(deserialize_as = Maybe<String>, serialize_as = Maybe<String>)]
+    pub(crate) orchestrator_id: Option<OrchestratorId>,
     pub(crate) key_hash: String,
     pub(crate) prefix: String,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) last_used_at: Option<NaiveDateTime>,
-    pub(crate) expires_at: Option<NaiveDateTime>,
-    pub(crate) revoked_at: Option<NaiveDateTime>,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    pub(crate) created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = Maybe<At>, serialize_as = Maybe<At>)]
+    pub(crate) last_used_at: Option<DateTime<Utc>>,
+    #[diesel(deserialize_as = Maybe<At>, serialize_as = Maybe<At>)]
+    pub(crate) expires_at: Option<DateTime<Utc>>,
+    #[diesel(deserialize_as = Maybe<At>, serialize_as = Maybe<At>)]
+    pub(crate) revoked_at: Option<DateTime<Utc>>,
 }
 
 impl From<&ApiKey> for KeyRow {
     fn from(key: &ApiKey) -> Self {
         let (kind, organization_id, destination_id, orchestrator_id) = match &key.owner {
             KeyOwner::Platform { organization_id } => {
-                (PLATFORM, Some(organization_id.to_string()), None, None)
+                (PLATFORM, Some(organization_id.clone()), None, None)
             }
             KeyOwner::Destination {
                 organization_id,
                 destination_id,
             } => (
                 DESTINATION,
-                Some(organization_id.to_string()),
-                Some(destination_id.to_string()),
+                Some(organization_id.clone()),
+                Some(destination_id.clone()),
                 None,
             ),
             KeyOwner::Orchestrator { orchestrator_id } => {
-                (ORCHESTRATOR, None, None, Some(orchestrator_id.to_string()))
+                (ORCHESTRATOR, None, None, Some(orchestrator_id.clone()))
             }
         };
         Self {
-            id: key.id.to_string(),
+            id: key.id.clone(),
             kind: kind.to_owned(),
             organization_id,
             destination_id,
             orchestrator_id,
             key_hash: key.hash.clone(),
             prefix: key.prefix.clone(),
-            created_at: to_naive(key.created_at),
-            last_used_at: key.last_used_at.map(to_naive),
-            expires_at: key.expires_at.map(to_naive),
-            revoked_at: key.revoked_at.map(to_naive),
+            created_at: key.created_at,
+            last_used_at: key.last_used_at,
+            expires_at: key.expires_at,
+            revoked_at: key.revoked_at,
         }
     }
 }
@@ -120,40 +118,27 @@ impl TryFrom<KeyRow> for ApiKey {
                 row.kind, row.id
             ))
         };
+        let organization_id = || {
+            row.organization_id
+                .clone()
+                .ok_or_else(|| missing("organization_id"))
+        };
         let owner = match row.kind.as_str() {
             PLATFORM => KeyOwner::Platform {
-                organization_id: parsed(
-                    "organization id",
-                    row.organization_id
-                        .as_deref()
-                        .ok_or_else(|| missing("organization_id"))?,
-                    OrganizationId::parse,
-                )?,
+                organization_id: organization_id()?,
             },
             DESTINATION => KeyOwner::Destination {
-                organization_id: parsed(
-                    "organization id",
-                    row.organization_id
-                        .as_deref()
-                        .ok_or_else(|| missing("organization_id"))?,
-                    OrganizationId::parse,
-                )?,
-                destination_id: parsed(
-                    "destination id",
-                    row.destination_id
-                        .as_deref()
-                        .ok_or_else(|| missing("destination_id"))?,
-                    DestinationId::parse,
-                )?,
+                organization_id: organization_id()?,
+                destination_id: row
+                    .destination_id
+                    .clone()
+                    .ok_or_else(|| missing("destination_id"))?,
             },
             ORCHESTRATOR => KeyOwner::Orchestrator {
-                orchestrator_id: parsed(
-                    "orchestrator id",
-                    row.orchestrator_id
-                        .as_deref()
-                        .ok_or_else(|| missing("orchestrator_id"))?,
-                    OrchestratorId::parse,
-                )?,
+                orchestrator_id: row
+                    .orchestrator_id
+                    .clone()
+                    .ok_or_else(|| missing("orchestrator_id"))?,
             },
             other => {
                 return Err(Error::Data(format!(
@@ -163,14 +148,14 @@ impl TryFrom<KeyRow> for ApiKey {
             }
         };
         Ok(ApiKey {
-            id: parsed("key id", &row.id, KeyId::parse)?,
+            id: row.id,
             owner,
             hash: row.key_hash,
             prefix: row.prefix,
-            created_at: to_utc(row.created_at),
-            last_used_at: row.last_used_at.map(to_utc),
-            expires_at: row.expires_at.map(to_utc),
-            revoked_at: row.revoked_at.map(to_utc),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            expires_at: row.expires_at,
+            revoked_at: row.revoked_at,
         })
     }
 }
@@ -197,6 +182,15 @@ macro_rules! of_owner {
     };
 }
 
+/// The row of a key's owner, which concurrent key insertions for that owner lock in turn.
+fn owner_row(owner: &KeyOwner) -> Row<'_> {
+    match owner {
+        KeyOwner::Platform { organization_id } => Row::Organization(organization_id.as_str()),
+        KeyOwner::Destination { destination_id, .. } => Row::Destination(destination_id.as_str()),
+        KeyOwner::Orchestrator { orchestrator_id } => Row::Orchestrator(orchestrator_id.as_str()),
+    }
+}
+
 #[async_trait]
 impl OrganizationStore for DbStore {
     async fn insert_organization(
@@ -207,29 +201,16 @@ impl OrganizationStore for DbStore {
         let organization = OrganizationRow::from(organization);
         let key = KeyRow::from(platform_key);
         db_transaction!(self, |conn| {
-            insert_into(organizations::table)
-                .values(&organization)
-                .execute(conn)
+            conn.run(insert_into(organizations::table).values(organization))
                 .await?;
-            insert_into(api_keys::table)
-                .values(&key)
-                .execute(conn)
-                .await?;
+            conn.run(insert_into(api_keys::table).values(key)).await?;
             Ok(())
         })
     }
 
     async fn organization(&self, id: &OrganizationId) -> Result<Option<Organization>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
-            let row = organizations::table
-                .find(&id)
-                .select(OrganizationRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(Organization::try_from).transpose()
-        })
+        db_first!(self, OrganizationRow, organizations::table.find(&id))
     }
 
     async fn list_organizations(
@@ -238,22 +219,18 @@ impl OrganizationStore for DbStore {
         page: &PageRequest,
     ) -> Result<Page<Organization>, StoreError> {
         let name = filter.name.clone();
-        let limit = page_limit(page);
-        let cursor = page_cursor(page, OrganizationId::parse);
-        db_run!(self, |conn| {
-            let mut query = organizations::table
-                .select(OrganizationRow::as_select())
-                .order(organizations::id.desc())
-                .limit(sql_limit(limit + 1))
-                .into_boxed();
-            if let Some(name) = &name {
-                query = query.filter(organizations::name.eq(name.as_str()));
+        db_page!(
+            self,
+            page,
+            organizations,
+            OrganizationRow,
+            OrganizationId,
+            |query| {
+                if let Some(name) = &name {
+                    query = query.filter(organizations::name.eq(name.as_str()));
+                }
             }
-            if let Some(cursor) = &cursor {
-                query = query.filter(organizations::id.lt(cursor.as_str()));
-            }
-            into_page(query.load(conn).await?, limit)
-        })
+        )
     }
 }
 
@@ -285,15 +262,11 @@ pub(crate) fn key_and_client(
 impl KeyStore for DbStore {
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError> {
         let hash = hash.to_owned();
-        db_run!(self, |conn| {
-            let row = api_keys::table
-                .filter(api_keys::key_hash.eq(&hash))
-                .select(KeyRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(ApiKey::try_from).transpose()
-        })
+        db_first!(
+            self,
+            KeyRow,
+            api_keys::table.filter(api_keys::key_hash.eq(&hash))
+        )
     }
 
     async fn key_with_client(
@@ -338,12 +311,12 @@ impl KeyStore for DbStore {
     ) -> Result<bool, StoreError> {
         let row = KeyRow::from(key);
         let owner = key.owner.clone();
-        let now = to_naive(now);
+        let now = At::from(now);
         let max_active = max_active.map(|max| i64::try_from(max).unwrap_or(i64::MAX));
         db_transaction!(self, |conn| {
             if let Some(max_active) = max_active {
                 // Held until commit: a concurrent insert for this owner counts after us.
-                conn.lock_owner(&owner).await?;
+                conn.lock_row(owner_row(&owner)).await?;
                 let active: i64 =
                     of_owner!(api_keys::table.select(count_star()).into_boxed(), &owner)
                         .filter(api_keys::revoked_at.is_null())
@@ -358,10 +331,7 @@ impl KeyStore for DbStore {
                     return Ok(false);
                 }
             }
-            insert_into(api_keys::table)
-                .values(&row)
-                .execute(conn)
-                .await?;
+            conn.run(insert_into(api_keys::table).values(row)).await?;
             Ok(true)
         })
     }
@@ -390,7 +360,7 @@ impl KeyStore for DbStore {
     ) -> Result<Option<ApiKey>, StoreError> {
         let owner = owner.clone();
         let id = id.to_string();
-        let at = to_naive(at);
+        let at = At::from(at);
         db_transaction!(self, |conn| {
             let owned = of_owner!(api_keys::table.select(api_keys::id).into_boxed(), &owner)
                 .filter(api_keys::id.eq(&id))
@@ -401,11 +371,12 @@ impl KeyStore for DbStore {
                 return Ok(None);
             }
             // Only the first revocation sets the time.
-            update(api_keys::table.find(&id))
-                .filter(api_keys::revoked_at.is_null())
-                .set(api_keys::revoked_at.eq(at))
-                .execute(conn)
-                .await?;
+            conn.run(
+                update(api_keys::table.find(&id))
+                    .filter(api_keys::revoked_at.is_null())
+                    .set(api_keys::revoked_at.eq(at)),
+            )
+            .await?;
             let row = api_keys::table
                 .find(&id)
                 .select(KeyRow::as_select())
@@ -417,18 +388,19 @@ impl KeyStore for DbStore {
 
     async fn touch_key(&self, id: &KeyId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let id = id.to_string();
-        let at = to_naive(at);
+        let at = At::from(at);
         db_run!(self, |conn| {
             // Never moves backwards when touches race.
-            update(api_keys::table.find(&id))
-                .filter(
-                    api_keys::last_used_at
-                        .is_null()
-                        .or(api_keys::last_used_at.lt(at)),
-                )
-                .set(api_keys::last_used_at.eq(at))
-                .execute(conn)
-                .await?;
+            conn.run(
+                update(api_keys::table.find(&id))
+                    .filter(
+                        api_keys::last_used_at
+                            .is_null()
+                            .or(api_keys::last_used_at.lt(at)),
+                    )
+                    .set(api_keys::last_used_at.eq(at)),
+            )
+            .await?;
             Ok(())
         })
     }

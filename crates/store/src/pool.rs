@@ -164,6 +164,24 @@ macro_rules! db_run {
 }
 pub(crate) use db_run;
 
+/// The row of `$row` that `$query` finds first, as the domain's type (`None` if there is
+/// none), read as [`db_run!`] does.
+macro_rules! db_first {
+    ($store:expr, $row:ty, $query:expr) => {
+        $crate::pool::db_run!($store, |conn| {
+            let row: Option<$row> = $query
+                .select(<$row>::as_select())
+                .first(conn)
+                .await
+                .optional()?;
+            row.map(TryFrom::try_from)
+                .transpose()
+                .map_err($crate::errors::Error::from)
+        })
+    };
+}
+pub(crate) use db_first;
+
 /// Like [`db_run!`], in one transaction. SQLite begins it with `BEGIN IMMEDIATE`, taking the
 /// write lock up front, so that a read followed by a write cannot fail halfway with
 /// SQLITE_BUSY when another process writes too.

@@ -1,7 +1,7 @@
 //! Payment requests, their payments and payment links: rows, port and scoped lists.
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::{insert_into, update};
 use diesel_async::RunQueryDsl;
@@ -15,12 +15,13 @@ use mandate_domain::ports::{Page, PageRequest, RequestFilter, RequestStore, Stor
 use mandate_domain::values::{Amount, Currency, Total};
 
 use crate::DbStore;
-use crate::clients::metadata_text;
+use crate::clients::{metadata_of, metadata_text};
+use crate::dialect::Dialect;
 use crate::errors::Error;
 use crate::outbox::{Outbox, db_write};
-use crate::page::{empty_page, into_page_of_readable, page_cursor, page_limit, sql_limit};
-use crate::pool::db_run;
-use crate::rows::{known, optional, parsed, to_i64, to_naive, to_u64, to_utc};
+use crate::page::{all, empty_page, into_page_of_readable, page_cursor, page_limit, sql_limit};
+use crate::pool::{db_first, db_run};
+use crate::rows::{At, Maybe, Readable, Spelled, same_fields, to_i64, to_u64};
 use crate::schema::{payment_links, payment_requests, payments};
 use crate::sql::IndexPredicate;
 
@@ -28,50 +29,63 @@ use crate::sql::IndexPredicate;
 #[diesel(table_name = payment_requests, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct RequestRow {
-    pub(crate) id: String,
-    pub(crate) organization_id: String,
-    pub(crate) destination_id: String,
-    pub(crate) direction: String,
-    pub(crate) amount: String,
-    pub(crate) currency: String,
-    pub(crate) amount_paid: String,
-    pub(crate) status: String,
-    pub(crate) customer_id: Option<String>,
-    pub(crate) reference: Option<String>,
-    pub(crate) description: Option<String>,
-    pub(crate) due_at: Option<NaiveDateTime>,
-    pub(crate) expires_at: Option<NaiveDateTime>,
-    pub(crate) metadata: String,
-    pub(crate) created_by: String,
-    pub(crate) client_id: Option<String>,
-    pub(crate) version: i64,
-    pub(crate) created_at: NaiveDateTime,
-    pub(crate) updated_at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    id: RequestId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = Spelled, serialize_as = Spelled)]
+    direction: Direction,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    amount: Amount,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    currency: Currency,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    amount_paid: Total,
+    #[diesel(deserialize_as = Spelled, serialize_as = Spelled)]
+    status: RequestStatus,
+    customer_id: Option<String>,
+    reference: Option<String>,
+    description: Option<String>,
+    #[diesel(deserialize_as = Maybe<At>, serialize_as = Maybe<At>)]
+    due_at: Option<DateTime<Utc>>,
+    #[diesel(deserialize_as = Maybe<At>, serialize_as = Maybe<At>)]
+    expires_at: Option<DateTime<Utc>>,
+    metadata: String,
+    created_by: String,
+    #[diesel(deserialize_as = Maybe<String>, serialize_as = Maybe<String>)]
+    client_id: Option<ClientId>,
+    version: i64,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    updated_at: DateTime<Utc>,
 }
 
 impl TryFrom<&PaymentRequest> for RequestRow {
     type Error = Error;
     fn try_from(request: &PaymentRequest) -> Result<Self, Error> {
         Ok(Self {
-            id: request.id.to_string(),
-            organization_id: request.organization_id.to_string(),
-            destination_id: request.destination_id.to_string(),
-            direction: request.direction.as_str().to_owned(),
-            amount: request.amount.to_string(),
-            currency: request.currency.as_str().to_owned(),
-            amount_paid: request.amount_paid.to_string(),
-            status: request.status.as_str().to_owned(),
+            id: request.id.clone(),
+            organization_id: request.organization_id.clone(),
+            destination_id: request.destination_id.clone(),
+            direction: request.direction,
+            amount: request.amount,
+            currency: request.currency.clone(),
+            amount_paid: request.amount_paid,
+            status: request.status,
             customer_id: request.customer_id.clone(),
             reference: request.reference.clone(),
             description: request.description.clone(),
-            due_at: request.due_at.map(to_naive),
-            expires_at: request.expires_at.map(to_naive),
+            due_at: request.due_at,
+            expires_at: request.expires_at,
             metadata: metadata_text(&request.metadata)?,
             created_by: request.created_by.clone(),
-            client_id: request.client_id.as_ref().map(ToString::to_string),
+            client_id: request.client_id.clone(),
             version: to_i64("request version", request.version)?,
-            created_at: to_naive(request.created_at),
-            updated_at: to_naive(request.updated_at),
+            created_at: request.created_at,
+            updated_at: request.updated_at,
         })
     }
 }
@@ -79,58 +93,52 @@ impl TryFrom<&PaymentRequest> for RequestRow {
 impl TryFrom<RequestRow> for PaymentRequest {
     type Error = Error;
     fn try_from(row: RequestRow) -> Result<Self, Error> {
-        let metadata = serde_json::from_str(&row.metadata).map_err(|error| {
-            Error::Data(format!(
-                "stored metadata of request {} is invalid: {error}",
-                row.id
-            ))
-        })?;
         Ok(PaymentRequest {
-            id: parsed("request id", &row.id, RequestId::parse)?,
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            direction: known("direction", &row.direction, Direction::parse)?,
-            amount: parsed("amount", &row.amount, Amount::parse)?,
-            currency: parsed("currency", &row.currency, Currency::parse)?,
-            amount_paid: parsed("amount paid", &row.amount_paid, Total::parse)?,
-            status: known("request status", &row.status, RequestStatus::parse)?,
+            metadata: metadata_of(&row.id, &row.metadata)?,
+            version: to_u64("request version", row.version)?,
+            id: row.id,
+            organization_id: row.organization_id,
+            destination_id: row.destination_id,
+            direction: row.direction,
+            amount: row.amount,
+            currency: row.currency,
+            amount_paid: row.amount_paid,
+            status: row.status,
             customer_id: row.customer_id,
             reference: row.reference,
             description: row.description,
-            due_at: row.due_at.map(to_utc),
-            expires_at: row.expires_at.map(to_utc),
-            metadata,
+            due_at: row.due_at,
+            expires_at: row.expires_at,
             created_by: row.created_by,
-            client_id: optional("client id", row.client_id.as_deref(), ClientId::parse)?,
-            version: to_u64("request version", row.version)?,
-            created_at: to_utc(row.created_at),
-            updated_at: to_utc(row.updated_at),
+            client_id: row.client_id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
         })
     }
 }
 
-/// The changeable fields of a payment request.
+/// The changeable fields of a payment request. (Not embedded in [`RequestRow`]: a list reads
+/// its rows as [`Readable`], which needs every column converted as the row is built.)
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = payment_requests)]
 pub(crate) struct RequestChanges {
-    pub(crate) amount_paid: String,
-    pub(crate) status: String,
-    pub(crate) version: i64,
-    pub(crate) updated_at: NaiveDateTime,
+    #[diesel(serialize_as = String)]
+    amount_paid: Total,
+    #[diesel(serialize_as = Spelled)]
+    status: RequestStatus,
+    version: i64,
+    #[diesel(serialize_as = At)]
+    updated_at: DateTime<Utc>,
 }
 
 impl TryFrom<&PaymentRequest> for RequestChanges {
     type Error = Error;
     fn try_from(request: &PaymentRequest) -> Result<Self, Error> {
         Ok(Self {
-            amount_paid: request.amount_paid.to_string(),
-            status: request.status.as_str().to_owned(),
+            amount_paid: request.amount_paid,
+            status: request.status,
             version: to_i64("request version", request.version)?,
-            updated_at: to_naive(request.updated_at),
+            updated_at: request.updated_at,
         })
     }
 }
@@ -139,99 +147,70 @@ impl TryFrom<&PaymentRequest> for RequestChanges {
 #[diesel(table_name = payments, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct PaymentRow {
-    pub(crate) id: String,
-    pub(crate) organization_id: String,
-    pub(crate) destination_id: String,
-    pub(crate) request_id: String,
-    pub(crate) amount: String,
-    pub(crate) reference: String,
-    pub(crate) paid_at: NaiveDateTime,
-    pub(crate) created_by: String,
-    pub(crate) created_at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    id: PaymentId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    request_id: RequestId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    amount: Amount,
+    reference: String,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    paid_at: DateTime<Utc>,
+    created_by: String,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    created_at: DateTime<Utc>,
 }
 
-impl From<&Payment> for PaymentRow {
-    fn from(payment: &Payment) -> Self {
-        Self {
-            id: payment.id.to_string(),
-            organization_id: payment.organization_id.to_string(),
-            destination_id: payment.destination_id.to_string(),
-            request_id: payment.request_id.to_string(),
-            amount: payment.amount.to_string(),
-            reference: payment.reference.clone(),
-            paid_at: to_naive(payment.paid_at),
-            created_by: payment.created_by.clone(),
-            created_at: to_naive(payment.created_at),
-        }
+same_fields!(
+    Payment,
+    PaymentRow {
+        id,
+        organization_id,
+        destination_id,
+        request_id,
+        amount,
+        reference,
+        paid_at,
+        created_by,
+        created_at,
     }
-}
-
-impl TryFrom<PaymentRow> for Payment {
-    type Error = Error;
-    fn try_from(row: PaymentRow) -> Result<Self, Error> {
-        Ok(Payment {
-            id: parsed("payment id", &row.id, PaymentId::parse)?,
-            request_id: parsed("request id", &row.request_id, RequestId::parse)?,
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            amount: parsed("payment amount", &row.amount, Amount::parse)?,
-            reference: row.reference,
-            paid_at: to_utc(row.paid_at),
-            created_by: row.created_by,
-            created_at: to_utc(row.created_at),
-        })
-    }
-}
+);
 
 #[derive(Debug, Queryable, Selectable, Insertable)]
 #[diesel(table_name = payment_links, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_default_value = false)]
 pub(crate) struct PaymentLinkRow {
-    pub(crate) id: String,
-    pub(crate) organization_id: String,
-    pub(crate) destination_id: String,
-    pub(crate) request_id: String,
-    pub(crate) token_hash: String,
-    pub(crate) expires_at: NaiveDateTime,
-    pub(crate) created_at: NaiveDateTime,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    id: PaymentLinkId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    organization_id: OrganizationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    destination_id: DestinationId,
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    request_id: RequestId,
+    token_hash: String,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    expires_at: DateTime<Utc>,
+    #[diesel(deserialize_as = At, serialize_as = At)]
+    created_at: DateTime<Utc>,
 }
 
-impl From<&PaymentLink> for PaymentLinkRow {
-    fn from(link: &PaymentLink) -> Self {
-        Self {
-            id: link.id.to_string(),
-            organization_id: link.organization_id.to_string(),
-            destination_id: link.destination_id.to_string(),
-            request_id: link.request_id.to_string(),
-            token_hash: link.token_hash.clone(),
-            expires_at: to_naive(link.expires_at),
-            created_at: to_naive(link.created_at),
-        }
+same_fields!(
+    PaymentLink,
+    PaymentLinkRow {
+        id,
+        organization_id,
+        destination_id,
+        request_id,
+        token_hash,
+        expires_at,
+        created_at,
     }
-}
-
-impl TryFrom<PaymentLinkRow> for PaymentLink {
-    type Error = Error;
-    fn try_from(row: PaymentLinkRow) -> Result<Self, Error> {
-        Ok(PaymentLink {
-            id: parsed("payment link id", &row.id, PaymentLinkId::parse)?,
-            request_id: parsed("request id", &row.request_id, RequestId::parse)?,
-            organization_id: parsed(
-                "organization id",
-                &row.organization_id,
-                OrganizationId::parse,
-            )?,
-            destination_id: parsed("destination id", &row.destination_id, DestinationId::parse)?,
-            token_hash: row.token_hash,
-            expires_at: to_utc(row.expires_at),
-            created_at: to_utc(row.created_at),
-        })
-    }
-}
+);
 
 /// A version as stored; one past `i64::MAX` can match no row, so it fails instead.
 pub(crate) fn version_column(version: u64) -> Result<i64, Error> {
@@ -268,7 +247,7 @@ impl RequestStore for DbStore {
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
             outbox
-                .store_with(conn, insert_into(payment_requests::table).values(&row))
+                .store_with(conn, insert_into(payment_requests::table).values(row))
                 .await?;
             Ok(())
         })
@@ -276,15 +255,7 @@ impl RequestStore for DbStore {
 
     async fn request(&self, id: &RequestId) -> Result<Option<PaymentRequest>, StoreError> {
         let id = id.to_string();
-        db_run!(self, |conn| {
-            let row = payment_requests::table
-                .find(&id)
-                .select(RequestRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(PaymentRequest::try_from).transpose()
-        })
+        db_first!(self, RequestRow, payment_requests::table.find(&id))
     }
 
     async fn list_requests(
@@ -317,7 +288,7 @@ impl RequestStore for DbStore {
         let cursor = page_cursor(page, RequestId::parse);
         db_run!(self, |conn| {
             let mut query = payment_requests::table
-                .select(RequestRow::as_select())
+                .select((payment_requests::id, Readable::<RequestRow>::as_select()))
                 .order(payment_requests::id.desc())
                 .limit(sql_limit(limit + 1))
                 .into_boxed();
@@ -368,8 +339,7 @@ impl RequestStore for DbStore {
                 query = query.filter(payment_requests::id.lt(cursor.as_str()));
             }
             // One unreadable request fails its own reads, not every list it is in.
-            let rows: Vec<RequestRow> = query.load(conn).await?;
-            Ok(into_page_of_readable(rows, limit, |row| row.id.clone()))
+            Ok(into_page_of_readable(query.load(conn).await?, limit))
         })
     }
 
@@ -386,18 +356,18 @@ impl RequestStore for DbStore {
         let payment = payment.map(PaymentRow::from);
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let updated = update(payment_requests::table.find(&id))
-                .filter(payment_requests::version.eq(expected))
-                .set(&changes)
-                .execute(conn)
+            let updated = conn
+                .run(
+                    update(payment_requests::table.find(&id))
+                        .filter(payment_requests::version.eq(expected))
+                        .set(changes),
+                )
                 .await?;
             if updated == 0 {
                 return Ok(false);
             }
-            if let Some(payment) = &payment {
-                insert_into(payments::table)
-                    .values(payment)
-                    .execute(conn)
+            if let Some(payment) = payment {
+                conn.run(insert_into(payments::table).values(payment))
                     .await?;
             }
             outbox.store(conn).await?;
@@ -410,7 +380,7 @@ impl RequestStore for DbStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<PaymentRequest>, StoreError> {
-        let now = to_naive(now);
+        let now = At::from(now);
         let limit = i64::from(limit);
         db_run!(self, |conn| {
             let rows = payment_requests::table
@@ -424,9 +394,7 @@ impl RequestStore for DbStore {
                 .select(RequestRow::as_select())
                 .load(conn)
                 .await?;
-            rows.into_iter()
-                .map(PaymentRequest::try_from)
-                .collect::<Result<Vec<_>, Error>>()
+            all(rows)
         })
     }
 
@@ -439,18 +407,14 @@ impl RequestStore for DbStore {
                 .select(PaymentRow::as_select())
                 .load(conn)
                 .await?;
-            rows.into_iter()
-                .map(Payment::try_from)
-                .collect::<Result<Vec<_>, Error>>()
+            all(rows)
         })
     }
 
     async fn insert_payment_link(&self, link: &PaymentLink) -> Result<(), StoreError> {
         let row = PaymentLinkRow::from(link);
         db_run!(self, |conn| {
-            insert_into(payment_links::table)
-                .values(&row)
-                .execute(conn)
+            conn.run(insert_into(payment_links::table).values(row))
                 .await?;
             Ok(())
         })
@@ -461,14 +425,10 @@ impl RequestStore for DbStore {
         hash: &str,
     ) -> Result<Option<PaymentLink>, StoreError> {
         let hash = hash.to_owned();
-        db_run!(self, |conn| {
-            let row = payment_links::table
-                .filter(payment_links::token_hash.eq(&hash))
-                .select(PaymentLinkRow::as_select())
-                .first(conn)
-                .await
-                .optional()?;
-            row.map(PaymentLink::try_from).transpose()
-        })
+        db_first!(
+            self,
+            PaymentLinkRow,
+            payment_links::table.filter(payment_links::token_hash.eq(&hash))
+        )
     }
 }

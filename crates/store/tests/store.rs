@@ -17,9 +17,12 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use mandate_contract::fixtures;
+use mandate_domain::events::EventType;
 use mandate_domain::ids::OrganizationId;
 use mandate_domain::model::KeyOwner;
-use mandate_domain::ports::{Store, StoreError};
+use mandate_domain::payments::Direction;
+use mandate_domain::policy::RequestScope;
+use mandate_domain::ports::{RequestFilter, Store, StoreError};
 use mandate_store::{Backend, DbStore, StoreOptions, migrate};
 use mandate_test_support::{address_of, with_address};
 use support::{FreshDatabase, Proxy};
@@ -282,6 +285,47 @@ async fn unsupported_urls_are_refused() {
             "{refused}"
         );
     }
+}
+
+/// Runs `statements` on the SQLite file of a store, behind the store's back.
+fn damage(directory: &tempfile::TempDir, statements: &str) {
+    let path = directory.path().join("mandate.db");
+    let mut conn = SqliteConnection::establish(&path.display().to_string()).unwrap();
+    conn.batch_execute(statements).unwrap();
+}
+
+/// A stored value that breaks a domain rule fails the read of its row with the store's error
+/// for unreadable rows (a 500, never a panic), and a list names the request it cannot read in
+/// `unreadable` instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_values_that_break_domain_rules_fail_their_reads() {
+    let (store, directory) = support::sqlite_store().await;
+    let (_, destinations) = fixtures::seed_organization(&*store, 1).await;
+    let orchestrator = fixtures::seed_orchestrator(&*store).await;
+    let request = fixtures::payment_request(&destinations[0], Direction::Incoming, None);
+    let created = fixtures::request_event(EventType::PaymentRequestCreated, &request);
+    store.insert_request(&request, &created).await.unwrap();
+    damage(
+        &directory,
+        "UPDATE orchestrators SET slug = 'Not A Slug';
+         UPDATE payment_requests SET amount_paid = 'not a number';",
+    );
+
+    let unreadable = |read: Result<_, StoreError>| match read {
+        Err(StoreError::Other(cause)) => cause.to_string(),
+        other => panic!("a damaged row was read: {other:?}"),
+    };
+    let orchestrator = store.orchestrator(&orchestrator.id).await.map(|_| ());
+    assert!(unreadable(orchestrator).starts_with("a stored row cannot be read"));
+    let read = store.request(&request.id).await.map(|_| ());
+    assert!(unreadable(read).starts_with("a stored row cannot be read"));
+    let scope = RequestScope::Destination(destinations[0].id.clone());
+    let listed = store
+        .list_requests(&scope, &RequestFilter::default(), &page())
+        .await
+        .unwrap();
+    assert!(listed.data.is_empty());
+    assert_eq!(listed.unreadable, vec![request.id.to_string()]);
 }
 
 fn store_of(store: DbStore) -> Arc<dyn Store> {

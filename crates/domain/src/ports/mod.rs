@@ -86,6 +86,15 @@ impl<T> Page<T> {
             unreadable: Vec::new(),
         }
     }
+
+    /// The same page with each item changed by `f`.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            data: self.data.into_iter().map(f).collect(),
+            has_more: self.has_more,
+            unreadable: self.unreadable,
+        }
+    }
 }
 
 /// The operator's look-up of organizations: all of them, or those with this exact `name`.

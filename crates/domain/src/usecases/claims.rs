@@ -284,11 +284,12 @@ impl Mandate {
     /// One claim the caller may see.
     pub async fn claim(&self, principal: &Principal, id: &ClaimId) -> Result<Claim, ReadError> {
         let claim = self.store.claim(id).await?.ok_or(ReadError::NotFound)?;
-        match authorize(principal, Action::ReadClaim, Resource::Claim(&claim)) {
-            Decision::Allow => Ok(claim),
-            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
-            Decision::NotFound => Err(ReadError::NotFound),
-        }
+        ReadError::unless_allowed(authorize(
+            principal,
+            Action::ReadClaim,
+            Resource::Claim(&claim),
+        ))?;
+        Ok(claim)
     }
 
     /// The claims the caller may see: an owner's destinations' claims, an orchestrator's own.

@@ -193,11 +193,12 @@ impl Mandate {
     /// One client ID the caller may see.
     pub async fn client(&self, principal: &Principal, id: &ClientId) -> Result<Client, ReadError> {
         let client = self.store.client(id).await?.ok_or(ReadError::NotFound)?;
-        match authorize(principal, Action::ReadClient, Resource::Client(&client)) {
-            Decision::Allow => Ok(client),
-            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
-            Decision::NotFound => Err(ReadError::NotFound),
-        }
+        ReadError::unless_allowed(authorize(
+            principal,
+            Action::ReadClient,
+            Resource::Client(&client),
+        ))?;
+        Ok(client)
     }
 
     /// The client IDs the caller may see, revoked ones included unless `status` filters.

@@ -175,11 +175,8 @@ impl Mandate {
             id: &destination.id,
             organization_id: &destination.organization_id,
         };
-        match authorize(principal, action, resource) {
-            Decision::Allow => Ok(destination),
-            Decision::Forbidden | Decision::Lacks(_) => Err(ReadError::Forbidden),
-            Decision::NotFound => Err(ReadError::NotFound),
-        }
+        ReadError::unless_allowed(authorize(principal, action, resource))?;
+        Ok(destination)
     }
 
     /// The destinations the caller may read, newest first.

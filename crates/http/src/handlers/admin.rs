@@ -2,7 +2,7 @@
 
 use actix_web::HttpResponse;
 use mandate_domain::ids::{OrchestratorId, OrganizationId};
-use mandate_domain::ports::{OrchestratorFilter, OrganizationFilter, Page};
+use mandate_domain::ports::{OrchestratorFilter, OrganizationFilter};
 use mandate_domain::values::Slug;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -124,15 +124,7 @@ pub async fn list_organizations(
         .mandate
         .list_organizations(&principal, &filter, &page)
         .await?;
-    let views = Page {
-        data: organizations
-            .data
-            .into_iter()
-            .map(OrganizationView::from)
-            .collect(),
-        has_more: organizations.has_more,
-        unreadable: organizations.unreadable,
-    };
+    let views = organizations.map(OrganizationView::from);
     Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }
 
@@ -183,14 +175,6 @@ pub async fn list_orchestrators(
         .mandate
         .list_orchestrators(&principal, &filter, &page)
         .await?;
-    let views = Page {
-        data: orchestrators
-            .data
-            .into_iter()
-            .map(OrchestratorView::from)
-            .collect(),
-        has_more: orchestrators.has_more,
-        unreadable: orchestrators.unreadable,
-    };
+    let views = orchestrators.map(OrchestratorView::from);
     Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, web};
 use mandate_domain::ids::DestinationId;
-use mandate_domain::ports::Page;
 use mandate_domain::usecases::{DestinationChanges, KeyTarget, NewDestination};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -86,15 +85,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let page = params.page(DestinationId::parse)?;
     let destinations = state.mandate.list_destinations(&principal, &page).await?;
-    let views = Page {
-        data: destinations
-            .data
-            .into_iter()
-            .map(DestinationView::from)
-            .collect(),
-        has_more: destinations.has_more,
-        unreadable: destinations.unreadable,
-    };
+    let views = destinations.map(DestinationView::from);
     Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }
 
