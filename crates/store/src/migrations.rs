@@ -110,3 +110,46 @@ fn finish(
     }
     Ok(applied)
 }
+
+#[cfg(test)]
+mod tests {
+    // Assertions are how a test reports.
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+
+    use diesel::migration::MigrationSource;
+    use diesel::pg::Pg;
+    use diesel::sqlite::Sqlite;
+
+    use super::*;
+
+    /// Diesel knows a migration by the version its folder name starts with: two folders of one
+    /// version would leave the second unapplied on every database that ran the first.
+    #[test]
+    fn every_migration_has_a_version_of_its_own_and_both_backends_the_same_list() {
+        let postgres: Vec<String> = MigrationSource::<Pg>::migrations(&POSTGRES)
+            .unwrap()
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .collect();
+        let sqlite: Vec<String> = MigrationSource::<Sqlite>::migrations(&SQLITE)
+            .unwrap()
+            .iter()
+            .map(|migration| migration.name().to_string())
+            .collect();
+        let versions: BTreeSet<&str> = postgres
+            .iter()
+            .map(|name| {
+                name.split_once('_')
+                    .map_or(name.as_str(), |(version, _)| version)
+            })
+            .collect();
+        assert_eq!(
+            versions.len(),
+            postgres.len(),
+            "versions repeat in {postgres:?}"
+        );
+        assert_eq!(postgres, sqlite);
+    }
+}
