@@ -1082,13 +1082,17 @@ fn render(
     ));
     let small = p50("list_small");
     let large = p50("list_large");
-    let list_ratio = median(
-        loads("list_large")
-            .iter()
-            .zip(loads("list_small").iter())
-            .map(|(l, s)| l.p50_ms / s.p50_ms)
-            .collect(),
-    );
+    // The p50 latency of `key` over that of `base`, per round, then the median.
+    let latency_ratio = |key: &str, base: &str| {
+        median(
+            loads(key)
+                .iter()
+                .zip(loads(base).iter())
+                .map(|(k, b)| k.p50_ms / b.p50_ms)
+                .collect(),
+        )
+    };
+    let list_ratio = latency_ratio("list_large", "list_small");
     out.push_str(&format!(
         "| List latency (page of 20, one connection, p50) at {} vs {} requests | {large:.3} ms vs {small:.3} ms (p99 {:.3} vs {:.3} ms) | — | {list_ratio:.2} | ≤ 1.3 | {} |\n",
         grouped(options.list_large),
@@ -1097,13 +1101,7 @@ fn render(
         p99("list_small"),
         verdict(list_ratio <= 1.3),
     ));
-    let growth_ratio = median(
-        loads("list_grown")
-            .iter()
-            .zip(loads("list_analysed").iter())
-            .map(|(g, a)| g.p50_ms / a.p50_ms)
-            .collect(),
-    );
+    let growth_ratio = latency_ratio("list_grown", "list_analysed");
     out.push_str(&format!(
         "| Page of 20 (client, one connection, p50) after +{} rows without `ANALYZE` / analysed | {:.3} ms vs {:.3} ms (p99 {:.3} vs {:.3} ms) | — | {growth_ratio:.2} | ≤ 1.5 | {} |\n",
         grouped(options.list_growth),
