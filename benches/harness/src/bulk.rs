@@ -1,6 +1,7 @@
-//! Bulk seeding for the list-latency figure: copies one payment request row (made through the
-//! API, so it is a real one) under fresh ids until its destination holds the wanted number of
-//! requests. Rows go in with `INSERT … SELECT … unnest(…)` in large batches.
+//! Bulk seeding for the list figures: copies one payment request row (made through the API, so
+//! it is a real one) under fresh ids, either until its destination holds the wanted number of
+//! requests (then analysed), or by a number of rows with no `ANALYZE` (the growth figure).
+//! Rows go in with `INSERT … SELECT … unnest(…)` in large batches.
 
 use anyhow::Context;
 
@@ -11,9 +12,13 @@ pub struct Args {
     /// The request whose row is copied.
     #[arg(long)]
     template: String,
-    /// How many requests its destination should hold afterwards.
+    /// How many requests its destination should hold afterwards; the table is then analysed.
+    #[arg(long, conflicts_with = "grow")]
+    total: Option<u64>,
+    /// How many copies to add with no `ANALYZE`, and with autovacuum off on the table so that
+    /// none runs either: the planner keeps the statistics from before the growth.
     #[arg(long)]
-    total: u64,
+    grow: Option<u64>,
 }
 
 const BATCH: u64 = 20_000;
@@ -63,17 +68,28 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         .await
         .context("connecting to the database")?;
     tokio::spawn(connection);
-    let row = client
-        .query_one(
-            "SELECT count(*) FROM payment_requests WHERE destination_id = \
-             (SELECT destination_id FROM payment_requests WHERE id = $1)",
-            &[&args.template],
-        )
-        .await?;
-    let existing = u64::try_from(row.get::<_, i64>(0)).unwrap_or_default();
     let started = std::time::Instant::now();
-    copy_request(&client, &args.template, args.total.saturating_sub(existing)).await?;
-    client.batch_execute("ANALYZE payment_requests").await?;
+    match (args.total, args.grow) {
+        (_, Some(grow)) => {
+            client
+                .batch_execute("ALTER TABLE payment_requests SET (autovacuum_enabled = off)")
+                .await?;
+            copy_request(&client, &args.template, grow).await?;
+        }
+        (Some(total), None) => {
+            let row = client
+                .query_one(
+                    "SELECT count(*) FROM payment_requests WHERE destination_id = \
+                     (SELECT destination_id FROM payment_requests WHERE id = $1)",
+                    &[&args.template],
+                )
+                .await?;
+            let existing = u64::try_from(row.get::<_, i64>(0)).unwrap_or_default();
+            copy_request(&client, &args.template, total.saturating_sub(existing)).await?;
+            client.batch_execute("ANALYZE payment_requests").await?;
+        }
+        (None, None) => anyhow::bail!("--total or --grow is needed"),
+    }
     let row = client
         .query_one("SELECT count(*) FROM payment_requests", &[])
         .await?;
