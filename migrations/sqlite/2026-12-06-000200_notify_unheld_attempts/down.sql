@@ -1,2 +1,0 @@
--- Nothing to undo on SQLite (see up.sql).
-SELECT 1;
