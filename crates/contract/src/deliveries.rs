@@ -62,7 +62,12 @@ async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .claim_due_deliveries(10, at + lease() - Duration::seconds(1), lease())
+            .claim_due_deliveries_per_endpoint(
+                10,
+                NO_SHARE_LIMIT,
+                at + lease() - Duration::seconds(1),
+                lease()
+            )
             .await
             .unwrap()
             .is_empty(),
@@ -118,7 +123,7 @@ async fn fanout_claims_lease_events_until_recorded(store: Arc<dyn Store>) {
     assert_eq!(
         claimed_ids(
             &store
-                .claim_due_deliveries(10, after, lease())
+                .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, after, lease())
                 .await
                 .unwrap()
         ),
@@ -227,7 +232,10 @@ async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
         store.insert_delivery(delivery).await.unwrap();
     }
 
-    let first = store.claim_due_deliveries(2, at, lease()).await.unwrap();
+    let first = store
+        .claim_due_deliveries_per_endpoint(2, NO_SHARE_LIMIT, at, lease())
+        .await
+        .unwrap();
     assert_eq!(
         claimed_ids(&first),
         delivery_ids(&[oldest.clone(), older.clone()])
@@ -236,12 +244,15 @@ async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
     assert_eq!(first[0].event, event);
     assert_eq!(first[0].endpoint, endpoint);
     assert_eq!(first[1].event, other_event);
-    let rest = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    let rest = store
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at, lease())
+        .await
+        .unwrap();
     assert_eq!(claimed_ids(&rest), vec![exactly_now.id.clone()]);
     let during = at + Duration::seconds(59);
     assert!(
         store
-            .claim_due_deliveries(10, during, lease())
+            .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, during, lease())
             .await
             .unwrap()
             .is_empty()
@@ -251,7 +262,7 @@ async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
     // one that fell due meanwhile; finished attempts never are.
     let after = at + lease();
     let again = store
-        .claim_due_deliveries(10, after, lease())
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, after, lease())
         .await
         .unwrap();
     assert_eq!(
@@ -260,7 +271,7 @@ async fn delivery_claims_lease_due_attempts(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .claim_due_deliveries(10, after, lease())
+            .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, after, lease())
             .await
             .unwrap()
             .is_empty()
@@ -287,7 +298,12 @@ async fn concurrent_delivery_claims_take_each_attempt_once(store: Arc<dyn Store>
     futures_util::future::join_all((0..8).map(|_| store.ping())).await;
     let claims = (0..8).map(|_| {
         let store = store.clone();
-        async move { store.claim_due_deliveries(10, at, lease()).await.unwrap() }
+        async move {
+            store
+                .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at, lease())
+                .await
+                .unwrap()
+        }
     });
     let mut claimed: Vec<DeliveryId> = futures_util::future::join_all(claims)
         .await
@@ -295,7 +311,10 @@ async fn concurrent_delivery_claims_take_each_attempt_once(store: Arc<dyn Store>
         .flat_map(|claimed| claimed_ids(claimed))
         .collect();
     loop {
-        let more = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+        let more = store
+            .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at, lease())
+            .await
+            .unwrap();
         if more.is_empty() {
             break;
         }
@@ -404,7 +423,10 @@ async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn Sto
     let at = now();
     let first = Delivery::first(&event.id, &endpoint.id, at);
     store.insert_delivery(&first).await.unwrap();
-    let claimed = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    let claimed = store
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at, lease())
+        .await
+        .unwrap();
     assert_eq!(claimed_ids(&claimed), vec![first.id.clone()]);
     let until = at + Duration::seconds(30);
     assert_eq!(
@@ -416,12 +438,17 @@ async fn postponed_attempts_fall_due_later_without_an_attempt(store: Arc<dyn Sto
     );
     // Not due before then, although its lease ended; due then as the same attempt.
     let before = store
-        .claim_due_deliveries(10, until - Duration::seconds(1), lease())
+        .claim_due_deliveries_per_endpoint(
+            10,
+            NO_SHARE_LIMIT,
+            until - Duration::seconds(1),
+            lease(),
+        )
         .await
         .unwrap();
     assert!(before.is_empty());
     let due = store
-        .claim_due_deliveries(10, until, lease())
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, until, lease())
         .await
         .unwrap();
     assert_eq!(claimed_ids(&due), vec![first.id.clone()]);
@@ -504,7 +531,12 @@ async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
         Some(first.clone())
     );
     assert_eq!(
-        claimed_ids(&store.claim_due_deliveries(10, at, lease()).await.unwrap()),
+        claimed_ids(
+            &store
+                .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at, lease())
+                .await
+                .unwrap()
+        ),
         vec![first.id.clone()]
     );
 
@@ -534,13 +566,18 @@ async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     // has not ended.
     assert!(
         store
-            .claim_due_deliveries(10, retry_at - Duration::seconds(1), lease())
+            .claim_due_deliveries_per_endpoint(
+                10,
+                NO_SHARE_LIMIT,
+                retry_at - Duration::seconds(1),
+                lease()
+            )
             .await
             .unwrap()
             .is_empty()
     );
     let claimed = store
-        .claim_due_deliveries(10, retry_at, lease())
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, retry_at, lease())
         .await
         .unwrap();
     assert_eq!(claimed_ids(&claimed), vec![next.id.clone()]);
@@ -562,7 +599,7 @@ async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .claim_due_deliveries(10, at + Duration::days(1), lease())
+            .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at + Duration::days(1), lease())
             .await
             .unwrap()
             .is_empty()
@@ -589,7 +626,7 @@ async fn attempts_are_recorded_with_their_successor(store: Arc<dyn Store>) {
     // Deleting the endpoint deletes its log; an attempt in flight then records nothing, and
     // has no successor.
     let in_flight = store
-        .claim_due_deliveries(10, manual_at, lease())
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, manual_at, lease())
         .await
         .unwrap();
     assert_eq!(claimed_ids(&in_flight), vec![manual.id.clone()]);
@@ -636,7 +673,10 @@ async fn direct_events_are_not_fanned_out_again(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
-    let claimed = store.claim_due_deliveries(10, at, lease()).await.unwrap();
+    let claimed = store
+        .claim_due_deliveries_per_endpoint(10, NO_SHARE_LIMIT, at, lease())
+        .await
+        .unwrap();
     assert_eq!(claimed_ids(&claimed), vec![delivery.id.clone()]);
     assert_eq!(claimed[0].event, test);
     assert_eq!(

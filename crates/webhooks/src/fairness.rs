@@ -27,6 +27,19 @@ pub fn endpoint_backoff(streak: u32) -> Option<Duration> {
     Some(FIRST_BACKOFF.saturating_mul(factor).min(MAX_BACKOFF))
 }
 
+/// How many shares of attempts an endpoint that answers may have waiting in a worker beyond
+/// the share it sends: as many as its share sends within `lease` when every send takes the
+/// full `timeout`, less the wave in flight, and at least one. An attempt waiting in the worker
+/// is leased, and the claim counts leased attempts against the endpoint's share; one handed
+/// back instead would wait behind every later fan-out's, which keep the endpoint's share
+/// leased while events keep coming, so a burst is kept rather than handed back.
+pub(crate) fn waiting_shares(lease: Duration, timeout: Duration) -> usize {
+    let waves = lease.as_millis() / timeout.as_millis().max(1);
+    usize::try_from(waves.saturating_sub(1))
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
 /// Whether an attempt may be sent now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
@@ -146,6 +159,16 @@ mod tests {
             .collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(endpoint_backoff(u32::MAX), Some(MAX_BACKOFF));
+    }
+
+    #[test]
+    fn an_endpoint_keeps_waiting_what_its_share_sends_within_the_lease() {
+        let seconds = Duration::from_secs;
+        // The fault suite's 35 s lease with a 2 s timeout; the defaults' 100 s with 15 s.
+        assert_eq!(waiting_shares(seconds(35), seconds(2)), 16);
+        assert_eq!(waiting_shares(seconds(100), seconds(15)), 5);
+        assert_eq!(waiting_shares(seconds(15), seconds(15)), 1);
+        assert_eq!(waiting_shares(seconds(1), Duration::ZERO), 999);
     }
 
     #[test]

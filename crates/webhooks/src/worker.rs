@@ -17,7 +17,7 @@ use rand::Rng;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::fairness::{Admission, Shares};
+use crate::fairness::{Admission, Shares, waiting_shares};
 use crate::retry::{RetrySchedule, next_attempt_delay};
 use crate::sender::{SendResult, Sender};
 
@@ -207,6 +207,7 @@ async fn run_on(
             "webhook worker lengthened its lease to cover a full batch of sends"
         );
     }
+    let waiting_shares = waiting_shares(lease, sender.timeout());
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
     let mut worker = Worker {
         queue,
@@ -214,6 +215,7 @@ async fn run_on(
         shares: Shares::new(config.per_endpoint_concurrency),
         config: Arc::new(config),
         lease,
+        waiting_shares,
         waiting: VecDeque::new(),
         running: JoinSet::new(),
         in_flight: HashMap::new(),
@@ -297,10 +299,6 @@ async fn run_on(
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
-/// How many shares of attempts an endpoint that is not failing may have waiting in the
-/// worker beyond those it sends: a burst of events that piles up while the worker is busy
-/// waits here for the endpoint's sends instead of for a claim.
-const PARKED_SHARES: usize = 4;
 /// The most often due attempts are looked for while new events keep coming.
 const CLAIM_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -368,6 +366,9 @@ struct Worker<Q> {
     sender: Arc<Sender>,
     config: Arc<WorkerConfig>,
     lease: chrono::Duration,
+    /// How many shares of attempts an endpoint that answers may have parked here
+    /// ([`waiting_shares`]).
+    waiting_shares: usize,
     /// What each endpoint holds of the sends, and which are backed off.
     shares: Shares,
     /// Attempts this worker holds (leased) and has not started sending, each admitted.
@@ -476,12 +477,13 @@ impl<Q: Queue> Worker<Q> {
                 Admission::Send => self.waiting.push_back(claimed),
                 Admission::OverShare => {
                     let endpoint = &claimed.delivery.endpoint_id;
-                    // An endpoint that answers takes a burst of events in its stride; one
-                    // that fails keeps no more than a share waiting on it.
+                    // An endpoint that answers takes a burst of events in its stride (a
+                    // burst waits here for its sends, not for a claim); one that fails keeps
+                    // no more than a share waiting on it.
                     let shares = if self.shares.failing(endpoint) {
                         1
                     } else {
-                        PARKED_SHARES
+                        self.waiting_shares
                     };
                     let bound = self.config.per_endpoint_concurrency.max(1) * shares;
                     let parked = self.parked.entry(endpoint.clone()).or_default();

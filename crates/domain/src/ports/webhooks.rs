@@ -93,23 +93,11 @@ pub trait WebhookStore: Send + Sync {
 
     /// Claims up to `limit` pending attempts due at `now`, soonest first, for `lease`
     /// (`FOR UPDATE SKIP LOCKED` on PostgreSQL: each attempt goes to exactly one worker),
-    /// however many of one endpoint are in flight.
-    async fn claim_due_deliveries(
-        &self,
-        limit: u32,
-        now: DateTime<Utc>,
-        lease: chrono::Duration,
-    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        self.claim_due_deliveries_per_endpoint(limit, u32::MAX, now, lease)
-            .await
-    }
-
-    /// [`WebhookStore::claim_due_deliveries`], leaving no endpoint with more than
-    /// `per_endpoint` attempts leased (in flight) at once, those leased before included, so
-    /// that endpoints whose receivers hang cannot take every send. Endpoints are taken by
-    /// their soonest due attempt; on PostgreSQL their rows are locked
-    /// `FOR NO KEY UPDATE SKIP LOCKED` while they are counted, so that concurrent claims of
-    /// any replica count one after the other (an endpoint another claim holds waits for the
+    /// leaving no endpoint with more than `per_endpoint` attempts leased (in flight) at once,
+    /// those leased before included, so that endpoints whose receivers hang cannot take every
+    /// send. Endpoints are taken by their soonest due attempt; on PostgreSQL their rows are
+    /// locked `FOR NO KEY UPDATE SKIP LOCKED` while they are counted, so that concurrent claims
+    /// of any replica count one after the other (an endpoint another claim holds waits for the
     /// next round).
     async fn claim_due_deliveries_per_endpoint(
         &self,

@@ -587,9 +587,18 @@ async fn fanned_out_attempts_beyond_an_endpoints_share_wait_for_it_or_are_handed
     let receiver = receiver(Duration::from_millis(300)).await;
     let now = mandate_domain::now();
     let first = claimed_to(&receiver.url, 1, now);
-    // One sent, four shares waiting, two handed back.
+    let config = WorkerConfig {
+        per_endpoint_concurrency: 1,
+        ..quick()
+    };
+    let sender = loopback_sender();
+    let waiting = waiting_shares(config.effective_lease(sender.timeout()), sender.timeout());
+    // A burst well beyond a few shares is kept: handed back, it would wait behind every
+    // later fan-out's attempts (the claim counts those waiting here as leased).
+    assert!(waiting >= 8, "{waiting}");
+    // One sent, what the lease covers waiting, two handed back.
     let mut busy = vec![first.clone()];
-    busy.extend((0..PARKED_SHARES + 2).map(|_| another(&first)));
+    busy.extend((0..waiting + 2).map(|_| another(&first)));
     let others: Vec<ClaimedDelivery> = (0..2).map(|_| claimed_to(&receiver.url, 1, now)).collect();
     let mut sendable = busy.clone();
     sendable.extend(others.iter().cloned());
@@ -600,16 +609,12 @@ async fn fanned_out_attempts_beyond_an_endpoints_share_wait_for_it_or_are_handed
         })],
         Vec::new(),
     );
-    let config = WorkerConfig {
-        per_endpoint_concurrency: 1,
-        ..quick()
-    };
     run_until(&queue, config, |script| script.records.len() == 4).await;
     // One of the busy endpoint's and both others' at once; the next of the busy one's
     // once the first ended.
     assert_eq!(receiver.most_at_once.load(Ordering::SeqCst), 3);
     queue.with(|script| {
-        let beyond: Vec<DeliveryId> = busy[1 + PARKED_SHARES..]
+        let beyond: Vec<DeliveryId> = busy[1 + waiting..]
             .iter()
             .map(|c| c.delivery.id.clone())
             .collect();
