@@ -269,6 +269,37 @@ impl TryFrom<LedgerEntryRow> for LedgerEntry {
     }
 }
 
+/// Saves a claim's `changes`, provided its stored version is still `expected`; whether it was.
+async fn save_claim<C: Dialect>(
+    conn: &mut C,
+    id: &str,
+    expected: i64,
+    changes: ClaimChanges,
+) -> QueryResult<bool> {
+    let updated = conn
+        .run(
+            update(claims::table.find(id))
+                .filter(claims::version.eq(expected))
+                .set(changes),
+        )
+        .await?;
+    Ok(updated > 0)
+}
+
+/// Stores a claim change's events and the ledger record it queues (approvals and revocations).
+async fn store_with_ledger<C: Dialect>(
+    conn: &mut C,
+    outbox: &Outbox,
+    queued: Option<LedgerQueueRow>,
+) -> QueryResult<()> {
+    outbox.store(conn).await?;
+    if let Some(queued) = queued {
+        conn.run(insert_into(ledger_queue::table).values(queued))
+            .await?;
+    }
+    Ok(())
+}
+
 /// A transaction's body asked for a rollback: another change came first.
 fn stale() -> Error {
     Error::Query(diesel::result::Error::RollbackTransaction)
@@ -361,21 +392,10 @@ impl ClaimStore for DbStore {
             // The claim references its client ID: the client ID goes first.
             conn.run(insert_into(client_ids::table).values(client))
                 .await?;
-            let updated = conn
-                .run(
-                    update(claims::table.find(&id))
-                        .filter(claims::version.eq(expected))
-                        .set(changes),
-                )
-                .await?;
-            if updated == 0 {
+            if !save_claim(conn, &id, expected, changes).await? {
                 return Err(stale());
             }
-            outbox.store(conn).await?;
-            if let Some(queued) = queued {
-                conn.run(insert_into(ledger_queue::table).values(queued))
-                    .await?;
-            }
+            store_with_ledger(conn, &outbox, queued).await?;
             Ok(ClaimApproval::Approved {
                 approved_agents: approved_agents.saturating_add(1),
             })
@@ -408,14 +428,7 @@ impl ClaimStore for DbStore {
         let outbox = Outbox::of(events)?;
         let queued = LedgerQueueRow::of(claim, events)?;
         let result = db_write!(self, outbox, |conn| {
-            let updated = conn
-                .run(
-                    update(claims::table.find(&id))
-                        .filter(claims::version.eq(expected))
-                        .set(changes),
-                )
-                .await?;
-            if updated == 0 {
+            if !save_claim(conn, &id, expected, changes).await? {
                 return Ok(false);
             }
             if let Some((id, changes, version)) = client {
@@ -430,11 +443,7 @@ impl ClaimStore for DbStore {
                     return Err(stale());
                 }
             }
-            outbox.store(conn).await?;
-            if let Some(queued) = queued {
-                conn.run(insert_into(ledger_queue::table).values(queued))
-                    .await?;
-            }
+            store_with_ledger(conn, &outbox, queued).await?;
             Ok(true)
         });
         match result {
