@@ -563,8 +563,9 @@ impl DbStore {
             if !live.is_empty() {
                 return Ok(ClaimSubmission::AgentIdTaken);
             }
-            conn.run(insert_into(claims::table).values(row)).await?;
-            outbox.store(conn).await?;
+            outbox
+                .store_with(conn, insert_into(claims::table).values(row))
+                .await?;
             Ok(ClaimSubmission::Created)
         })
     }

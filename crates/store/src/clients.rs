@@ -160,8 +160,9 @@ impl ClientStore for DbStore {
         let row = ClientRow::try_from(client)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            conn.run(insert_into(client_ids::table).values(row)).await?;
-            outbox.store(conn).await?;
+            outbox
+                .store_with(conn, insert_into(client_ids::table).values(row))
+                .await?;
             Ok(())
         })
     }
