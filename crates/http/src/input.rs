@@ -269,6 +269,18 @@ pub(crate) fn page_request<T, E>(
     })
 }
 
+/// A list filter's value, read with `parse`; a value it refuses answers 400 naming `field`.
+pub(crate) fn filter_value<T>(
+    value: Option<&str>,
+    field: &str,
+    message: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|text| parse(text).ok_or_else(|| ApiError::invalid_field(field, message)))
+        .transpose()
+}
+
 /// For `Option<Option<T>>` fields of a PATCH body: tells a field sent as `null` (`Some(None)`,
 /// clear it) from a field not sent (`None`, keep it).
 pub fn nullable<'de, D: serde::Deserializer<'de>>(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{Json, Query, list_params};
+use crate::input::{Json, Query, filter_value, list_params};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -140,15 +140,12 @@ pub async fn list_orchestrators(
     params: Query<OrchestratorListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let slug = params
-        .slug
-        .as_deref()
-        .map(|slug| {
-            Slug::parse(slug).map_err(|_| {
-                ApiError::invalid_field("slug", "slug must match ^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
-            })
-        })
-        .transpose()?;
+    let slug = filter_value(
+        params.slug.as_deref(),
+        "slug",
+        "slug must match ^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$",
+        |slug| Slug::parse(slug).ok(),
+    )?;
     let page = params.page(OrchestratorId::parse)?;
     let filter = OrchestratorFilter {
         slug,

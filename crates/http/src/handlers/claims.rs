@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, list_params, path_id};
+use crate::input::{
+    EmptyBody, Json, ListParams, OptionalJson, Query, filter_value, list_params, path_id,
+};
 use crate::pipeline::{AgentSignature, Authenticated};
 use crate::schemas;
 use crate::state::State;
@@ -211,18 +213,12 @@ pub async fn list(
     params: Query<ClaimListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = params
-        .status
-        .as_deref()
-        .map(|status| {
-            ClaimStatus::parse(status).ok_or_else(|| {
-                ApiError::invalid_field(
-                    "status",
-                    "status must be pending, approved, rejected, revoked or expired",
-                )
-            })
-        })
-        .transpose()?;
+    let status = filter_value(
+        params.status.as_deref(),
+        "status",
+        "status must be pending, approved, rejected, revoked or expired",
+        ClaimStatus::parse,
+    )?;
     let page = params.page(ClaimId::parse)?;
     let claims = state.mandate.list_claims(&principal, status, &page).await?;
     Ok(HttpResponse::Ok().json(ListBody::new(claims, |claim| claim.id.to_string())))

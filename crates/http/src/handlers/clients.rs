@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, Query, list_params, path_id};
+use crate::input::{EmptyBody, Json, Query, filter_value, list_params, path_id};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -84,15 +84,12 @@ pub async fn list(
     params: Query<ClientListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = params
-        .status
-        .as_deref()
-        .map(|text| {
-            ClientStatus::parse(text).ok_or_else(|| {
-                ApiError::invalid_field("status", "status must be active or revoked")
-            })
-        })
-        .transpose()?;
+    let status = filter_value(
+        params.status.as_deref(),
+        "status",
+        "status must be active or revoked",
+        ClientStatus::parse,
+    )?;
     let page = params.page(ClientId::parse)?;
     let clients = state
         .mandate

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, OptionalJson, Query, list_params, path_id};
+use crate::input::{EmptyBody, Json, OptionalJson, Query, filter_value, list_params, path_id};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -139,31 +139,24 @@ pub async fn list(
 impl RequestListParams {
     /// The filter and the page these parameters ask for (the console's list reads them too).
     pub(crate) fn query(self) -> Result<(RequestFilter, PageRequest), ApiError> {
-        let direction = self
-            .direction
-            .as_deref()
-            .map(|text| {
-                Direction::parse(text).ok_or_else(|| {
-                    ApiError::invalid_field("direction", "direction must be incoming or outgoing")
-                })
-            })
-            .transpose()?;
-        let status = self
-            .status
-            .as_deref()
-            .map(|text| {
-                RequestStatus::parse(text)
-                    .ok_or_else(|| ApiError::invalid_field("status", "unknown status"))
-            })
-            .transpose()?;
-        let destination_id = self
-            .destination_id
-            .as_deref()
-            .map(|text| {
-                DestinationId::parse(text)
-                    .map_err(|_| ApiError::invalid_field("destination_id", "not a destination id"))
-            })
-            .transpose()?;
+        let direction = filter_value(
+            self.direction.as_deref(),
+            "direction",
+            "direction must be incoming or outgoing",
+            Direction::parse,
+        )?;
+        let status = filter_value(
+            self.status.as_deref(),
+            "status",
+            "unknown status",
+            RequestStatus::parse,
+        )?;
+        let destination_id = filter_value(
+            self.destination_id.as_deref(),
+            "destination_id",
+            "not a destination id",
+            |text| DestinationId::parse(text).ok(),
+        )?;
         let page = self.page(RequestId::parse)?;
         let filter = RequestFilter {
             direction,
