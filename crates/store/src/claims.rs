@@ -25,7 +25,9 @@ use mandate_domain::ports::{
 use mandate_domain::values::Slug;
 
 use crate::DbStore;
-use crate::clients::{ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text};
+use crate::clients::{
+    ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text, save_client,
+};
 use crate::dialect::{Dialect, Row};
 use crate::errors::Error;
 use crate::outbox::{Outbox, db_write};
@@ -431,17 +433,10 @@ impl ClaimStore for DbStore {
             if !save_claim(conn, &id, expected, changes).await? {
                 return Ok(false);
             }
-            if let Some((id, changes, version)) = client {
-                let updated = conn
-                    .run(
-                        update(client_ids::table.find(id))
-                            .filter(client_ids::version.eq(version))
-                            .set(changes),
-                    )
-                    .await?;
-                if updated == 0 {
-                    return Err(stale());
-                }
+            if let Some((id, changes, version)) = client
+                && !save_client(conn, &id, version, changes).await?
+            {
+                return Err(stale());
             }
             store_with_ledger(conn, &outbox, queued).await?;
             Ok(true)
