@@ -13,7 +13,6 @@ use futures_util::future::LocalBoxFuture;
 use mandate_domain::ports::PageRequest;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
@@ -205,43 +204,81 @@ fn field_error(input: Input, path: &str, message: &str) -> ApiError {
     ApiError::invalid(shown).with_details(details)
 }
 
-/// `?limit=&starting_after=` of every list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+/// Declares a list's query parameters: the filters given, then `?limit=&starting_after=`,
+/// which every list takes, and `page` to read those two.
+macro_rules! list_params {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $type:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+        #[serde(deny_unknown_fields)]
+        #[into_params(parameter_in = Query)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+            /// 1–100, default 20.
+            pub limit: Option<u32>,
+            /// The id of the last item of the previous page.
+            pub starting_after: Option<String>,
+        }
+
+        impl $name {
+            /// Validates the page; `parse_cursor` checks the cursor is an id of the listed kind.
+            pub fn page<T, E>(
+                &self,
+                parse_cursor: impl Fn(&str) -> Result<T, E>,
+            ) -> Result<mandate_domain::ports::PageRequest, $crate::error::ApiError> {
+                $crate::input::page_request(self.limit, self.starting_after.as_deref(), parse_cursor)
+            }
+        }
+    };
+}
+pub(crate) use list_params;
+
+list_params! {
+    /// `?limit=&starting_after=` of every list.
+    pub struct ListParams {}
 }
 
-impl ListParams {
-    /// Validates the page; `parse_cursor` checks the cursor is an id of the listed kind.
-    pub fn page<T, E>(
-        &self,
-        parse_cursor: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<PageRequest, ApiError> {
-        let limit = self.limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
-        if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
-            return Err(ApiError::invalid_field(
-                "limit",
-                "limit must be between 1 and 100",
-            ));
-        }
-        if let Some(cursor) = &self.starting_after {
-            parse_cursor(cursor).map_err(|_| {
-                ApiError::invalid_field(
-                    "starting_after",
-                    "starting_after must be an id from this list",
-                )
-            })?;
-        }
-        Ok(PageRequest {
-            limit,
-            starting_after: self.starting_after.clone(),
-        })
+/// The page `limit` and `starting_after` ask for; `parse_cursor` checks the cursor is an id of
+/// the listed kind.
+pub(crate) fn page_request<T, E>(
+    limit: Option<u32>,
+    starting_after: Option<&str>,
+    parse_cursor: impl Fn(&str) -> Result<T, E>,
+) -> Result<PageRequest, ApiError> {
+    let limit = limit.unwrap_or(PageRequest::DEFAULT_LIMIT);
+    if !(1..=PageRequest::MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_field(
+            "limit",
+            "limit must be between 1 and 100",
+        ));
     }
+    if let Some(cursor) = starting_after {
+        parse_cursor(cursor).map_err(|_| {
+            ApiError::invalid_field(
+                "starting_after",
+                "starting_after must be an id from this list",
+            )
+        })?;
+    }
+    Ok(PageRequest {
+        limit,
+        starting_after: starting_after.map(str::to_owned),
+    })
+}
+
+/// A list filter's value, read with `parse`; a value it refuses answers 400 naming `field`.
+pub(crate) fn filter_value<T>(
+    value: Option<&str>,
+    field: &str,
+    message: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|text| parse(text).ok_or_else(|| ApiError::invalid_field(field, message)))
+        .transpose()
 }
 
 /// For `Option<Option<T>>` fields of a PATCH body: tells a field sent as `null` (`Some(None)`,

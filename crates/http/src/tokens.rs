@@ -412,6 +412,21 @@ mod tests {
         }
     }
 
+    /// A token for a fresh client with no permissions, issued at `at`.
+    fn issue_any(service: &TokenService, at: DateTime<Utc>) -> IssuedToken {
+        service
+            .issue(&client(), &KeyId::generate(), &PermissionSet::default(), at)
+            .unwrap()
+    }
+
+    /// The header `service` signs its tokens with.
+    fn signing_header(service: &TokenService) -> Header {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(TOKEN_TYPE.into());
+        header.kid = Some(service.kid().to_owned());
+        header
+    }
+
     fn sign_raw(header: &str, claims: &serde_json::Value, signature: &str) -> String {
         format!(
             "{}.{}.{}",
@@ -475,14 +490,7 @@ mod tests {
         assert_eq!(x, expected.to_bytes());
         // A key from the JWKS alone verifies a token.
         let from_jwks = DecodingKey::from_ed_components(key["x"].as_str().unwrap()).unwrap();
-        let token = service
-            .issue(
-                &client(),
-                &KeyId::generate(),
-                &PermissionSet::default(),
-                Utc::now(),
-            )
-            .unwrap();
+        let token = issue_any(&service, Utc::now());
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[AUDIENCE]);
         jsonwebtoken::decode::<serde_json::Value>(&token.access_token, &from_jwks, &validation)
@@ -496,14 +504,7 @@ mod tests {
         let other = TokenService::from_secret(b"another configured secret, 32+ ch", ISSUER);
         assert_eq!(one.jwks(), two.jwks());
         assert_ne!(one.kid(), other.kid());
-        let issued = one
-            .issue(
-                &client(),
-                &KeyId::generate(),
-                &PermissionSet::default(),
-                Utc::now(),
-            )
-            .unwrap();
+        let issued = issue_any(&one, Utc::now());
         assert!(two.verify(&issued.access_token).is_ok());
     }
 
@@ -511,14 +512,7 @@ mod tests {
     fn a_remembered_token_still_expires_and_other_texts_are_checked_in_full() {
         let service = service(7);
         let now = Utc::now();
-        let issued = service
-            .issue(
-                &client(),
-                &KeyId::generate(),
-                &PermissionSet::default(),
-                now,
-            )
-            .unwrap();
+        let issued = issue_any(&service, now);
         let first = service.verify_at(&issued.access_token, now).unwrap();
         // Served from memory now, with the same claims.
         assert_eq!(service.verify_at(&issued.access_token, now).unwrap(), first);
@@ -550,14 +544,7 @@ mod tests {
     fn an_expired_token_is_refused() {
         let service = service(7);
         let long_ago = Utc::now() - Duration::hours(1);
-        let issued = service
-            .issue(
-                &client(),
-                &KeyId::generate(),
-                &PermissionSet::default(),
-                long_ago,
-            )
-            .unwrap();
+        let issued = issue_any(&service, long_ago);
         assert_eq!(
             service.verify(&issued.access_token),
             Err(InvalidToken("expired"))
@@ -567,20 +554,11 @@ mod tests {
     #[test]
     fn a_token_signed_by_another_key_is_refused() {
         let other = TokenService::new(&[8; 32], ISSUER);
-        let issued = other
-            .issue(
-                &client(),
-                &KeyId::generate(),
-                &PermissionSet::default(),
-                Utc::now(),
-            )
-            .unwrap();
+        let issued = issue_any(&other, Utc::now());
         // Same issuer and kid-less confusion aside, the signature must not verify.
         assert!(service(7).verify(&issued.access_token).is_err());
         // Even when it claims our kid.
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(TOKEN_TYPE.into());
-        header.kid = Some(service(7).kid().to_owned());
+        let header = signing_header(&service(7));
         let forged = jsonwebtoken::encode(&header, &wire_claims(&other), &other.encoding).unwrap();
         assert_eq!(
             service(7).verify(&forged),
@@ -591,9 +569,7 @@ mod tests {
     #[test]
     fn a_wrong_audience_or_issuer_is_refused() {
         let service = service(7);
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(TOKEN_TYPE.into());
-        header.kid = Some(service.kid().to_owned());
+        let header = signing_header(&service);
         let mut claims = wire_claims(&service);
         assert!(
             service
@@ -645,9 +621,7 @@ mod tests {
     #[test]
     fn unknown_permissions_wrong_type_or_kid_are_refused() {
         let service = service(7);
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(TOKEN_TYPE.into());
-        header.kid = Some(service.kid().to_owned());
+        let header = signing_header(&service);
         let mut claims = wire_claims(&service);
         claims["scope"] = "create:incoming launch:missiles".into();
         let token = jsonwebtoken::encode(&header, &claims, &service.encoding).unwrap();
@@ -669,14 +643,7 @@ mod tests {
     #[test]
     fn jwt_shapes_are_told_from_keys() {
         let service = service(7);
-        let token = service
-            .issue(
-                &client(),
-                &KeyId::generate(),
-                &PermissionSet::default(),
-                Utc::now(),
-            )
-            .unwrap();
+        let token = issue_any(&service, Utc::now());
         assert!(looks_like_jwt(&token.access_token));
         for not_a_jwt in [
             "mnd_orch_0123456789abcdefABCDEF0123456789abcdef",

@@ -213,16 +213,21 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
     ));
     let grace_seconds = settings.server.shutdown_timeout_seconds;
     let bind_failed = || format!("cannot listen on {}", settings.server.bind);
+    // Both servers start alike; their app factories differ in type.
+    macro_rules! start {
+        ($server:expr) => {{
+            let server = $server
+                .disable_signals()
+                .shutdown_timeout(grace_seconds)
+                .bind(&settings.server.bind)
+                .with_context(bind_failed)?;
+            let addresses = server.addrs();
+            (server.run(), addresses)
+        }};
+    }
     let (running, addresses) = if role == Role::Worker {
         // No API here, but probes and scrapes still need an answer.
-        let server = actix_web::HttpServer::new(move || operations_app(renderer.clone()))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(grace_seconds)
-            .bind(&settings.server.bind)
-            .with_context(bind_failed)?;
-        let addresses = server.addrs();
-        (server.run(), addresses)
+        start!(actix_web::HttpServer::new(move || operations_app(renderer.clone())).workers(1))
     } else {
         let authenticator = mandate.authenticator(settings.admin.token.clone());
         let signing_secret = secrets::load_or_generate(
@@ -252,13 +257,7 @@ async fn serve(settings: Settings, role: Role) -> anyhow::Result<()> {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        let server = server
-            .disable_signals()
-            .shutdown_timeout(grace_seconds)
-            .bind(&settings.server.bind)
-            .with_context(bind_failed)?;
-        let addresses = server.addrs();
-        (server.run(), addresses)
+        start!(server)
     };
     for address in addresses {
         tracing::info!(%address, public_url = %settings.public_url(), database = ?backend, role = ?role, admin_api = settings.admin.token.is_some(), "mandate is serving");

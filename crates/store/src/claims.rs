@@ -25,7 +25,9 @@ use mandate_domain::ports::{
 use mandate_domain::values::Slug;
 
 use crate::DbStore;
-use crate::clients::{ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text};
+use crate::clients::{
+    ClientChanges, ClientFilter, ClientRow, permission_set, permissions_text, save_client,
+};
 use crate::dialect::{Dialect, Row};
 use crate::errors::Error;
 use crate::outbox::{Outbox, db_write};
@@ -269,6 +271,37 @@ impl TryFrom<LedgerEntryRow> for LedgerEntry {
     }
 }
 
+/// Saves a claim's `changes`, provided its stored version is still `expected`; whether it was.
+async fn save_claim<C: Dialect>(
+    conn: &mut C,
+    id: &str,
+    expected: i64,
+    changes: ClaimChanges,
+) -> QueryResult<bool> {
+    let updated = conn
+        .run(
+            update(claims::table.find(id))
+                .filter(claims::version.eq(expected))
+                .set(changes),
+        )
+        .await?;
+    Ok(updated > 0)
+}
+
+/// Stores a claim change's events and the ledger record it queues (approvals and revocations).
+async fn store_with_ledger<C: Dialect>(
+    conn: &mut C,
+    outbox: &Outbox,
+    queued: Option<LedgerQueueRow>,
+) -> QueryResult<()> {
+    outbox.store(conn).await?;
+    if let Some(queued) = queued {
+        conn.run(insert_into(ledger_queue::table).values(queued))
+            .await?;
+    }
+    Ok(())
+}
+
 /// A transaction's body asked for a rollback: another change came first.
 fn stale() -> Error {
     Error::Query(diesel::result::Error::RollbackTransaction)
@@ -361,21 +394,10 @@ impl ClaimStore for DbStore {
             // The claim references its client ID: the client ID goes first.
             conn.run(insert_into(client_ids::table).values(client))
                 .await?;
-            let updated = conn
-                .run(
-                    update(claims::table.find(&id))
-                        .filter(claims::version.eq(expected))
-                        .set(changes),
-                )
-                .await?;
-            if updated == 0 {
+            if !save_claim(conn, &id, expected, changes).await? {
                 return Err(stale());
             }
-            outbox.store(conn).await?;
-            if let Some(queued) = queued {
-                conn.run(insert_into(ledger_queue::table).values(queued))
-                    .await?;
-            }
+            store_with_ledger(conn, &outbox, queued).await?;
             Ok(ClaimApproval::Approved {
                 approved_agents: approved_agents.saturating_add(1),
             })
@@ -408,33 +430,15 @@ impl ClaimStore for DbStore {
         let outbox = Outbox::of(events)?;
         let queued = LedgerQueueRow::of(claim, events)?;
         let result = db_write!(self, outbox, |conn| {
-            let updated = conn
-                .run(
-                    update(claims::table.find(&id))
-                        .filter(claims::version.eq(expected))
-                        .set(changes),
-                )
-                .await?;
-            if updated == 0 {
+            if !save_claim(conn, &id, expected, changes).await? {
                 return Ok(false);
             }
-            if let Some((id, changes, version)) = client {
-                let updated = conn
-                    .run(
-                        update(client_ids::table.find(id))
-                            .filter(client_ids::version.eq(version))
-                            .set(changes),
-                    )
-                    .await?;
-                if updated == 0 {
-                    return Err(stale());
-                }
+            if let Some((id, changes, version)) = client
+                && !save_client(conn, &id, version, changes).await?
+            {
+                return Err(stale());
             }
-            outbox.store(conn).await?;
-            if let Some(queued) = queued {
-                conn.run(insert_into(ledger_queue::table).values(queued))
-                    .await?;
-            }
+            store_with_ledger(conn, &outbox, queued).await?;
             Ok(true)
         });
         match result {
@@ -554,8 +558,9 @@ impl DbStore {
             if !live.is_empty() {
                 return Ok(ClaimSubmission::AgentIdTaken);
             }
-            conn.run(insert_into(claims::table).values(row)).await?;
-            outbox.store(conn).await?;
+            outbox
+                .store_with(conn, insert_into(claims::table).values(row))
+                .await?;
             Ok(ClaimSubmission::Created)
         })
     }

@@ -154,14 +154,33 @@ impl ClientFilter {
     }
 }
 
+/// Saves a client ID's `changes`, provided its stored version is still `expected`; whether it
+/// was.
+pub(crate) async fn save_client<C: Dialect>(
+    conn: &mut C,
+    id: &str,
+    expected: i64,
+    changes: ClientChanges,
+) -> QueryResult<bool> {
+    let updated = conn
+        .run(
+            update(client_ids::table.find(id))
+                .filter(client_ids::version.eq(expected))
+                .set(changes),
+        )
+        .await?;
+    Ok(updated > 0)
+}
+
 #[async_trait]
 impl ClientStore for DbStore {
     async fn insert_client(&self, client: &Client, event: &Event) -> Result<(), StoreError> {
         let row = ClientRow::try_from(client)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            conn.run(insert_into(client_ids::table).values(row)).await?;
-            outbox.store(conn).await?;
+            outbox
+                .store_with(conn, insert_into(client_ids::table).values(row))
+                .await?;
             Ok(())
         })
     }
@@ -231,14 +250,7 @@ impl ClientStore for DbStore {
         let expected = version_column(expected_version)?;
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         db_write!(self, outbox, |conn| {
-            let updated = conn
-                .run(
-                    update(client_ids::table.find(&id))
-                        .filter(client_ids::version.eq(expected))
-                        .set(changes),
-                )
-                .await?;
-            if updated == 0 {
+            if !save_client(conn, &id, expected, changes).await? {
                 return Ok(false);
             }
             outbox.store(conn).await?;

@@ -99,8 +99,9 @@ impl CustomerStore for DbStore {
         let outbox = Outbox::of(std::slice::from_ref(event))?;
         // A taken email breaks the unique constraint: the error rolls back the event too.
         db_write!(self, outbox, |conn| {
-            conn.run(insert_into(customers::table).values(row)).await?;
-            outbox.store(conn).await?;
+            outbox
+                .store_with(conn, insert_into(customers::table).values(row))
+                .await?;
             Ok(())
         })
     }

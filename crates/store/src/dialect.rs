@@ -25,6 +25,24 @@ pub(crate) const PENDING_DELIVERY: IndexPredicate = IndexPredicate("status = 'pe
 /// index's predicate.
 pub(crate) const FINISHED_DELIVERY: IndexPredicate = IndexPredicate("status <> 'pending'");
 
+/// The id of `$table`'s row `$id` (none when it is missing), locked until the transaction
+/// ends.
+macro_rules! locked_row {
+    ($table:ident, $id:expr) => {
+        $table::table.find($id).select($table::id).for_update()
+    };
+}
+
+/// The event ids of up to `limit` queued ledger records, oldest first.
+macro_rules! ledger_queue {
+    ($limit:expr) => {
+        ledger_queue::table
+            .select(ledger_queue::event_id)
+            .order(ledger_queue::event_id.asc())
+            .limit($limit)
+    };
+}
+
 /// The ids of up to `limit` events waiting for fan-out whose lease (if any) has ended at
 /// `now`, oldest first.
 macro_rules! fanout_queue {
@@ -189,43 +207,16 @@ pub(crate) const INSERT_CHUNK: usize = 1000;
 
 impl Dialect for AsyncPgConnection {
     async fn lock_row(&mut self, row: Row<'_>) -> QueryResult<()> {
-        match row {
-            Row::Organization(id) => {
-                organizations::table
-                    .find(id)
-                    .select(organizations::id)
-                    .for_update()
-                    .load::<String>(self)
-                    .await?
-            }
-            Row::Destination(id) => {
-                destinations::table
-                    .find(id)
-                    .select(destinations::id)
-                    .for_update()
-                    .load::<String>(self)
-                    .await?
-            }
-            Row::Orchestrator(id) => {
-                orchestrators::table
-                    .find(id)
-                    .select(orchestrators::id)
-                    .for_update()
-                    .load::<String>(self)
-                    .await?
-            }
+        let _: Vec<String> = match row {
+            Row::Organization(id) => locked_row!(organizations, id).load(self).await?,
+            Row::Destination(id) => locked_row!(destinations, id).load(self).await?,
+            Row::Orchestrator(id) => locked_row!(orchestrators, id).load(self).await?,
         };
         Ok(())
     }
 
     async fn lock_ledger_queue(&mut self, limit: i64) -> QueryResult<Vec<String>> {
-        ledger_queue::table
-            .select(ledger_queue::event_id)
-            .order(ledger_queue::event_id.asc())
-            .limit(limit)
-            .for_update()
-            .load(self)
-            .await
+        ledger_queue!(limit).for_update().load(self).await
     }
 
     async fn lock_fanout_queue(
@@ -333,12 +324,7 @@ impl Dialect for SqliteConn {
     }
 
     async fn lock_ledger_queue(&mut self, limit: i64) -> QueryResult<Vec<String>> {
-        ledger_queue::table
-            .select(ledger_queue::event_id)
-            .order(ledger_queue::event_id.asc())
-            .limit(limit)
-            .load(self)
-            .await
+        ledger_queue!(limit).load(self).await
     }
 
     async fn lock_fanout_queue(

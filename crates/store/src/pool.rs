@@ -134,33 +134,48 @@ where
     }
 }
 
-/// Runs one body of diesel-async queries on a pooled connection of whichever backend the store
-/// uses, outside any transaction. The body is expanded once per connection type, so it must
-/// type-check on both; it runs detached (see [`detached`]), so it may capture only owned values.
-macro_rules! db_run {
-    ($store:expr, |$conn:ident| $body:block) => {{
+/// Runs `$postgres` or `$sqlite`, whichever is the store's backend, detached (see
+/// [`detached`]) with that backend's connection as `$object` (the keyed call's, when there is
+/// one).
+macro_rules! on_connection {
+    ($store:expr, |$object:ident| postgres $postgres:block sqlite $sqlite:block) => {{
         let timeout = $store.acquire_timeout;
         let keyed = $store.keyed.clone();
         match $store.pools.clone() {
             $crate::pool::Pools::Postgres(pool) => {
                 $crate::pool::detached(async move {
-                    let mut object =
+                    let mut $object =
                         $crate::pool::postgres_connection(&pool, keyed.as_ref(), timeout).await?;
-                    let $conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
-                    $body
+                    $postgres
                 })
                 .await
             }
             $crate::pool::Pools::Sqlite(pool) => {
                 $crate::pool::detached(async move {
-                    let mut object = $crate::pool::sqlite_connection(&pool, keyed.as_ref()).await?;
-                    let $conn: &mut $crate::pool::SqliteConn = &mut object;
-                    $body
+                    let mut $object =
+                        $crate::pool::sqlite_connection(&pool, keyed.as_ref()).await?;
+                    $sqlite
                 })
                 .await
             }
         }
     }};
+}
+pub(crate) use on_connection;
+
+/// Runs one body of diesel-async queries on a pooled connection of whichever backend the store
+/// uses, outside any transaction. The body is expanded once per connection type, so it must
+/// type-check on both; it runs detached (see [`detached`]), so it may capture only owned values.
+macro_rules! db_run {
+    ($store:expr, |$conn:ident| $body:block) => {
+        $crate::pool::on_connection!($store, |object| postgres {
+            let $conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
+            $body
+        } sqlite {
+            let $conn: &mut $crate::pool::SqliteConn = &mut object;
+            $body
+        })
+    };
 }
 pub(crate) use db_run;
 
@@ -186,41 +201,27 @@ pub(crate) use db_first;
 /// write lock up front, so that a read followed by a write cannot fail halfway with
 /// SQLITE_BUSY when another process writes too.
 macro_rules! db_transaction {
-    ($store:expr, |$conn:ident| $body:block) => {{
-        let timeout = $store.acquire_timeout;
-        let keyed = $store.keyed.clone();
-        match $store.pools.clone() {
-            $crate::pool::Pools::Postgres(pool) => {
-                $crate::pool::detached(async move {
-                    let mut object =
-                        $crate::pool::postgres_connection(&pool, keyed.as_ref(), timeout).await?;
-                    let conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
-                    // Inside a keyed call's transaction, a savepoint.
-                    ::diesel_async::AsyncConnection::transaction::<_, $crate::errors::Error, _>(
-                        conn,
-                        async |$conn| $body,
-                    )
-                    .await
-                })
-                .await
+    ($store:expr, |$conn:ident| $body:block) => {
+        $crate::pool::on_connection!($store, |object| postgres {
+            let conn: &mut ::diesel_async::AsyncPgConnection = &mut object;
+            // Inside a keyed call's transaction, a savepoint.
+            ::diesel_async::AsyncConnection::transaction::<_, $crate::errors::Error, _>(
+                conn,
+                async |$conn| $body,
+            )
+            .await
+        } sqlite {
+            let nested = object.is_keyed();
+            let conn: &mut $crate::pool::SqliteConn = &mut object;
+            let body = async |$conn: &mut $crate::pool::SqliteConn| -> Result<_, $crate::errors::Error> { $body };
+            if nested {
+                // Inside a keyed call's transaction (begun with the write lock), a
+                // savepoint.
+                ::diesel_async::AsyncConnection::transaction(conn, body).await
+            } else {
+                conn.immediate_transaction(body).await
             }
-            $crate::pool::Pools::Sqlite(pool) => {
-                $crate::pool::detached(async move {
-                    let mut object = $crate::pool::sqlite_connection(&pool, keyed.as_ref()).await?;
-                    let nested = object.is_keyed();
-                    let conn: &mut $crate::pool::SqliteConn = &mut object;
-                    let body = async |$conn: &mut $crate::pool::SqliteConn| -> Result<_, $crate::errors::Error> { $body };
-                    if nested {
-                        // Inside a keyed call's transaction (begun with the write lock), a
-                        // savepoint.
-                        ::diesel_async::AsyncConnection::transaction(conn, body).await
-                    } else {
-                        conn.immediate_transaction(body).await
-                    }
-                })
-                .await
-            }
-        }
-    }};
+        })
+    };
 }
 pub(crate) use db_transaction;

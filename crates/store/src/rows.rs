@@ -20,6 +20,29 @@ use mandate_domain::payments::{Direction, RequestStatus};
 
 use crate::errors::Error;
 
+/// Reads and writes the column type `$wrapper` as the value it wraps, on either backend.
+macro_rules! column_through {
+    ($wrapper:ident($inner:ty): $sql:ty) => {
+        impl<DB: Backend> FromSql<$sql, DB> for $wrapper
+        where
+            $inner: FromSql<$sql, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+                <$inner>::from_sql(bytes).map($wrapper)
+            }
+        }
+
+        impl<DB: Backend> ToSql<$sql, DB> for $wrapper
+        where
+            $inner: ToSql<$sql, DB>,
+        {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+                self.0.to_sql(out)
+            }
+        }
+    };
+}
+
 /// A timestamp column: UTC without a zone, cut to microseconds (PostgreSQL keeps no more, so
 /// SQLite keeps the same).
 #[derive(Debug, Clone, Copy, AsExpression, FromSqlRow)]
@@ -38,23 +61,7 @@ impl From<At> for DateTime<Utc> {
     }
 }
 
-impl<DB: Backend> FromSql<Timestamp, DB> for At
-where
-    NaiveDateTime: FromSql<Timestamp, DB>,
-{
-    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
-        NaiveDateTime::from_sql(bytes).map(At)
-    }
-}
-
-impl<DB: Backend> ToSql<Timestamp, DB> for At
-where
-    NaiveDateTime: ToSql<Timestamp, DB>,
-{
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
-        self.0.to_sql(out)
-    }
-}
+column_through!(At(NaiveDateTime): Timestamp);
 
 /// A nullable column of `S` (`String`, [`At`], [`Spelled`]) holding an optional domain value.
 #[derive(Debug)]
@@ -118,23 +125,7 @@ where
 #[diesel(sql_type = Text)]
 pub(crate) struct Spelled(String);
 
-impl<DB: Backend> FromSql<Text, DB> for Spelled
-where
-    String: FromSql<Text, DB>,
-{
-    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
-        String::from_sql(bytes).map(Spelled)
-    }
-}
-
-impl<DB: Backend> ToSql<Text, DB> for Spelled
-where
-    String: ToSql<Text, DB>,
-{
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
-        self.0.to_sql(out)
-    }
-}
+column_through!(Spelled(String): Text);
 
 /// A stored spelling that names no value of its enumeration.
 #[derive(Debug, thiserror::Error)]

@@ -5,10 +5,10 @@ use mandate_domain::ids::{OrchestratorId, OrganizationId};
 use mandate_domain::ports::{OrchestratorFilter, OrganizationFilter};
 use mandate_domain::values::Slug;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{Json, ListParams, Query};
+use crate::input::{Json, Query, filter_value, list_params};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -90,17 +90,12 @@ pub async fn create_orchestrator(
     }))
 }
 
-/// Filters of `GET /v1/admin/organizations`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrganizationListParams {
-    /// Only organizations with exactly this name.
-    pub name: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// Filters of `GET /v1/admin/organizations`.
+    pub struct OrganizationListParams {
+        /// Only organizations with exactly this name.
+        pub name: Option<String>,
+    }
 }
 
 /// Lists the organizations, newest first: an operator finds what a setup created.
@@ -114,12 +109,8 @@ pub async fn list_organizations(
     params: Query<OrganizationListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
+    let page = params.page(OrganizationId::parse)?;
     let filter = OrganizationFilter { name: params.name };
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(OrganizationId::parse)?;
     let organizations = state
         .mandate
         .list_organizations(&principal, &filter, &page)
@@ -128,19 +119,14 @@ pub async fn list_organizations(
     Ok(HttpResponse::Ok().json(ListBody::new(views, |view| view.id.clone())))
 }
 
-/// Filters of `GET /v1/admin/orchestrators`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrchestratorListParams {
-    /// Only the orchestrator with this slug.
-    pub slug: Option<String>,
-    /// Only orchestrators with exactly this name.
-    pub name: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// Filters of `GET /v1/admin/orchestrators`.
+    pub struct OrchestratorListParams {
+        /// Only the orchestrator with this slug.
+        pub slug: Option<String>,
+        /// Only orchestrators with exactly this name.
+        pub name: Option<String>,
+    }
 }
 
 /// Lists the orchestrators, newest first: an operator finds what a setup registered.
@@ -154,23 +140,17 @@ pub async fn list_orchestrators(
     params: Query<OrchestratorListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let slug = params
-        .slug
-        .map(|slug| {
-            Slug::parse(&slug).map_err(|_| {
-                ApiError::invalid_field("slug", "slug must match ^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
-            })
-        })
-        .transpose()?;
+    let slug = filter_value(
+        params.slug.as_deref(),
+        "slug",
+        "slug must match ^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$",
+        |slug| Slug::parse(slug).ok(),
+    )?;
+    let page = params.page(OrchestratorId::parse)?;
     let filter = OrchestratorFilter {
         slug,
         name: params.name,
     };
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(OrchestratorId::parse)?;
     let orchestrators = state
         .mandate
         .list_orchestrators(&principal, &filter, &page)

@@ -6,10 +6,12 @@ use mandate_domain::claims::{ChainCheck, Claim, ClaimStatus, LedgerStatus};
 use mandate_domain::ids::ClaimId;
 use mandate_domain::usecases::{ClaimApprovalInput, NewClaim, parse_agent_key};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, path_id};
+use crate::input::{
+    EmptyBody, Json, ListParams, OptionalJson, Query, filter_value, list_params, path_id,
+};
 use crate::pipeline::{AgentSignature, Authenticated};
 use crate::schemas;
 use crate::state::State;
@@ -104,18 +106,13 @@ pub struct ClaimDecided {
     pub ledger_status: Option<LedgerStatus>,
 }
 
-/// `?status=` on top of the list parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ClaimListParams {
-    /// `pending`, `approved`, `rejected`, `revoked` or `expired`.
-    #[param(value_type = Option<schemas::ClaimStatus>)]
-    pub status: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// `?status=` on top of the list parameters.
+    pub struct ClaimListParams {
+        /// `pending`, `approved`, `rejected`, `revoked` or `expired`.
+        #[param(value_type = Option<schemas::ClaimStatus>)]
+        pub status: Option<String>,
+    }
 }
 
 /// The answer of `GET /v1/ledger/verify`.
@@ -216,23 +213,13 @@ pub async fn list(
     params: Query<ClaimListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = params
-        .status
-        .as_deref()
-        .map(|status| {
-            ClaimStatus::parse(status).ok_or_else(|| {
-                ApiError::invalid_field(
-                    "status",
-                    "status must be pending, approved, rejected, revoked or expired",
-                )
-            })
-        })
-        .transpose()?;
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(ClaimId::parse)?;
+    let status = filter_value(
+        params.status.as_deref(),
+        "status",
+        "status must be pending, approved, rejected, revoked or expired",
+        ClaimStatus::parse,
+    )?;
+    let page = params.page(ClaimId::parse)?;
     let claims = state.mandate.list_claims(&principal, status, &page).await?;
     Ok(HttpResponse::Ok().json(ListBody::new(claims, |claim| claim.id.to_string())))
 }

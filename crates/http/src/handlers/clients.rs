@@ -5,10 +5,10 @@ use mandate_domain::ids::ClientId;
 use mandate_domain::model::{Client, ClientStatus};
 use mandate_domain::usecases::{ClientChange, NewClient, parse_permission};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
+use crate::input::{EmptyBody, Json, Query, filter_value, list_params, path_id};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -36,18 +36,13 @@ pub struct GrantPermission {
     pub permission: String,
 }
 
-/// `?status=` on top of the list parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ClientListParams {
-    /// `active` or `revoked`.
-    #[param(value_type = Option<schemas::ClientStatus>)]
-    pub status: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// `?status=` on top of the list parameters.
+    pub struct ClientListParams {
+        /// `active` or `revoked`.
+        #[param(value_type = Option<schemas::ClientStatus>)]
+        pub status: Option<String>,
+    }
 }
 
 fn client_id(text: &str) -> Result<ClientId, ApiError> {
@@ -89,20 +84,13 @@ pub async fn list(
     params: Query<ClientListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let status = params
-        .status
-        .as_deref()
-        .map(|text| {
-            ClientStatus::parse(text).ok_or_else(|| {
-                ApiError::invalid_field("status", "status must be active or revoked")
-            })
-        })
-        .transpose()?;
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(ClientId::parse)?;
+    let status = filter_value(
+        params.status.as_deref(),
+        "status",
+        "status must be active or revoked",
+        ClientStatus::parse,
+    )?;
+    let page = params.page(ClientId::parse)?;
     let clients = state
         .mandate
         .list_clients(&principal, status, &page)

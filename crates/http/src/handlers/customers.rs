@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use mandate_domain::ids::CustomerId;
 use mandate_domain::usecases::{CustomerChanges, NewCustomer};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{Json, ListParams, Query, path_id};
+use crate::input::{Json, Query, list_params, path_id};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -44,17 +44,12 @@ pub struct UpdateCustomer {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-/// `?email=` on top of the list parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct CustomerListParams {
-    /// Only the customer with this email (compared without regard to case).
-    pub email: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// `?email=` on top of the list parameters.
+    pub struct CustomerListParams {
+        /// Only the customer with this email (compared without regard to case).
+        pub email: Option<String>,
+    }
 }
 
 /// A customer (documentation of the shape `mandate_domain::customers::Customer` serializes to).
@@ -121,11 +116,7 @@ pub async fn list(
     params: Query<CustomerListParams>,
 ) -> Result<HttpResponse, ApiError> {
     let params = params.into_inner();
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(CustomerId::parse)?;
+    let page = params.page(CustomerId::parse)?;
     let customers = state
         .mandate
         .list_customers(&principal, params.email.as_deref(), &page)

@@ -9,10 +9,10 @@ use mandate_domain::payments::{Direction, RequestStatus};
 use mandate_domain::ports::{PageRequest, RequestFilter};
 use mandate_domain::usecases::{NewRequest, PaymentPageError};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, ListParams, OptionalJson, Query, path_id};
+use crate::input::{EmptyBody, Json, OptionalJson, Query, filter_value, list_params, path_id};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -49,27 +49,22 @@ pub struct CreateRequest {
     pub customer_id: Option<String>,
 }
 
-/// Filters of `GET /v1/requests`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct RequestListParams {
-    /// `incoming` or `outgoing`.
-    #[param(value_type = Option<schemas::Direction>)]
-    pub direction: Option<String>,
-    /// `open`, `partially_paid`, `paid`, `cancelled` or `expired`.
-    #[param(value_type = Option<schemas::PaymentRequestStatus>)]
-    pub status: Option<String>,
-    /// Only this customer's requests.
-    #[param(value_type = Option<schemas::CustomerId>)]
-    pub customer_id: Option<String>,
-    /// Only this destination's requests (a platform listing its organization).
-    #[param(value_type = Option<schemas::DestinationId>)]
-    pub destination_id: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// Filters of `GET /v1/requests`.
+    pub struct RequestListParams {
+        /// `incoming` or `outgoing`.
+        #[param(value_type = Option<schemas::Direction>)]
+        pub direction: Option<String>,
+        /// `open`, `partially_paid`, `paid`, `cancelled` or `expired`.
+        #[param(value_type = Option<schemas::PaymentRequestStatus>)]
+        pub status: Option<String>,
+        /// Only this customer's requests.
+        #[param(value_type = Option<schemas::CustomerId>)]
+        pub customer_id: Option<String>,
+        /// Only this destination's requests (a platform listing its organization).
+        #[param(value_type = Option<schemas::DestinationId>)]
+        pub destination_id: Option<String>,
+    }
 }
 
 /// Body of `POST /v1/requests/{id}/payment-links`.
@@ -144,41 +139,31 @@ pub async fn list(
 impl RequestListParams {
     /// The filter and the page these parameters ask for (the console's list reads them too).
     pub(crate) fn query(self) -> Result<(RequestFilter, PageRequest), ApiError> {
-        let params = self;
+        let direction = filter_value(
+            self.direction.as_deref(),
+            "direction",
+            "direction must be incoming or outgoing",
+            Direction::parse,
+        )?;
+        let status = filter_value(
+            self.status.as_deref(),
+            "status",
+            "unknown status",
+            RequestStatus::parse,
+        )?;
+        let destination_id = filter_value(
+            self.destination_id.as_deref(),
+            "destination_id",
+            "not a destination id",
+            |text| DestinationId::parse(text).ok(),
+        )?;
+        let page = self.page(RequestId::parse)?;
         let filter = RequestFilter {
-            direction: params
-                .direction
-                .map(|text| {
-                    Direction::parse(&text).ok_or_else(|| {
-                        ApiError::invalid_field(
-                            "direction",
-                            "direction must be incoming or outgoing",
-                        )
-                    })
-                })
-                .transpose()?,
-            status: params
-                .status
-                .map(|text| {
-                    RequestStatus::parse(&text)
-                        .ok_or_else(|| ApiError::invalid_field("status", "unknown status"))
-                })
-                .transpose()?,
-            destination_id: params
-                .destination_id
-                .map(|text| {
-                    DestinationId::parse(&text).map_err(|_| {
-                        ApiError::invalid_field("destination_id", "not a destination id")
-                    })
-                })
-                .transpose()?,
-            customer_id: params.customer_id,
+            direction,
+            status,
+            destination_id,
+            customer_id: self.customer_id,
         };
-        let page = ListParams {
-            limit: params.limit,
-            starting_after: params.starting_after,
-        }
-        .page(RequestId::parse)?;
         Ok((filter, page))
     }
 }

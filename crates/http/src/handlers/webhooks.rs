@@ -8,10 +8,10 @@ use mandate_domain::ports::{EventFilter, Page};
 use mandate_domain::usecases::EndpointInput;
 use mandate_domain::webhooks::{WebhookEndpoint, feed_types};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
-use crate::input::{EmptyBody, Json, ListParams, Query, path_id};
+use crate::input::{EmptyBody, Json, ListParams, Query, list_params, path_id};
 use crate::pipeline::Authenticated;
 use crate::schemas;
 use crate::state::State;
@@ -401,19 +401,14 @@ pub async fn retry(
     ))
 }
 
-/// Filters of `GET /v1/events`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct EventListParams {
-    /// Only events of this exact type (`payment_request.paid`), or of its family
-    /// (`payment_request.*`).
-    #[serde(rename = "type")]
-    pub event_type: Option<String>,
-    /// 1–100, default 20.
-    pub limit: Option<u32>,
-    /// The id of the last item of the previous page.
-    pub starting_after: Option<String>,
+list_params! {
+    /// Filters of `GET /v1/events`.
+    pub struct EventListParams {
+        /// Only events of this exact type (`payment_request.paid`), or of its family
+        /// (`payment_request.*`).
+        #[serde(rename = "type")]
+        pub event_type: Option<String>,
+    }
 }
 
 /// The events the caller may see — exactly what its endpoints receive — newest first.
@@ -427,8 +422,9 @@ pub async fn events(
     let params = params.into_inner();
     let types = params
         .event_type
+        .as_deref()
         .map(|pattern| {
-            feed_types(&pattern).ok_or_else(|| {
+            feed_types(pattern).ok_or_else(|| {
                 ApiError::invalid_field(
                     "type",
                     format!(
@@ -439,11 +435,7 @@ pub async fn events(
             })
         })
         .transpose()?;
-    let page = ListParams {
-        limit: params.limit,
-        starting_after: params.starting_after,
-    }
-    .page(EventId::parse)?;
+    let page = params.page(EventId::parse)?;
     let events = state
         .mandate
         .list_events(&principal, &EventFilter { types }, &page)
