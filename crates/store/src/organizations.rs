@@ -302,12 +302,16 @@ impl KeyStore for DbStore {
         db_run!(self, |conn| {
             let row = match &key {
                 KeyBy::Hash(hash) => {
-                    key_read!(api_keys::key_hash.eq(hash), &client_id, &request_id)
-                        .first(conn)
-                        .await
+                    key_read!(
+                        api_keys::key_hash.eq(hash),
+                        client_id.clone(),
+                        request_id.clone()
+                    )
+                    .first(conn)
+                    .await
                 }
                 KeyBy::Id(id) => {
-                    key_read!(api_keys::id.eq(id), &client_id, &request_id)
+                    key_read!(api_keys::id.eq(id), client_id.clone(), request_id.clone())
                         .first(conn)
                         .await
                 }
