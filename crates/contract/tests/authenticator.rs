@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use mandate_contract::fixtures;
 use mandate_contract::memory::MemoryStore;
-use mandate_domain::auth::{AuthError, Authenticator, TokenSubject};
+use mandate_domain::auth::{AuthError, Authenticator, Resolved, TokenSubject};
 use mandate_domain::events::EventType;
 use mandate_domain::ids::{ClientId, KeyId, OrchestratorId, RequestId};
 use mandate_domain::keys::KeyHasher;
@@ -251,6 +251,55 @@ async fn for_destination(
     }
 }
 
+/// What both paths read with.
+struct Reading<'a> {
+    authenticator: &'a Authenticator,
+    mandate: &'a Mandate,
+    now: DateTime<Utc>,
+}
+
+/// The two-step path's end: `X-Destination-Id` on the resolved principal, then the request
+/// read on its own, as the handler read it before.
+async fn read_after(
+    ctx: &Reading<'_>,
+    principal: Result<Principal, AuthError>,
+    destination_header: Option<&str>,
+    id: &RequestId,
+) -> ReadOutcome {
+    let principal = for_destination(ctx.authenticator, principal, destination_header)
+        .await
+        .map_err(why)?;
+    let request = ctx
+        .mandate
+        .request(&principal, id, ctx.now)
+        .await
+        .map_err(why)?;
+    Ok((principal, request))
+}
+
+/// The one-statement path's end: `X-Destination-Id`, then the request read with the
+/// credential, authorized.
+async fn read_with(
+    ctx: &Reading<'_>,
+    resolved: Result<Resolved, AuthError>,
+    destination_header: Option<&str>,
+) -> ReadOutcome {
+    let resolved = resolved.map_err(why)?;
+    let principal = for_destination(
+        ctx.authenticator,
+        Ok(resolved.principal),
+        destination_header,
+    )
+    .await
+    .map_err(why)?;
+    let request = ctx
+        .mandate
+        .request_read(&principal, resolved.request, ctx.now)
+        .await
+        .map_err(why)?;
+    Ok((principal, request))
+}
+
 /// A read of a payment request by id, as the pipeline now does it — the credential, the
 /// client ID and the request in one statement, then `authorize` on what came back — refuses
 /// and admits exactly as the two-step path did (the credential, then the request), over every
@@ -393,6 +442,11 @@ async fn reading_the_request_with_the_credential_decides_like_reading_it_after()
         })
         .collect();
     let scope = fixtures::permissions(&[Permission::ReadOutgoing, Permission::ReadIncoming]);
+    let ctx = Reading {
+        authenticator: &authenticator,
+        mandate: &mandate,
+        now,
+    };
     let (mut admitted, mut refused) = (0, 0);
     for id in &request_ids {
         for destination_header in &destination_headers {
@@ -412,44 +466,20 @@ async fn reading_the_request_with_the_credential_decides_like_reading_it_after()
                     }
                 };
                 for token in tokens {
-                    let apart: ReadOutcome = async {
-                        let principal = match client_header {
-                            Some(header) => {
-                                credential_then_client(&authenticator, store, token, header, now)
-                                    .await
-                            }
-                            None => authenticator
-                                .bearer(token, None, None, now)
-                                .await
-                                .map(|resolved| resolved.principal),
-                        };
-                        let principal =
-                            for_destination(&authenticator, principal, destination_header)
-                                .await
-                                .map_err(why)?;
-                        let request = mandate.request(&principal, id, now).await.map_err(why)?;
-                        Ok((principal, request))
-                    }
-                    .await;
-                    let together: ReadOutcome = async {
-                        let resolved = authenticator
-                            .bearer(token, client_header, Some(id), now)
+                    let apart = match client_header {
+                        Some(header) => {
+                            credential_then_client(&authenticator, store, token, header, now).await
+                        }
+                        None => authenticator
+                            .bearer(token, None, None, now)
                             .await
-                            .map_err(why)?;
-                        let principal = for_destination(
-                            &authenticator,
-                            Ok(resolved.principal),
-                            destination_header,
-                        )
-                        .await
-                        .map_err(why)?;
-                        let request = mandate
-                            .request_read(&principal, resolved.request, now)
-                            .await
-                            .map_err(why)?;
-                        Ok((principal, request))
-                    }
-                    .await;
+                            .map(|resolved| resolved.principal),
+                    };
+                    let apart = read_after(&ctx, apart, destination_header, id).await;
+                    let together = authenticator
+                        .bearer(token, client_header, Some(id), now)
+                        .await;
+                    let together = read_with(&ctx, together, destination_header).await;
                     judge(together, apart, token);
                 }
                 if client_header.is_some_and(|header| header != active_id) {
@@ -464,36 +494,12 @@ async fn reading_the_request_with_the_credential_decides_like_reading_it_after()
                         key_id,
                         scope: &scope,
                     };
-                    let apart: ReadOutcome = async {
-                        let principal =
-                            token_then_client(store, &subject, client_header, now).await;
-                        let principal =
-                            for_destination(&authenticator, principal, destination_header)
-                                .await
-                                .map_err(why)?;
-                        let request = mandate.request(&principal, id, now).await.map_err(why)?;
-                        Ok((principal, request))
-                    }
-                    .await;
-                    let together: ReadOutcome = async {
-                        let resolved = authenticator
-                            .token_client(&subject, client_header, Some(id), now)
-                            .await
-                            .map_err(why)?;
-                        let principal = for_destination(
-                            &authenticator,
-                            Ok(resolved.principal),
-                            destination_header,
-                        )
-                        .await
-                        .map_err(why)?;
-                        let request = mandate
-                            .request_read(&principal, resolved.request, now)
-                            .await
-                            .map_err(why)?;
-                        Ok((principal, request))
-                    }
-                    .await;
+                    let apart = token_then_client(store, &subject, client_header, now).await;
+                    let apart = read_after(&ctx, apart, destination_header, id).await;
+                    let together = authenticator
+                        .token_client(&subject, client_header, Some(id), now)
+                        .await;
+                    let together = read_with(&ctx, together, destination_header).await;
                     judge(
                         together,
                         apart,

@@ -144,11 +144,29 @@ async fn token_json(server: &Server, body: Value) -> Reply {
 
 impl Fixture {
     fn credentials(&self) -> [(&str, &str); 3] {
+        self.credentials_with(&self.orchestrator_key)
+    }
+
+    /// The grant's form fields with the orchestrator key `secret`.
+    fn credentials_with<'a>(&'a self, secret: &'a str) -> [(&'a str, &'a str); 3] {
         [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.orchestrator_key.as_str()),
+            ("client_secret", secret),
         ]
+    }
+
+    /// Another key of the orchestrator: its id and its secret.
+    async fn second_key(&self) -> (String, String) {
+        let second = self
+            .api
+            .post("/v1/orchestrator/keys", &self.orchestrator_key, json!({}))
+            .await;
+        assert_eq!(second.status, 201, "{}", second.body);
+        (
+            second.body["id"].as_str().unwrap().to_owned(),
+            second.body["key"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// A token by the form grant, optionally with a narrower scope.
@@ -462,18 +480,8 @@ async fn revoking_the_client_id_stops_issued_tokens_on_the_next_request() {
 async fn revoking_the_orchestrator_key_stops_its_tokens_on_the_next_request() {
     let fx = fixture().await;
     // A second key of the same orchestrator mints a token; the first stays to revoke it.
-    let second = fx
-        .api
-        .post("/v1/orchestrator/keys", &fx.orchestrator_key, json!({}))
-        .await;
-    assert_eq!(second.status, 201, "{}", second.body);
-    let second_id = second.body["id"].as_str().unwrap().to_owned();
-    let second_key = second.body["key"].as_str().unwrap().to_owned();
-    let pairs = [
-        ("grant_type", "client_credentials"),
-        ("client_id", fx.client_id.as_str()),
-        ("client_secret", second_key.as_str()),
-    ];
+    let (second_id, second_key) = fx.second_key().await;
+    let pairs = fx.credentials_with(&second_key);
     let doomed = granted(&token_form(&fx.server, &pairs, None).await);
     let kept = fx.token(None).await;
     assert_eq!(fx.create_request(&doomed, "outgoing").await.status, 201);
@@ -620,12 +628,11 @@ async fn the_public_jwks_verifies_tokens_independently() {
     assert_eq!(again.body, jwks.body);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
-    let database = FreshDatabase::create().await;
+/// Two servers on `database`, with their data directories: replicas share the database, the
+/// secrets and the public URL (the tokens' issuer).
+async fn replicas(database: &FreshDatabase) -> (Server, TempDir, Server, TempDir) {
     let db = Database::Postgres(database.url.clone());
     let (data_one, data_two) = (TempDir::new(), TempDir::new());
-    // Replicas share the database, the secrets and the public URL (the tokens' issuer).
     let key_hash_secret = support::random_hex(32);
     let signing_secret = support::random_hex(32);
     let command = |dir: &TempDir| {
@@ -638,6 +645,13 @@ async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
     };
     let one = Server::start_with(command(&data_one), &data_one.0).await;
     let two = Server::start_with(command(&data_two), &data_two.0).await;
+    (one, data_one, two, data_two)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
+    let database = FreshDatabase::create().await;
+    let (one, data_one, two, data_two) = replicas(&database).await;
     let fx = fixture_on(one, data_one).await;
     let token = fx.token(None).await;
     assert_eq!(claims(&token)["iss"], "https://mandate.test");
@@ -686,35 +700,12 @@ async fn read_as_client(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_by_id_through_another_replica_is_refused_on_the_next_request_after_a_revocation() {
     let database = FreshDatabase::create().await;
-    let db = Database::Postgres(database.url.clone());
-    let (data_one, data_two) = (TempDir::new(), TempDir::new());
-    let key_hash_secret = support::random_hex(32);
-    let signing_secret = support::random_hex(32);
-    let command = |dir: &TempDir| {
-        let mut command = support::mandate_command(&dir.0, &db);
-        command
-            .env("MANDATE__SECRETS__KEY_HASH_SECRET", &key_hash_secret)
-            .env("MANDATE__SECRETS__TOKEN_SIGNING_KEY", &signing_secret)
-            .env("MANDATE__SERVER__PUBLIC_URL", "https://mandate.test");
-        command
-    };
-    let one = Server::start_with(command(&data_one), &data_one.0).await;
-    let two = Server::start_with(command(&data_two), &data_two.0).await;
+    let (one, data_one, two, data_two) = replicas(&database).await;
     let fx = fixture_on(one, data_one).await;
     let api_two = two.api();
     // A second key of the orchestrator, and a token it mints; the first key stays.
-    let second = fx
-        .api
-        .post("/v1/orchestrator/keys", &fx.orchestrator_key, json!({}))
-        .await;
-    assert_eq!(second.status, 201, "{}", second.body);
-    let second_id = second.body["id"].as_str().unwrap().to_owned();
-    let second_key = second.body["key"].as_str().unwrap().to_owned();
-    let pairs = [
-        ("grant_type", "client_credentials"),
-        ("client_id", fx.client_id.as_str()),
-        ("client_secret", second_key.as_str()),
-    ];
+    let (second_id, second_key) = fx.second_key().await;
+    let pairs = fx.credentials_with(&second_key);
     let token = granted(&token_form(&fx.server, &pairs, None).await);
     let permission_path = format!("/v1/client-ids/{}/permissions", fx.client_id);
     let granted_read = fx
