@@ -769,15 +769,9 @@ async fn a_read_by_id_through_another_replica_is_refused_on_the_next_request_aft
         read().await,
         [unauthenticated.clone(), unauthenticated.clone()]
     );
-    let by_first_key = || {
-        api_two.send(
-            "GET",
-            &format!("/v1/requests/{id}"),
-            Some(&fx.orchestrator_key),
-            None,
-            &[("X-Client-Id", &fx.client_id)],
-        )
-    };
+    let path = format!("/v1/requests/{id}");
+    let acting = [("X-Client-Id", fx.client_id.as_str())];
+    let by_first_key = || api_two.send("GET", &path, Some(&fx.orchestrator_key), None, &acting);
     assert_eq!(by_first_key().await.status, 200);
 
     // The client ID revoked: no key acts as it any more.
