@@ -1,14 +1,15 @@
 //! `KeyStore`: the active-key limit, revocation by the owner, touches, and the key read with
-//! the client ID it names.
+//! the client ID and the payment request a call names.
 
 use std::sync::Arc;
 
 use chrono::Duration;
 
 use mandate_domain::events::EventType;
-use mandate_domain::ids::{ClientId, KeyId};
-use mandate_domain::model::KeyOwner;
-use mandate_domain::ports::Store;
+use mandate_domain::ids::{ClientId, KeyId, RequestId};
+use mandate_domain::model::{ApiKey, Client, KeyOwner};
+use mandate_domain::payments::{Direction, PaymentRequest};
+use mandate_domain::ports::{KeyRef, Store};
 use mandate_domain::values::Permission;
 
 use mandate_domain::now;
@@ -156,7 +157,21 @@ async fn keys_are_revoked_only_by_their_owner_and_touched(store: Arc<dyn Store>)
 }
 case!(keys_are_revoked_only_by_their_owner_and_touched);
 
-async fn keys_are_read_with_the_client_id_they_name(store: Arc<dyn Store>) {
+/// `key_read` of `store`, flattened for comparing.
+async fn key_read(
+    store: &dyn Store,
+    key: KeyRef<'_>,
+    client_id: Option<&ClientId>,
+    request_id: Option<&RequestId>,
+) -> Option<(ApiKey, Option<Client>, Option<PaymentRequest>)> {
+    store
+        .key_read(key, client_id, request_id)
+        .await
+        .unwrap()
+        .map(|read| (read.key, read.client, read.request))
+}
+
+async fn keys_are_read_with_the_client_id_and_request_they_name(store: Arc<dyn Store>) {
     let (_, destinations) = seed_organization(&*store, 1).await;
     let orchestrator = seed_orchestrator(&*store).await;
     let orchestrator_key = seed_orchestrator_key(&*store, &orchestrator).await;
@@ -167,34 +182,60 @@ async fn keys_are_read_with_the_client_id_they_name(store: Arc<dyn Store>) {
     );
     let created = client_event(EventType::ClientIdCreated, &named);
     store.insert_client(&named, &created).await.unwrap();
+    let request = payment_request(&destinations[0], Direction::Outgoing, Some(&named));
+    store
+        .insert_request(
+            &request,
+            &request_event(EventType::PaymentRequestCreated, &request),
+        )
+        .await
+        .unwrap();
+    let by_hash = KeyRef::Hash(&orchestrator_key.hash);
+    let (some_client, some_request) = (Some(&named.id), Some(&request.id));
+    let (no_client, no_request) = (ClientId::generate(), RequestId::generate());
 
-    // The key found with its client ID.
+    // The key found with its client ID and the request.
     assert_eq!(
-        store
-            .key_with_client(&orchestrator_key.hash, &named.id)
-            .await
-            .unwrap(),
-        Some((orchestrator_key.clone(), Some(named.clone())))
+        key_read(&*store, by_hash, some_client, some_request).await,
+        Some((
+            orchestrator_key.clone(),
+            Some(named.clone()),
+            Some(request.clone())
+        ))
     );
-    // The key found, the client ID missing.
+    // Each asked for alone, or not at all.
     assert_eq!(
-        store
-            .key_with_client(&orchestrator_key.hash, &ClientId::generate())
-            .await
-            .unwrap(),
-        Some((orchestrator_key.clone(), None))
+        key_read(&*store, by_hash, some_client, None).await,
+        Some((orchestrator_key.clone(), Some(named.clone()), None))
     );
-    // The key missing, though the client ID exists.
     assert_eq!(
-        store
-            .key_with_client("hash-of-no-key", &named.id)
-            .await
-            .unwrap(),
+        key_read(&*store, by_hash, None, some_request).await,
+        Some((orchestrator_key.clone(), None, Some(request.clone())))
+    );
+    assert_eq!(
+        key_read(&*store, by_hash, None, None).await,
+        Some((orchestrator_key.clone(), None, None))
+    );
+    // The key found, the client ID and the request missing.
+    assert_eq!(
+        key_read(&*store, by_hash, Some(&no_client), Some(&no_request)).await,
+        Some((orchestrator_key.clone(), None, None))
+    );
+    // The key missing, though the client ID and the request exist.
+    assert_eq!(
+        key_read(
+            &*store,
+            KeyRef::Hash("hash-of-no-key"),
+            some_client,
+            some_request
+        )
+        .await,
         None
     );
 
-    // Whether the key may be used, and whether the client ID is its orchestrator's, is the
-    // caller's to decide: a revoked key and another orchestrator's client ID come back too.
+    // Whether the key may be used, whether the client ID is its orchestrator's and whether
+    // the request may be read is the caller's to decide: a revoked key, another
+    // orchestrator's client ID and its request come back too.
     let other = seed_orchestrator(&*store).await;
     let other_key = seed_orchestrator_key(&*store, &other).await;
     let revoked = store
@@ -203,41 +244,43 @@ async fn keys_are_read_with_the_client_id_they_name(store: Arc<dyn Store>) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        store
-            .key_with_client(&other_key.hash, &named.id)
-            .await
-            .unwrap(),
-        Some((revoked.clone(), Some(named.clone())))
+        key_read(
+            &*store,
+            KeyRef::Hash(&other_key.hash),
+            some_client,
+            some_request
+        )
+        .await,
+        Some((revoked.clone(), Some(named.clone()), Some(request.clone())))
     );
 
     // By the key's id (what an access token names), with the same rules.
+    let by_id = KeyRef::Id(&orchestrator_key.id);
     assert_eq!(
-        store
-            .key_by_id_with_client(&orchestrator_key.id, &named.id)
-            .await
-            .unwrap(),
-        Some((orchestrator_key.clone(), Some(named.clone())))
+        key_read(&*store, by_id, some_client, some_request).await,
+        Some((
+            orchestrator_key.clone(),
+            Some(named.clone()),
+            Some(request.clone())
+        ))
     );
     assert_eq!(
-        store
-            .key_by_id_with_client(&orchestrator_key.id, &ClientId::generate())
-            .await
-            .unwrap(),
-        Some((orchestrator_key.clone(), None))
+        key_read(&*store, by_id, Some(&no_client), Some(&no_request)).await,
+        Some((orchestrator_key.clone(), None, None))
     );
     assert_eq!(
-        store
-            .key_by_id_with_client(&KeyId::generate(), &named.id)
-            .await
-            .unwrap(),
+        key_read(
+            &*store,
+            KeyRef::Id(&KeyId::generate()),
+            some_client,
+            some_request
+        )
+        .await,
         None
     );
     assert_eq!(
-        store
-            .key_by_id_with_client(&revoked.id, &named.id)
-            .await
-            .unwrap(),
-        Some((revoked, Some(named)))
+        key_read(&*store, KeyRef::Id(&revoked.id), some_client, some_request).await,
+        Some((revoked, Some(named), Some(request)))
     );
 }
-case!(keys_are_read_with_the_client_id_they_name);
+case!(keys_are_read_with_the_client_id_and_request_they_name);

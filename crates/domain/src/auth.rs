@@ -6,10 +6,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::agents::AgentKey;
-use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId};
+use crate::ids::{ClientId, DestinationId, KeyId, OrchestratorId, RequestId};
 use crate::keys::{KeyHasher, KeyKind};
 use crate::model::{ApiKey, Client, ClientStatus, KeyOwner};
-use crate::ports::{Store, StoreError};
+use crate::payments::PaymentRequest;
+use crate::ports::{KeyRead, KeyRef, Store, StoreError};
 use crate::principal::{ClientPrincipal, Principal};
 use crate::values::{Permission, PermissionSet};
 
@@ -64,31 +65,47 @@ impl Authenticator {
     /// Resolves a Bearer credential that is not an access token — an API key by its keyed
     /// hash, or the admin token — and, when the request sends `X-Client-Id` (`client_header`),
     /// the client ID it acts as: only an orchestrator key may name one, and only an active
-    /// client ID of its own that is not an agent's. A key and the client ID it names are read
-    /// in one store round trip.
+    /// client ID of its own that is not an agent's. A key, the client ID it names and the
+    /// payment request the route reads (`reads`) are read in one store round trip.
     pub async fn bearer(
         &self,
         token: &str,
         client_header: Option<&str>,
+        reads: Option<&RequestId>,
         now: DateTime<Utc>,
-    ) -> Result<Principal, AuthError> {
-        let Some(client_header) = client_header else {
-            return self.key_or_admin(token, now).await;
-        };
-        let (Some(_), Ok(client_id)) = (KeyKind::of(token), ClientId::parse(client_header)) else {
-            // Nothing to read together: the admin token needs no query, and a header that is
-            // no client ID names none of the orchestrator's.
-            let principal = self.key_or_admin(token, now).await?;
-            orchestrator_of(&principal)?;
-            return Err(AuthError::Forbidden(NOT_YOURS));
-        };
-        let (key, client) = self
+    ) -> Result<Resolved, AuthError> {
+        if KeyKind::of(token).is_none() {
+            let principal = self.admin(token)?;
+            if client_header.is_some() {
+                return Err(AuthError::Forbidden(ONLY_ORCHESTRATOR_KEYS));
+            }
+            return self.with_request(principal, reads).await;
+        }
+        // A header that is no client ID names none of the orchestrator's: nothing to read.
+        let named = client_header.map(ClientId::parse);
+        let client_id = named.as_ref().and_then(|parsed| parsed.as_ref().ok());
+        let read = self
             .store
-            .key_with_client(&self.hasher.hash(token), &client_id)
-            .await?
-            .unzip();
+            .key_read(KeyRef::Hash(&self.hasher.hash(token)), client_id, reads)
+            .await?;
+        let (key, client, request) = match read {
+            Some(KeyRead {
+                key,
+                client,
+                request,
+            }) => (Some(key), client, request),
+            None => (None, None, None),
+        };
         let principal = key_principal(self.store.as_ref(), key, now).await?;
-        acting_client(orchestrator_of(&principal)?, client.flatten())
+        let principal = match named {
+            None => principal,
+            Some(Err(_)) => {
+                orchestrator_of(&principal)?;
+                return Err(AuthError::Forbidden(NOT_YOURS));
+            }
+            Some(Ok(_)) => acting_client(orchestrator_of(&principal)?, client)?,
+        };
+        Ok(Resolved { principal, request })
     }
 
     /// An API key by its keyed hash, or the admin token.
@@ -98,13 +115,32 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<Principal, AuthError> {
         if KeyKind::of(token).is_none() {
-            return match &self.admin_token {
-                Some(admin) if self.hasher.matches(token, admin) => Ok(Principal::Admin),
-                _ => Err(AuthError::Unauthenticated("unknown_token")),
-            };
+            return self.admin(token);
         }
         let key = self.store.key_by_hash(&self.hasher.hash(token)).await?;
         key_principal(self.store.as_ref(), key, now).await
+    }
+
+    /// The admin token, if the admin API is on and `token` is it.
+    fn admin(&self, token: &str) -> Result<Principal, AuthError> {
+        match &self.admin_token {
+            Some(admin) if self.hasher.matches(token, admin) => Ok(Principal::Admin),
+            _ => Err(AuthError::Unauthenticated("unknown_token")),
+        }
+    }
+
+    /// `principal` with the payment request `reads` names, read on its own: for credentials
+    /// whose own check reads no key to read it with (the admin token, an agent's signature).
+    async fn with_request(
+        &self,
+        principal: Principal,
+        reads: Option<&RequestId>,
+    ) -> Result<Resolved, AuthError> {
+        let request = match reads {
+            Some(id) => self.store.request(id).await?,
+            None => None,
+        };
+        Ok(Resolved { principal, request })
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn Store> {
@@ -225,8 +261,9 @@ impl Authenticator {
         &self,
         key: &AgentKey,
         client_header: Option<&str>,
+        reads: Option<&RequestId>,
         now: DateTime<Utc>,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<Resolved, AuthError> {
         let header = client_header.ok_or(AuthError::Unauthenticated("agent_without_client_id"))?;
         let id =
             ClientId::parse(header).map_err(|_| AuthError::Unauthenticated("unknown_agent"))?;
@@ -242,7 +279,8 @@ impl Authenticator {
         if expires_at.is_some_and(|expires_at| expires_at <= now) {
             return Err(AuthError::Unauthenticated("expired_agent"));
         }
-        Ok(client_principal(client, None))
+        self.with_request(client_principal(client, None), reads)
+            .await
     }
 
     /// Accepts an agent signature's nonce once per key: a replay is refused.
@@ -313,20 +351,26 @@ impl Authenticator {
     /// (`key_id`) must still be active (neither revoked nor expired), and the client ID acts
     /// with the token's scope narrowed to the permissions it holds now — so revoking the
     /// client ID or the key takes effect on the very next request. One store round trip
-    /// reads both. The token names its client ID, so `X-Client-Id` (`client_header`) is
-    /// refused with it, once the token is known to be good.
+    /// reads both, and the payment request the route reads (`reads`). The token names its
+    /// client ID, so `X-Client-Id` (`client_header`) is refused with it, once the token is
+    /// known to be good.
     pub async fn token_client(
         &self,
         token: &TokenSubject<'_>,
         client_header: Option<&str>,
+        reads: Option<&RequestId>,
         now: DateTime<Utc>,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<Resolved, AuthError> {
         const REVOKED: AuthError = AuthError::Unauthenticated("revoked_token");
         let id = ClientId::parse(token.client_id).map_err(|_| REVOKED)?;
         let key_id = KeyId::parse(token.key_id).map_err(|_| REVOKED)?;
-        let (key, client) = self
+        let KeyRead {
+            key,
+            client,
+            request,
+        } = self
             .store
-            .key_by_id_with_client(&key_id, &id)
+            .key_read(KeyRef::Id(&key_id), Some(&id), reads)
             .await?
             .ok_or(AuthError::Unauthenticated("revoked_key"))?;
         let key_is_the_orchestrators = matches!(
@@ -348,8 +392,22 @@ impl Authenticator {
         if client_header.is_some() {
             return Err(AuthError::Forbidden(ONLY_ORCHESTRATOR_KEYS));
         }
-        Ok(client_principal(client, Some(token.scope)))
+        Ok(Resolved {
+            principal: client_principal(client, Some(token.scope)),
+            request,
+        })
     }
+}
+
+/// A resolved credential: its principal, and the payment request its route reads by id,
+/// read with it (`None` when the route reads none or no such request exists). Whether the
+/// principal may read the request is not decided here: that is `authorize`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// Who is calling.
+    pub principal: Principal,
+    /// The payment request the route reads, whoever owns it.
+    pub request: Option<PaymentRequest>,
 }
 
 /// What a verified access token says about its holder, as [`Authenticator::token_client`]

@@ -1,7 +1,8 @@
 //! The one authentication pipeline (SPEC §3). Every route is registered through
 //! [`crate::routes`] with the principal kinds it admits, and this middleware runs in front of
-//! each of them: read exactly one credential, resolve it *now*, apply `X-Destination-Id`,
-//! check the route admits the principal's kind, and hand the principal to the handler.
+//! each of them: read exactly one credential, resolve it *now* — together with the resource
+//! the route reads by id, in the same statement — apply `X-Destination-Id`, check the route
+//! admits the principal's kind, and hand the principal and the resource to the handler.
 
 use std::future::{Ready, ready};
 
@@ -11,7 +12,9 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use mandate_domain::agents::AgentKey;
-use mandate_domain::auth::TokenSubject;
+use mandate_domain::auth::{Resolved, TokenSubject};
+use mandate_domain::ids::RequestId;
+use mandate_domain::payments::PaymentRequest;
 use mandate_domain::principal::{Principal, PrincipalKind};
 
 use crate::error::ApiError;
@@ -45,6 +48,17 @@ impl Admits {
             Admits::Kinds(kinds) | Admits::KindsSignedByAgent(kinds) => kinds.contains(&kind),
         }
     }
+}
+
+/// What a route reads by the `{id}` of its path, declared in the route table: the pipeline
+/// reads it with the credential and leaves it to the handler ([`ReadRequest`]), so that an
+/// authorized read is one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing.
+    Nothing,
+    /// The payment request `{id}` names.
+    Request,
 }
 
 /// The Bearer credential a request presents (step 1), if it sends an Authorization header.
@@ -92,10 +106,11 @@ fn single_header<'a>(
 /// now. A route that wants an agent's proof of key possession takes both.
 async fn resolve(
     admits: Admits,
+    reads: Option<&RequestId>,
     state: &AppState,
     request: &ServiceRequest,
     signature: Option<&AgentSignature>,
-) -> Result<Principal, ApiError> {
+) -> Result<Resolved, ApiError> {
     let token = bearer_token(request)?;
     let signed_by_agent = matches!(admits, Admits::KindsSignedByAgent(_));
     let token = match (token, signature) {
@@ -108,11 +123,11 @@ async fn resolve(
         }
         (None, Some(signature)) => {
             let client = single_header(request, &CLIENT_HEADER)?;
-            let principal = state
+            let resolved = state
                 .authenticator
-                .agent_client(&signature.key, client, mandate_domain::now())
+                .agent_client(&signature.key, client, reads, mandate_domain::now())
                 .await?;
-            return apply_destination(state, request, principal).await;
+            return apply_destination(state, request, resolved).await;
         }
         (None, None) => {
             return Err(ApiError::unauthenticated(
@@ -127,7 +142,7 @@ async fn resolve(
         Err(error) => (None, Some(error)),
     };
     let now = mandate_domain::now();
-    let principal = if crate::tokens::looks_like_jwt(token) {
+    let resolved = if crate::tokens::looks_like_jwt(token) {
         let claims = state.tokens.verify(token).map_err(|error| {
             tracing::info!(reason = error.0, "access token refused");
             ApiError::unauthenticated("a valid credential is required")
@@ -140,29 +155,36 @@ async fn resolve(
         };
         state
             .authenticator
-            .token_client(&subject, client, now)
+            .token_client(&subject, client, reads, now)
             .await?
     } else {
-        state.authenticator.bearer(token, client, now).await?
+        state
+            .authenticator
+            .bearer(token, client, reads, now)
+            .await?
     };
     if let Some(error) = client_header_error {
         return Err(error);
     }
-    apply_destination(state, request, principal).await
+    apply_destination(state, request, resolved).await
 }
 
-/// Step 3's `X-Destination-Id`.
+/// Step 3's `X-Destination-Id` (a platform key naming a destination reads it: a second round
+/// trip, for that header only).
 async fn apply_destination(
     state: &AppState,
     request: &ServiceRequest,
-    principal: Principal,
-) -> Result<Principal, ApiError> {
+    resolved: Resolved,
+) -> Result<Resolved, ApiError> {
     match single_header(request, &DESTINATION_HEADER)? {
-        Some(destination) => Ok(state
-            .authenticator
-            .act_for_destination(principal, destination)
-            .await?),
-        None => Ok(principal),
+        Some(destination) => Ok(Resolved {
+            principal: state
+                .authenticator
+                .act_for_destination(resolved.principal, destination)
+                .await?,
+            request: resolved.request,
+        }),
+        None => Ok(resolved),
     }
 }
 
@@ -274,6 +296,7 @@ fn origin(public_url: &str) -> &str {
 /// `Idempotency-Key` (every authenticated `POST`).
 pub async fn authenticate(
     admits: Admits,
+    reads: Reads,
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -315,15 +338,40 @@ pub async fn authenticate(
     } else {
         None
     };
-    let admitted = match admit(admits, kinds, &state, &request, signature.as_ref()).await {
-        Ok(principal) => idempotency::key_of(&request).map(|key| (principal, key)),
+    // An id that is no request id names none: the handler answers for its path.
+    let read_id = match reads {
+        Reads::Nothing => None,
+        Reads::Request => request
+            .match_info()
+            .get("id")
+            .and_then(|id| RequestId::parse(id).ok()),
+    };
+    let admission = admit(
+        admits,
+        kinds,
+        read_id.as_ref(),
+        &state,
+        &request,
+        signature.as_ref(),
+    );
+    let admitted = match admission.await {
+        Ok(resolved) => idempotency::key_of(&request).map(|key| (resolved, key)),
         Err(error) => Err(error),
     };
     match admitted {
-        Ok((principal, key)) => {
+        Ok((
+            Resolved {
+                principal,
+                request: found,
+            },
+            key,
+        )) => {
             request
                 .extensions_mut()
                 .insert(Authenticated(principal.clone()));
+            if reads == Reads::Request {
+                request.extensions_mut().insert(ReadRequest(found));
+            }
             if let Some(signature) = signature {
                 request.extensions_mut().insert(signature);
             }
@@ -352,13 +400,15 @@ fn refuse(request: ServiceRequest, error: ApiError) -> ServiceResponse<BoxBody> 
 async fn admit(
     admits: Admits,
     kinds: &[PrincipalKind],
+    reads: Option<&RequestId>,
     state: &AppState,
     request: &ServiceRequest,
     signature: Option<&AgentSignature>,
-) -> Result<Principal, ApiError> {
-    let principal = resolve(admits, state, request, signature).await?;
+) -> Result<Resolved, ApiError> {
+    let resolved = resolve(admits, reads, state, request, signature).await?;
+    let principal = &resolved.principal;
     if let Some(limit) = &state.rate_limit {
-        limit.check(&principal).map_err(ApiError::rate_limited)?;
+        limit.check(principal).map_err(ApiError::rate_limited)?;
     }
     if !kinds.contains(&principal.kind()) {
         return Err(ApiError::wrong_principal_kind(principal.kind(), kinds));
@@ -375,7 +425,7 @@ async fn admit(
             .accept_signature_nonce(&signature.key, &signature.nonce, mandate_domain::now())
             .await?;
     }
-    Ok(principal)
+    Ok(resolved)
 }
 
 /// The principal the pipeline resolved, for handlers.
@@ -397,6 +447,27 @@ impl FromRequest for Authenticated {
 #[derive(Debug, thiserror::Error)]
 #[error("a public route's handler asked for a principal")]
 struct PublicRouteAskedForPrincipal;
+
+/// The payment request the route reads by id (`None`: there is none), read by the pipeline
+/// with the credential — whoever owns it: the handler's use case decides whether the
+/// principal may read it.
+#[derive(Debug, Clone)]
+pub struct ReadRequest(pub Option<PaymentRequest>);
+
+impl FromRequest for ReadRequest {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Absent only if a handler asks for it on a route the table does not declare as
+        // reading a request: a bug.
+        left_by_pipeline(request, || ApiError::internal(&RouteReadsNoRequest))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a handler asked for the request its route does not declare it reads")]
+struct RouteReadsNoRequest;
 
 /// An agent signature the pipeline verified (for handlers of routes that need one): the
 /// domain's key for its `keyid`, and its nonce.

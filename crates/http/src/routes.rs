@@ -1,5 +1,5 @@
-//! The route table: every route, its operation id, the principal kinds it admits, and its
-//! handler, declared once. Registration, the authentication pipeline and the OpenAPI document
+//! The route table: every route, its operation id, the principal kinds it admits, what it
+//! reads by id, and its handler, declared once. Registration, the authentication pipeline and the OpenAPI document
 //! (operation ids, security, the headers and statuses the pipeline adds) are all generated
 //! from this one table, so a route cannot exist without its admission rule.
 
@@ -17,7 +17,7 @@ use crate::handlers::{
     admin, claims, clients, customers, destinations, health, oauth, orchestrator, organization,
     pay, requests, webhooks,
 };
-use crate::pipeline::{self, Admits};
+use crate::pipeline::{self, Admits, Reads};
 
 /// One row of the route table.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +31,8 @@ pub struct RouteSpec {
     pub operation_id: &'static str,
     /// Who may call it.
     pub admits: Admits,
+    /// What it reads by the id in its path, read with the credential.
+    pub reads: Reads,
 }
 
 const fn kinds(kinds: &'static [PrincipalKind]) -> Admits {
@@ -43,8 +45,18 @@ const fn signed_by_agent(kinds: &'static [PrincipalKind]) -> Admits {
 
 const PUBLIC: Admits = Admits::Public;
 
+/// What a route row declares it reads: `reads Request` or nothing.
+macro_rules! reads {
+    () => {
+        Reads::Nothing
+    };
+    ($resource:ident) => {
+        Reads::$resource
+    };
+}
+
 macro_rules! route_table {
-    ($($method:ident $path:literal as $operation:ident => $admits:expr => $handler:path;)*) => {
+    ($($method:ident $path:literal $(reads $resource:ident)? as $operation:ident => $admits:expr => $handler:path;)*) => {
         /// Every route of the API.
         pub const ROUTES: &[RouteSpec] = &[
             $(RouteSpec {
@@ -52,6 +64,7 @@ macro_rules! route_table {
                 path: $path,
                 operation_id: stringify!($operation),
                 admits: $admits,
+                reads: reads!($($resource)?),
             },)*
         ];
 
@@ -63,7 +76,7 @@ macro_rules! route_table {
                     web::method(Method::$method)
                         .to($handler)
                         .wrap(from_fn(|request, next| {
-                            pipeline::authenticate($admits, request, next)
+                            pipeline::authenticate($admits, reads!($($resource)?), request, next)
                         })),
                 );
             )*
@@ -108,7 +121,7 @@ route_table! {
     // other, and these are the busiest.
     POST "/v1/requests" as createPaymentRequest => kinds(&[Client, Platform, Destination]) => requests::create;
     GET "/v1/requests" as listPaymentRequests => kinds(&[Client, Platform, Destination]) => requests::list;
-    GET "/v1/requests/{id}" as getPaymentRequest => kinds(&[Client, Platform, Destination]) => requests::get;
+    GET "/v1/requests/{id}" reads Request as getPaymentRequest => kinds(&[Client, Platform, Destination]) => requests::get;
     POST "/v1/requests/{id}/cancel" as cancelPaymentRequest => kinds(&[Client, Platform, Destination]) => requests::cancel;
     POST "/v1/requests/{id}/payment-links" as createPaymentLink => kinds(&[Client, Platform, Destination]) => requests::create_payment_link;
     POST "/v1/requests/{id}/payments" as reportPayment => kinds(&[Client, Platform, Destination]) => requests::report_payment;

@@ -144,11 +144,29 @@ async fn token_json(server: &Server, body: Value) -> Reply {
 
 impl Fixture {
     fn credentials(&self) -> [(&str, &str); 3] {
+        self.credentials_with(&self.orchestrator_key)
+    }
+
+    /// The grant's form fields with the orchestrator key `secret`.
+    fn credentials_with<'a>(&'a self, secret: &'a str) -> [(&'a str, &'a str); 3] {
         [
             ("grant_type", "client_credentials"),
             ("client_id", self.client_id.as_str()),
-            ("client_secret", self.orchestrator_key.as_str()),
+            ("client_secret", secret),
         ]
+    }
+
+    /// Another key of the orchestrator: its id and its secret.
+    async fn second_key(&self) -> (String, String) {
+        let second = self
+            .api
+            .post("/v1/orchestrator/keys", &self.orchestrator_key, json!({}))
+            .await;
+        assert_eq!(second.status, 201, "{}", second.body);
+        (
+            second.body["id"].as_str().unwrap().to_owned(),
+            second.body["key"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// A token by the form grant, optionally with a narrower scope.
@@ -462,18 +480,8 @@ async fn revoking_the_client_id_stops_issued_tokens_on_the_next_request() {
 async fn revoking_the_orchestrator_key_stops_its_tokens_on_the_next_request() {
     let fx = fixture().await;
     // A second key of the same orchestrator mints a token; the first stays to revoke it.
-    let second = fx
-        .api
-        .post("/v1/orchestrator/keys", &fx.orchestrator_key, json!({}))
-        .await;
-    assert_eq!(second.status, 201, "{}", second.body);
-    let second_id = second.body["id"].as_str().unwrap().to_owned();
-    let second_key = second.body["key"].as_str().unwrap().to_owned();
-    let pairs = [
-        ("grant_type", "client_credentials"),
-        ("client_id", fx.client_id.as_str()),
-        ("client_secret", second_key.as_str()),
-    ];
+    let (second_id, second_key) = fx.second_key().await;
+    let pairs = fx.credentials_with(&second_key);
     let doomed = granted(&token_form(&fx.server, &pairs, None).await);
     let kept = fx.token(None).await;
     assert_eq!(fx.create_request(&doomed, "outgoing").await.status, 201);
@@ -620,12 +628,11 @@ async fn the_public_jwks_verifies_tokens_independently() {
     assert_eq!(again.body, jwks.body);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
-    let database = FreshDatabase::create().await;
+/// Two servers on `database`, with their data directories: replicas share the database, the
+/// secrets and the public URL (the tokens' issuer).
+async fn replicas(database: &FreshDatabase) -> (Server, TempDir, Server, TempDir) {
     let db = Database::Postgres(database.url.clone());
     let (data_one, data_two) = (TempDir::new(), TempDir::new());
-    // Replicas share the database, the secrets and the public URL (the tokens' issuer).
     let key_hash_secret = support::random_hex(32);
     let signing_secret = support::random_hex(32);
     let command = |dir: &TempDir| {
@@ -638,6 +645,13 @@ async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
     };
     let one = Server::start_with(command(&data_one), &data_one.0).await;
     let two = Server::start_with(command(&data_two), &data_two.0).await;
+    (one, data_one, two, data_two)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
+    let database = FreshDatabase::create().await;
+    let (one, data_one, two, data_two) = replicas(&database).await;
     let fx = fixture_on(one, data_one).await;
     let token = fx.token(None).await;
     assert_eq!(claims(&token)["iss"], "https://mandate.test");
@@ -655,6 +669,123 @@ async fn a_token_from_one_replica_works_and_is_revoked_on_another() {
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     let refused = api_two.get("/v1/requests", &token).await;
     assert_eq!((refused.status, refused.code()), (401, "UNAUTHENTICATED"));
+    drop(two);
+    drop(data_two);
+}
+
+/// Reads the request `id` through `api` as the client ID: with `key` and `X-Client-Id`, and
+/// with `token`; their statuses and error codes.
+async fn read_as_client(
+    api: &Api,
+    id: &str,
+    key: &str,
+    client_id: &str,
+    token: &str,
+) -> [(u16, String); 2] {
+    let path = format!("/v1/requests/{id}");
+    let by_key = api
+        .send("GET", &path, Some(key), None, &[("X-Client-Id", client_id)])
+        .await;
+    let by_token = api.get(&path, token).await;
+    [by_key, by_token].map(|reply| {
+        let code = if reply.status == 200 {
+            reply.body["id"].as_str().unwrap_or("<no id>").to_owned()
+        } else {
+            reply.code().to_owned()
+        };
+        (reply.status, code)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_by_id_through_another_replica_is_refused_on_the_next_request_after_a_revocation() {
+    let database = FreshDatabase::create().await;
+    let (one, data_one, two, data_two) = replicas(&database).await;
+    let fx = fixture_on(one, data_one).await;
+    let api_two = two.api();
+    // A second key of the orchestrator, and a token it mints; the first key stays.
+    let (second_id, second_key) = fx.second_key().await;
+    let pairs = fx.credentials_with(&second_key);
+    let token = granted(&token_form(&fx.server, &pairs, None).await);
+    let permission_path = format!("/v1/client-ids/{}/permissions", fx.client_id);
+    let granted_read = fx
+        .api
+        .post(
+            &permission_path,
+            &fx.tenant.destination_key,
+            json!({"permission": "read:outgoing"}),
+        )
+        .await;
+    assert_eq!(granted_read.status, 200, "{}", granted_read.body);
+    // The owner's request, which the client ID reads by its read:outgoing permission.
+    let created = fx
+        .create_request(&fx.tenant.destination_key, "outgoing")
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let read = || read_as_client(&api_two, &id, &second_key, &fx.client_id, &token);
+    let found = (200, id.clone());
+    assert_eq!(read().await, [found.clone(), found.clone()]);
+
+    // The permission withdrawn through one replica: the other no longer shows the request.
+    let withdrawn = fx
+        .api
+        .send(
+            "DELETE",
+            &format!("{permission_path}/read:outgoing"),
+            Some(&fx.tenant.destination_key),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.body);
+    let not_found = (404, "NOT_FOUND".to_owned());
+    assert_eq!(read().await, [not_found.clone(), not_found]);
+    let granted_back = fx
+        .api
+        .post(
+            &permission_path,
+            &fx.tenant.destination_key,
+            json!({"permission": "read:outgoing"}),
+        )
+        .await;
+    assert_eq!(granted_back.status, 200, "{}", granted_back.body);
+    assert_eq!(read().await, [found.clone(), found.clone()]);
+
+    // The key revoked: it and the token it minted are refused; the other key still reads.
+    let revoked_key = fx
+        .api
+        .send(
+            "DELETE",
+            &format!("/v1/orchestrator/keys/{second_id}"),
+            Some(&fx.orchestrator_key),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(revoked_key.status, 200, "{}", revoked_key.body);
+    let unauthenticated = (401, "UNAUTHENTICATED".to_owned());
+    assert_eq!(
+        read().await,
+        [unauthenticated.clone(), unauthenticated.clone()]
+    );
+    let path = format!("/v1/requests/{id}");
+    let acting = [("X-Client-Id", fx.client_id.as_str())];
+    let by_first_key = || api_two.send("GET", &path, Some(&fx.orchestrator_key), None, &acting);
+    assert_eq!(by_first_key().await.status, 200);
+
+    // The client ID revoked: no key acts as it any more.
+    let revoked_client = fx
+        .api
+        .post(
+            &format!("/v1/client-ids/{}/revoke", fx.client_id),
+            &fx.tenant.destination_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoked_client.status, 200, "{}", revoked_client.body);
+    let refused = by_first_key().await;
+    assert_eq!((refused.status, refused.code()), (403, "FORBIDDEN"));
     drop(two);
     drop(data_two);
 }

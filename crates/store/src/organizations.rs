@@ -1,5 +1,5 @@
 //! Organizations and API keys: their rows, the organization and key ports, and the queries
-//! that read a key with the client ID it names.
+//! statement that reads a key with the client ID and the payment request a call names.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -7,10 +7,13 @@ use diesel::dsl::count_star;
 use diesel::prelude::*;
 use diesel::{insert_into, update};
 use diesel_async::RunQueryDsl;
-use mandate_domain::ids::{ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId};
+use mandate_domain::ids::{
+    ClientId, DestinationId, KeyId, OrchestratorId, OrganizationId, RequestId,
+};
 use mandate_domain::model::{ApiKey, Client, KeyOwner, Organization};
+use mandate_domain::payments::PaymentRequest;
 use mandate_domain::ports::{
-    KeyStore, OrganizationFilter, OrganizationStore, Page, PageRequest, StoreError,
+    KeyRead, KeyRef, KeyStore, OrganizationFilter, OrganizationStore, Page, PageRequest, StoreError,
 };
 
 use crate::DbStore;
@@ -19,8 +22,9 @@ use crate::dialect::{Dialect, Row};
 use crate::errors::Error;
 use crate::page::db_page;
 use crate::pool::{db_first, db_run, db_transaction};
+use crate::requests::RequestRow;
 use crate::rows::{At, Maybe, same_fields};
-use crate::schema::{api_keys, client_ids, organizations};
+use crate::schema::{api_keys, client_ids, organizations, payment_requests};
 
 /// The `api_keys.kind` of each owner.
 pub(crate) const PLATFORM: &str = "platform";
@@ -234,28 +238,42 @@ impl OrganizationStore for DbStore {
     }
 }
 
-/// The key `$key` finds and the client ID `$client_id`, in one query. The join's condition
-/// names the client ID alone, so a key comes back even when no such client ID exists.
-macro_rules! key_with_client {
-    ($key:expr, $client_id:expr) => {
+/// The key `$key` finds, with the client ID `$client_id` and the payment request
+/// `$request_id` (each an `Option`), in one statement. Each join's condition names its id
+/// alone, so a key comes back even when neither exists, and an id not asked for (`NULL`)
+/// joins nothing.
+macro_rules! key_read {
+    ($key:expr, $client_id:expr, $request_id:expr) => {
         api_keys::table
-            .left_join(client_ids::table.on(client_ids::id.eq($client_id)))
+            .left_join(client_ids::table.on(client_ids::id.nullable().eq($client_id)))
+            .left_join(payment_requests::table.on(payment_requests::id.nullable().eq($request_id)))
             .filter($key)
-            .select((KeyRow::as_select(), Option::<ClientRow>::as_select()))
+            .select((
+                KeyRow::as_select(),
+                Option::<ClientRow>::as_select(),
+                Option::<RequestRow>::as_select(),
+            ))
     };
 }
 
-/// A key and the client ID read with it, as the domain's types.
-pub(crate) fn key_and_client(
-    row: Option<(KeyRow, Option<ClientRow>)>,
-) -> Result<Option<(ApiKey, Option<Client>)>, Error> {
-    row.map(|(key, client)| {
-        Ok((
-            ApiKey::try_from(key)?,
-            client.map(Client::try_from).transpose()?,
-        ))
+/// A key and what was read with it, as the domain's types.
+fn key_read_of(
+    row: Option<(KeyRow, Option<ClientRow>, Option<RequestRow>)>,
+) -> Result<Option<KeyRead>, Error> {
+    row.map(|(key, client, request)| {
+        Ok(KeyRead {
+            key: ApiKey::try_from(key)?,
+            client: client.map(Client::try_from).transpose()?,
+            request: request.map(PaymentRequest::try_from).transpose()?,
+        })
     })
     .transpose()
+}
+
+/// A [`KeyRef`] owned, to move into the query's task.
+enum KeyBy {
+    Hash(String),
+    Id(String),
 }
 
 #[async_trait]
@@ -269,37 +287,36 @@ impl KeyStore for DbStore {
         )
     }
 
-    async fn key_with_client(
+    async fn key_read(
         &self,
-        key_hash: &str,
-        client_id: &ClientId,
-    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
-        let hash = key_hash.to_owned();
-        let client_id = client_id.to_string();
+        key: KeyRef<'_>,
+        client_id: Option<&ClientId>,
+        request_id: Option<&RequestId>,
+    ) -> Result<Option<KeyRead>, StoreError> {
+        let key = match key {
+            KeyRef::Hash(hash) => KeyBy::Hash(hash.to_owned()),
+            KeyRef::Id(id) => KeyBy::Id(id.to_string()),
+        };
+        let client_id = client_id.map(ToString::to_string);
+        let request_id = request_id.map(ToString::to_string);
         db_run!(self, |conn| {
-            key_and_client(
-                key_with_client!(api_keys::key_hash.eq(&hash), &client_id)
+            let row = match &key {
+                KeyBy::Hash(hash) => {
+                    key_read!(
+                        api_keys::key_hash.eq(hash),
+                        client_id.clone(),
+                        request_id.clone()
+                    )
                     .first(conn)
                     .await
-                    .optional()?,
-            )
-        })
-    }
-
-    async fn key_by_id_with_client(
-        &self,
-        key_id: &KeyId,
-        client_id: &ClientId,
-    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
-        let key_id = key_id.to_string();
-        let client_id = client_id.to_string();
-        db_run!(self, |conn| {
-            key_and_client(
-                key_with_client!(api_keys::id.eq(&key_id), &client_id)
-                    .first(conn)
-                    .await
-                    .optional()?,
-            )
+                }
+                KeyBy::Id(id) => {
+                    key_read!(api_keys::id.eq(id), client_id.clone(), request_id.clone())
+                        .first(conn)
+                        .await
+                }
+            };
+            key_read_of(row.optional()?)
         })
     }
 

@@ -13,30 +13,23 @@ impl KeyStore for MemoryStore {
             .cloned())
     }
 
-    async fn key_with_client(
+    async fn key_read(
         &self,
-        key_hash: &str,
-        client_id: &ClientId,
-    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
-        // One lock for both reads, as the database reads both in one statement.
+        key: KeyRef<'_>,
+        client_id: Option<&ClientId>,
+        request_id: Option<&RequestId>,
+    ) -> Result<Option<KeyRead>, StoreError> {
+        // One lock for every read, as the database reads them in one statement.
         let state = self.state();
-        Ok(state
-            .keys
-            .values()
-            .find(|key| key.hash == key_hash)
-            .map(|key| (key.clone(), state.clients.get(client_id.as_str()).cloned())))
-    }
-
-    async fn key_by_id_with_client(
-        &self,
-        key_id: &KeyId,
-        client_id: &ClientId,
-    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError> {
-        let state = self.state();
-        Ok(state
-            .keys
-            .get(key_id.as_str())
-            .map(|key| (key.clone(), state.clients.get(client_id.as_str()).cloned())))
+        let found = match key {
+            KeyRef::Hash(hash) => state.keys.values().find(|key| key.hash == hash),
+            KeyRef::Id(id) => state.keys.get(id.as_str()),
+        };
+        Ok(found.map(|key| KeyRead {
+            key: key.clone(),
+            client: client_id.and_then(|id| state.clients.get(id.as_str()).cloned()),
+            request: request_id.and_then(|id| state.requests.get(id.as_str()).cloned()),
+        }))
     }
 
     async fn insert_key(

@@ -58,9 +58,9 @@ use mandate_domain::policy::{ClientScope, DestinationScope, RequestScope, endpoi
 use mandate_domain::ports::{
     ClaimApproval, ClaimStore, ClaimSubmission, ClaimedDelivery, ClientStore, CustomerStore,
     DestinationStore, EventFilter, EventStore, Fanout, Health, IdempotencyStart, IdempotencyStore,
-    IdempotentAnswer, KeyStore, KeyedCall, KeyedStart, KeyedWrite, Ledger, OrchestratorFilter,
-    OrchestratorStore, OrganizationFilter, OrganizationStore, Page, PageRequest, RecordedAttempt,
-    RequestFilter, RequestStore, Store, StoreError, WebhookStore,
+    IdempotentAnswer, KeyRead, KeyRef, KeyStore, KeyedCall, KeyedStart, KeyedWrite, Ledger,
+    OrchestratorFilter, OrchestratorStore, OrganizationFilter, OrganizationStore, Page,
+    PageRequest, RecordedAttempt, RequestFilter, RequestStore, Store, StoreError, WebhookStore,
 };
 use mandate_domain::sessions::ConsoleSession;
 use mandate_domain::values::{PermissionSet, Slug};

@@ -201,31 +201,46 @@ pub trait DestinationStore: Send + Sync {
     async fn update_destination(&self, destination: &Destination) -> Result<(), StoreError>;
 }
 
+/// How a credential names its key: an API key by its keyed hash, an access token by the id
+/// of the key that obtained it (so revoking the key ends the token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// The keyed hash of a presented API key.
+    Hash(&'a str),
+    /// The id of a key.
+    Id(&'a KeyId),
+}
+
+/// A key with what [`KeyStore::key_read`] read alongside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRead {
+    /// The key, active or not.
+    pub key: ApiKey,
+    /// The client ID asked for, if it exists.
+    pub client: Option<Client>,
+    /// The payment request asked for, if it exists.
+    pub request: Option<PaymentRequest>,
+}
+
 /// API keys, stored as keyed hashes.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
     /// The key with this keyed hash, active or not.
     async fn key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, StoreError>;
 
-    /// The key with this keyed hash, active or not, together with the client ID `client_id`
-    /// (revoked or not, whoever holds it) read in the same round trip: what a request
-    /// authenticated by a key and naming `X-Client-Id` needs. `None` when no key has this
-    /// hash; the client ID is `None` when it does not exist.
-    async fn key_with_client(
+    /// The key `key` names, active or not, together with — read in the same statement — the
+    /// client ID `client_id` (revoked or not, whoever holds it) and the payment request
+    /// `request_id` (whoever owns it): what a request authenticated by a key or an access
+    /// token needs, with the `X-Client-Id` it names and the request its route reads by id.
+    /// `None` when no key matches; the client ID and the request are `None` when they are not
+    /// asked for or do not exist. Whether the key may be used, whether the client ID is its
+    /// orchestrator's and whether the request may be read is the caller's to decide.
+    async fn key_read(
         &self,
-        key_hash: &str,
-        client_id: &ClientId,
-    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError>;
-
-    /// The key with this id, active or not, together with the client ID `client_id` read in
-    /// the same round trip: what a request authenticated by an access token needs (the token
-    /// names the key that obtained it, so revoking the key ends the token). `None` when no key
-    /// has this id; the client ID is `None` when it does not exist.
-    async fn key_by_id_with_client(
-        &self,
-        key_id: &KeyId,
-        client_id: &ClientId,
-    ) -> Result<Option<(ApiKey, Option<Client>)>, StoreError>;
+        key: KeyRef<'_>,
+        client_id: Option<&ClientId>,
+        request_id: Option<&RequestId>,
+    ) -> Result<Option<KeyRead>, StoreError>;
 
     /// Stores a key unless its owner already holds `max_active` keys active at `now`, in which
     /// case nothing is stored and `false` comes back. Concurrent calls never exceed the limit.

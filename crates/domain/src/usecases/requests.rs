@@ -318,12 +318,21 @@ impl Mandate {
         id: &RequestId,
         now: DateTime<Utc>,
     ) -> Result<PaymentRequest, RequestActionError> {
+        let found = self.store.request(id).await?;
+        self.bring_current(caller, found, now).await
+    }
+
+    /// [`Self::current_request`] for a request already read (`found`; `None`: there is none).
+    /// A concurrent change to it is read again.
+    async fn bring_current(
+        &self,
+        caller: Option<(&Principal, Action)>,
+        found: Option<PaymentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentRequest, RequestActionError> {
+        let mut found = found;
         for _ in 0..MAX_ATTEMPTS {
-            let mut request = self
-                .store
-                .request(id)
-                .await?
-                .ok_or(RequestActionError::NotFound)?;
+            let mut request = found.take().ok_or(RequestActionError::NotFound)?;
             if let Some((principal, action)) = caller {
                 decide(authorize(principal, action, Resource::Request(&request)))?;
             }
@@ -339,6 +348,7 @@ impl Mandate {
             {
                 return Ok(request);
             }
+            found = self.store.request(&request.id).await?;
         }
         Err(StoreError::Other("the request kept changing concurrently".into()).into())
     }
@@ -350,7 +360,20 @@ impl Mandate {
         id: &RequestId,
         now: DateTime<Utc>,
     ) -> Result<PaymentRequest, ReadError> {
-        self.current_request(Some((principal, Action::ReadRequest)), id, now)
+        let found = self.store.request(id).await?;
+        self.request_read(principal, found, now).await
+    }
+
+    /// The request `found`, read together with the caller's credential (`None`: no such
+    /// request), if the caller may read it — decided, and brought current, as
+    /// [`Self::request`] does.
+    pub async fn request_read(
+        &self,
+        principal: &Principal,
+        found: Option<PaymentRequest>,
+        now: DateTime<Utc>,
+    ) -> Result<PaymentRequest, ReadError> {
+        self.bring_current(Some((principal, Action::ReadRequest)), found, now)
             .await
             .map_err(|error| match error {
                 RequestActionError::Store(error) => ReadError::Store(error),

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::input::{EmptyBody, Json, OptionalJson, Query, filter_value, list_params, path_id};
-use crate::pipeline::Authenticated;
+use crate::pipeline::{Authenticated, ReadRequest};
 use crate::schemas;
 use crate::state::State;
 use crate::views::{
@@ -168,7 +168,7 @@ impl RequestListParams {
     }
 }
 
-/// Reads one request.
+/// Reads one request (the pipeline read it with the credential).
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests",
     params(("id" = String, Path, description = "req_…")),
     responses((status = 200, body = PaymentRequestView)))]
@@ -176,10 +176,12 @@ pub async fn get(
     state: State,
     Authenticated(principal): Authenticated,
     id: web::Path<String>,
+    ReadRequest(found): ReadRequest,
 ) -> Result<HttpResponse, ApiError> {
+    request_id(&id)?;
     let request = state
         .mandate
-        .request(&principal, &request_id(&id)?, mandate_domain::now())
+        .request_read(&principal, found, mandate_domain::now())
         .await?;
     Ok(HttpResponse::Ok().json(&request))
 }
