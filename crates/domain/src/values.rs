@@ -580,15 +580,30 @@ mod tests {
         let nothing = Total::zero_like(amount);
         assert_eq!(nothing.to_string(), "0.00");
         assert_eq!(nothing, Total::ZERO);
-        assert!(nothing.plus(amount).is_some_and(|paid| paid.is_exactly(amount)));
+        assert!(
+            nothing
+                .plus(amount)
+                .is_some_and(|paid| paid.is_exactly(amount))
+        );
         assert!(!nothing.is_exactly(amount));
         let paid = nothing.plus(Amount::parse("42.5").unwrap()).unwrap();
         assert_eq!(paid.to_string(), "42.50");
-        assert_eq!(paid.plus(Amount::parse("1.5000").unwrap()).unwrap().to_string(), "44.00");
+        assert_eq!(
+            paid.plus(Amount::parse("1.5000").unwrap())
+                .unwrap()
+                .to_string(),
+            "44.00"
+        );
         let finer = paid.plus(Amount::parse("0.005").unwrap()).unwrap();
         assert_eq!(finer.to_string(), "42.505");
-        assert_eq!(Total::parse(&finer.to_string()).map(|t| t.to_string()), Ok("42.505".into()));
-        assert_eq!(Total::parse("12.500").map(|t| t.to_string()), Ok("12.500".into()));
+        assert_eq!(
+            Total::parse(&finer.to_string()).map(|t| t.to_string()),
+            Ok("42.505".into())
+        );
+        assert_eq!(
+            Total::parse("12.500").map(|t| t.to_string()),
+            Ok("12.500".into())
+        );
     }
 
     #[test]
