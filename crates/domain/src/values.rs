@@ -113,6 +113,38 @@ impl From<Currency> for String {
     }
 }
 
+/// Equality, hashing and ordering by value (the count of units), whatever the fraction
+/// digits: `42.50` and `42.5` are the same amount.
+macro_rules! compared_by_value {
+    ($name:ident) => {
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.units == other.units
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.units.hash(state);
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.units.cmp(&other.units)
+            }
+        }
+    };
+}
+
 /// An exact, positive decimal amount: `^\d{1,20}(\.\d{1,18})?$`, greater than zero.
 ///
 /// Held as an integer count of 10⁻¹⁸ units: 20 integer and 18 fractional digits need 38
@@ -167,31 +199,7 @@ impl Amount {
     }
 }
 
-impl PartialEq for Amount {
-    fn eq(&self, other: &Self) -> bool {
-        self.units == other.units
-    }
-}
-
-impl Eq for Amount {}
-
-impl std::hash::Hash for Amount {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.units.hash(state);
-    }
-}
-
-impl PartialOrd for Amount {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Amount {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.units.cmp(&other.units)
-    }
-}
+compared_by_value!(Amount);
 
 /// The count of 10⁻¹⁸ units a decimal string spells and its count of fraction digits, with
 /// at most `integer_digits` integer and 18 fractional digits (and no sign or exponent);
@@ -323,31 +331,7 @@ impl Total {
     }
 }
 
-impl PartialEq for Total {
-    fn eq(&self, other: &Self) -> bool {
-        self.units == other.units
-    }
-}
-
-impl Eq for Total {}
-
-impl std::hash::Hash for Total {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.units.hash(state);
-    }
-}
-
-impl PartialOrd for Total {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Total {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.units.cmp(&other.units)
-    }
-}
+compared_by_value!(Total);
 
 impl fmt::Display for Total {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -7,11 +7,11 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use chrono::{DateTime, Utc};
 use mandate_domain::principal::Principal;
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{DOCTYPE, Markup, html};
 
 use super::{Caller, Flash};
 use crate::error::ApiError;
-use crate::handlers::pay::STYLE;
+use crate::handlers::pay::head;
 pub(crate) use crate::handlers::pay::time_element;
 
 // Over the payment page's phone-first column: wider on a desktop, rows that wrap on a phone,
@@ -59,14 +59,7 @@ pub(crate) fn document(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="robots" content="noindex, nofollow";
-                meta name="referrer" content="no-referrer";
-                title { (title) " · Mandate console" }
-                style { (PreEscaped(STYLE)) (PreEscaped(CONSOLE_STYLE)) }
-            }
+            (head(&format!("{title} · Mandate console"), CONSOLE_STYLE))
             body {
                 @if let Some(caller) = caller {
                     nav {

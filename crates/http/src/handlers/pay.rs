@@ -304,7 +304,7 @@ fn status_wording(
 }
 
 // Phone first: one readable column, large type, high contrast, nothing fetched.
-pub(crate) const STYLE: &str = "\
+const STYLE: &str = "\
 *{box-sizing:border-box}\
 html{-webkit-text-size-adjust:100%;text-size-adjust:100%}\
 body{margin:0;padding:16px;background:#eef1f5;color:#111827;\
@@ -337,18 +337,26 @@ footer time{white-space:nowrap}\
 h2{margin:0 0 8px;font-size:24px}\
 p{overflow-wrap:anywhere}";
 
+/// The `<head>` of every page, the payer's and the console's: a phone's width, not indexed, no
+/// `Referer`, and the styles inline (these, then `more_style`).
+pub(crate) fn head(title: &str, more_style: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="robots" content="noindex, nofollow";
+            meta name="referrer" content="no-referrer";
+            title { (title) }
+            style { (PreEscaped(STYLE)) (PreEscaped(more_style)) }
+        }
+    }
+}
+
 fn document(title: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="robots" content="noindex, nofollow";
-                meta name="referrer" content="no-referrer";
-                title { (title) }
-                style { (PreEscaped(STYLE)) }
-            }
+            (head(title, ""))
             body { (body) }
         }
     }
