@@ -172,8 +172,9 @@ mod tests {
         let tampered = String::from_utf8(tampered).unwrap();
         assert_eq!(Flash::decode(&tampered, Some("session a")), None);
         let warned = Flash::Reveal {
+            text: "Created payment link pl_1; send the payer this address:".into(),
+            secret: "https://pay.example/pay/token".into(),
             warning: Some("the destination has no payment_address".into()),
-            ..flash.clone()
         };
         let encoded = warned.encode(Some("session a"));
         assert!(!encoded.contains("payment_address"), "{encoded}");
