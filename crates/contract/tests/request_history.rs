@@ -56,7 +56,7 @@ async fn a_history_holds_the_requests_payments_and_feed_events_only() {
         .request_history(&mine, &request.id, now)
         .await
         .unwrap();
-    assert_eq!(history.request.amount_paid.to_string(), "20");
+    assert_eq!(history.request.amount_paid.to_string(), "20.00");
     let references: Vec<&str> = history
         .payments
         .iter()

@@ -113,25 +113,64 @@ impl From<Currency> for String {
     }
 }
 
+/// Equality, hashing and ordering by value (the count of units), whatever the fraction
+/// digits: `42.50` and `42.5` are the same amount.
+macro_rules! compared_by_value {
+    ($name:ident) => {
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.units == other.units
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.units.hash(state);
+            }
+        }
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.units.cmp(&other.units)
+            }
+        }
+    };
+}
+
 /// An exact, positive decimal amount: `^\d{1,20}(\.\d{1,18})?$`, greater than zero.
 ///
 /// Held as an integer count of 10⁻¹⁸ units: 20 integer and 18 fractional digits need 38
-/// significant digits, more than a 96-bit decimal holds, and `u128` holds them exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// significant digits, more than a 96-bit decimal holds, and `u128` holds them exactly. It
+/// keeps the count of fraction digits it was given, so `42.50` is written back as `42.50`;
+/// equality, hashing and ordering are by value (`42.50 == 42.5`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Amount(u128);
+pub struct Amount {
+    units: u128,
+    fraction_digits: u8,
+}
 
 impl Amount {
-    const FRACTION_DIGITS: u32 = 18;
-    const SCALE: u128 = 10u128.pow(Self::FRACTION_DIGITS);
+    const FRACTION_DIGITS: u8 = 18;
+    const SCALE: u128 = 10u128.pow(Self::FRACTION_DIGITS as u32);
 
     /// Parses a decimal string; refuses signs, exponents, zero and excess digits.
     ///
     /// ```
     /// use mandate_domain::values::Amount;
     ///
-    /// // Exact, and displayed in its canonical spelling.
-    /// assert_eq!(Amount::parse("0012.500").unwrap().to_string(), "12.5");
+    /// // Exact, and written with the fraction digits it was given (leading zeros dropped).
+    /// assert_eq!(Amount::parse("0012.500").unwrap().to_string(), "12.500");
+    /// assert_eq!(Amount::parse("42.50").unwrap().to_string(), "42.50");
+    /// assert_eq!(Amount::parse("42.50"), Amount::parse("42.5"));
     /// assert_eq!(
     ///     Amount::parse("0.000000000000000001").unwrap().to_string(),
     ///     "0.000000000000000001"
@@ -144,18 +183,28 @@ impl Amount {
         const RULE: InvalidValue = InvalidValue(
             "must be a decimal string greater than 0 with at most 20 integer and 18 fractional digits",
         );
-        let units = parse_units(value, 20).ok_or(RULE)?;
+        let (units, fraction_digits) = parse_units(value, 20).ok_or(RULE)?;
         if units == 0 {
             return Err(InvalidValue("must be greater than 0"));
         }
-        Ok(Self(units))
+        Ok(Self {
+            units,
+            fraction_digits,
+        })
+    }
+
+    /// How many fraction digits the amount was given with (`42.50` → 2).
+    pub fn fraction_digits(self) -> u8 {
+        self.fraction_digits
     }
 }
 
-/// The count of 10⁻¹⁸ units a decimal string spells, with at most `integer_digits` integer
-/// and 18 fractional digits (and no sign or exponent); `None` for any other string, or past
-/// `u128::MAX`.
-fn parse_units(value: &str, integer_digits: usize) -> Option<u128> {
+compared_by_value!(Amount);
+
+/// The count of 10⁻¹⁸ units a decimal string spells and its count of fraction digits, with
+/// at most `integer_digits` integer and 18 fractional digits (and no sign or exponent);
+/// `None` for any other string, or past `u128::MAX`.
+fn parse_units(value: &str, integer_digits: usize) -> Option<(u128, u8)> {
     let (integer, fraction) = match value.split_once('.') {
         Some((integer, fraction)) => (integer, fraction),
         None => (value, ""),
@@ -169,29 +218,32 @@ fn parse_units(value: &str, integer_digits: usize) -> Option<u128> {
     {
         return None;
     }
-    let integer: u128 = integer.parse().ok()?;
-    let fraction: u128 = format!("{fraction:0<18}").parse().ok()?;
-    integer
+    let whole: u128 = integer.parse().ok()?;
+    let fraction_units: u128 = format!("{fraction:0<18}").parse().ok()?;
+    let units = whole
         .checked_mul(Amount::SCALE)
-        .and_then(|units| units.checked_add(fraction))
+        .and_then(|units| units.checked_add(fraction_units))?;
+    // At most 18, checked above.
+    Some((units, u8::try_from(fraction.len()).ok()?))
 }
 
-/// The canonical spelling of a count of 10⁻¹⁸ units: no leading zeros, no trailing
-/// fractional zeros.
-fn write_units(units: u128, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+/// A count of 10⁻¹⁸ units with no leading zeros and at least `fraction_digits` fraction
+/// digits (more only where the value needs them).
+fn write_units(units: u128, fraction_digits: u8, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let integer = units / Amount::SCALE;
-    let fraction = units % Amount::SCALE;
-    if fraction == 0 {
+    let fraction = format!("{:018}", units % Amount::SCALE);
+    let significant = fraction.trim_end_matches('0').len();
+    let shown = significant.max(usize::from(fraction_digits));
+    if shown == 0 {
         write!(f, "{integer}")
     } else {
-        let fraction = format!("{fraction:018}");
-        write!(f, "{integer}.{}", fraction.trim_end_matches('0'))
+        write!(f, "{integer}.{}", &fraction[..shown])
     }
 }
 
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_units(self.0, f)
+        write_units(self.units, self.fraction_digits, f)
     }
 }
 
@@ -199,18 +251,38 @@ impl fmt::Display for Amount {
 /// may pass the 20 integer digits of one amount (two large payments): it holds any count of
 /// 10⁻¹⁸ units that fits in 128 bits, at most [`Total::MAX`]. Every total [`Total::plus`]
 /// makes is one [`Total::parse`] reads back, so a stored total always reads.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+///
+/// It is written with at least the fraction digits it started with — a request's total starts
+/// with its amount's ([`Total::zero_like`]) — and more only where the value needs them: a
+/// request of `42.50` has paid `0.00`, then `42.50` after a payment of `42.5`, and `42.505`
+/// after one more of `0.005`. Equality, hashing and ordering are by value.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Total(u128);
+pub struct Total {
+    units: u128,
+    fraction_digits: u8,
+}
 
 impl Total {
     /// Nothing yet.
-    pub const ZERO: Total = Total(0);
+    pub const ZERO: Total = Total {
+        units: 0,
+        fraction_digits: 0,
+    };
 
     /// The largest total: 340282366920938463463.374607431768211455.
-    pub const MAX: Total = Total(u128::MAX);
+    pub const MAX: Total = Total {
+        units: u128::MAX,
+        fraction_digits: 0,
+    };
+
+    /// Nothing yet, written with `amount`'s fraction digits (`42.50` → `0.00`).
+    pub fn zero_like(amount: Amount) -> Total {
+        Total {
+            units: 0,
+            fraction_digits: amount.fraction_digits,
+        }
+    }
 
     /// Parses `0`, or a decimal string with at most 18 fractional digits no greater than
     /// [`Total::MAX`] (so up to 21 integer digits); refuses signs and exponents.
@@ -225,28 +297,45 @@ impl Total {
     /// let thrice = twice.plus(max).unwrap();
     /// assert!(thrice.plus(max).is_none()); // four times is past Total::MAX
     /// assert!(Total::parse("340282366920938463463.374607431768211456").is_err());
+    /// assert_eq!(Total::parse("0.00").unwrap().to_string(), "0.00");
     /// ```
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
         const RULE: InvalidValue = InvalidValue(
             "must be a decimal string of at most 340282366920938463463.374607431768211455",
         );
-        parse_units(value, 21).map(Self).ok_or(RULE)
+        parse_units(value, 21)
+            .map(|(units, fraction_digits)| Self {
+                units,
+                fraction_digits,
+            })
+            .ok_or(RULE)
     }
 
-    /// The total after adding `amount`, or `None` past [`Total::MAX`].
+    /// The total after adding `amount` (written with the total's fraction digits, more where
+    /// the sum needs them), or `None` past [`Total::MAX`].
     pub fn plus(self, amount: Amount) -> Option<Total> {
-        self.0.checked_add(amount.0).map(Total)
+        self.units.checked_add(amount.units).map(|units| Total {
+            units,
+            fraction_digits: self.fraction_digits,
+        })
     }
 
     /// Whether the total has reached `amount`.
     pub fn covers(self, amount: Amount) -> bool {
-        self.0 >= amount.0
+        self.units >= amount.units
+    }
+
+    /// Whether the total is `amount` exactly, neither short of it nor past it.
+    pub fn is_exactly(self, amount: Amount) -> bool {
+        self.units == amount.units
     }
 }
 
+compared_by_value!(Total);
+
 impl fmt::Display for Total {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_units(self.0, f)
+        write_units(self.units, self.fraction_digits, f)
     }
 }
 
@@ -441,17 +530,25 @@ mod tests {
     }
 
     #[test]
-    fn amounts_are_exact_and_canonical() {
+    fn amounts_are_exact_and_keep_their_fraction_digits() {
         let max = format!("{}.{}", "9".repeat(20), "9".repeat(18));
         assert_eq!(Amount::parse(&max).map(|a| a.to_string()), Ok(max.clone()));
-        assert_eq!(
-            Amount::parse("010.500").map(|a| a.to_string()),
-            Ok("10.5".into())
-        );
-        assert_eq!(
-            Amount::parse("0.000000000000000001").map(|a| a.to_string()),
-            Ok("0.000000000000000001".into())
-        );
+        for (given, written) in [
+            ("42.50", "42.50"),
+            ("12.500", "12.500"),
+            ("010.500", "10.500"),
+            ("7", "7"),
+            ("7.0", "7.0"),
+            ("0.000000000000000001", "0.000000000000000001"),
+        ] {
+            let amount = Amount::parse(given).unwrap();
+            assert_eq!(amount.to_string(), written, "{given}");
+            assert_eq!(Amount::parse(written), Ok(amount), "{given} reads back");
+        }
+        assert_eq!(Amount::parse("42.50").unwrap().fraction_digits(), 2);
+        // By value: the spelling does not make two amounts differ.
+        assert_eq!(Amount::parse("42.50"), Amount::parse("42.5"));
+        assert!(Amount::parse("12.500").unwrap() < Amount::parse("12.51").unwrap());
         let tenth = Amount::parse("0.1").unwrap();
         let fifth = Amount::parse("0.2").unwrap();
         let sum = Total::ZERO.plus(tenth).and_then(|total| total.plus(fifth));
@@ -459,6 +556,38 @@ mod tests {
         assert!(sum.is_some_and(|total| total.covers(Amount::parse("0.3").unwrap())));
         assert!(!Total::ZERO.plus(tenth).unwrap().covers(fifth));
         assert_eq!(Total::ZERO.to_string(), "0");
+    }
+
+    #[test]
+    fn totals_keep_the_fraction_digits_they_started_with() {
+        let amount = Amount::parse("42.50").unwrap();
+        let nothing = Total::zero_like(amount);
+        assert_eq!(nothing.to_string(), "0.00");
+        assert_eq!(nothing, Total::ZERO);
+        assert!(
+            nothing
+                .plus(amount)
+                .is_some_and(|paid| paid.is_exactly(amount))
+        );
+        assert!(!nothing.is_exactly(amount));
+        let paid = nothing.plus(Amount::parse("42.5").unwrap()).unwrap();
+        assert_eq!(paid.to_string(), "42.50");
+        assert_eq!(
+            paid.plus(Amount::parse("1.5000").unwrap())
+                .unwrap()
+                .to_string(),
+            "44.00"
+        );
+        let finer = paid.plus(Amount::parse("0.005").unwrap()).unwrap();
+        assert_eq!(finer.to_string(), "42.505");
+        assert_eq!(
+            Total::parse(&finer.to_string()).map(|t| t.to_string()),
+            Ok("42.505".into())
+        );
+        assert_eq!(
+            Total::parse("12.500").map(|t| t.to_string()),
+            Ok("12.500".into())
+        );
     }
 
     #[test]
@@ -503,7 +632,9 @@ mod tests {
             let text = format!("{integer}.{fraction:0places$}");
             match Amount::parse(&text) {
                 Ok(amount) => {
-                    let again = Amount::parse(&amount.to_string());
+                    let written = amount.to_string();
+                    prop_assert_eq!(written.split_once('.').map_or(0, |(_, f)| f.len()), places);
+                    let again = Amount::parse(&written);
                     prop_assert_eq!(again, Ok(amount));
                 }
                 Err(_) => prop_assert!(integer == 0 && fraction == 0),

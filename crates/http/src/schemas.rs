@@ -149,7 +149,8 @@ value_schema!(
     /// An exact amount.
     Amount,
     "An exact decimal string greater than 0, with at most 20 integer and 18 fractional \
-     digits; returned in canonical form (`10.50` comes back as `10.5`).",
+     digits; returned as given, without leading zeros (`10.50` comes back as `10.50`, \
+     `010.5` as `10.5`), and compared by value.",
     |schema| schema.pattern(Some(r"^[0-9]{1,20}(\.[0-9]{1,18})?$"))
 );
 
@@ -157,7 +158,9 @@ value_schema!(
     /// A sum of payments, which may pass the 20 integer digits of one amount.
     AmountTotal,
     "An exact decimal string: the sum of the payments, at most \
-     340282366920938463463.374607431768211455.",
+     340282366920938463463.374607431768211455, with at least the fraction digits of the \
+     request's amount (`0.00`, then `42.50` for a request of `42.50`) and more only where \
+     a payment needs them.",
     |schema| schema.pattern(Some(r"^[0-9]{1,21}(\.[0-9]{1,18})?$"))
 );
 

@@ -269,7 +269,7 @@ async fn another_destinations_objects_are_not_found() {
         .get(&format!("/console/requests/{my_request}"))
         .await;
     assert_eq!(detail.status, 200, "{}", detail.body);
-    assert!(detail.body.contains("42.5"), "{}", detail.body);
+    assert!(detail.body.contains("42.50"), "{}", detail.body);
     for path in [
         format!("/console/requests/{their_request}"),
         format!("/console/claims/{their_claim}"),
@@ -834,7 +834,7 @@ async fn a_request_page_shows_its_payments_and_events_and_takes_new_ones() {
     let api_view = api
         .get(&format!("/v1/requests/{request}"), &mine.destination_key)
         .await;
-    assert_eq!(api_view.body["amount_paid"], "0", "{}", api_view.body);
+    assert_eq!(api_view.body["amount_paid"], "0.00", "{}", api_view.body);
 
     // A wrong amount is refused in the API's words.
     let api_refusal = api
@@ -906,14 +906,39 @@ async fn a_request_page_shows_its_payments_and_events_and_takes_new_ones() {
         .unwrap_or_else(|| panic!("no link: {}", page.body));
     let payer_path = url.strip_prefix(&server.base).unwrap();
     assert!(payer_path.starts_with("/pay/"), "{url}");
+    // The destination has no payment address yet: the page says so beside the link, as the
+    // API's answer warns.
+    assert!(
+        page.body.contains(
+            "Warning: NO_PAYMENT_ADDRESS: the destination has no payment_address: the page asks \
+             the payer to contact the destination instead"
+        ),
+        "{}",
+        page.body
+    );
     assert_eq!(
         browser.get(&path).await.revealed(),
         None,
         "a link shows once"
     );
+    let patched = api
+        .send(
+            "PATCH",
+            &format!("/v1/destinations/{}", mine.destination_id),
+            Some(&mine.destination_key),
+            Some(json!({"payment_address": "eip155:8453:0x52908400098527886E0F7030069857D2E4169EE7"})),
+            &[],
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let linked = browser.post(&links, &[("csrf_token", csrf.as_str())]).await;
+    assert_eq!(linked.status, 303, "{}", linked.body);
+    let page = browser.get(&path).await;
+    assert!(page.revealed().is_some(), "{}", page.body);
+    assert!(!page.body.contains("NO_PAYMENT_ADDRESS"), "{}", page.body);
     let payer = api.client.get(&url).send().await.unwrap();
     assert_eq!(payer.status(), 200);
-    assert!(payer.text().await.unwrap().contains("42.5"));
+    assert!(payer.text().await.unwrap().contains("42.50"));
     let too_long = browser
         .post(
             &links,
@@ -950,7 +975,11 @@ async fn a_request_page_shows_its_payments_and_events_and_takes_new_ones() {
             &theirs.destination_key,
         )
         .await;
-    assert_eq!(theirs_now.body["amount_paid"], "0", "{}", theirs_now.body);
+    assert_eq!(
+        theirs_now.body["amount_paid"], "0.00",
+        "{}",
+        theirs_now.body
+    );
     let their_events = api
         .get("/v1/events?type=payment_request.*", &theirs.destination_key)
         .await;

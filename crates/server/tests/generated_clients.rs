@@ -190,5 +190,5 @@ async fn the_generated_python_client_runs_a_payment_request_journey() {
         .await;
     let paid: Vec<&Value> = requests.body["data"].as_array().unwrap().iter().collect();
     assert_eq!(paid.len(), 1, "{}", requests.body);
-    assert_eq!(paid[0]["amount_paid"], "42.5");
+    assert_eq!(paid[0]["amount_paid"], "42.50");
 }

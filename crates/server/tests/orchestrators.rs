@@ -95,7 +95,7 @@ async fn stories(api: &Api) {
             incoming.body["status"].as_str(),
             incoming.body["amount"].as_str()
         ),
-        (Some("open"), Some("10.5"))
+        (Some("open"), Some("10.50"))
     );
     let incoming_id = incoming.body["id"].as_str().unwrap().to_owned();
     let outgoing = a.create("outgoing").await;
@@ -234,10 +234,10 @@ async fn stories(api: &Api) {
             full.body["payment_request"]["status"].as_str(),
             full.body["payment_request"]["amount_paid"].as_str()
         ),
-        (Some("paid"), Some("10.5"))
+        (Some("paid"), Some("10.50"))
     );
     let over = owner_pay("1").await;
-    assert_eq!(over.body["payment_request"]["amount_paid"], "11.5");
+    assert_eq!(over.body["payment_request"]["amount_paid"], "11.50");
     let closed = api
         .post(
             &format!("/v1/requests/{outgoing_id}/cancel"),

@@ -287,9 +287,9 @@ async fn a_payer_sees_the_request_behind_a_link() {
         shown.body,
         json!({
             "status": "open",
-            "amount": "42.5",
+            "amount": "42.50",
             "currency": "USDC-base",
-            "amount_paid": "0",
+            "amount_paid": "0.00",
             "reference": "INV-7",
             "description": DESCRIPTION,
             "due_at": "2030-01-02T00:00:00Z",
@@ -309,11 +309,11 @@ async fn a_payer_sees_the_request_behind_a_link() {
                 r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#
             )
         );
-        assert!(html.contains("Rosa&#39;s Coffee &amp; Co"), "{html}");
+        // Markup characters are escaped; an apostrophe is harmless in text and in double-quoted
+        // attributes, and stays as it is.
+        assert!(html.contains("Rosa's Coffee &amp; Co"), "{html}");
         assert!(
-            html.contains(
-                "<dd>Beans &lt;b&gt;&amp; &#39;cups&#39;&lt;/b&gt; for &quot;May&quot;</dd>"
-            ),
+            html.contains("<dd>Beans &lt;b&gt;&amp; 'cups'&lt;/b&gt; for &quot;May&quot;</dd>"),
             "{html}"
         );
         // The address's QR code is drawn inline, once, and fetches nothing.
@@ -337,7 +337,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
     let text = rendered_text(&url).await;
     for expected in [
         NAME,
-        "42.5 USDC-base",
+        "42.50 USDC-base",
         "Awaiting payment",
         &format!("Description {DESCRIPTION}"),
         "Payment reference to quote INV-7",
@@ -357,7 +357,10 @@ async fn a_payer_sees_the_request_behind_a_link() {
     pay(&api, key, &request_id, "10", "0xaaa").await;
     let text = rendered_text(&url).await;
     assert!(text.contains("Partially paid"), "{text}");
-    assert!(text.contains("Amount paid so far: 10 USDC-base"), "{text}");
+    assert!(
+        text.contains("Amount paid so far: 10.00 USDC-base"),
+        "{text}"
+    );
 
     // Once covered, the page says so.
     pay(&api, key, &request_id, "32.50", "0xabc").await;
@@ -367,7 +370,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
             shown.body["status"].as_str(),
             shown.body["amount_paid"].as_str()
         ),
-        (Some("paid"), Some("42.5"))
+        (Some("paid"), Some("42.50"))
     );
     let text = rendered_text(&url).await;
     assert!(text.contains("This request has been paid"), "{text}");
@@ -394,7 +397,7 @@ async fn a_payer_sees_the_request_behind_a_link() {
     let html = html_of(&page);
     assert!(!html.contains("<script"), "{html}");
     assert!(
-        html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;Co&#39;"),
+        html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; 'Co'"),
         "{html}"
     );
     assert!(rendered_text(&url).await.contains(hostile));
@@ -448,6 +451,50 @@ async fn a_link_to_a_destination_without_payment_address_warns_its_creator() {
     assert!(html.contains("<svg "), "{html}");
     let (link, _) = create_link(&api, key, &request_id, json!({})).await;
     assert_eq!(link["warnings"], json!([]), "{link}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn amounts_keep_the_precision_they_were_given() {
+    let data = TempDir::new();
+    let server = Server::start(&data.0, &Database::Sqlite).await;
+    let api = server.api();
+    let tenant = tenant(&api).await;
+    let key = tenant.destination_key.as_str();
+    let created = api
+        .post(
+            "/v1/requests",
+            key,
+            json!({"direction": "incoming", "amount": "012.500", "currency": "usdc.Base"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["amount"], "12.500", "{}", created.body);
+    assert_eq!(created.body["amount_paid"], "0.000", "{}", created.body);
+    let request_id = created.body["id"].as_str().unwrap();
+    let (_, path) = create_link(&api, key, request_id, json!({})).await;
+    pay(&api, key, request_id, "2.5", "part").await;
+
+    let shown = get_page(&api, &path, Some("application/json")).await;
+    assert_eq!(
+        (
+            shown.body["amount"].as_str(),
+            shown.body["amount_paid"].as_str(),
+            shown.body["currency"].as_str()
+        ),
+        (Some("12.500"), Some("2.500"), Some("usdc.Base")),
+        "{}",
+        shown.body
+    );
+    let page = get_page(&api, &path, None).await;
+    let html = html_of(&page);
+    assert!(
+        html.contains(r#"12.500 <span class="currency">usdc.Base</span>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains("Amount paid so far: 2.500 usdc.Base"),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

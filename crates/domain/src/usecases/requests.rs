@@ -272,7 +272,7 @@ impl Mandate {
             direction,
             amount,
             currency,
-            amount_paid: Total::ZERO,
+            amount_paid: Total::zero_like(amount),
             status: RequestStatus::Open,
             customer_id,
             reference: optional_text(

@@ -2,9 +2,6 @@
 //! and the decisions — approve with a narrower set of permissions and an optional expiry,
 //! reject, revoke — through the API's use cases.
 
-use std::fmt::Write as _;
-
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -13,11 +10,13 @@ use mandate_domain::claims::{Claim, ClaimStatus};
 use mandate_domain::ids::ClaimId;
 use mandate_domain::ports::PageRequest;
 use mandate_domain::usecases::ClaimApprovalInput;
+use maud::{Markup, html};
 use sha2::{Digest, Sha256};
 
-use super::html::{self, escape, post_button};
-use super::{Caller, Flash, Form, after_change, page, see_other};
+use super::layout::{self, post_button, time_element};
+use super::{Caller, Done, Flash, Form, act, form_instant, see_other, signed_in_page};
 use crate::error::ApiError;
+use crate::input::path_id;
 use crate::state::State;
 
 /// The most claims one list shows.
@@ -50,18 +49,17 @@ fn permissions_text(claim_permissions: impl Iterator<Item = String>) -> String {
     }
 }
 
-fn row(claim: &Claim) -> String {
-    format!(
-        "<li><a href=\"{}\">{}</a><span class=\"badge {}\">{}</span><span class=\"muted\">{} · \
-         for {} · {}</span></li>\n",
-        escape(&claim_path(&claim.id)),
-        escape(&claim.agent_name),
-        badge_class(claim.status),
-        claim.status.as_str(),
-        escape(claim.service.as_str()),
-        escape(claim.namespace.as_str()),
-        html::at(claim.created_at)
-    )
+fn row(claim: &Claim) -> Markup {
+    html! {
+        li {
+            a href=(claim_path(&claim.id)) { (claim.agent_name) }
+            span class={ "badge " (badge_class(claim.status)) } { (claim.status.as_str()) }
+            span.muted {
+                (claim.service.as_str()) " · for " (claim.namespace.as_str()) " · "
+                (time_element(claim.created_at))
+            }
+        }
+    }
 }
 
 fn badge_class(status: ClaimStatus) -> &'static str {
@@ -92,33 +90,25 @@ pub(crate) async fn list(state: State, request: HttpRequest, caller: Caller) -> 
         .await;
     let (pending, latest) = match (pending, latest) {
         (Ok(pending), Ok(latest)) => (pending, latest),
-        (Err(error), _) | (_, Err(error)) => return html::error_page(&ApiError::from(error)),
+        (Err(error), _) | (_, Err(error)) => return layout::error_page(&ApiError::from(error)),
     };
-    let mut content = String::from("<h1>Agent claims</h1>\n<h2>Waiting for your decision</h2>\n");
-    if pending.data.is_empty() {
-        content.push_str("<p class=\"muted\">No claim is waiting.</p>\n");
-    } else {
-        content.push_str("<ul class=\"rows\">\n");
-        for claim in &pending.data {
-            content.push_str(&row(claim));
+    let content = html! {
+        h1 { "Agent claims" }
+        h2 { "Waiting for your decision" }
+        @if pending.data.is_empty() {
+            p.muted { "No claim is waiting." }
+        } @else {
+            ul.rows { @for claim in &pending.data { (row(claim)) } }
         }
-        content.push_str("</ul>\n");
-    }
-    content.push_str("<h2>Decided</h2>\n<ul class=\"rows\">\n");
-    for claim in latest
-        .data
-        .iter()
-        .filter(|claim| claim.status != ClaimStatus::Pending)
-    {
-        content.push_str(&row(claim));
-    }
-    content.push_str("</ul>\n");
+        h2 { "Decided" }
+        ul.rows {
+            @for claim in latest.data.iter().filter(|claim| claim.status != ClaimStatus::Pending) {
+                (row(claim))
+            }
+        }
+    };
     let flash = Flash::of(&request);
-    page(
-        &request,
-        StatusCode::OK,
-        html::document("Agent claims", Some(&caller), flash.as_ref(), &content),
-    )
+    signed_in_page(&request, &caller, "Agent claims", flash.as_ref(), content)
 }
 
 /// `GET /console/claims/{id}`: one claim and its decisions.
@@ -128,29 +118,30 @@ pub(crate) async fn show(
     caller: Caller,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let claim = match ClaimId::parse(&id) {
-        Ok(id) => state.mandate.claim(&caller.principal, &id).await,
-        Err(_) => return html::error_page(&ApiError::not_found()),
+    let claim = match path_id(&id, ClaimId::parse) {
+        Ok(id) => state
+            .mandate
+            .claim(&caller.principal, &id)
+            .await
+            .map_err(ApiError::from),
+        Err(error) => Err(error),
     };
     let claim = match claim {
         Ok(claim) => claim,
-        Err(error) => return html::error_page(&ApiError::from(error)),
+        Err(error) => return layout::error_page(&error),
     };
     let agents = match approved_agents(&state, &caller, &claim).await {
         Ok(agents) => agents,
-        Err(error) => return html::error_page(&error),
+        Err(error) => return layout::error_page(&error),
     };
     let content = render_claim(&caller, &claim, agents);
     let flash = Flash::of(&request);
-    page(
+    signed_in_page(
         &request,
-        StatusCode::OK,
-        html::document(
-            &format!("Claim of {}", claim.agent_name),
-            Some(&caller),
-            flash.as_ref(),
-            &content,
-        ),
+        &caller,
+        &format!("Claim of {}", claim.agent_name),
+        flash.as_ref(),
+        content,
     )
 }
 
@@ -183,117 +174,72 @@ async fn approved_agents(
     Ok((count, destination.max_agents))
 }
 
-fn render_claim(caller: &Caller, claim: &Claim, (approved, max_agents): (usize, u32)) -> String {
-    let mut content = String::new();
-    // Writing to a String cannot fail.
-    let _ = write!(
-        content,
-        "<p class=\"eyebrow\">Agent claim {}</p>\n<h1>{}</h1>\n<span class=\"badge {}\">{}</span>\n\
-         <dl>\n<dt>Agent</dt><dd>{} <span class=\"mono\">({})</span></dd>\n\
-         <dt>Key fingerprint</dt><dd class=\"mono\">{}</dd>\n\
-         <dt>Orchestrator</dt><dd>{} <span class=\"mono\">({})</span></dd>\n\
-         <dt>Destination</dt><dd>{} <span class=\"mono\">({})</span></dd>\n",
-        escape(claim.id.as_str()),
-        escape(&claim.agent_name),
-        badge_class(claim.status),
-        claim.status.as_str(),
-        escape(&claim.agent_name),
-        escape(&claim.agent_id),
-        escape(&fingerprint(&claim.public_key)),
-        escape(claim.service.as_str()),
-        escape(claim.orchestrator_id.as_str()),
-        escape(claim.namespace.as_str()),
-        escape(claim.destination_id.as_str()),
-    );
-    if let Some(subject) = &claim.subject {
-        let _ = writeln!(content, "<dt>Acting for</dt><dd>{}</dd>", escape(subject));
-    }
-    let _ = write!(
-        content,
-        "<dt>{}</dt><dd class=\"mono\">{}</dd>\n\
-         <dt>IP address</dt><dd class=\"mono\">{}</dd>\n\
-         <dt>Submitted</dt><dd>{}</dd>\n",
-        // An approval keeps the granted permissions in place of the requested ones.
-        if claim.status == ClaimStatus::Pending {
-            "Requested permissions"
-        } else {
-            "Permissions"
-        },
-        escape(&permissions_text(
-            claim.permissions.iter().map(|p| p.as_str().to_owned())
-        )),
-        escape(&claim.ip_address.to_string()),
-        html::at(claim.created_at),
-    );
-    match claim.status {
-        ClaimStatus::Pending => {
-            let _ = writeln!(
-                content,
-                "<dt>Waits until</dt><dd>{}</dd>",
-                html::at(claim.pending_expires_at)
-            );
-        }
-        _ => {
-            let _ = write!(
-                content,
-                "<dt>Decided</dt><dd>{}</dd>\n<dt>Approval ends</dt><dd>{}</dd>\n",
-                html::at(claim.updated_at),
-                html::when(claim.expires_at, "never")
-            );
-        }
-    }
-    if let Some(client_id) = &claim.client_id {
-        let _ = writeln!(
-            content,
-            "<dt>Agent's client ID</dt><dd><a class=\"mono\" href=\"/console/client-ids/{0}\">{0}\
-             </a></dd>",
-            escape(client_id.as_str())
-        );
-    }
-    let _ = write!(
-        content,
-        "<dt>Approved agents of this destination</dt><dd>{approved} of {max_agents}</dd>\n</dl>\n"
-    );
+fn render_claim(caller: &Caller, claim: &Claim, (approved, max_agents): (usize, u32)) -> Markup {
     let path = claim_path(&claim.id);
-    match claim.status {
-        ClaimStatus::Pending => {
-            let mut boxes = String::new();
-            for permission in claim.permissions.iter() {
-                let _ = write!(
-                    boxes,
-                    "<label><input type=\"checkbox\" name=\"permissions\" value=\"{0}\" checked> \
-                     {0}</label>",
-                    escape(permission.as_str())
-                );
+    let permissions = permissions_text(claim.permissions.iter().map(|p| p.as_str().to_owned()));
+    html! {
+        p.eyebrow { "Agent claim " (claim.id.as_str()) }
+        h1 { (claim.agent_name) }
+        span class={ "badge " (badge_class(claim.status)) } { (claim.status.as_str()) }
+        dl {
+            dt { "Agent" } dd { (claim.agent_name) " " span.mono { "(" (claim.agent_id) ")" } }
+            dt { "Key fingerprint" } dd.mono { (fingerprint(&claim.public_key)) }
+            dt { "Orchestrator" }
+            dd { (claim.service.as_str()) " " span.mono { "(" (claim.orchestrator_id.as_str()) ")" } }
+            dt { "Destination" }
+            dd { (claim.namespace.as_str()) " " span.mono { "(" (claim.destination_id.as_str()) ")" } }
+            @if let Some(subject) = &claim.subject {
+                dt { "Acting for" } dd { (subject) }
             }
-            let _ = write!(
-                content,
-                "<h2>Decide</h2>\n<form method=\"post\" action=\"{0}/approve\">{1}\
-                 <fieldset><legend>Permissions to grant</legend>{boxes}</fieldset>\
-                 <label>Approval ends (UTC, optional)<input type=\"datetime-local\" \
-                 name=\"expires_at\"></label>\
-                 <div class=\"actions\"><button type=\"submit\">Approve</button></div></form>\n\
-                 <div class=\"actions\">{2}</div>\n",
-                escape(&path),
-                html::csrf_field(caller),
-                post_button(caller, &format!("{path}/reject"), "Reject", "danger", ""),
-            );
+            // An approval keeps the granted permissions in place of the requested ones.
+            dt {
+                (if claim.status == ClaimStatus::Pending { "Requested permissions" } else { "Permissions" })
+            }
+            dd.mono { (permissions) }
+            dt { "IP address" } dd.mono { (claim.ip_address.to_string()) }
+            dt { "Submitted" } dd { (time_element(claim.created_at)) }
+            @if claim.status == ClaimStatus::Pending {
+                dt { "Waits until" } dd { (time_element(claim.pending_expires_at)) }
+            } @else {
+                dt { "Decided" } dd { (time_element(claim.updated_at)) }
+                dt { "Approval ends" } dd { (layout::when(claim.expires_at, "never")) }
+            }
+            @if let Some(client_id) = &claim.client_id {
+                dt { "Agent's client ID" }
+                dd { a.mono href={ "/console/client-ids/" (client_id.as_str()) } { (client_id.as_str()) } }
+            }
+            dt { "Approved agents of this destination" } dd { (approved) " of " (max_agents) }
         }
-        ClaimStatus::Approved => {
-            let _ = write!(
-                content,
-                "<h2>Revoke</h2>\n<p>Revoking ends the agent's client ID at once.</p>\n\
-                 <div class=\"actions\">{}</div>\n",
-                post_button(caller, &format!("{path}/revoke"), "Revoke", "danger", "")
-            );
+        @match claim.status {
+            ClaimStatus::Pending => {
+                h2 { "Decide" }
+                form method="post" action={ (path) "/approve" } {
+                    (layout::csrf_field(caller))
+                    fieldset {
+                        legend { "Permissions to grant" }
+                        @for permission in claim.permissions.iter() {
+                            label {
+                                input type="checkbox" name="permissions" value=(permission.as_str()) checked;
+                                " " (permission.as_str())
+                            }
+                        }
+                    }
+                    label {
+                        "Approval ends (UTC, optional)"
+                        input type="datetime-local" name="expires_at";
+                    }
+                    div.actions { button type="submit" { "Approve" } }
+                }
+                div.actions { (post_button(caller, &format!("{path}/reject"), "Reject", "danger", html! {})) }
+            },
+            ClaimStatus::Approved => {
+                h2 { "Revoke" }
+                p { "Revoking ends the agent's client ID at once." }
+                div.actions { (post_button(caller, &format!("{path}/revoke"), "Revoke", "danger", html! {})) }
+            },
+            _ => {},
         }
-        _ => {}
     }
-    content
-}
-
-fn claim_id(id: &str) -> Result<ClaimId, ApiError> {
-    ClaimId::parse(id).map_err(|_| ApiError::not_found())
 }
 
 /// `POST /console/claims/{id}/approve`: fields `permissions` (repeated) and `expires_at`.
@@ -303,87 +249,88 @@ pub(crate) async fn approve(
     form: Form,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let location = format!("/console/claims/{id}");
-    let outcome = async {
-        let id = claim_id(&id)?;
-        let expires_at = match form.get("expires_at") {
-            Some(value) => Some(html::parse_instant(value).ok_or_else(|| {
-                ApiError::invalid_field(
-                    "expires_at",
-                    "expires_at: expected a date and time, e.g. 2030-01-31T18:00 (UTC)",
-                )
-            })?),
-            None => None,
-        };
-        let input = ClaimApprovalInput {
-            expires_at,
-            permissions: Some(form.all("permissions")),
-        };
-        Ok::<_, ApiError>(
-            state
-                .mandate
-                .approve_claim(&caller.principal, &id, input, mandate_domain::now())
-                .await?,
-        )
-    }
-    .await;
-    after_change(&state, &location, outcome, |approved| {
-        format!(
-            "Approved {} with {}: client ID {}; {} of {} approved agents.",
-            approved.claim.agent_name,
-            permissions_text(
+    act(
+        &state,
+        &caller,
+        &format!("/console/claims/{id}"),
+        &id,
+        async |id: ClaimId| {
+            let expires_at = form
+                .get("expires_at")
+                .map(|value| form_instant("expires_at", value))
+                .transpose()?;
+            let input = ClaimApprovalInput {
+                expires_at,
+                permissions: Some(form.all("permissions")),
+            };
+            Ok::<_, ApiError>(
+                state
+                    .mandate
+                    .approve_claim(&caller.principal, &id, input, mandate_domain::now())
+                    .await?,
+            )
+        },
+        |approved| {
+            Done::said(format!(
+                "Approved {} with {}: client ID {}; {} of {} approved agents.",
+                approved.claim.agent_name,
+                permissions_text(
+                    approved
+                        .claim
+                        .permissions
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                ),
                 approved
                     .claim
-                    .permissions
-                    .iter()
-                    .map(|p| p.as_str().to_owned())
-            ),
-            approved
-                .claim
-                .client_id
-                .as_ref()
-                .map_or("-", |client| client.as_str()),
-            approved.approved_agents,
-            approved.max_agents
-        )
-    })
+                    .client_id
+                    .as_ref()
+                    .map_or("-", |client| client.as_str()),
+                approved.approved_agents,
+                approved.max_agents
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /console/claims/{id}/reject`.
 pub(crate) async fn reject(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
-    let location = format!("/console/claims/{id}");
-    let outcome = async {
-        let id = claim_id(&id)?;
-        Ok::<_, ApiError>(
+    act(
+        &state,
+        &caller,
+        &format!("/console/claims/{id}"),
+        &id,
+        async |id: ClaimId| {
             state
                 .mandate
                 .reject_claim(&caller.principal, &id, mandate_domain::now())
-                .await?,
-        )
-    }
-    .await;
-    after_change(&state, &location, outcome, |claim| {
-        format!("Rejected the claim of {}.", claim.agent_name)
-    })
+                .await
+        },
+        |claim| Done::said(format!("Rejected the claim of {}.", claim.agent_name)),
+    )
+    .await
 }
 
 /// `POST /console/claims/{id}/revoke`.
 pub(crate) async fn revoke(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
-    let location = format!("/console/claims/{id}");
-    let outcome = async {
-        let id = claim_id(&id)?;
-        Ok::<_, ApiError>(
+    act(
+        &state,
+        &caller,
+        &format!("/console/claims/{id}"),
+        &id,
+        async |id: ClaimId| {
             state
                 .mandate
                 .revoke_claim(&caller.principal, &id, mandate_domain::now())
-                .await?,
-        )
-    }
-    .await;
-    after_change(&state, &location, outcome, |claim| {
-        format!(
-            "Revoked {}: its client ID no longer works.",
-            claim.agent_name
-        )
-    })
+                .await
+        },
+        |claim| {
+            Done::said(format!(
+                "Revoked {}: its client ID no longer works.",
+                claim.agent_name
+            ))
+        },
+    )
+    .await
 }

@@ -1,9 +1,6 @@
 //! Client IDs: the list and the issuing form, one client ID with each permission granted or
 //! withdrawn on its own, and revocation behind a confirmation step.
 
-use std::fmt::Write as _;
-
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use mandate_domain::ids::ClientId;
 use mandate_domain::model::{Client, ClientStatus};
@@ -11,10 +8,12 @@ use mandate_domain::ports::PageRequest;
 use mandate_domain::principal::Principal;
 use mandate_domain::usecases::{ClientChange, NewClient, parse_permission};
 use mandate_domain::values::{Permission, PermissionSet};
+use maud::{Markup, html};
 
-use super::html::{self, escape, hidden, post_button};
-use super::{Caller, Flash, Form, after_change, page, redirect, refused};
+use super::layout::{self, post_button, time_element};
+use super::{Caller, Done, Flash, Form, act, respond, signed_in_page};
 use crate::error::ApiError;
+use crate::input::path_id;
 use crate::state::State;
 
 const LIST: &str = "/console/client-ids";
@@ -32,16 +31,12 @@ fn permissions_text(permissions: &PermissionSet) -> String {
     }
 }
 
-fn status_badge(status: ClientStatus) -> String {
+fn status_badge(status: ClientStatus) -> Markup {
     let class = match status {
         ClientStatus::Active => "paid",
         ClientStatus::Revoked => "closed",
     };
-    format!("<span class=\"badge {class}\">{}</span>", status.as_str())
-}
-
-fn client_id(id: &str) -> Result<ClientId, ApiError> {
-    ClientId::parse(id).map_err(|_| ApiError::not_found())
+    html! { span class={ "badge " (class) } { (status.as_str()) } }
 }
 
 /// `GET /console/client-ids`: every client ID the caller may see, and the issuing form.
@@ -56,7 +51,7 @@ pub(crate) async fn list(state: State, request: HttpRequest, caller: Caller) -> 
         .await
     {
         Ok(clients) => clients,
-        Err(error) => return html::error_page(&ApiError::from(error)),
+        Err(error) => return layout::error_page(&ApiError::from(error)),
     };
     // A platform picks the destination a new client ID is for.
     let destinations = match &caller.principal {
@@ -66,80 +61,72 @@ pub(crate) async fn list(state: State, request: HttpRequest, caller: Caller) -> 
             .await
         {
             Ok(destinations) => Some(destinations.data),
-            Err(error) => return html::error_page(&ApiError::from(error)),
+            Err(error) => return layout::error_page(&ApiError::from(error)),
         },
         _ => None,
     };
-    let mut content = String::from("<h1>Client IDs</h1>\n<ul class=\"rows\">\n");
-    for client in &clients.data {
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            content,
-            "<li><a class=\"mono\" href=\"{}\">{}</a>{}<span class=\"muted\">{} · {}</span></li>",
-            escape(&client_path(&client.id)),
-            escape(client.id.as_str()),
-            status_badge(client.status),
-            escape(client.label.as_deref().unwrap_or("no label")),
-            escape(&permissions_text(&client.permissions))
-        );
-    }
-    if clients.data.is_empty() {
-        content.push_str("<li class=\"muted\">No client ID yet.</li>\n");
-    }
-    content.push_str("</ul>\n");
-    content.push_str(&issue_form(&caller, destinations.as_deref()));
+    let content = html! {
+        h1 { "Client IDs" }
+        ul.rows {
+            @for client in &clients.data {
+                li {
+                    a.mono href=(client_path(&client.id)) { (client.id.as_str()) }
+                    (status_badge(client.status))
+                    span.muted {
+                        (client.label.as_deref().unwrap_or("no label")) " · "
+                        (permissions_text(&client.permissions))
+                    }
+                }
+            }
+            @if clients.data.is_empty() {
+                li.muted { "No client ID yet." }
+            }
+        }
+        (issue_form(&caller, destinations.as_deref()))
+    };
     let flash = Flash::of(&request);
-    page(
-        &request,
-        StatusCode::OK,
-        html::document("Client IDs", Some(&caller), flash.as_ref(), &content),
-    )
+    signed_in_page(&request, &caller, "Client IDs", flash.as_ref(), content)
 }
 
 fn issue_form(
     caller: &Caller,
     destinations: Option<&[mandate_domain::model::Destination]>,
-) -> String {
-    let mut form = format!(
-        "<h2>Issue a client ID</h2>\n<form method=\"post\" action=\"{LIST}\">{}",
-        html::csrf_field(caller)
-    );
-    if let Some(destinations) = destinations {
-        form.push_str("<label>Destination<select name=\"destination_id\" required>");
-        for destination in destinations {
-            let _ = write!(
-                form,
-                "<option value=\"{}\">{} ({})</option>",
-                escape(destination.id.as_str()),
-                escape(&destination.display_name),
-                escape(destination.slug.as_str())
-            );
-        }
-        form.push_str("</select></label>");
-    }
-    form.push_str(
-        "<label>Orchestrator (slug or id)<input type=\"text\" name=\"orchestrator\" required \
-         spellcheck=\"false\"></label><label>Label (optional)<input type=\"text\" \
-         name=\"label\"></label><fieldset><legend>Permissions</legend>",
-    );
+) -> Markup {
     let defaults = PermissionSet::default_for_new_client();
-    for permission in Permission::ALL {
-        let checked = if defaults.contains(permission) {
-            " checked"
-        } else {
-            ""
-        };
-        let _ = write!(
-            form,
-            "<label><input type=\"checkbox\" name=\"permissions\" value=\"{0}\"{checked}> {0}\
-             </label>",
-            escape(permission.as_str())
-        );
+    html! {
+        h2 { "Issue a client ID" }
+        form method="post" action=(LIST) {
+            (layout::csrf_field(caller))
+            @if let Some(destinations) = destinations {
+                label {
+                    "Destination"
+                    select name="destination_id" required {
+                        @for destination in destinations {
+                            option value=(destination.id.as_str()) {
+                                (destination.display_name) " (" (destination.slug.as_str()) ")"
+                            }
+                        }
+                    }
+                }
+            }
+            label {
+                "Orchestrator (slug or id)"
+                input type="text" name="orchestrator" required spellcheck="false";
+            }
+            label { "Label (optional)" input type="text" name="label"; }
+            fieldset {
+                legend { "Permissions" }
+                @for permission in Permission::ALL {
+                    label {
+                        input type="checkbox" name="permissions" value=(permission.as_str())
+                            checked[defaults.contains(permission)];
+                        " " (permission.as_str())
+                    }
+                }
+            }
+            div.actions { button type="submit" { "Issue" } }
+        }
     }
-    form.push_str(
-        "</fieldset><div class=\"actions\"><button type=\"submit\">Issue</button></div></form>\n",
-    );
-    form
 }
 
 /// `POST /console/client-ids`: fields `orchestrator`, `label`, `permissions` (repeated) and,
@@ -168,18 +155,15 @@ pub(crate) async fn issue(state: State, caller: Caller, form: Form) -> HttpRespo
         )
     }
     .await;
-    match outcome {
-        Ok(client) => redirect(
-            &state,
-            &client_path(&client.id),
-            &Flash::Done(format!(
-                "Issued client ID {} with {}.",
-                client.id,
-                permissions_text(&client.permissions)
-            )),
-        ),
-        Err(error) => refused(&state, LIST, &error),
-    }
+    let done = outcome.map(|client| {
+        Done::said(format!(
+            "Issued client ID {} with {}.",
+            client.id,
+            permissions_text(&client.permissions)
+        ))
+        .on(client_path(&client.id))
+    });
+    respond(&state, &caller, LIST, done)
 }
 
 /// `GET /console/client-ids/{id}`.
@@ -191,87 +175,70 @@ pub(crate) async fn show(
 ) -> HttpResponse {
     let client = match readable(&state, &caller, &id).await {
         Ok(client) => client,
-        Err(error) => return html::error_page(&error),
+        Err(error) => return layout::error_page(&error),
     };
     let content = render_client(&caller, &client);
     let flash = Flash::of(&request);
-    page(
+    signed_in_page(
         &request,
-        StatusCode::OK,
-        html::document(
-            &format!("Client ID {}", client.id),
-            Some(&caller),
-            flash.as_ref(),
-            &content,
-        ),
+        &caller,
+        &format!("Client ID {}", client.id),
+        flash.as_ref(),
+        content,
     )
 }
 
 async fn readable(state: &State, caller: &Caller, id: &str) -> Result<Client, ApiError> {
     Ok(state
         .mandate
-        .client(&caller.principal, &client_id(id)?)
+        .client(&caller.principal, &path_id(id, ClientId::parse)?)
         .await?)
 }
 
-fn render_client(caller: &Caller, client: &Client) -> String {
+fn render_client(caller: &Caller, client: &Client) -> Markup {
     let path = client_path(&client.id);
-    let mut content = format!(
-        "<p class=\"eyebrow\">Client ID</p>\n<h1 class=\"mono\">{}</h1>\n{}\n<dl>\n\
-         <dt>Label</dt><dd>{}</dd>\n<dt>Orchestrator</dt><dd class=\"mono\">{}</dd>\n\
-         <dt>Destination</dt><dd class=\"mono\">{}</dd>\n<dt>Issued</dt><dd>{}</dd>\n\
-         <dt>Last changed</dt><dd>{}</dd>\n",
-        escape(client.id.as_str()),
-        status_badge(client.status),
-        escape(client.label.as_deref().unwrap_or("no label")),
-        escape(client.orchestrator_id.as_str()),
-        escape(client.destination_id.as_str()),
-        html::at(client.created_at),
-        html::at(client.updated_at),
-    );
-    if let Some(key) = &client.agent_key {
-        let _ = writeln!(
-            content,
-            "<dt>Agent's key</dt><dd class=\"mono\">{}</dd>",
-            escape(key.as_str())
-        );
+    html! {
+        p.eyebrow { "Client ID" }
+        h1.mono { (client.id.as_str()) }
+        (status_badge(client.status))
+        dl {
+            dt { "Label" } dd { (client.label.as_deref().unwrap_or("no label")) }
+            dt { "Orchestrator" } dd.mono { (client.orchestrator_id.as_str()) }
+            dt { "Destination" } dd.mono { (client.destination_id.as_str()) }
+            dt { "Issued" } dd { (time_element(client.created_at)) }
+            dt { "Last changed" } dd { (time_element(client.updated_at)) }
+            @if let Some(key) = &client.agent_key {
+                dt { "Agent's key" } dd.mono { (key.as_str()) }
+            }
+        }
+        h2 { "Permissions" }
+        ul.rows {
+            @for permission in Permission::ALL {
+                @let granted = client.permissions.contains(permission);
+                li {
+                    span.mono { (permission.as_str()) }
+                    span.muted { (if granted { "granted" } else { "not granted" }) }
+                    @if client.status == ClientStatus::Active {
+                        @let (change, label, class) = if granted {
+                            ("withdraw", "Withdraw", "secondary")
+                        } else {
+                            ("grant", "Grant", "")
+                        };
+                        (post_button(
+                            caller,
+                            &format!("{path}/{change}"),
+                            &format!("{label} {permission}"),
+                            class,
+                            html! { input type="hidden" name="permission" value=(permission.as_str()); },
+                        ))
+                    }
+                }
+            }
+        }
+        @if client.status == ClientStatus::Active {
+            div.actions { a href={ (path) "/revoke" } { "Revoke this client ID…" } }
+        }
     }
-    content.push_str("</dl>\n<h2>Permissions</h2>\n<ul class=\"rows\">\n");
-    for permission in Permission::ALL {
-        let granted = client.permissions.contains(permission);
-        let action = match (client.status, granted) {
-            (ClientStatus::Revoked, _) => String::new(),
-            (ClientStatus::Active, true) => post_button(
-                caller,
-                &format!("{path}/withdraw"),
-                &format!("Withdraw {permission}"),
-                "secondary",
-                &hidden("permission", permission.as_str()),
-            ),
-            (ClientStatus::Active, false) => post_button(
-                caller,
-                &format!("{path}/grant"),
-                &format!("Grant {permission}"),
-                "",
-                &hidden("permission", permission.as_str()),
-            ),
-        };
-        let _ = writeln!(
-            content,
-            "<li><span class=\"mono\">{}</span><span class=\"muted\">{}</span>{action}</li>",
-            escape(permission.as_str()),
-            if granted { "granted" } else { "not granted" }
-        );
-    }
-    content.push_str("</ul>\n");
-    if client.status == ClientStatus::Active {
-        let _ = writeln!(
-            content,
-            "<div class=\"actions\"><a href=\"{}/revoke\">Revoke this client ID…</a></div>",
-            escape(&path)
-        );
-    }
-    content
 }
 
 /// The change of `POST …/grant` and `POST …/withdraw`: field `permission`.
@@ -283,30 +250,34 @@ async fn change_permission(
     change: fn(Permission) -> ClientChange,
     done: &'static str,
 ) -> HttpResponse {
-    let location = format!("{LIST}/{id}");
-    let outcome = async {
-        let id = client_id(id)?;
-        let permission =
-            parse_permission("permission", form.get("permission").unwrap_or_default())?;
-        let client = state
-            .mandate
-            .change_client(
-                &caller.principal,
-                &id,
-                change(permission),
-                mandate_domain::now(),
-            )
-            .await?;
-        Ok::<_, ApiError>((permission, client))
-    }
-    .await;
-    after_change(&state, &location, outcome, |(permission, client)| {
-        format!(
-            "{done} {permission}: {} now has {}.",
-            client.id,
-            permissions_text(&client.permissions)
-        )
-    })
+    act(
+        &state,
+        &caller,
+        &format!("{LIST}/{id}"),
+        id,
+        async |id: ClientId| {
+            let permission =
+                parse_permission("permission", form.get("permission").unwrap_or_default())?;
+            let client = state
+                .mandate
+                .change_client(
+                    &caller.principal,
+                    &id,
+                    change(permission),
+                    mandate_domain::now(),
+                )
+                .await?;
+            Ok::<_, ApiError>((permission, client))
+        },
+        |(permission, client)| {
+            Done::said(format!(
+                "{done} {permission}: {} now has {}.",
+                client.id,
+                permissions_text(&client.permissions)
+            ))
+        },
+    )
+    .await
 }
 
 /// `POST /console/client-ids/{id}/grant`.
@@ -338,29 +309,28 @@ pub(crate) async fn confirm_revoke(
 ) -> HttpResponse {
     let client = match readable(&state, &caller, &id).await {
         Ok(client) => client,
-        Err(error) => return html::error_page(&error),
+        Err(error) => return layout::error_page(&error),
     };
     let path = client_path(&client.id);
-    let content = format!(
-        "<h1>Revoke client ID {}?</h1>\n<p>The orchestrator {} loses this client ID at once, \
-         with every access token issued for it. A revoked client ID cannot be used again.</p>\n\
-         <div class=\"actions\">{}<a href=\"{}\">Keep it</a></div>\n",
-        escape(client.id.as_str()),
-        escape(client.orchestrator_id.as_str()),
-        post_button(
-            &caller,
-            &format!("{path}/revoke"),
-            "Revoke for good",
-            "danger",
-            &hidden("confirm", "yes")
-        ),
-        escape(&path)
-    );
-    page(
-        &request,
-        StatusCode::OK,
-        html::document("Revoke a client ID", Some(&caller), None, &content),
-    )
+    let content = html! {
+        h1 { "Revoke client ID " (client.id.as_str()) "?" }
+        p {
+            "The orchestrator " (client.orchestrator_id.as_str()) " loses this client ID at \
+             once, with every access token issued for it. A revoked client ID cannot be used \
+             again."
+        }
+        div.actions {
+            (post_button(
+                &caller,
+                &format!("{path}/revoke"),
+                "Revoke for good",
+                "danger",
+                html! { input type="hidden" name="confirm" value="yes"; },
+            ))
+            a href=(path) { "Keep it" }
+        }
+    };
+    signed_in_page(&request, &caller, "Revoke a client ID", None, content)
 }
 
 /// `POST /console/client-ids/{id}/revoke`: with `confirm=yes` from the confirmation step.
@@ -370,27 +340,29 @@ pub(crate) async fn revoke(
     form: Form,
     id: web::Path<String>,
 ) -> HttpResponse {
-    let location = format!("{LIST}/{id}");
-    let outcome = async {
-        let id = client_id(&id)?;
-        if form.get("confirm") != Some("yes") {
-            return Err(ApiError::invalid_field(
-                "confirm",
-                "confirm the revocation on its confirmation page first",
-            ));
-        }
-        Ok(state
-            .mandate
-            .change_client(
-                &caller.principal,
-                &id,
-                ClientChange::Revoke,
-                mandate_domain::now(),
-            )
-            .await?)
-    }
-    .await;
-    after_change(&state, &location, outcome, |client| {
-        format!("Revoked client ID {}.", client.id)
-    })
+    act(
+        &state,
+        &caller,
+        &format!("{LIST}/{id}"),
+        &id,
+        async |id: ClientId| {
+            if form.get("confirm") != Some("yes") {
+                return Err(ApiError::invalid_field(
+                    "confirm",
+                    "confirm the revocation on its confirmation page first",
+                ));
+            }
+            Ok(state
+                .mandate
+                .change_client(
+                    &caller.principal,
+                    &id,
+                    ClientChange::Revoke,
+                    mandate_domain::now(),
+                )
+                .await?)
+        },
+        |client| Done::said(format!("Revoked client ID {}.", client.id)),
+    )
+    .await
 }

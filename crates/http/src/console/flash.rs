@@ -30,6 +30,8 @@ pub(crate) enum Flash {
         text: String,
         /// The value shown once.
         secret: String,
+        /// What the API warned of, in its words (a payment link's `warnings`).
+        warning: Option<String>,
     },
 }
 
@@ -50,8 +52,14 @@ impl Flash {
         let (mark, text) = match self {
             Flash::Done(text) => ('+', text),
             Flash::Refused(text) => ('!', text),
-            Flash::Reveal { text, secret } => {
-                if let Some(sealed) = flash_key.and_then(|material| seal(material, text, secret)) {
+            Flash::Reveal {
+                text,
+                secret,
+                warning,
+            } => {
+                let sealed =
+                    flash_key.and_then(|material| seal(material, text, secret, warning.as_deref()));
+                if let Some(sealed) = sealed {
                     return sealed;
                 }
                 ('+', text)
@@ -75,10 +83,13 @@ impl Flash {
     }
 }
 
-fn seal(material: &str, text: &str, secret: &str) -> Option<String> {
+fn seal(material: &str, text: &str, secret: &str, warning: Option<&str>) -> Option<String> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let mut sealed = format!("{text}{SEPARATOR}{secret}").into_bytes();
+    if let Some(warning) = warning {
+        sealed.extend(format!("{SEPARATOR}{warning}").into_bytes());
+    }
     key(material)
         .seal_in_place_append_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -102,10 +113,12 @@ fn open(material: &str, sealed: &str) -> Option<Flash> {
         .open_in_place(nonce, Aad::from(CONTEXT), &mut sealed)
         .ok()?;
     let plain = std::str::from_utf8(plain).ok()?;
-    let (text, secret) = plain.split_once(SEPARATOR)?;
+    let mut parts = plain.splitn(3, SEPARATOR);
+    let (text, secret) = (parts.next()?, parts.next()?);
     Some(Flash::Reveal {
         text: text.to_owned(),
         secret: secret.to_owned(),
+        warning: parts.next().map(str::to_owned),
     })
 }
 
@@ -140,6 +153,7 @@ mod tests {
         let flash = Flash::Reveal {
             text: "Created endpoint we_1; its signing secret:".into(),
             secret: secret.into(),
+            warning: None,
         };
         let encoded = flash.encode(Some("session a"));
         assert!(cookie_safe(&encoded), "{encoded}");
@@ -157,6 +171,14 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         assert_eq!(Flash::decode(&tampered, Some("session a")), None);
+        let warned = Flash::Reveal {
+            text: "Created payment link pl_1; send the payer this address:".into(),
+            secret: "https://pay.example/pay/token".into(),
+            warning: Some("the destination has no payment_address".into()),
+        };
+        let encoded = warned.encode(Some("session a"));
+        assert!(!encoded.contains("payment_address"), "{encoded}");
+        assert_eq!(Flash::decode(&encoded, Some("session a")), Some(warned));
         // Without a session to seal to, only the message travels.
         assert_eq!(
             Flash::decode(&flash.encode(None), None),

@@ -1,14 +1,12 @@
 //! The ledger: the caller's entries, newest first, and the result of verifying the chain.
 
-use std::fmt::Write as _;
-
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 use mandate_domain::ports::PageRequest;
+use maud::html;
 
 use super::claims::fingerprint;
-use super::html::{self, escape};
-use super::{Caller, page};
+use super::layout::{self, time_element};
+use super::{Caller, signed_in_page};
 use crate::error::ApiError;
 use crate::state::State;
 
@@ -31,7 +29,7 @@ pub(crate) async fn show(state: State, request: HttpRequest, caller: Caller) -> 
     .await;
     let (check, entries) = match read {
         Ok(read) => read,
-        Err(error) => return html::error_page(&error),
+        Err(error) => return layout::error_page(&error),
     };
     let (class, verdict) = if check.valid {
         (
@@ -44,35 +42,28 @@ pub(crate) async fn show(state: State, request: HttpRequest, caller: Caller) -> 
             "The chain does NOT verify: an entry was changed, removed or reordered.",
         )
     };
-    let mut content = format!(
-        "<h1>Ledger</h1>\n<p class=\"flash {class}\">{}</p>\n<dl>\n<dt>Entries checked</dt>\
-         <dd>{}</dd>\n<dt>Newest hash</dt><dd class=\"mono\">{}</dd>\n</dl>\n\
-         <h2>Entries</h2>\n<ul class=\"rows\">\n",
-        escape(verdict),
-        check.entries,
-        escape(check.head.as_deref().unwrap_or("none")),
-    );
-    for entry in &entries.data {
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            content,
-            "<li><span>#{}</span><span class=\"badge closed\">{}</span><a class=\"mono\" \
-             href=\"/console/claims/{2}\">{2}</a><span class=\"muted mono\">{3}</span>\
-             <span class=\"muted\">{4}</span></li>",
-            entry.seq,
-            entry.action.as_str(),
-            escape(entry.claim_id.as_str()),
-            escape(&fingerprint(&entry.public_key)),
-            html::at(entry.at),
-        );
-    }
-    if entries.data.is_empty() {
-        content.push_str("<li class=\"muted\">No approval or revocation yet.</li>\n");
-    }
-    content.push_str("</ul>\n");
-    page(
-        &request,
-        StatusCode::OK,
-        html::document("Ledger", Some(&caller), None, &content),
-    )
+    let content = html! {
+        h1 { "Ledger" }
+        p class={ "flash " (class) } { (verdict) }
+        dl {
+            dt { "Entries checked" } dd { (check.entries) }
+            dt { "Newest hash" } dd.mono { (check.head.as_deref().unwrap_or("none")) }
+        }
+        h2 { "Entries" }
+        ul.rows {
+            @for entry in &entries.data {
+                li {
+                    span { "#" (entry.seq) }
+                    span.badge.closed { (entry.action.as_str()) }
+                    a.mono href={ "/console/claims/" (entry.claim_id.as_str()) } { (entry.claim_id.as_str()) }
+                    span.muted.mono { (fingerprint(&entry.public_key)) }
+                    span.muted { (time_element(entry.at)) }
+                }
+            }
+            @if entries.data.is_empty() {
+                li.muted { "No approval or revocation yet." }
+            }
+        }
+    };
+    signed_in_page(&request, &caller, "Ledger", None, content)
 }

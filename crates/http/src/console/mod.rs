@@ -11,7 +11,7 @@
 mod claims;
 mod clients;
 mod flash;
-mod html;
+mod layout;
 mod ledger;
 mod requests;
 mod session;
@@ -25,10 +25,12 @@ use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use mandate_domain::auth::AuthError;
 use mandate_domain::principal::Principal;
 
 use crate::error::ApiError;
+use crate::input::path_id;
 use crate::state::AppState;
 pub(crate) use flash::Flash;
 
@@ -207,14 +209,14 @@ async fn admit(access: Access, request: &mut ServiceRequest) -> Result<(), HttpR
         let body = request
             .extract::<web::Bytes>()
             .await
-            .map_err(|_| html::error_page(&ApiError::payload_too_large()))?;
+            .map_err(|_| layout::error_page(&ApiError::payload_too_large()))?;
         request.extensions_mut().insert(Form::parse(&body));
     }
     if access == Access::Public {
         return Ok(());
     }
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Err(html::error_page(&ApiError::internal(
+        return Err(layout::error_page(&ApiError::internal(
             &crate::state::MissingState,
         )));
     };
@@ -232,7 +234,7 @@ async fn admit(access: Access, request: &mut ServiceRequest) -> Result<(), HttpR
         .await
     {
         Ok(principal) => principal,
-        Err(AuthError::Store(error)) => return Err(html::error_page(&ApiError::from(error))),
+        Err(AuthError::Store(error)) => return Err(layout::error_page(&ApiError::from(error))),
         Err(_) => {
             let mut response = to_login();
             expire_cookie(&mut response, SESSION_COOKIE);
@@ -249,7 +251,7 @@ async fn admit(access: Access, request: &mut ServiceRequest) -> Result<(), HttpR
             sent.is_some_and(|sent| state.authenticator.console_csrf_matches(&token, &sent));
         if !matches {
             tracing::info!("console form refused: missing or foreign csrf_token");
-            return Err(html::error_page(&ApiError::forbidden(
+            return Err(layout::error_page(&ApiError::forbidden(
                 "this form was not sent from this session's console page: reload the page and \
                  try again",
             )));
@@ -336,21 +338,15 @@ impl Flash {
     }
 }
 
-/// 303 to `location`, which shows `flash` once.
+/// 303 to `location`, which shows `flash` once (a plain one: no session to seal it to).
 fn redirect(state: &AppState, location: &str, flash: &Flash) -> HttpResponse {
     flash_redirect(state, location, &flash.encode(None))
 }
 
-/// 303 to `location`, which shows `text` and, this once, `secret` to `caller`'s session only.
-fn reveal(
-    state: &AppState,
-    caller: &Caller,
-    location: &str,
-    text: String,
-    secret: String,
-) -> HttpResponse {
+/// 303 to `location`, which shows `flash` once; a value shown once is sealed to `caller`'s
+/// session only.
+fn tell(state: &AppState, caller: &Caller, location: &str, flash: &Flash) -> HttpResponse {
     let flash_key = state.authenticator.console_flash_key(&caller.session_token);
-    let flash = Flash::Reveal { text, secret };
     flash_redirect(state, location, &flash.encode(Some(&flash_key)))
 }
 
@@ -363,25 +359,99 @@ fn flash_redirect(state: &AppState, location: &str, encoded: &str) -> HttpRespon
     response
 }
 
-/// The answer to a change: back to `location` saying what was done, or why not. A refusal
-/// for an object the caller may not see is the 404 page, as in the API.
-fn after_change<T>(
+/// What a change did: the flash that says so, and the page to show it on when that is not
+/// the one the change was sent from.
+pub(crate) struct Done {
+    flash: Flash,
+    location: Option<String>,
+}
+
+impl Done {
+    /// Says `text`.
+    fn said(text: String) -> Self {
+        Self::showing(Flash::Done(text))
+    }
+
+    /// Shows `flash`.
+    fn showing(flash: Flash) -> Self {
+        Self {
+            flash,
+            location: None,
+        }
+    }
+
+    /// On the page at `location` instead.
+    fn on(self, location: String) -> Self {
+        Self {
+            location: Some(location),
+            ..self
+        }
+    }
+}
+
+/// Every change to an object of the path has this shape: its id (one that cannot be an id is
+/// the 404 page), the use case, then back to `location` saying what was done or why not.
+async fn act<Id, T, E>(
     state: &AppState,
+    caller: &Caller,
     location: &str,
-    outcome: Result<T, ApiError>,
-    done: impl FnOnce(T) -> String,
+    id: &str,
+    change: impl AsyncFnOnce(Id) -> Result<T, E>,
+    done: impl FnOnce(T) -> Done,
+) -> HttpResponse
+where
+    Id: TryFrom<String>,
+    ApiError: From<E>,
+{
+    let outcome = match path_id(id, |id| Id::try_from(id.to_owned())) {
+        Ok(id) => change(id).await.map_err(ApiError::from),
+        Err(error) => Err(error),
+    };
+    respond(state, caller, location, outcome.map(done))
+}
+
+/// The answer to a change: back to `location` (or where `Done` says) saying what was done, or
+/// why not.
+fn respond(
+    state: &AppState,
+    caller: &Caller,
+    location: &str,
+    outcome: Result<Done, ApiError>,
 ) -> HttpResponse {
     match outcome {
-        Ok(value) => redirect(state, location, &Flash::Done(done(value))),
+        Ok(done) => tell(
+            state,
+            caller,
+            done.location.as_deref().unwrap_or(location),
+            &done.flash,
+        ),
         Err(error) => refused(state, location, &error),
     }
+}
+
+/// An instant from a form: `datetime-local` (read as UTC) or RFC 3339; `field` names it in
+/// the refusal.
+fn form_instant(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(value) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+        .iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(value, format).ok())
+        .map(|naive| naive.and_utc())
+        .ok_or_else(|| {
+            ApiError::invalid_field(
+                field,
+                format!("{field}: expected a date and time, e.g. 2030-01-31T18:00 (UTC)"),
+            )
+        })
 }
 
 /// A refused change: back to `location` saying why, or the error page when there is nothing
 /// to go back to (an object the caller may not see, a failure on our side).
 fn refused(state: &AppState, location: &str, error: &ApiError) -> HttpResponse {
     if error.status_code_u16() == 404 || error.status_code_u16() >= 500 {
-        html::error_page(error)
+        layout::error_page(error)
     } else {
         redirect(state, location, &Flash::Refused(error.message().to_owned()))
     }
@@ -389,6 +459,21 @@ fn refused(state: &AppState, location: &str, error: &ApiError) -> HttpResponse {
 
 fn is_https(state: &AppState) -> bool {
     state.public_url.starts_with("https://")
+}
+
+/// A signed-in `caller`'s page at 200, showing `flash` once.
+fn signed_in_page(
+    request: &HttpRequest,
+    caller: &Caller,
+    title: &str,
+    flash: Option<&Flash>,
+    content: maud::Markup,
+) -> HttpResponse {
+    page(
+        request,
+        StatusCode::OK,
+        layout::document(title, Some(caller), flash, content),
+    )
 }
 
 /// An HTML answer: the page's status, and the flash it showed cleared.
@@ -407,6 +492,21 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn form_instants_read_as_utc() {
+        let at = form_instant("paid_at", "2030-01-31T18:00").unwrap();
+        assert_eq!(at.to_rfc3339(), "2030-01-31T18:00:00+00:00");
+        assert_eq!(
+            form_instant("paid_at", "2030-01-31T19:00:00+01:00").ok(),
+            Some(at)
+        );
+        let refused = form_instant("paid_at", "tomorrow").unwrap_err();
+        assert_eq!(
+            refused.message(),
+            "paid_at: expected a date and time, e.g. 2030-01-31T18:00 (UTC)"
+        );
+    }
 
     #[test]
     fn cookies_are_read_by_exact_name() {

@@ -7,8 +7,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use mandate_domain::auth::AuthError;
+use maud::html;
 
-use super::html;
+use super::layout;
 use super::{
     Caller, Flash, Form, LOGIN_PATH, SESSION_COOKIE, cookie_header, expire_cookie, page, redirect,
     set_cookie,
@@ -44,19 +45,26 @@ fn login_form(
         Some(text) => Some(Flash::Refused(text.to_owned())),
         None => Flash::of(request),
     };
-    let content = format!(
-        "<h1>Sign in to the console</h1>\n<p class=\"sub\">Use a platform key or a destination \
-         key. It is sent once, in this form, and never shown again.</p>\n\
-         <form method=\"post\" action=\"{LOGIN_PATH}\">{}\
-         <label>Key<input type=\"password\" name=\"key\" autocomplete=\"current-password\" \
-         required spellcheck=\"false\"></label>\
-         <div class=\"actions\"><button type=\"submit\">Sign in</button></div></form>\n",
-        html::hidden("next", next)
-    );
+    let content = html! {
+        h1 { "Sign in to the console" }
+        p.sub {
+            "Use a platform key or a destination key. It is sent once, in this form, and never \
+             shown again."
+        }
+        form method="post" action=(LOGIN_PATH) {
+            input type="hidden" name="next" value=(next);
+            label {
+                "Key"
+                input type="password" name="key" autocomplete="current-password" required
+                    spellcheck="false";
+            }
+            div.actions { button type="submit" { "Sign in" } }
+        }
+    };
     page(
         request,
         status,
-        html::document("Sign in", None, flash.as_ref(), &content),
+        layout::document("Sign in", None, flash.as_ref(), content),
     )
 }
 
@@ -118,7 +126,7 @@ pub(crate) async fn login(state: State, request: HttpRequest, form: Form) -> Htt
             );
             response
         }
-        Err(AuthError::Store(error)) => html::error_page(&ApiError::from(error)),
+        Err(AuthError::Store(error)) => layout::error_page(&ApiError::from(error)),
         Err(error) => {
             let error = ApiError::from(error);
             let status = actix_web::ResponseError::status_code(&error);
@@ -138,7 +146,7 @@ pub(crate) async fn logout(state: State, caller: Caller) -> HttpResponse {
         .close_console_session(&caller.session_token)
         .await
     {
-        return html::error_page(&ApiError::from(error));
+        return layout::error_page(&ApiError::from(error));
     }
     let mut response = redirect(&state, LOGIN_PATH, &Flash::Done("Signed out.".into()));
     expire_cookie(&mut response, SESSION_COOKIE);

@@ -2,19 +2,18 @@
 //! rotating its signing secret, sending it a test event, and sending a delivery's event again
 //! — through the API's use cases. A new secret is shown once, on the page after the redirect.
 
-use std::fmt::Write as _;
-
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use mandate_domain::ids::{DeliveryId, EndpointId};
 use mandate_domain::ports::PageRequest;
 use mandate_domain::usecases::{EndpointInput, ROTATION_GRACE_HOURS};
 use mandate_domain::webhooks::{Delivery, DeliveryStatus, WebhookEndpoint};
+use maud::{Markup, html};
 
-use super::html::{self, escape, post_button};
-use super::{Caller, Flash, Form, after_change, page, refused, reveal};
+use super::layout::{self, post_button};
+use super::{Caller, Done, Flash, Form, act, respond, signed_in_page};
 use crate::error::ApiError;
 use crate::handlers::webhooks::check_target;
+use crate::input::path_id;
 use crate::state::State;
 
 const LIST: &str = "/console/webhooks";
@@ -38,51 +37,50 @@ pub(crate) async fn list(state: State, request: HttpRequest, caller: Caller) -> 
         .await
     {
         Ok(endpoints) => endpoints,
-        Err(error) => return html::error_page(&ApiError::from(error)),
+        Err(error) => return layout::error_page(&ApiError::from(error)),
     };
-    let mut content = String::from("<h1>Webhook endpoints</h1>\n<ul class=\"rows\">\n");
-    for endpoint in &endpoints.data {
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            content,
-            "<li><a class=\"mono\" href=\"{}\">{}</a><span class=\"badge {}\">{}</span>\
-             <span class=\"muted\">{} · {}</span></li>",
-            escape(&endpoint_path(&endpoint.id)),
-            escape(&endpoint.url),
-            if endpoint.enabled { "paid" } else { "closed" },
-            if endpoint.enabled {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            escape(endpoint.id.as_str()),
-            escape(&endpoint.event_types.patterns().join(", "))
-        );
-    }
-    if endpoints.data.is_empty() {
-        content.push_str("<li class=\"muted\">No webhook endpoint yet.</li>\n");
-    }
-    content.push_str("</ul>\n");
-    content.push_str(&create_form(&caller));
+    let content = html! {
+        h1 { "Webhook endpoints" }
+        ul.rows {
+            @for endpoint in &endpoints.data {
+                li {
+                    a.mono href=(endpoint_path(&endpoint.id)) { (endpoint.url) }
+                    span class={ "badge " (if endpoint.enabled { "paid" } else { "closed" }) } {
+                        (if endpoint.enabled { "enabled" } else { "disabled" })
+                    }
+                    span.muted {
+                        (endpoint.id.as_str()) " · " (endpoint.event_types.patterns().join(", "))
+                    }
+                }
+            }
+            @if endpoints.data.is_empty() {
+                li.muted { "No webhook endpoint yet." }
+            }
+        }
+        (create_form(&caller))
+    };
     let flash = Flash::of(&request);
-    page(
-        &request,
-        StatusCode::OK,
-        html::document("Webhooks", Some(&caller), flash.as_ref(), &content),
-    )
+    signed_in_page(&request, &caller, "Webhooks", flash.as_ref(), content)
 }
 
-fn create_form(caller: &Caller) -> String {
-    format!(
-        "<h2>Add an endpoint</h2>\n<form method=\"post\" action=\"{LIST}\">{}\
-         <label>URL<input type=\"text\" name=\"url\" required spellcheck=\"false\" \
-         inputmode=\"url\" placeholder=\"https://\"></label>\
-         <label>Events (exact types, family.* or *, separated by spaces)<input type=\"text\" \
-         name=\"event_types\" value=\"*\" spellcheck=\"false\"></label>\
-         <label>Description (optional)<input type=\"text\" name=\"description\"></label>\
-         <div class=\"actions\"><button type=\"submit\">Add</button></div></form>\n",
-        html::csrf_field(caller)
-    )
+fn create_form(caller: &Caller) -> Markup {
+    html! {
+        h2 { "Add an endpoint" }
+        form method="post" action=(LIST) {
+            (layout::csrf_field(caller))
+            label {
+                "URL"
+                input type="text" name="url" required spellcheck="false" inputmode="url"
+                    placeholder="https://";
+            }
+            label {
+                "Events (exact types, family.* or *, separated by spaces)"
+                input type="text" name="event_types" value="*" spellcheck="false";
+            }
+            label { "Description (optional)" input type="text" name="description"; }
+            div.actions { button type="submit" { "Add" } }
+        }
+    }
 }
 
 /// `POST /console/webhooks`: fields `url`, `event_types` (separated by spaces or commas;
@@ -119,71 +117,71 @@ pub(crate) async fn create(state: State, caller: Caller, form: Form) -> HttpResp
         )
     }
     .await;
-    match outcome {
-        Ok(endpoint) => reveal(
-            &state,
-            &caller,
-            &endpoint_path(&endpoint.id),
-            format!(
+    let done = outcome.map(|endpoint| {
+        Done::showing(Flash::Reveal {
+            text: format!(
                 "Added endpoint {} for {}. Verify its deliveries' signatures with this \
                  signing secret:",
                 endpoint.id, endpoint.url
             ),
-            endpoint.secret,
-        ),
-        Err(error) => refused(&state, LIST, &error),
-    }
+            secret: endpoint.secret,
+            warning: None,
+        })
+        .on(endpoint_path(&endpoint.id))
+    });
+    respond(&state, &caller, LIST, done)
 }
 
 /// `POST /console/webhooks/{id}/rotate-secret`: the endpoint's page then shows the new
 /// secret, once.
 pub(crate) async fn rotate(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
-    let location = format!("{LIST}/{id}");
-    let outcome = async {
-        let id = EndpointId::parse(&id).map_err(|_| ApiError::not_found())?;
-        Ok::<_, ApiError>(
+    act(
+        &state,
+        &caller,
+        &format!("{LIST}/{id}"),
+        &id,
+        async |id: EndpointId| {
             state
                 .mandate
                 .rotate_endpoint_secret(&caller.principal, &id, mandate_domain::now())
-                .await?,
-        )
-    }
-    .await;
-    match outcome {
-        Ok(endpoint) => reveal(
-            &state,
-            &caller,
-            &location,
-            format!(
-                "Rotated the signing secret of {}: for {ROTATION_GRACE_HOURS} hours deliveries \
-                 carry a signature with the previous one too. The new one:",
-                endpoint.id
-            ),
-            endpoint.secret,
-        ),
-        Err(error) => refused(&state, &location, &error),
-    }
+                .await
+        },
+        |endpoint| {
+            Done::showing(Flash::Reveal {
+                text: format!(
+                    "Rotated the signing secret of {}: for {ROTATION_GRACE_HOURS} hours \
+                     deliveries carry a signature with the previous one too. The new one:",
+                    endpoint.id
+                ),
+                secret: endpoint.secret,
+                warning: None,
+            })
+        },
+    )
+    .await
 }
 
 /// `POST /console/webhooks/{id}/test`: a `webhook.test` event to this endpoint only.
 pub(crate) async fn test(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
-    let location = format!("{LIST}/{id}");
-    let outcome = async {
-        let id = EndpointId::parse(&id).map_err(|_| ApiError::not_found())?;
-        Ok::<_, ApiError>(
+    act(
+        &state,
+        &caller,
+        &format!("{LIST}/{id}"),
+        &id,
+        async |id: EndpointId| {
             state
                 .mandate
                 .test_endpoint(&caller.principal, &id, mandate_domain::now())
-                .await?,
-        )
-    }
-    .await;
-    after_change(&state, &location, outcome, |event| {
-        format!(
-            "Sent a webhook.test event ({}) to this endpoint; its delivery shows below.",
-            event.id
-        )
-    })
+                .await
+        },
+        |event| {
+            Done::said(format!(
+                "Sent a webhook.test event ({}) to this endpoint; its delivery shows below.",
+                event.id
+            ))
+        },
+    )
+    .await
 }
 
 /// `GET /console/webhooks/{id}`: one endpoint and its delivery log, newest first.
@@ -194,7 +192,7 @@ pub(crate) async fn show(
     id: web::Path<String>,
 ) -> HttpResponse {
     let found = async {
-        let id = EndpointId::parse(&id).map_err(|_| ApiError::not_found())?;
+        let id = path_id(&id, EndpointId::parse)?;
         let endpoint = state.mandate.endpoint(&caller.principal, &id).await?;
         let deliveries = state
             .mandate
@@ -205,109 +203,102 @@ pub(crate) async fn show(
     .await;
     let (endpoint, deliveries) = match found {
         Ok(found) => found,
-        Err(error) => return html::error_page(&error),
+        Err(error) => return layout::error_page(&error),
     };
     let content = render_endpoint(&caller, &endpoint, &deliveries);
     let flash = Flash::shown_to(&request, &state, &caller);
-    page(
+    signed_in_page(
         &request,
-        StatusCode::OK,
-        html::document("Webhook endpoint", Some(&caller), flash.as_ref(), &content),
+        &caller,
+        "Webhook endpoint",
+        flash.as_ref(),
+        content,
     )
 }
 
-fn render_endpoint(caller: &Caller, endpoint: &WebhookEndpoint, deliveries: &[Delivery]) -> String {
-    let mut content = format!(
-        "<p class=\"eyebrow\">Webhook endpoint {}</p>\n<h1 class=\"mono\">{}</h1>\n<dl>\n\
-         <dt>Events</dt><dd class=\"mono\">{}</dd>\n<dt>Description</dt><dd>{}</dd>\n\
-         <dt>State</dt><dd>{}</dd>\n</dl>\n<div class=\"actions\">{}{}</div>\n\
-         <h2>Deliveries</h2>\n<ul class=\"rows\">\n",
-        escape(endpoint.id.as_str()),
-        escape(&endpoint.url),
-        escape(&endpoint.event_types.patterns().join(", ")),
-        escape(endpoint.description.as_deref().unwrap_or("none")),
-        if endpoint.enabled {
-            "enabled"
-        } else {
-            "disabled"
-        },
-        post_button(
-            caller,
-            &format!("{}/test", endpoint_path(&endpoint.id)),
-            "Send a test event",
-            "",
-            ""
-        ),
-        post_button(
-            caller,
-            &format!("{}/rotate-secret", endpoint_path(&endpoint.id)),
-            "Rotate the signing secret",
-            "secondary",
-            ""
-        ),
-    );
-    for delivery in deliveries {
-        let class = match delivery.status {
-            DeliveryStatus::Succeeded => "paid",
-            DeliveryStatus::Failed => "closed",
-            DeliveryStatus::Pending | DeliveryStatus::Skipped => "partial",
-        };
-        let answer = delivery
-            .response_status
-            .map_or_else(|| "no answer".to_owned(), |status| format!("HTTP {status}"));
-        // A delivery still pending is sent anyway; only a finished one is worth sending again.
-        let retry = if delivery.status == DeliveryStatus::Pending {
-            String::new()
-        } else {
-            post_button(
+fn render_endpoint(caller: &Caller, endpoint: &WebhookEndpoint, deliveries: &[Delivery]) -> Markup {
+    let path = endpoint_path(&endpoint.id);
+    html! {
+        p.eyebrow { "Webhook endpoint " (endpoint.id.as_str()) }
+        h1.mono { (endpoint.url) }
+        dl {
+            dt { "Events" } dd.mono { (endpoint.event_types.patterns().join(", ")) }
+            dt { "Description" } dd { (endpoint.description.as_deref().unwrap_or("none")) }
+            dt { "State" } dd { (if endpoint.enabled { "enabled" } else { "disabled" }) }
+        }
+        div.actions {
+            (post_button(caller, &format!("{path}/test"), "Send a test event", "", html! {}))
+            (post_button(
                 caller,
-                &format!("/console/webhook-deliveries/{}/retry", delivery.id),
-                "Send again",
+                &format!("{path}/rotate-secret"),
+                "Rotate the signing secret",
                 "secondary",
-                "",
-            )
-        };
-        let _ = writeln!(
-            content,
-            "<li><span class=\"mono\">{}</span><span class=\"badge {class}\">{}</span>\
-             <span class=\"muted\">attempt {} · {} · event {} · {}</span>{retry}</li>",
-            escape(delivery.id.as_str()),
-            delivery.status.as_str(),
-            delivery.attempt,
-            escape(&answer),
-            escape(delivery.event_id.as_str()),
-            html::at(delivery.created_at),
-        );
+                html! {},
+            ))
+        }
+        h2 { "Deliveries" }
+        ul.rows {
+            @for delivery in deliveries {
+                (delivery_row(caller, delivery))
+            }
+            @if deliveries.is_empty() {
+                li.muted { "Nothing delivered yet." }
+            }
+        }
     }
-    if deliveries.is_empty() {
-        content.push_str("<li class=\"muted\">Nothing delivered yet.</li>\n");
+}
+
+fn delivery_row(caller: &Caller, delivery: &Delivery) -> Markup {
+    let class = match delivery.status {
+        DeliveryStatus::Succeeded => "paid",
+        DeliveryStatus::Failed => "closed",
+        DeliveryStatus::Pending | DeliveryStatus::Skipped => "partial",
+    };
+    let answer = delivery
+        .response_status
+        .map_or_else(|| "no answer".to_owned(), |status| format!("HTTP {status}"));
+    html! {
+        li {
+            span.mono { (delivery.id.as_str()) }
+            span class={ "badge " (class) } { (delivery.status.as_str()) }
+            span.muted {
+                "attempt " (delivery.attempt) " · " (answer) " · event "
+                (delivery.event_id.as_str()) " · " (layout::time_element(delivery.created_at))
+            }
+            // A delivery still pending is sent anyway; only a finished one is worth sending again.
+            @if delivery.status != DeliveryStatus::Pending {
+                (post_button(
+                    caller,
+                    &format!("/console/webhook-deliveries/{}/retry", delivery.id),
+                    "Send again",
+                    "secondary",
+                    html! {},
+                ))
+            }
+        }
     }
-    content.push_str("</ul>\n");
-    content
 }
 
 /// `POST /console/webhook-deliveries/{id}/retry`: back to the endpoint's log.
 pub(crate) async fn retry(state: State, caller: Caller, id: web::Path<String>) -> HttpResponse {
-    let outcome = async {
-        let id = DeliveryId::parse(&id).map_err(|_| ApiError::not_found())?;
-        Ok::<_, ApiError>(
+    act(
+        &state,
+        &caller,
+        LIST,
+        &id,
+        async |id: DeliveryId| {
             state
                 .mandate
                 .retry_delivery(&caller.principal, &id, mandate_domain::now())
-                .await?,
-        )
-    }
-    .await;
-    match outcome {
-        Ok(retry) => {
-            let location = endpoint_path(&retry.endpoint_id);
-            after_change(&state, &location, Ok::<_, ApiError>(retry), |retry| {
-                format!(
-                    "Sending event {} again: delivery {} (attempt {}).",
-                    retry.event_id, retry.id, retry.attempt
-                )
-            })
-        }
-        Err(error) => refused(&state, LIST, &error),
-    }
+                .await
+        },
+        |retry| {
+            Done::said(format!(
+                "Sending event {} again: delivery {} (attempt {}).",
+                retry.event_id, retry.id, retry.attempt
+            ))
+            .on(endpoint_path(&retry.endpoint_id))
+        },
+    )
+    .await
 }

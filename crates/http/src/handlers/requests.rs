@@ -204,6 +204,26 @@ pub async fn cancel(
     Ok(HttpResponse::Ok().json(&request))
 }
 
+/// What a payer could not do through the link of `token` as it stands, read back as the payer
+/// will see it: the answer to its creation (in the API and the console) warns of it.
+pub(crate) async fn payment_link_warnings(
+    state: &State,
+    token: &str,
+) -> Result<Vec<PaymentLinkWarning>, ApiError> {
+    match state
+        .mandate
+        .payment_page(token, mandate_domain::now())
+        .await
+    {
+        Ok(page) if page.destination.payment_address.is_none() => {
+            Ok(vec![PaymentLinkWarning::NO_PAYMENT_ADDRESS])
+        }
+        // A lifetime so short the link is already gone: no page is left to warn about.
+        Ok(_) | Err(PaymentPageError::NotFound | PaymentPageError::Gone) => Ok(Vec::new()),
+        Err(PaymentPageError::Store(error)) => Err(error.into()),
+    }
+}
+
 /// Creates a public, expiring payment link for the request.
 #[utoipa::path(post, path = "/v1/requests/{id}/payment-links", tag = "requests",
     request_body(content = CreatePaymentLink, description = "may be empty"),
@@ -225,19 +245,7 @@ pub async fn create_payment_link(
             mandate_domain::now(),
         )
         .await?;
-    // Read back as the payer will see it, so that the answer warns of what the page lacks.
-    let warnings = match state
-        .mandate
-        .payment_page(&token, mandate_domain::now())
-        .await
-    {
-        Ok(page) if page.destination.payment_address.is_none() => {
-            vec![PaymentLinkWarning::NO_PAYMENT_ADDRESS]
-        }
-        // A lifetime so short the link is already gone: no page is left to warn about.
-        Ok(_) | Err(PaymentPageError::NotFound | PaymentPageError::Gone) => Vec::new(),
-        Err(PaymentPageError::Store(error)) => return Err(error.into()),
-    };
+    let warnings = payment_link_warnings(&state, &token).await?;
     Ok(HttpResponse::Created().json(PaymentLinkCreated {
         id: link.id.to_string(),
         object: "payment_link",

@@ -86,7 +86,7 @@ def main():
         201,
         PaymentRequestView,
     )
-    assert created.amount == "42.5", created.amount
+    assert created.amount == "42.50", created.amount
     assert created.status == PaymentRequestStatus.OPEN, created.status
     replayed = create_payment_request.sync_detailed(
         client=client, body=body, idempotency_key=key
@@ -133,7 +133,7 @@ def main():
         200,
         PaymentPageView,
     )
-    assert shown.amount == "42.5" and shown.currency == "USDC-base", shown
+    assert shown.amount == "42.50" and shown.currency == "USDC-base", shown
 
     owner = AuthenticatedClient(
         base_url=BASE, token=DESTINATION_KEY, raise_on_unexpected_status=True
@@ -158,7 +158,7 @@ def main():
         PaymentRequestView,
     )
     assert paid.status == PaymentRequestStatus.PAID, paid.status
-    assert paid.amount_paid == "42.5", paid.amount_paid
+    assert paid.amount_paid == "42.50", paid.amount_paid
     print("journey: paid")
 
 
