@@ -706,7 +706,6 @@ async fn a_read_by_id_through_another_replica_is_refused_on_the_next_request_aft
     // A second key of the orchestrator, and a token it mints; the first key stays.
     let (second_id, second_key) = fx.second_key().await;
     let pairs = fx.credentials_with(&second_key);
-    let token = granted(&token_form(&fx.server, &pairs, None).await);
     let permission_path = format!("/v1/client-ids/{}/permissions", fx.client_id);
     let granted_read = fx
         .api
@@ -717,6 +716,8 @@ async fn a_read_by_id_through_another_replica_is_refused_on_the_next_request_aft
         )
         .await;
     assert_eq!(granted_read.status, 200, "{}", granted_read.body);
+    // Minted after the grant: a token's scope is the client ID's permissions when it is issued.
+    let token = granted(&token_form(&fx.server, &pairs, None).await);
     // The owner's request, which the client ID reads by its read:outgoing permission.
     let created = fx
         .create_request(&fx.tenant.destination_key, "outgoing")
